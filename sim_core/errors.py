@@ -1,0 +1,52 @@
+"""Typed exceptions of the simulator.
+
+Every error that a user can cause carries enough context to be fixed without reading code: the flag,
+field path, file and line involved. The service maps these onto 4xx answers and failed-job records.
+"""
+
+from __future__ import annotations
+
+
+class SimCoreError(Exception):
+    """Base class of every error raised on purpose by ``sim_core``."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+class ConfigError(SimCoreError):
+    """A simulation config that cannot describe a physical experiment."""
+
+
+class ArgumentError(SimCoreError):
+    """An unknown or malformed nanoBragg command-line flag."""
+
+    def __init__(self, message: str, *, flag: str | None = None):
+        super().__init__(message, field=flag)
+        self.flag = flag
+
+
+class InputFileError(SimCoreError):
+    """An input file (HKL, matrix, source list, mask) that is missing or malformed."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        super().__init__(message, field=field)
+        self.path = path
+        self.line = line
+
+
+class DeviceError(SimCoreError):
+    """The requested compute device is not available in this process."""
+
+
+class RenderCancelled(SimCoreError):
+    """The render was stopped between chunks by its cancel check."""
+
+    def __init__(self, message: str = "render cancelled"):
+        super().__init__(message)
