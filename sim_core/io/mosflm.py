@@ -1,0 +1,61 @@
+"""MOSFLM orientation matrices (``-mat``), read as nanoBragg reads them.
+
+nanoBragg takes the first nine numbers of the file (normally its first three lines; line breaks do
+not matter) as a 3x3 matrix whose rows are the x, y, z components and whose columns are a*, b*, c*
+multiplied by the wavelength (the MOSFLM "A matrix", dimensionless). The rest of the file (missetting
+angles, U matrix, cell) is ignored. Unlike nanoBragg, which keeps zeros where ``fscanf`` fails, a
+missing or non-numeric value is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Union
+
+import numpy as np
+
+from ..errors import InputFileError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
+
+
+def read_mosflm_matrix(path: PathLike) -> np.ndarray:
+    """The 3x3 float64 A matrix: ``A[i, j]`` is component i (x, y, z) of a*, b*, c* (j) times
+    the wavelength.
+
+    Raises:
+        InputFileError: missing file, a non-numeric value among the first nine (line named), or
+            fewer than nine numbers.
+    """
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read().decode("latin-1")
+    except FileNotFoundError as exc:
+        raise InputFileError(f"{name}: matrix file not found", path=name) from exc
+    except OSError as exc:
+        raise InputFileError(f"{name}: cannot read matrix file ({exc.strerror or exc})",
+                             path=name) from exc
+    values: list[float] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        for token in line.split():
+            if not _NUMBER.match(token):
+                raise InputFileError(f"{name} line {number}: expected a number of the 3x3 A "
+                                     f"matrix, got '{token[:40]}'", path=name, line=number)
+            values.append(float(token))
+            if len(values) == 9:
+                return np.array(values, dtype=np.float64).reshape(3, 3)
+    raise InputFileError(f"{name}: expected 9 numbers (a 3x3 A matrix on three lines), found "
+                         f"{len(values)}", path=name)
+
+
+def reciprocal_vectors(a_matrix: np.ndarray, wavelength_m: float) -> np.ndarray:
+    """a*, b*, c* in 1/Angstrom as rows of a (3, 3) array: the columns of the A matrix divided by
+    the wavelength in Angstrom (nanoBragg's ``vector_scale(..., 1e-10/lambda0)``)."""
+    return np.asarray(a_matrix, dtype=np.float64).T * (1e-10 / wavelength_m)
+
+
+__all__ = ["read_mosflm_matrix", "reciprocal_vectors"]
