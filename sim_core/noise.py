@@ -51,8 +51,9 @@ def poisson_noise(float_image: np.ndarray, seed: int | SeedCell, *, adc_offset: 
         roi: inclusive (xmin, xmax, ymin, ymax) bounds on the fast and slow indices, or None for the
             whole image. Bounds past the image edge are allowed, as in C.
         rng: the process-wide generator state to use (and advance); a fresh one when None. A fresh one
-            gives the C result whenever the seed is <= 0 in C terms (any positive ``-seed``), since
-            such a seed reloads the shuffle table.
+            gives the C result whenever ``-seed`` is >= 0 (``idum <= 0``), since such a seed reloads
+            the shuffle table. A negative ``-seed`` continues the table that the C program's mosaic
+            domains (always generated before the noise) left behind: pass that ``CRandom``.
 
     Returns:
         The uint16 image, the photon sum and the overload count.

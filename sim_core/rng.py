@@ -313,7 +313,8 @@ def mosaic_rotation_umat(mosaicity: float, rng: CRandom, seed: SeedCell) -> np.n
     r3 = 2.0 * rng.ran1(seed) - 1.0
 
     xyrad = math.sqrt(1.0 - r2 * r2)
-    # float * powf(float, float): numpy float32 scalar arithmetic calls the C library's powf
+    # float * powf(float, float). Keep these numpy *scalars*: scalar float32 ``**`` calls the C
+    # library's powf, whereas numpy's vectorised float32 power differs from it in the last bit.
     rot = float(np.float32(mosaicity) * (np.float32(1.0 - r3 * r3) ** np.float32(1.0 / 3.0)))
 
     v1 = xyrad * math.sin(math.pi * r1)

@@ -240,3 +240,22 @@ def test_random_misset_angles_rebuild_the_random_rotation():
     expected = math.fmod(90.0 * (1 - r3 * r3) ** (1 / 3), 2 * math.pi)
     expected = min(expected, 2 * math.pi - expected)
     assert _angle(u) == pytest.approx(expected, abs=1e-4)
+
+
+def test_mosaic_angle_uses_libm_powf():
+    ctypes = pytest.importorskip("ctypes")
+    import ctypes.util
+
+    name = ctypes.util.find_library("m")
+    if name is None:
+        pytest.skip("no C math library to compare with")
+    powf = ctypes.CDLL(name).powf
+    powf.restype, powf.argtypes = ctypes.c_float, [ctypes.c_float, ctypes.c_float]
+    spread = f32(math.radians(0.6))
+    rng, cell = CRandom(), SeedCell(-777)
+    ref, rcell = ReferenceRan1(), [-777]
+    for _ in range(300):
+        u = mosaic_rotation_umat(spread, rng, cell)
+        r3 = [2.0 * ref.draw(rcell) - 1.0 for _ in range(3)][2]
+        want = f32(spread * powf(f32(1.0 - r3 * r3), f32(1.0 / 3.0)))
+        assert _angle(u) == pytest.approx(want, rel=1e-9, abs=1e-15)
