@@ -188,6 +188,16 @@ class Detector(_Model):
         return _nonzero(info.field_name, v)
 
     @model_validator(mode="after")
+    def _custom_only(self) -> "Detector":
+        if self.convention != "custom":
+            for name in ("fdet_vector", "sdet_vector", "odet_vector", "twotheta_axis",
+                         "pix0_vector_m"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} needs convention='custom' (the {self.convention} "
+                                     "convention sets its own axes)")
+        return self
+
+    @model_validator(mode="after")
     def _pivot_matches_convention(self) -> "Detector":
         fixed = {"mosflm": "beam", "adxv": "beam", "denzo": "beam", "xds": "sample", "dials": "sample"}
         want = fixed.get(self.convention)
@@ -262,6 +272,13 @@ class SimulationConfig(_Model):
         if self.crystal.cell is None and self.crystal.matrix_file is None:
             raise ValueError("crystal: give a unit cell (crystal.cell) or an orientation matrix "
                              "(crystal.matrix_file)")
+        if self.detector.convention != "custom":
+            for path, value in (("beam.beam_vector", self.beam.beam_vector),
+                                ("beam.polar_vector", self.beam.polar_vector),
+                                ("crystal.spindle_axis", self.crystal.spindle_axis)):
+                if value is not None:
+                    raise ValueError(f"{path} needs detector.convention='custom' (the "
+                                     f"{self.detector.convention} convention sets its own axes)")
         if self.structure_factors.hkl_file is None and self.structure_factors.default_F == 0:
             raise ValueError("structure_factors: give an HKL file (structure_factors.hkl_file) or a "
                              "non-zero structure_factors.default_F")

@@ -1,0 +1,145 @@
+"""``nanobragg``: the C program's command line on the PyTorch simulator.
+
+    nanobragg -cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 100 \\
+              -detpixels 256 -floatfile float.bin -nonoise
+
+It writes the same files with the same names and defaults as nanoBragg (floatimage.bin, intimage.img,
+image.pgm, noiseimage.img unless -nonoise, Fdump.bin after reading -hkl), prints a summary of what it
+rendered, and shows progress on renders that take more than a couple of seconds. Our own flags:
+``-dtype float64|float32``, ``-device auto|cpu|cuda``, ``-phi_mode default|c-parity``,
+``-trace_pixel S F`` (repeatable), ``-trace_file PATH``, ``-memory_mb N``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+from .errors import ArgumentError, SimCoreError
+
+USAGE = """usage: nanobragg [nanoBragg flags]   (e.g. -mat A.mat -hkl P1.hkl -distance 100)
+       nanobragg -help   for the list of flags
+"""
+
+
+class _Progress:
+    """Percent lines on stderr, only for renders that run longer than ``after`` seconds."""
+
+    def __init__(self, enabled: bool, after: float = 2.0):
+        self.enabled = enabled
+        self.after = after
+        self.t0 = time.monotonic()
+        self.last = -1.0
+        self.shown = False
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, fraction: float):
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.t0 < self.after or now - self.last < 0.5 and fraction < 1.0:
+            return
+        self.last = now
+        self.shown = True
+        end = "\r" if self.tty and fraction < 1.0 else "\n"
+        eta = (now - self.t0) * (1 - fraction) / fraction if fraction > 0 else float("nan")
+        sys.stderr.write(f"{fraction * 100:5.1f}% done, {eta:6.1f} s left{end}")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.shown and self.tty:
+            sys.stderr.write("\n")
+
+
+def _summary(result, report, wrote: list[str]) -> str:
+    exp = result.experiment
+    det = exp.detector
+    cfg = result.config
+    cr = exp.crystal
+    st = result.image_stats
+    s = exp.sampling
+    lines = [
+        f"{det.convention} convention, pivot about the {det.pivot}",
+        "unit cell: %g %g %g %g %g %g (A, deg)" % tuple(cr.cell_report["cell_A_deg"]),
+        f"crystal: {cr.Na}x{cr.Nb}x{cr.Nc} cells, {cfg.crystal.shape} shape",
+        f"detector: {det.fpixels}x{det.spixels} pixels of {float(det.pixel_size) * 1e3:g} mm, "
+        f"distance {float(det.distance) * 1e3:g} mm (close {float(det.close_distance) * 1e3:g} mm)",
+        f"  Fbeam={float(det.Fbeam):g} Sbeam={float(det.Sbeam):g}  Fclose={float(det.Fclose):g} "
+        f"Sclose={float(det.Sclose):g} m",
+        f"wavelength {cfg.beam.wavelength_A:g} A, {exp.sources.count} sources, "
+        f"{s.mosaic_domains} mosaic domains over {math.degrees(s.mosaic_spread):g} deg, "
+        f"{s.phi_steps} phi steps from {math.degrees(s.phi0):g} to "
+        f"{math.degrees(s.phi0 + s.osc):g} deg",
+        f"{exp.oversample}x{exp.oversample} subpixels, {s.thickness.steps} sensor layers, "
+        f"{exp.evaluations_per_pixel} evaluations per pixel, {result.stats.evaluations:,} in all",
+        f"rendered on {result.device} in {result.dtype}: {result.elapsed_s:.3f} s, "
+        f"{result.evaluations_per_second / 1e6:.1f} M evaluations/s",
+        f"max_I = {st.max_I:g} at pixel (slow {st.max_slow}, fast {st.max_fast})",
+        f"mean= {st.mean:g} rms= {st.rms:g} rmsd= {st.rmsd:g}",
+    ]
+    if report.int_scale is not None:
+        lines.append(f"intfile_scale = {report.int_scale:g}")
+    if report.noise is not None:
+        lines.append(f"{report.noise.photons:.0f} photons on noise image "
+                     f"({report.noise.overloads} overloads)")
+    lines += [f"wrote {w}" for w in wrote]
+    return "\n".join(lines)
+
+
+def run(argv: list[str]) -> int:
+    from .experiment import is_fdump, local_files
+    from .nanobragg_args import parse_nanobragg_args
+    from .outputs import write_nanobragg_files
+    from .simulate import simulate
+
+    if not argv or argv[0] in ("-h", "-help", "--help"):
+        from .nanobragg_args import EXTENSION_FLAGS
+        sys.stdout.write(USAGE)
+        sys.stdout.write("see docs/sim_core.md; our own flags: " + " ".join(EXTENSION_FLAGS) + "\n")
+        return 0 if argv else 2
+    parsed = parse_nanobragg_args(argv, base_dir=Path("."), allow_fdump=True)
+    for w in parsed.warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
+    config = parsed.config
+    progress = _Progress(parsed.progress)
+    result = simulate(config, local_files("."), progress=progress)
+    progress.close()
+    for note in result.experiment.notes:
+        print(f"note: {note}", file=sys.stderr)
+    report = write_nanobragg_files(result, ".")
+    wrote = [f"{p} ({kind})" for kind, p in report.paths.items()]
+    hkl = config.structure_factors.hkl_file
+    if hkl and not is_fdump(Path(hkl)) and result.experiment.hkl_grid is not None:
+        from .io.hkl import write_fdump
+        write_fdump("Fdump.bin", result.experiment.hkl_grid)
+        wrote.append("Fdump.bin (structure factor cache)")
+    if result.traces:
+        text = "".join(t.text for t in result.traces)
+        if parsed.trace_file:
+            Path(parsed.trace_file).write_text(text)
+            wrote.append(f"{parsed.trace_file} (traces)")
+        else:
+            sys.stdout.write(text)
+    print(_summary(result, report, wrote))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return run(argv)
+    except ArgumentError as exc:
+        print(f"nanobragg: error: {exc}", file=sys.stderr)
+        return 2
+    except SimCoreError as exc:
+        print(f"nanobragg: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nanobragg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,520 @@
+"""The render loop: pixels in chunks, every evaluation of a chunk as tensor arithmetic.
+
+An evaluation is one (thickness layer, subpixel, source, phi step, mosaic domain) of one pixel; nanoBragg
+runs them as nested loops in that order. Here a chunk holds P pixels; the first three loop levels are
+flattened into a *loop* axis (``l = (t * S + s) * K + k``) and the last two into an *orientation* axis
+(``o = f * M + m``). Everything that depends on the pixel and the loop (position, solid angle,
+absorption, polarization, scattering vector q) is computed once per (pixel, loop); the Miller indices of
+all orientations come from one matrix product of q with the stacked cell matrices; the lattice and
+structure factors are elementwise; the sum runs over orientations, then loops.
+
+Memory: a chunk is split into *blocks* (a contiguous range of loops, and of orientations when one loop
+alone is too big) so that the working set stays under the memory budget whatever the counts.
+
+Sequence-dependent behaviour of the C program is reproduced with global evaluation keys
+``(pixel rank, loop, orientation)``:
+
+* with any ``-oversample_thick/polar/omega`` flag the C program multiplies its running sum by the
+  factor after every evaluation (``I = (I + term) * f``); blocks are processed in sequence order and
+  carry that product;
+* the tricubic interpolation turns itself off at the first out-of-range point (``interp_trigger``);
+* in ``c-parity`` phi mode the very first loop of a render sees the unrotated cell at phi = 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from . import physics
+from .errors import RenderCancelled
+from .experiment import Experiment
+from .geometry.rotations import rotate_axis
+
+ProgressFn = Callable[[float], None]
+CancelFn = Callable[[], bool]
+
+_NO_KEY = (1 << 62)
+
+
+@dataclass
+class SequenceState:
+    """Global positions of the C program's order-dependent events (``_NO_KEY`` when none)."""
+
+    #: first evaluation whose tricubic neighbourhood leaves the HKL grid
+    interp_trigger: int = _NO_KEY
+    #: first loop (pixel rank * loops + loop) that is not skipped by dmin
+    first_loop: int = _NO_KEY
+    interp_resolved: bool = False
+    first_loop_resolved: bool = False
+
+
+@dataclass
+class RenderStats:
+    pixels: int = 0
+    evaluations: int = 0
+    chunks: int = 0
+    chunk_pixels: int = 0
+    blocks: int = 0
+    sequence: SequenceState = field(default_factory=SequenceState)
+
+
+class Recorder:
+    """Collects the intermediate tensors of one traced pixel (the engine fills it)."""
+
+    def __init__(self):
+        self.blocks: list[dict[str, torch.Tensor]] = []
+        self.pixel: dict[str, torch.Tensor] = {}
+
+    def block(self, **tensors):
+        self.blocks.append({k: v.detach().to("cpu", torch.float64) if v.is_floating_point()
+                            else v.detach().cpu() for k, v in tensors.items()})
+
+    def final(self, **tensors):
+        for k, v in tensors.items():
+            self.pixel[k] = v.detach().to("cpu", torch.float64)
+
+    def cat(self, name: str, dim: int = 1) -> torch.Tensor:
+        return torch.cat([b[name] for b in self.blocks if name in b], dim=dim)
+
+
+class Engine:
+    """Renders an :class:`Experiment` on one device in one dtype."""
+
+    def __init__(self, exp: Experiment, *, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float64, memory_budget_mb: int | None = None,
+                 target_chunk_evals: int | None = None):
+        self.exp = exp
+        self.device = torch.device(device)
+        self.dtype = dtype
+        budget = memory_budget_mb or exp.config.run.memory_budget_mb
+        self.budget_bytes = int(budget) * (1 << 20)
+        if target_chunk_evals is None:
+            target_chunk_evals = (1 << 24) if self.device.type == "cuda" else (1 << 19)
+        self.target_chunk_evals = target_chunk_evals
+        self._prepare()
+
+    # -- setup ------------------------------------------------------------------------------------
+    def _t(self, x) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            return x.to(device=self.device, dtype=self.dtype)
+        return torch.as_tensor(x, device=self.device, dtype=self.dtype)
+
+    def _prepare(self):
+        exp, det = self.exp, self.exp.detector
+        cfg = exp.config
+        self.F_pixels = det.fpixels
+        self.O = exp.oversample
+        self.S = self.O * self.O
+        self.T = exp.thick_steps
+        self.K = exp.sources.count
+        self.n_orient = exp.orientations
+        self.L = self.T * self.S * self.K
+        self.pix0 = self._t(det.pix0)
+        self.fdet = self._t(det.fdet)
+        self.sdet = self._t(det.sdet)
+        self.odet = self._t(det.odet)
+        self.beam = self._t(det.beam)
+        self.polar_axis = self._t(det.polar)
+        self.pixel_size = self._t(det.pixel_size)
+        self.subpixel = self.pixel_size / self.O
+        self.distance = self._t(det.distance)
+        self.close_distance = self._t(det.close_distance)
+        self.incident = self._t(exp.sources.incident)
+        self.lambdas = self._t(exp.sources.wavelengths)
+        self.cells = self._stack_cells(exp.cell_matrices)
+        self.cells_fresh = (None if exp.cell_matrices_fresh is None
+                            else self._stack_cells(exp.cell_matrices_fresh))
+        cr = exp.crystal
+        self.a_star = self._t(cr.a_star)
+        self.b_star = self._t(cr.b_star)
+        self.c_star = self._t(cr.c_star)
+        self.Na, self.Nb, self.Nc = cr.Na, cr.Nb, cr.Nc
+        self.shape_kind = cfg.crystal.shape
+        self.fudge = cfg.crystal.fudge
+        self.sf = exp.structure_factors.to(self.dtype, self.device)
+        self.interpolate = exp.interpolate
+        self.kahn = cfg.beam.polarization
+        self.nopolar = cfg.beam.polarization_off
+        self.dmin = cfg.sampling.dmin_A * 1e-10
+        thick = exp.sampling.thickness
+        self.thick_step = thick.step
+        self.thick = thick.range
+        self.mu = exp.sampling.detector_mu
+        self.I_bg = exp.water_I_bg
+        self.water = cfg.background.water_um > 0
+        self.scale = physics.R_E_SQR * exp.fluence / exp.steps
+        self.ov_thick = cfg.sampling.oversample_thick
+        self.ov_polar = cfg.sampling.oversample_polar
+        self.ov_omega = cfg.sampling.oversample_omega
+        self.recurrence = self.ov_thick or self.ov_polar or self.ov_omega
+        self.curved = det.curved
+        self.point_pixel = det.point_pixel
+        # per-loop decomposition l -> (t, s, k) and subpixel offsets
+        loops = torch.arange(self.L, device=self.device)
+        self.loop_t = loops // (self.S * self.K)
+        self.loop_s = (loops // self.K) % self.S
+        self.loop_k = loops % self.K
+        self.sub_f = (self.loop_s % self.O).to(self.dtype)
+        self.sub_s = (self.loop_s // self.O).to(self.dtype)
+        #: the loop whose absorption the C program keeps: last layer, first subpixel, first source
+        self._capture_loop = (self.T - 1) * self.S * self.K
+
+    def _stack_cells(self, cells: torch.Tensor) -> torch.Tensor:
+        """(n, 3, 3) cell matrices -> (3, 3 * n) so that ``q @ it`` gives h, k, l blocks."""
+        c = self._t(cells)
+        return c.permute(2, 1, 0).reshape(3, 3 * c.shape[0]).contiguous()
+
+    # -- sizing -----------------------------------------------------------------------------------
+    def bytes_per_evaluation(self) -> int:
+        item = torch.finfo(self.dtype).bits // 8
+        per = 14 * item
+        if self.sf.has_grid:
+            per += 5 * 8
+        if self.interpolate:
+            per += 12 * item + 4 * 8
+        if self.recurrence:
+            per += 4 * item
+        return per
+
+    def plan(self, n_pixels: int) -> tuple[int, int, int]:
+        """(pixels per chunk, loops per block, orientations per block) within the budget."""
+        per_eval = self.bytes_per_evaluation()
+        per_loop = 64 * (torch.finfo(self.dtype).bits // 8)
+        max_evals = max(1, min(self.budget_bytes // per_eval, self.target_chunk_evals))
+        n_o = self.n_orient
+        if n_o > max_evals:
+            return 1, 1, max(1, max_evals)
+        loops_fit = max(1, max_evals // n_o)
+        if self.L > loops_fit:
+            return 1, loops_fit, n_o
+        pixels = max(1, min(n_pixels, max_evals // (n_o * self.L),
+                            self.budget_bytes // max(1, per_loop * self.L)))
+        return pixels, self.L, n_o
+
+    # -- pixel-level geometry ---------------------------------------------------------------------
+    def _loop_geometry(self, fp: torch.Tensor, sp: torch.Tensor, loops: torch.Tensor):
+        """Positions and derived per-(pixel, loop) quantities for loops ``loops`` of pixels fp, sp."""
+        sub_f = self.sub_f[loops]
+        sub_s = self.sub_s[loops]
+        Fdet = self.subpixel * (fp[:, None] * self.O + sub_f[None, :]) + self.subpixel / 2.0
+        Sdet = self.subpixel * (sp[:, None] * self.O + sub_s[None, :]) + self.subpixel / 2.0
+        Odet = (self.loop_t[loops].to(self.dtype) * self.thick_step)[None, :]
+        pos = (Fdet[..., None] * self.fdet + Sdet[..., None] * self.sdet
+               + Odet[..., None] * self.odet + self.pix0)
+        if self.curved:
+            # every pixel at the same distance: the flat y and z coordinates become angles
+            start = (self.distance * self.beam).expand_as(pos)
+            turned = rotate_axis(start, self.sdet, pos[..., 1] / self.distance)
+            pos = rotate_axis(turned, self.fdet, pos[..., 2] / self.distance)
+        airpath = torch.linalg.vector_norm(pos, dim=-1)
+        diffracted = pos / airpath[..., None]
+        omega = physics.solid_angle(self.pixel_size, airpath, self.close_distance,
+                                    self.point_pixel)
+        if self.thick > 0 or self.ov_thick:
+            parallax = (diffracted * self.odet).sum(-1)
+            layer = self.loop_t[loops].to(self.dtype)[None, :]
+            capture = physics.capture_fraction(layer, self.thick_step, self.mu, parallax)
+        else:
+            capture = torch.ones_like(airpath)
+        k = self.loop_k[loops]
+        incident = self.incident[k]  # (Lb, 3)
+        lam = self.lambdas[k]
+        q = (diffracted - incident) / lam[:, None]
+        if self.dmin > 0:
+            stol = 0.5 * torch.linalg.vector_norm(q, dim=-1)
+            skip = (stol > 0) & (self.dmin > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol)))
+        else:
+            skip = torch.zeros(q.shape[:-1], dtype=torch.bool, device=self.device)
+        if self.nopolar:
+            polar = torch.ones_like(airpath)
+        else:
+            polar = physics.polarization_factor(self.kahn, incident.expand_as(diffracted),
+                                                diffracted, self.polar_axis)
+        return dict(pos=pos, airpath=airpath, diffracted=diffracted, omega=omega,
+                    capture=capture, incident=incident, lam=lam, q=q, skip=skip, polar=polar)
+
+    # -- orientation-level arithmetic --------------------------------------------------------------
+    def _lattice(self, hkl: torch.Tensor, signed: bool):
+        """F_latt (..., n_o) from Miller indices (..., 3, n_o), plus the pieces a trace prints."""
+        h, k, l = hkl[..., 0, :], hkl[..., 1, :], hkl[..., 2, :]
+        h0, k0, l0 = physics.nearest_index(h), physics.nearest_index(k), physics.nearest_index(l)
+        parts = {}
+        if self.shape_kind == "square":
+            F_latt = None
+            for name, x, n, N in (("a", h, h0, self.Na), ("b", k, k0, self.Nb),
+                                  ("c", l, l0, self.Nc)):
+                if N > 1:
+                    r = physics.sincg_fractional(x - n, N)
+                    if signed:
+                        r = r * physics.sincg_sign(n, N)
+                    parts[name] = r
+                    F_latt = r if F_latt is None else F_latt * r
+            if F_latt is None:
+                F_latt = torch.ones_like(h)
+        else:
+            dh, dk, dl = h - h0, k - k0, l - l0
+            if self.shape_kind == "round":
+                F_latt = physics.lattice_round(dh, dk, dl, self.Na, self.Nb, self.Nc, self.fudge)
+            else:
+                rad = physics.reciprocal_distance_sqr(dh, dk, dl, self.a_star, self.b_star,
+                                                      self.c_star, self.Na, self.Nb, self.Nc)
+                fn = physics.lattice_gauss if self.shape_kind == "gauss" else physics.lattice_tophat
+                F_latt = fn(rad, self.Na, self.Nb, self.Nc, self.fudge)
+        return F_latt, (h0, k0, l0), parts
+
+    def _cell_factor(self, hkl, rounded, keys: Optional[torch.Tensor], state: SequenceState,
+                     active: Optional[torch.Tensor]):
+        """F_cell (..., n_o): tricubic before the C program's fallback point, nearest node after."""
+        h0, k0, l0 = rounded
+        if self.sf.constant:
+            return None
+        nearest = self.sf.nearest(h0, k0, l0)
+        if not self.interpolate or keys is None:
+            return nearest
+        trig = state.interp_trigger
+        h, k, l = hkl[..., 0, :], hkl[..., 1, :], hkl[..., 2, :]
+        tric = self.sf.tricubic(h, k, l)
+        # the C program sets default_F at the trigger point, but then (interpolation now off)
+        # immediately overwrites it with the nearest node: the trigger point gets nearest too
+        return torch.where(keys < trig, tric, nearest)
+
+    # -- the chunk --------------------------------------------------------------------------------
+    def render_chunk(self, pixels: torch.Tensor, ranks: torch.Tensor, state: SequenceState,
+                     plan: tuple[int, int, int], recorder: Recorder | None = None,
+                     stats: RenderStats | None = None) -> torch.Tensor:
+        """Final intensities of ``pixels`` (linear indices; ``ranks`` = their render order)."""
+        _, loops_per_block, o_per_block = plan
+        P = pixels.shape[0]
+        fp = (pixels % self.F_pixels).to(self.dtype)
+        sp = (pixels // self.F_pixels).to(self.dtype)
+        I = torch.full((P,), self.I_bg, device=self.device, dtype=self.dtype)
+        polar_first = torch.zeros(P, device=self.device, dtype=self.dtype)
+        polar_found = torch.zeros(P, dtype=torch.bool, device=self.device)
+        last_polar = polar_first
+        omega_first = capture_last = omega_last = capture_last_loop = None
+        need_keys = self.interpolate or self.cells_fresh is not None
+        for l0 in range(0, self.L, loops_per_block):
+            loops = torch.arange(l0, min(self.L, l0 + loops_per_block), device=self.device)
+            g = self._loop_geometry(fp, sp, loops)
+            Lb = loops.shape[0]
+            skip = g["skip"]
+            # pixel-level factors with the C program's "first computed" / "last computed" values
+            if l0 == 0:
+                omega_first = g["omega"][:, 0]
+            if l0 <= self._capture_loop < l0 + Lb:
+                capture_last = g["capture"][:, self._capture_loop - l0]
+            omega_last = g["omega"][:, -1]
+            capture_last_loop = g["capture"][:, -1]
+            live = ~skip
+            first_here = torch.argmax(live.to(torch.int8), dim=1)
+            any_here = live.any(dim=1)
+            take = any_here & ~polar_found
+            polar_first = torch.where(take, g["polar"].gather(1, first_here[:, None])[:, 0],
+                                      polar_first)
+            polar_found = polar_found | any_here
+            last_live = Lb - 1 - torch.argmax(live.flip(1).to(torch.int8), dim=1)
+            last_polar = torch.where(any_here, g["polar"].gather(1, last_live[:, None])[:, 0],
+                                     last_polar)
+            # loop factor of the C program's running product (oversample flags only)
+            if self.recurrence:
+                f_loop = torch.ones_like(g["airpath"])
+                if self.ov_thick:
+                    f_loop = f_loop * g["capture"]
+                if self.ov_polar:
+                    f_loop = f_loop * g["polar"]
+                if self.ov_omega:
+                    f_loop = f_loop * g["omega"]
+            q = g["q"].reshape(-1, 3)
+            loop_keys = (ranks[:, None] * self.L + loops[None, :]) if need_keys else None
+            for o0 in range(0, self.n_orient, o_per_block):
+                o1 = min(self.n_orient, o0 + o_per_block)
+                n_o = o1 - o0
+                cells = self._cells_block(self.cells, o0, o1)
+                hkl = (q @ cells).view(P, Lb, 3, n_o)
+                if self.cells_fresh is not None and state.first_loop != _NO_KEY:
+                    hkl = self._fresh_first_loop(hkl, q, loop_keys, state, o0, o1, P, Lb)
+                F_latt, rounded, parts = self._lattice(hkl, signed=recorder is not None)
+                keys = None
+                if self.interpolate:
+                    keys = (loop_keys[..., None] * self.n_orient
+                            + torch.arange(o0, o1, device=self.device))
+                F_cell = self._cell_factor(hkl, rounded, keys, state, None)
+                lat2 = F_latt * F_latt
+                term = lat2 if F_cell is None else F_cell * F_cell * lat2
+                if F_cell is None and self.sf.default_F != 1.0:
+                    term = term * (self.sf.default_F * self.sf.default_F)
+                if self.recurrence:
+                    dropped = skip[..., None] | ((F_latt == 0) & (not self.water))
+                    term = torch.where(dropped, torch.zeros_like(term), term)
+                    gfac = torch.where(dropped, torch.ones_like(term),
+                                       f_loop[..., None].expand_as(term))
+                    gflat = gfac.reshape(P, -1)
+                    w = torch.flip(torch.cumprod(torch.flip(gflat, [1]), dim=1), [1])
+                    I = I * w[:, 0] + (term.reshape(P, -1) * w).sum(1)
+                else:
+                    part = term.sum(-1)
+                    if self.dmin > 0:
+                        part = torch.where(skip, torch.zeros_like(part), part)
+                    I = I + part.sum(-1)
+                if recorder is not None:
+                    loop_data = {} if o0 else dict(
+                        pos=g["pos"], airpath=g["airpath"], diffracted=g["diffracted"],
+                        omega=g["omega"], capture=g["capture"], incident=g["incident"],
+                        lam=g["lam"], q=g["q"], skip=skip, polar=g["polar"])
+                    recorder.block(loops=loops, o0=torch.tensor(o0), hkl=hkl, F_latt=F_latt,
+                                   F_cell=F_cell if F_cell is not None
+                                   else torch.full_like(F_latt, self.sf.default_F),
+                                   h0=rounded[0], k0=rounded[1], l0=rounded[2],
+                                   **{f"F_latt_{k}": v for k, v in parts.items()}, **loop_data)
+                if stats is not None:
+                    stats.blocks += 1
+        factor = torch.full_like(I, self.scale)
+        if not self.ov_thick:
+            factor = factor * (capture_last if capture_last is not None else 1.0)
+        if not self.ov_polar:
+            factor = factor * polar_first
+        if not self.ov_omega:
+            factor = factor * omega_first
+        result = I * factor
+        if recorder is not None:
+            recorder.final(I=I, result=result, polar_first=polar_first, last_polar=last_polar,
+                           omega_first=omega_first, omega_last=omega_last,
+                           capture_last=capture_last if capture_last is not None
+                           else torch.ones_like(I), capture_last_loop=capture_last_loop)
+        return result
+
+    def _cells_block(self, cells: torch.Tensor, o0: int, o1: int) -> torch.Tensor:
+        if o0 == 0 and o1 == self.n_orient:
+            return cells
+        n = self.n_orient
+        return cells.view(3, 3, n)[:, :, o0:o1].reshape(3, -1)
+
+    def _fresh_first_loop(self, hkl, q, loop_keys, state, o0, o1, P, Lb):
+        """c-parity: the first loop of the render uses the unrotated cell at phi == 0."""
+        sel = loop_keys == state.first_loop  # (P, Lb)
+        if not bool(sel.any()):
+            return hkl
+        fresh = (q @ self._cells_block(self.cells_fresh, o0, o1)).view(P, Lb, 3, o1 - o0)
+        return torch.where(sel[..., None, None], fresh, hkl)
+
+    # -- sequence pre-passes ----------------------------------------------------------------------
+    def resolve_sequence(self, pixels: torch.Tensor, ranks: torch.Tensor, state: SequenceState,
+                         plan, upto_rank: int | None = None):
+        """Find the order-dependent events among ``pixels`` (in rank order) not yet resolved."""
+        if self.cells_fresh is not None and not state.first_loop_resolved:
+            _, loops_per_block, _ = plan
+            fp = (pixels % self.F_pixels).to(self.dtype)
+            sp = (pixels // self.F_pixels).to(self.dtype)
+            for l0 in range(0, self.L, loops_per_block):
+                loops = torch.arange(l0, min(self.L, l0 + loops_per_block), device=self.device)
+                live = ~self._loop_geometry(fp, sp, loops)["skip"]
+                if bool(live.any()):
+                    keys = ranks[:, None] * self.L + loops[None, :]
+                    cand = int(torch.where(live, keys, torch.full_like(keys, _NO_KEY)).min())
+                    state.first_loop = min(state.first_loop, cand)
+            if state.first_loop != _NO_KEY:
+                state.first_loop_resolved = True
+        if self.interpolate and not state.interp_resolved:
+            trig = self._find_interp_trigger(pixels, ranks, state, plan)
+            if trig != _NO_KEY:
+                state.interp_trigger = trig
+                state.interp_resolved = True
+
+    def _find_interp_trigger(self, pixels, ranks, state, plan) -> int:
+        _, loops_per_block, o_per_block = plan
+        P = pixels.shape[0]
+        fp = (pixels % self.F_pixels).to(self.dtype)
+        sp = (pixels // self.F_pixels).to(self.dtype)
+        best = _NO_KEY
+        for l0 in range(0, self.L, loops_per_block):
+            loops = torch.arange(l0, min(self.L, l0 + loops_per_block), device=self.device)
+            g = self._loop_geometry(fp, sp, loops)
+            Lb = loops.shape[0]
+            q = g["q"].reshape(-1, 3)
+            loop_keys = ranks[:, None] * self.L + loops[None, :]
+            for o0 in range(0, self.n_orient, o_per_block):
+                o1 = min(self.n_orient, o0 + o_per_block)
+                hkl = (q @ self._cells_block(self.cells, o0, o1)).view(P, Lb, 3, o1 - o0)
+                if self.cells_fresh is not None and state.first_loop != _NO_KEY:
+                    hkl = self._fresh_first_loop(hkl, q, loop_keys, state, o0, o1, P, Lb)
+                F_latt, _, _ = self._lattice(hkl, signed=False)
+                out = self.sf.interpolation_out_of_range(hkl[..., 0, :], hkl[..., 1, :],
+                                                         hkl[..., 2, :])
+                out = out & ~g["skip"][..., None]
+                if not self.water:
+                    out = out & (F_latt != 0)
+                if bool(out.any()):
+                    keys = loop_keys[..., None] * self.n_orient + torch.arange(
+                        o0, o1, device=self.device)
+                    cand = int(torch.where(out, keys, torch.full_like(keys, _NO_KEY)).min())
+                    best = min(best, cand)
+        return best
+
+    # -- whole image ------------------------------------------------------------------------------
+    def render(self, progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+               *, pixel_subset: np.ndarray | None = None, state: SequenceState | None = None,
+               recorders: dict[int, Recorder] | None = None) -> tuple[torch.Tensor, RenderStats]:
+        """Render the image (slow, fast); returns it with the run statistics."""
+        exp = self.exp
+        order = exp.render_pixels()
+        n = order.size
+        stats = RenderStats(pixels=int(n), evaluations=int(n) * exp.evaluations_per_pixel)
+        state = state or SequenceState()
+        stats.sequence = state
+        plan = self.plan(max(1, n))
+        stats.chunk_pixels = plan[0]
+        S, F = exp.shape
+        if pixel_subset is not None:
+            wanted = np.asarray(pixel_subset, dtype=np.int64)
+            ranks_np = np.searchsorted(order, wanted)
+            if np.any(ranks_np >= order.size) or np.any(order[np.minimum(ranks_np, order.size - 1)]
+                                                         != wanted):
+                raise ValueError("a requested pixel is outside the rendered region (ROI or mask)")
+            # the order-dependent events can only come from earlier pixels: scan those first
+            if (self.interpolate and not state.interp_resolved) or (
+                    self.cells_fresh is not None and not state.first_loop_resolved):
+                upto = int(ranks_np.max()) + 1 if ranks_np.size else 0
+                self._scan_sequence(order[:upto], np.arange(upto), state, plan, cancel)
+            order, ranks_all = wanted, ranks_np
+        else:
+            ranks_all = np.arange(n, dtype=np.int64)
+        values = []
+        idx_all = torch.as_tensor(order, device=self.device, dtype=torch.long)
+        rk_all = torch.as_tensor(ranks_all, device=self.device, dtype=torch.long)
+        chunk = plan[0] if pixel_subset is None else 1
+        total = max(1, order.size)
+        for start in range(0, order.size, chunk):
+            if cancel is not None and cancel():
+                raise RenderCancelled()
+            pix = idx_all[start:start + chunk]
+            rk = rk_all[start:start + chunk]
+            if pixel_subset is None:
+                self.resolve_sequence(pix, rk, state, plan)
+            rec = None
+            if recorders is not None:
+                rec = recorders.get(int(pix[0])) if pix.shape[0] == 1 else None
+            values.append(self.render_chunk(pix, rk, state, plan, rec, stats))
+            stats.chunks += 1
+            if progress is not None:
+                progress(min(1.0, (start + pix.shape[0]) / total))
+        image = torch.zeros(S * F, device=self.device, dtype=self.dtype)
+        if values:
+            image = image.index_put((idx_all,), torch.cat(values))
+        return image.view(S, F), stats
+
+    def _scan_sequence(self, order, ranks, state, plan, cancel):
+        chunk = plan[0]
+        for start in range(0, order.size, chunk):
+            if cancel is not None and cancel():
+                raise RenderCancelled()
+            pix = torch.as_tensor(order[start:start + chunk], device=self.device)
+            rk = torch.as_tensor(ranks[start:start + chunk], device=self.device)
+            self.resolve_sequence(pix, rk, state, plan)
+            if ((not self.interpolate or state.interp_resolved)
+                    and (self.cells_fresh is None or state.first_loop_resolved)):
+                return

@@ -1,0 +1,101 @@
+"""X-ray sources: a divergence x dispersion grid, or a list read from a source file.
+
+Every source is a unit direction (pointing from the sample towards the source, as nanoBragg stores
+it) and a wavelength. The weights of a source file are read but, as in nanoBragg, not used: every
+source counts once and the image is divided by the number of sources.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..sampling import ResolvedSampling
+from .rotations import rotate_axis
+
+
+@dataclass
+class Sources:
+    directions: torch.Tensor  # (K, 3) unit vectors towards the sources
+    wavelengths: torch.Tensor  # (K,) metres
+    divergence_points: int
+    from_file: bool
+
+    @property
+    def count(self) -> int:
+        return int(self.directions.shape[0])
+
+    @property
+    def incident(self) -> torch.Tensor:
+        """Unit vectors along the incident beam (from the source to the sample)."""
+        return -self.directions
+
+
+def divergence_points(s: ResolvedSampling, round_div: bool) -> list[tuple[float, float]]:
+    """The (hdiv, vdiv) grid points nanoBragg keeps, in its order."""
+    pts = []
+    h, v = s.hdiv, s.vdiv
+    for i in range(h.steps):
+        for j in range(v.steps):
+            hdiv = h.step * i - h.range / 2.0
+            vdiv = v.step * j - v.range / 2.0
+            if not round_div or _inside_ellipse(h, v, hdiv, vdiv):
+                pts.append((hdiv, vdiv))
+    return pts
+
+
+def _inside_ellipse(h, v, hdiv: float, vdiv: float) -> bool:
+    """nanoBragg's elliptical trim; a zero range gives a NaN test (as 0/0 in C) that keeps the point."""
+    def term(x, step, steps, rng):
+        num = x * x - step * step / 4.0 * (1 - steps % 2)
+        if rng == 0.0:
+            return math.nan if num == 0.0 else math.copysign(math.inf, num)
+        return num / rng / rng
+
+    test = term(hdiv, h.step, h.steps, h.range) + term(vdiv, v.step, v.steps, v.range)
+    return not (test * 4.0 > 1.1)
+
+
+def generated_sources(s: ResolvedSampling, beam: torch.Tensor, polar: torch.Tensor,
+                      vert: torch.Tensor, wavelength_m, *, round_div: bool,
+                      source_distance: float = 10.0) -> Sources:
+    pts = divergence_points(s, round_div)
+    dirs = []
+    for hdiv, vdiv in pts:
+        vec = -source_distance * beam
+        vec = rotate_axis(vec, polar, vdiv)
+        vec = rotate_axis(vec, vert, hdiv)
+        dirs.append(vec)
+    d = s.dispersion
+    lam_factors = torch.tensor([1.0 + d.step * i - d.range / 2.0 for i in range(d.steps)],
+                               dtype=torch.float64)
+    lambdas = wavelength_m * lam_factors
+    directions = []
+    wavelengths = []
+    for vec in dirs:
+        unit = vec / torch.linalg.vector_norm(vec)
+        for k in range(d.steps):
+            directions.append(unit)
+            wavelengths.append(lambdas[k])
+    return Sources(directions=torch.stack(directions), wavelengths=torch.stack(wavelengths),
+                   divergence_points=len(pts), from_file=False)
+
+
+def file_sources(rows: list, beam: torch.Tensor, wavelength_m, *,
+                 source_distance: float = 10.0) -> Sources:
+    """Sources from the rows of a source file (``X Y Z weight lambda``; missing values are None)."""
+    directions, wavelengths = [], []
+    for row in rows:
+        row = list(row) + [None] * (5 - len(row))
+        default = -source_distance * beam
+        vec = torch.stack([torch.as_tensor(row[i], dtype=torch.float64) if row[i] is not None
+                           else default[i] for i in range(3)])
+        n = torch.linalg.vector_norm(vec)
+        directions.append(vec / n if float(n) != 0 else vec)
+        lam = row[4]
+        wavelengths.append(torch.as_tensor(lam, dtype=torch.float64) if lam is not None
+                           else torch.as_tensor(wavelength_m, dtype=torch.float64))
+    return Sources(directions=torch.stack(directions), wavelengths=torch.stack(wavelengths),
+                   divergence_points=0, from_file=True)

@@ -1,0 +1,117 @@
+"""The files of a render: nanoBragg's float, SMV int, SMV noise and PGM images, and a PNG preview.
+
+Each writer takes a :class:`~sim_core.simulate.SimulationResult`. Files are written to a temporary
+name in the target folder and renamed, so that a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .io.floatimage import write_float_image
+from .io.pgm import auto_pgm_scale, write_pgm
+from .io.png import write_png_preview
+from .io.smv import SmvGeometry, auto_int_scale, int_image, write_smv
+from .noise import NoiseResult, poisson_noise
+
+
+@dataclass
+class OutputReport:
+    paths: dict[str, Path]
+    int_scale: float | None = None
+    pgm_scale: float | None = None
+    noise: NoiseResult | None = None
+
+
+def smv_geometry(result) -> SmvGeometry:
+    exp = result.experiment
+    det = exp.detector
+    s = exp.sampling
+    return SmvGeometry(
+        fpixels=det.fpixels, spixels=det.spixels, pixel_size_m=float(det.pixel_size),
+        distance_m=float(det.distance),
+        wavelength_m=float(result.config.beam.wavelength_A) * 1e-10,
+        xbeam_m=float(det.Xbeam), ybeam_m=float(det.Ybeam), fbeam_m=float(det.Fbeam),
+        sbeam_m=float(det.Sbeam), detsize_s_m=float(det.detsize_s),
+        dials_origin_mm=tuple(float(x) for x in det.dials_origin_mm), orgx=float(det.ORGX),
+        orgy=float(det.ORGY), close_distance_m=float(det.close_distance), phi0_rad=s.phi0,
+        osc_rad=s.osc, twotheta_rad=float(det.twotheta))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_path(path: Path):
+    """A temporary path beside ``path`` (rename it onto ``path`` once complete)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return Path(tmp)
+
+
+def _atomic(path: Path, write) -> Path:
+    tmp = atomic_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def int_scale_of(result) -> float:
+    return result.config.outputs.int_scale or auto_int_scale(result.image_stats.max_I)
+
+
+def write_outputs(result, directory: Path | str, *, float_file: str | None = None,
+                  int_file: str | None = None, noise_file: str | None = None,
+                  pgm_file: str | None = None, png_file: str | None = None) -> OutputReport:
+    """Write the requested files into ``directory``; names of None are skipped."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = result.config.outputs
+    exp = result.experiment
+    paths: dict[str, Path] = {}
+    report = OutputReport(paths=paths)
+    image = result.image
+    roi = exp.roi
+    if float_file:
+        paths["float"] = _atomic(out / float_file, lambda p: write_float_image(p, image))
+    scale = int_scale_of(result)
+    report.int_scale = scale
+    geom = smv_geometry(result)
+    if int_file:
+        ints = int_image(image, scale, cfg.adc_offset, roi)
+        paths["int"] = _atomic(out / int_file, lambda p: write_smv(p, ints, geom))
+    if pgm_file:
+        pscale = cfg.pgm_scale or auto_pgm_scale(result.image_stats.rmsd, scale)
+        report.pgm_scale = pscale
+        paths["pgm"] = _atomic(out / pgm_file, lambda p: write_pgm(p, image, pscale, roi))
+    if noise_file:
+        noise = poisson_noise(image, result.config.noise.seed, adc_offset=cfg.adc_offset, roi=roi,
+                              rng=exp.rng)
+        report.noise = noise
+        paths["noise"] = _atomic(out / noise_file, lambda p: write_smv(p, noise.image, geom))
+    if png_file:
+        paths["png"] = _atomic(out / png_file, lambda p: write_png_preview(p, image))
+    return report
+
+
+def write_nanobragg_files(result, directory: Path | str = ".") -> OutputReport:
+    """The files the C program would write for this config, under its names."""
+    o = result.config.outputs
+    return write_outputs(result, directory, float_file=o.float_file, int_file=o.int_file,
+                         noise_file=o.noise_file, pgm_file=o.pgm_file)
+
+
+__all__ = ["write_outputs", "write_nanobragg_files", "smv_geometry", "OutputReport", "atomic_path",
+           "int_scale_of"]

@@ -1,0 +1,129 @@
+"""Physics functions of the render loop, elementwise on tensors of any shape, dtype and device.
+
+Lattice transforms (the four crystal shapes), Kahn polarization, solid angle, detector absorption and
+the scaling constants, each written the way nanoBragg evaluates it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .geometry.rotations import unitize
+
+#: Thomson cross section of the electron, m^2 (r_e^2)
+R_E_SQR = 7.94079248018965e-30
+AVOGADRO = 6.02214179e23
+#: forward structure factor and molecular weight of water
+WATER_F = 2.57
+WATER_MW = 18.0
+#: scale of the round-crystal transform: sqrt of the volume ratio of a cube and a sphere
+ROUND_XTAL_SCALE = 0.723601254558268
+GAUSS_WIDTH = 0.63
+TOPHAT_RADIUS_SQR = 0.3969
+
+
+def nearest_index(h: torch.Tensor) -> torch.Tensor:
+    """nanoBragg's rounding to the nearest Miller index, ``ceil(h - 0.5)`` (halves round down)."""
+    return torch.ceil(h - 0.5)
+
+
+def sincg(x: torch.Tensor, N) -> torch.Tensor:
+    """Fourier transform of a row of N unit cells: ``sin(N x) / sin(x)``, N at x = 0."""
+    safe = torch.where(x == 0, torch.ones_like(x), x)
+    return torch.where(x == 0, torch.full_like(x, float(N)), torch.sin(N * safe) / torch.sin(safe))
+
+
+def sincg_fractional(delta: torch.Tensor, N: int) -> torch.Tensor:
+    """``sincg(pi*h, N)`` up to its sign, from the offset ``delta = h - nearest_index(h)``.
+
+    sin(N pi (n + d)) / sin(pi (n + d)) = (-1)^(n (N - 1)) sin(N pi d) / sin(pi d) for integer N, so
+    the squared transform depends on the small offset only. Working with ``delta`` keeps the argument
+    of the sines small, which makes float32 renders much more accurate near Bragg peaks.
+    """
+    x = math.pi * delta
+    safe = torch.where(x == 0, torch.ones_like(x), x)
+    return torch.where(x == 0, torch.full_like(x, float(N)), torch.sin(N * safe) / torch.sin(safe))
+
+
+def sincg_sign(n: torch.Tensor, N: int) -> torch.Tensor:
+    """The sign (-1)^(n (N - 1)) that turns ``sincg_fractional`` into ``sincg(pi*h, N)``."""
+    if N % 2 == 1:
+        return torch.ones_like(n)
+    return 1.0 - 2.0 * torch.remainder(n, 2.0)
+
+
+def sinc3(x: torch.Tensor) -> torch.Tensor:
+    """Fourier transform of a sphere, ``3 (sin x / x - cos x) / x^2``, 1 at x = 0."""
+    safe = torch.where(x == 0, torch.ones_like(x), x)
+    val = 3.0 * (torch.sin(safe) / safe - torch.cos(safe)) / (safe * safe)
+    return torch.where(x == 0, torch.ones_like(x), val)
+
+
+def lattice_round(dh, dk, dl, Na: int, Nb: int, Nc: int, fudge: float) -> torch.Tensor:
+    """Ellipsoidal crystal: sinc3 of the scaled distance to the nearest node."""
+    hrad_sqr = dh * dh * (Na * Na) + dk * dk * (Nb * Nb) + dl * dl * (Nc * Nc)
+    return (Na * Nb * Nc * ROUND_XTAL_SCALE) * sinc3(math.pi * torch.sqrt(hrad_sqr * fudge))
+
+
+def reciprocal_distance_sqr(dh, dk, dl, a_star, b_star, c_star, Na: int, Nb: int, Nc: int
+                            ) -> torch.Tensor:
+    """|dh a* + dk b* + dl c*|^2 scaled by (Na Nb Nc)^2 (reciprocal vectors in 1/Angstrom)."""
+    dx = dh * a_star[0] + dk * b_star[0] + dl * c_star[0]
+    dy = dh * a_star[1] + dk * b_star[1] + dl * c_star[1]
+    dz = dh * a_star[2] + dk * b_star[2] + dl * c_star[2]
+    return (dx * dx + dy * dy + dz * dz) * float((Na * Na) * (Nb * Nb) * (Nc * Nc))
+
+
+def lattice_gauss(rad_star_sqr: torch.Tensor, Na: int, Nb: int, Nc: int, fudge: float):
+    return (Na * Nb * Nc) * torch.exp(-(rad_star_sqr / GAUSS_WIDTH * fudge))
+
+
+def lattice_tophat(rad_star_sqr: torch.Tensor, Na: int, Nb: int, Nc: int, fudge: float):
+    return (Na * Nb * Nc) * (rad_star_sqr * fudge < TOPHAT_RADIUS_SQR).to(rad_star_sqr.dtype)
+
+
+def polarization_factor(kahn: float, incident: torch.Tensor, diffracted: torch.Tensor,
+                        axis: torch.Tensor) -> torch.Tensor:
+    """Kahn et al. polarization factor for unit ``incident`` and ``diffracted`` vectors (..., 3).
+
+    ``axis`` is the E-vector of the beam; the angle psi of the diffracted ray about the incident one
+    is measured from the E-vector plane: cos(2 psi) = (E^2 - B^2) / (E^2 + B^2).
+    """
+    cos2theta = (incident * diffracted).sum(-1)
+    cos2theta_sqr = cos2theta * cos2theta
+    sin2theta_sqr = 1.0 - cos2theta_sqr
+    if kahn == 0.0:
+        return 0.5 * (1.0 + cos2theta_sqr)
+    b_in = unitize(torch.linalg.cross(axis.expand_as(incident), incident, dim=-1))
+    e_in = unitize(torch.linalg.cross(incident, b_in, dim=-1))
+    e_out = (diffracted * e_in).sum(-1)
+    b_out = (diffracted * b_in).sum(-1)
+    psi = -torch.atan2(b_out, e_out)
+    return 0.5 * (1.0 + cos2theta_sqr - kahn * torch.cos(2.0 * psi) * sin2theta_sqr)
+
+
+def solid_angle(pixel_size, airpath: torch.Tensor, close_distance, point_pixel: bool):
+    """Solid angle of a pixel: (pixel/R)^2 * obliquity, or 1/R^2 for a point pixel."""
+    if point_pixel:
+        return 1.0 / (airpath * airpath)
+    return pixel_size * pixel_size / (airpath * airpath) * close_distance / airpath
+
+
+def capture_fraction(layer: torch.Tensor, step: float, mu: float, parallax: torch.Tensor):
+    """Fraction of photons absorbed in sensor layer ``layer`` (thickness ``step``, attenuation mu)."""
+    return (torch.exp(-layer * step * mu / parallax)
+            - torch.exp(-(layer + 1.0) * step * mu / parallax))
+
+
+def water_background(water_m: float, fluence: float) -> float:
+    """nanoBragg's flat background of a water layer (added to every pixel before scaling)."""
+    return (WATER_F * WATER_F * R_E_SQR * fluence * water_m ** 3 * 1e6 * AVOGADRO / WATER_MW)
+
+
+def fluence_from_beam(fluence: float, flux: float, exposure: float, beam_size_m: float) -> float:
+    """Fluence from flux, exposure and beam size when a flux is given (nanoBragg's rule)."""
+    if flux != 0.0 and exposure > 0.0 and beam_size_m >= 0:
+        return flux * exposure / beam_size_m / beam_size_m
+    return fluence
