@@ -1,0 +1,62 @@
+"""RQ queues: which queue a job goes to, enqueueing, and queue lengths.
+
+Three queues per deployment: ``<ns>:cuda`` (only CUDA workers listen), ``<ns>:cpu`` and ``<ns>:auto``
+(every worker listens; ``auto`` jobs run on whichever worker takes them first). The RQ job only
+carries the job id: the record in Redis (app.records) is the source of truth, and the task is named
+by its import path so that the API never imports the worker code (or torch).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+TASK = "worker.tasks.run_job"
+DEVICES = ("cuda", "cpu", "auto")
+
+
+def queue_name(ns: str, device: str) -> str:
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}")
+    return f"{ns}:{device}"
+
+
+def default_queues(ns: str, worker_device: str) -> list[str]:
+    """A CUDA worker prefers CUDA jobs, then takes 'auto' and 'cpu' jobs; a CPU worker never takes
+    CUDA jobs."""
+    if worker_device == "cuda":
+        return [queue_name(ns, d) for d in ("cuda", "auto", "cpu")]
+    return [queue_name(ns, d) for d in ("cpu", "auto")]
+
+
+def new_rq_id(job_id: str) -> str:
+    return f"{job_id}_{uuid.uuid4().hex[:8]}"
+
+
+def enqueue(connection: redis.Redis, queue: str, job_id: str, rq_id: str, timeout_s: int) -> None:
+    q = Queue(queue, connection=connection)
+    # RQ's own timeout is a backstop: the task stops itself at timeout_s between chunks
+    q.enqueue(TASK, job_id, job_id=rq_id, job_timeout=timeout_s + 60, result_ttl=0,
+              failure_ttl=86400, description=f"bragg job {job_id}")
+
+
+def discard(connection: redis.Redis, rq_id: str) -> None:
+    """Remove a queued RQ job (best effort: a worker that takes it anyway finds the record canceled)."""
+    if not rq_id:
+        return
+    try:
+        Job.fetch(rq_id, connection=connection).cancel()
+    except (NoSuchJobError, Exception):  # noqa: BLE001 - cleanup only
+        pass
+
+
+def queue_lengths(connection: redis.Redis, ns: str) -> dict[str, int]:
+    return {d: Queue(queue_name(ns, d), connection=connection).count for d in DEVICES}
+
+
+__all__ = ["TASK", "queue_name", "default_queues", "new_rq_id", "enqueue", "discard",
+           "queue_lengths"]

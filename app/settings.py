@@ -1,0 +1,119 @@
+"""Service settings: environment variables and an optional ``.env`` file (pydantic-settings).
+
+Every setting is documented, with its default, in docs/configuration.md. Names are ``BRAGG_<FIELD>``
+in upper case, except ``REDIS_URL`` (``BRAGG_REDIS_URL`` is accepted too).
+"""
+
+from __future__ import annotations
+
+import hmac
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BRAGG_", env_file=".env", extra="ignore",
+                                      populate_by_name=True)
+
+    # -- components -------------------------------------------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0",
+                           validation_alias=AliasChoices("REDIS_URL", "BRAGG_REDIS_URL"))
+    #: prefix of every Redis key and RQ queue name of this deployment
+    namespace: str = Field("bragg", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    data_dir: Path = Path("./data")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+
+    # -- authentication ---------------------------------------------------------------------------
+    #: ``owner:token`` pairs separated by commas
+    tokens: str = ""
+    #: a file of ``owner:token`` lines (``#`` comments allowed), read in addition to ``tokens``
+    tokens_file: Optional[Path] = None
+    #: the owner of every request when no tokens are configured (loopback only)
+    anonymous_owner: str = "local"
+
+    # -- limits -----------------------------------------------------------------------------------
+    max_detector_pixels: int = Field(4096 * 4096, ge=1)
+    max_evaluations: int = Field(20_000_000_000, ge=1)
+    max_upload_bytes: int = Field(256 * 1024 * 1024, ge=1)
+    #: unfinished (queued or running) jobs one owner may have
+    max_queued_jobs_per_owner: int = Field(100, ge=1)
+    max_trace_pixels: int = Field(64, ge=1)
+
+    # -- job timeouts and retries -----------------------------------------------------------------
+    #: timeout = base + evaluations / rate, at most job_timeout_max_s
+    job_timeout_base_s: float = Field(60.0, gt=0)
+    job_timeout_min_rate: float = Field(200_000.0, gt=0)
+    job_timeout_max_s: float = Field(6 * 3600.0, gt=0)
+    #: extra attempts after a worker died mid-job (0 = fail at once)
+    job_retries: int = Field(2, ge=0, le=10)
+
+    # -- workers ------------------------------------------------------------------------------------
+    #: seconds between a worker's heartbeats (worker key, job lease, progress)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    #: a job whose lease is this old is considered abandoned (its worker died)
+    lease_ttl_s: int = Field(10, ge=2)
+    #: seconds between abandoned-job sweeps (one worker at a time does it)
+    reaper_interval_s: float = Field(2.0, gt=0)
+    #: shortest interval between two progress writes of a running job
+    progress_interval_s: float = Field(0.5, gt=0)
+    #: shortest interval between two cancel checks of a running job
+    cancel_check_interval_s: float = Field(0.2, gt=0)
+    worker_warmup: bool = True
+
+    # -- API ----------------------------------------------------------------------------------------
+    #: poll interval of the Server-Sent Events stream
+    events_poll_s: float = Field(0.25, gt=0)
+    #: keep-alive comment interval of the events stream
+    events_keepalive_s: float = Field(15.0, gt=0)
+    #: import the simulator in the background when the API starts (first submission is faster)
+    api_preload_simulator: bool = True
+    #: assumed evaluations per second for the Retry-After estimate
+    retry_after_rate: float = Field(5_000_000.0, gt=0)
+    log_level: str = "info"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    # -- derived ----------------------------------------------------------------------------------
+    def token_table(self) -> dict[str, str]:
+        """owner -> token from ``tokens`` and ``tokens_file`` (the file wins on duplicates)."""
+        table: dict[str, str] = {}
+        entries = [e for e in self.tokens.split(",") if e.strip()]
+        if self.tokens_file is not None:
+            for line in Path(self.tokens_file).read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    entries.append(line)
+        for entry in entries:
+            owner, sep, token = entry.strip().partition(":")
+            owner, token = owner.strip(), token.strip()
+            if not sep or not owner or not token:
+                raise ValueError(f"bad token entry {entry.strip()[:20]!r}: expected owner:token")
+            table[owner] = token
+        return table
+
+    def owner_of(self, token: str, table: dict[str, str]) -> Optional[str]:
+        found = None
+        for owner, expected in table.items():
+            if hmac.compare_digest(token.encode(), expected.encode()):
+                found = owner
+        return found
+
+    def job_timeout(self, evaluations: int) -> int:
+        t = self.job_timeout_base_s + evaluations / self.job_timeout_min_rate
+        return int(min(self.job_timeout_max_s, t)) + 1
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+__all__ = ["Settings", "get_settings"]
