@@ -1,0 +1,89 @@
+"""API errors: one JSON shape for every 4xx answer.
+
+``{"detail": "<what went wrong>", "errors": [{"field": "<path>", "message": "..."}], "hint": ...}``
+(``errors`` for 422 answers, ``hint`` where there is something to do about it). Field paths are dotted
+paths into the request body (``config.detector.fast_pixels``, ``trace_pixels.0``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ApiError(StarletteHTTPException):
+    def __init__(self, status: int, detail: str, *, errors: Optional[list[dict]] = None,
+                 hint: Optional[str] = None, headers: Optional[dict] = None, extra: dict | None = None):
+        super().__init__(status_code=status, detail=detail, headers=headers)
+        self.errors = errors
+        self.hint = hint
+        self.extra = extra or {}
+
+    def body(self) -> dict:
+        out: dict = {"detail": self.detail}
+        if self.errors is not None:
+            out["errors"] = self.errors
+        if self.hint:
+            out["hint"] = self.hint
+        out.update(self.extra)
+        return out
+
+
+def invalid(errors: list[dict], detail: str = "invalid request") -> ApiError:
+    return ApiError(422, detail, errors=errors)
+
+
+def invalid_field(field: str, message: str) -> ApiError:
+    return invalid([{"field": field, "message": message}])
+
+
+def limit_exceeded(field: str, limit: str, value: int, allowed: int, what: str) -> ApiError:
+    return ApiError(422, f"{what} exceeds the limit {limit}",
+                    errors=[{"field": field, "limit": limit, "value": value, "allowed": allowed,
+                             "message": f"{what} is {value:,}; the limit {limit} is {allowed:,}"}])
+
+
+def not_found(what: str, hint: Optional[str] = None, **extra) -> ApiError:
+    return ApiError(404, f"{what} not found", hint=hint, extra=extra)
+
+
+def _loc_path(loc) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "form"):
+        parts = parts[1:]
+    # tagged unions and function validators add their own names: drop them
+    parts = [p for p in parts if not p.startswith("function-")]
+    return ".".join(parts) or "(body)"
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict]:
+    out = []
+    for err in exc.errors():
+        msg = err.get("msg", "invalid")
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        out.append({"field": _loc_path(err.get("loc", ())), "message": msg})
+    return out
+
+
+async def api_error_handler(request: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def http_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def request_validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"detail": "invalid request", "errors": validation_errors(exc)},
+                        status_code=422)
+
+
+def install(app) -> None:
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, request_validation_handler)

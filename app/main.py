@@ -1,0 +1,82 @@
+"""The FastAPI application: ``create_app()`` wires settings, Redis, the store and the routers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from fastapi import FastAPI
+
+from . import errors
+from .metrics import make_registry
+from .records import Records
+from .routes import artifacts, events, files, health, jobs, traces
+from .settings import Settings, get_settings
+from .store import ArtifactStore, open_store
+
+log = logging.getLogger("bragg.api")
+
+DESCRIPTION = """Remote nanoBragg simulations. Upload input files, submit a job (a config or a
+nanoBragg command line), poll it (or follow its events), download the image, traces and the
+reproducibility bundle. Every route but /healthz, /readyz, /metrics and the docs needs
+`Authorization: Bearer <token>` when tokens are configured."""
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    redis: redis.Redis
+    records: Records
+    store: ArtifactStore
+    tokens: dict[str, str]
+    metrics_registry: object
+
+    @property
+    def store_tmp(self) -> Path:
+        return self.settings.data_dir / "tmp"
+
+
+def _preload() -> None:
+    try:
+        import sim_core.experiment  # noqa: F401
+        import sim_core.nanobragg_args  # noqa: F401
+        import sim_core.simulate  # noqa: F401
+    except Exception:  # noqa: BLE001 - the first submission will report it
+        log.exception("preloading the simulator failed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    conn = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    records = Records(conn, settings.namespace)
+    ctx = AppContext(settings=settings, redis=conn, records=records, store=open_store(settings),
+                     tokens=settings.token_table(),
+                     metrics_registry=make_registry(conn, records, settings.namespace))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.api_preload_simulator:
+            threading.Thread(target=_preload, name="preload-sim-core", daemon=True).start()
+        yield
+        conn.close()
+
+    app = FastAPI(title="bragg-service", version=_version(), description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.ctx = ctx
+    errors.install(app)
+    for r in (files.router, jobs.router, traces.router, artifacts.router, events.router,
+              health.router):
+        app.include_router(r)
+    return app
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("bragg-service")
+    except Exception:  # noqa: BLE001
+        return "0+unknown"

@@ -1,0 +1,64 @@
+"""GET /v1/jobs/{id}/events: Server-Sent Events with each status and progress change until the end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from ..auth import current_owner
+from ..records import TERMINAL
+from ..schemas import error_responses
+from ..views import job_view
+from .jobs import owned_job
+
+router = APIRouter(tags=["jobs"])
+
+_EXAMPLE = ('event: status\nid: 2\ndata: {"id": "3f9a...", "status": "running", "progress": 0.0, '
+            '...}\n\nevent: progress\nid: 3\ndata: {"id": "3f9a...", "status": "running", '
+            '"progress": 0.52, ...}\n\nevent: status\nid: 5\ndata: {"id": "3f9a...", "status": '
+            '"finished", "progress": 1.0, ...}\n\n')
+
+
+def sse(event: str, data: dict, event_id: str) -> bytes:
+    return f"event: {event}\nid: {event_id}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+@router.get("/v1/jobs/{job_id}/events", summary="Status and progress changes (Server-Sent Events)",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"example": _EXAMPLE}}},
+                       **error_responses(401, 404)})
+async def job_events(job_id: str, request: Request, owner: str = Depends(current_owner)):
+    """One ``status`` event at once and at every status change, a ``progress`` event at every
+    progress change; the stream ends after the terminal status (finished, failed, canceled)."""
+    ctx = request.app.state.ctx
+    rec = await to_thread.run_sync(owned_job, request, job_id, owner)
+
+    async def stream():
+        nonlocal rec
+        last_version = None
+        last_status = None
+        last_sent = time.monotonic()
+        while True:
+            if rec is not None and rec.get("version") != last_version:
+                view = job_view(rec)
+                kind = "status" if rec["status"] != last_status else "progress"
+                yield sse(kind, view, rec.get("version", "0"))
+                last_version, last_status = rec.get("version"), rec["status"]
+                last_sent = time.monotonic()
+                if rec["status"] in TERMINAL:
+                    return
+            elif time.monotonic() - last_sent > ctx.settings.events_keepalive_s:
+                yield b": keep-alive\n\n"
+                last_sent = time.monotonic()
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(ctx.settings.events_poll_s)
+            rec = await to_thread.run_sync(ctx.records.get, job_id)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,156 @@
+"""POST /v1/files: store an input file by content, after checking it for its declared kind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request as StarletteRequest
+
+from sim_core.errors import InputFileError
+
+from ..auth import current_owner
+from ..errors import ApiError, invalid_field, limit_exceeded, not_found
+from ..schemas import FileRecord, error_responses
+from ..store import safe_name
+
+router = APIRouter(tags=["files"])
+
+KINDS = ("hkl", "matrix", "sources", "mask")
+#: room for the multipart boundaries and the other fields around the file
+FORM_OVERHEAD = 64 * 1024
+
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {
+        "schema": {"type": "object", "required": ["file", "kind"], "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "kind": {"type": "string", "enum": list(KINDS),
+                     "description": "hkl: 'h k l F' lines (or an Fdump.bin); matrix: MOSFLM A "
+                                    "matrix; sources: 'X Y Z weight lambda' lines; mask: SMV image"},
+        }},
+        "examples": {"hkl": {"summary": "an HKL file",
+                             "value": {"file": "(P1.hkl bytes)", "kind": "hkl"}}},
+    }},
+}
+
+
+def _is_fdump(path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(256)
+    end = head.find(b"\n\f")
+    parts = head[:end].split() if end >= 0 else []
+    return len(parts) == 6 and all(p.lstrip(b"-").isdigit() for p in parts)
+
+
+def check_input(path, kind: str) -> None:
+    """Read the file as the simulator will; raises InputFileError naming the line."""
+    if kind == "hkl":
+        from sim_core.io.hkl import read_fdump, read_hkl
+        (read_fdump if _is_fdump(path) else read_hkl)(path)
+    elif kind == "matrix":
+        from sim_core.io.mosflm import read_mosflm_matrix
+        read_mosflm_matrix(path)
+    elif kind == "sources":
+        from sim_core.io.sources import read_source_file
+        read_source_file(path)
+    elif kind == "mask":
+        from sim_core.io.smv import read_smv
+        read_smv(path)
+
+
+def _receive_limited(request: Request, cap: int, limit: int):
+    total = 0
+
+    async def receive():
+        nonlocal total
+        msg = await request.receive()
+        if msg.get("type") == "http.request":
+            total += len(msg.get("body", b""))
+            if total > cap:
+                raise limit_exceeded("file", "max_upload_bytes", total, limit, "the upload size")
+        return msg
+
+    return receive
+
+
+def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> dict:
+    limit = ctx.settings.max_upload_bytes
+    tmp = ctx.store.scratch_file()
+    try:
+        h = hashlib.sha256()
+        size = 0
+        upload.file.seek(0)
+        with open(tmp, "wb") as out:
+            for block in iter(lambda: upload.file.read(1 << 20), b""):
+                size += len(block)
+                if size > limit:
+                    raise limit_exceeded("file", "max_upload_bytes", size, limit,
+                                         "the upload size")
+                h.update(block)
+                out.write(block)
+        if size == 0:
+            raise invalid_field("file", "the file is empty")
+        try:
+            check_input(tmp, kind)
+        except InputFileError as exc:
+            message = str(exc).replace(str(tmp), name)
+            err = {"field": "file", "message": message}
+            if exc.line is not None:
+                err["line"] = exc.line
+            raise ApiError(422, f"{name} is not a valid {kind} file", errors=[err]) from None
+        digest = h.hexdigest()
+        ctx.store.put_input(tmp, digest)
+        rec = ctx.records.put_file(owner, digest, name, size, kind)
+        return {"id": rec["id"], "name": name, "size": size, "kind": kind}
+    finally:
+        if tmp.exists():
+            os.unlink(tmp)
+
+
+@router.post("/v1/files", status_code=201, response_model=FileRecord,
+             summary="Upload an input file (HKL, MOSFLM matrix, source list, SMV mask)",
+             responses=error_responses(401, 422), openapi_extra={"requestBody": _UPLOAD_BODY})
+async def upload_file(request: Request, owner: str = Depends(current_owner)):
+    """Stores the bytes under their sha256. The same bytes give the same id. The file is read as
+    its ``kind`` on upload: a malformed file is 422 naming the line."""
+    ctx = request.app.state.ctx
+    limit = ctx.settings.max_upload_bytes
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit + FORM_OVERHEAD:
+        raise limit_exceeded("file", "max_upload_bytes", int(length), limit, "the upload size")
+    limited = StarletteRequest(request.scope, _receive_limited(request, limit + FORM_OVERHEAD,
+                                                                limit))
+    form = await limited.form(max_files=1, max_fields=8)
+    try:
+        kind = form.get("kind")
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise invalid_field("file", "send the file as the multipart field 'file'")
+        if kind not in KINDS:
+            raise invalid_field("kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")
+        name = os.path.basename((upload.filename or "").replace("\\", "/")) or "upload"
+        if not safe_name(name):
+            name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip("._") \
+                or "upload"
+        rec = await run_in_threadpool(_store_upload, ctx, owner, upload, kind, name)
+    finally:
+        await form.close()
+    return JSONResponse(rec, status_code=201)
+
+
+@router.get("/v1/files/{file_id}", response_model=FileRecord, summary="An uploaded file's record",
+            responses=error_responses(401, 404))
+def get_file(file_id: str, request: Request, owner: str = Depends(current_owner)):
+    ctx = request.app.state.ctx
+    digest = file_id.removeprefix("sha256:")
+    rec = ctx.records.get_file(owner, digest) if len(digest) == 64 else None
+    if rec is None:
+        raise not_found("file")
+    return {"id": rec["id"], "name": rec["name"], "size": rec["size"], "kind": rec["kind"]}
+
+

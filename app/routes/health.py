@@ -1,0 +1,47 @@
+"""Health and metrics: /healthz (process up), /readyz (Redis and a live worker), /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..metrics import live_workers
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The API process is up",
+            responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})
+def healthz():
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Redis is reachable and at least one worker is alive",
+            responses={200: {"content": {"application/json": {"example": {
+                "status": "ready", "redis": "ok", "workers": [
+                    {"name": "host.1234.cpu", "device": "cpu", "state": "idle"}]}}}},
+                       503: {"content": {"application/json": {"example": {
+                           "status": "not ready", "redis": "ok", "workers": [],
+                           "reason": "no live worker"}}}}})
+def readyz(request: Request):
+    ctx = request.app.state.ctx
+    try:
+        ctx.redis.ping()
+    except Exception as exc:  # noqa: BLE001 - reported
+        return JSONResponse({"status": "not ready", "redis": f"unreachable: {exc}",
+                             "workers": [], "reason": "Redis is unreachable"}, status_code=503)
+    workers = live_workers(ctx.redis, ctx.records.k)
+    if not workers:
+        return JSONResponse({"status": "not ready", "redis": "ok", "workers": [],
+                             "reason": "no live worker"}, status_code=503)
+    return {"status": "ready", "redis": "ok", "workers": workers}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {"example":
+                                                        'bragg_jobs{status="finished"} 12.0\n'}}}})
+def metrics(request: Request):
+    """Jobs by status, queue lengths, job durations, evaluations per second, live workers."""
+    return Response(generate_latest(request.app.state.ctx.metrics_registry),
+                    media_type=CONTENT_TYPE_LATEST)

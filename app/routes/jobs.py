@@ -1,0 +1,113 @@
+"""Jobs: submit, read (with ETag), list, cancel."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from .. import queue as rq_queue
+from ..auth import current_owner
+from ..errors import ApiError, invalid_field, not_found
+from ..schemas import EXAMPLE_JOB, JobList, JobRecord, JobSubmission, error_responses
+from ..submit import create_job, prepare
+from ..views import etag_matches, job_etag, job_url, job_view
+
+router = APIRouter(tags=["jobs"])
+
+_SUBMIT_EXAMPLES = {
+    "config": {"summary": "a config", "value": JobSubmission.model_config["json_schema_extra"][
+        "examples"][0]},
+    "nanobragg_args": {"summary": "a nanoBragg command line with uploaded files",
+                       "value": JobSubmission.model_config["json_schema_extra"]["examples"][1]},
+}
+_QUEUED = dict(EXAMPLE_JOB, status="queued", progress=0.0, started_at=None, finished_at=None,
+               artifacts=[], attempts=0, worker=None, device="auto")
+
+
+def owned_job(request: Request, job_id: str, owner: str) -> dict:
+    rec = request.app.state.ctx.records.get_owned(job_id, owner)
+    if rec is None:
+        raise not_found("job")
+    return rec
+
+
+def job_response(rec: dict, status_code: int = 200, headers: Optional[dict] = None) -> Response:
+    h = {"ETag": job_etag(rec)}
+    h.update(headers or {})
+    return JSONResponse(job_view(rec), status_code=status_code, headers=h)
+
+
+def retry_after(settings, evaluations: int) -> str:
+    return str(max(1, min(60, math.ceil(evaluations / settings.retry_after_rate))))
+
+
+@router.post("/v1/jobs", status_code=202, response_model=JobRecord,
+             summary="Submit a simulation job",
+             responses={202: {"content": {"application/json": {"example": _QUEUED}},
+                              "headers": {"Location": {"schema": {"type": "string"}},
+                                          "Retry-After": {"schema": {"type": "integer"}}}},
+                        **error_responses(401, 422)})
+def submit_job(request: Request,
+               body: JobSubmission = Body(..., openapi_examples=_SUBMIT_EXAMPLES),
+               owner: str = Depends(current_owner)):
+    """Answers 202 with the queued job, ``Location`` and ``Retry-After``. Invalid input is 422 with
+    the path of each bad field; nothing is queued then."""
+    ctx = request.app.state.ctx
+    job = prepare(ctx, owner, body)
+    job_id = create_job(ctx, owner, kind="render", config=job.config, file_names=job.file_names,
+                        outputs=job.outputs, shape=job.shape, evaluations=job.evaluations,
+                        warnings=job.warnings, label=body.label)
+    rec = ctx.records.get(job_id)
+    return job_response(rec, 202, {"Location": job_url(job_id),
+                                   "Retry-After": retry_after(ctx.settings, job.evaluations)})
+
+
+@router.get("/v1/jobs", response_model=JobList, summary="The caller's jobs, newest first",
+            responses=error_responses(401, 422))
+def list_jobs(request: Request,
+              status: Optional[Literal["queued", "running", "finished", "failed", "canceled"]]
+              = Query(None, description="only jobs in this status"),
+              limit: int = Query(20, ge=1, le=200),
+              cursor: Optional[str] = Query(None, description="next_cursor of the previous page"),
+              owner: str = Depends(current_owner)):
+    ctx = request.app.state.ctx
+    if cursor is not None and not cursor.isdigit():
+        raise invalid_field("cursor", "expected the next_cursor of a previous page")
+    recs, nxt = ctx.records.list(owner, status=status, limit=limit,
+                                 cursor=int(cursor) if cursor else None)
+    return JSONResponse({"jobs": [job_view(r) for r in recs],
+                         "next_cursor": str(nxt) if nxt is not None else None})
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobRecord, summary="A job's status and artifacts",
+            responses={304: {"description": "not modified since the ETag in If-None-Match"},
+                       **error_responses(401, 404)})
+def get_job(job_id: str, request: Request, owner: str = Depends(current_owner)):
+    """With an ``ETag``; ``If-None-Match`` with it gives 304 while nothing changed."""
+    rec = owned_job(request, job_id, owner)
+    etag = job_etag(rec)
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return job_response(rec)
+
+
+@router.post("/v1/jobs/{job_id}/cancel", response_model=JobRecord, summary="Cancel a job",
+             responses={202: {"description": "running: it stops at its next chunk"},
+                        **error_responses(401, 404, 409)})
+def cancel_job(job_id: str, request: Request, owner: str = Depends(current_owner)):
+    """A queued job is canceled at once (200); a running job stops at its next chunk and ends
+    ``canceled`` with no artifacts (202). A finished or failed job gives 409."""
+    ctx = request.app.state.ctx
+    rec = owned_job(request, job_id, owner)
+    outcome = ctx.records.cancel(job_id, owner)
+    if outcome == "canceled":
+        rq_queue.discard(ctx.redis, rec.get("rq_id", ""))
+        return job_response(ctx.records.get(job_id))
+    if outcome == "cancel-requested":
+        return job_response(ctx.records.get(job_id), 202)
+    if outcome in ("finished", "failed"):
+        raise ApiError(409, f"job is already {outcome}")
+    return job_response(ctx.records.get(job_id))

@@ -1,0 +1,147 @@
+"""Per-pixel traces: download those traced at submission, or trace more pixels of a finished job.
+
+Tracing more pixels is a small job of its own (kind ``trace``) on the parent's stored config; the
+parent keeps a map pixel -> trace job, so that ``GET /v1/jobs/{id}/trace?pixel=S,F`` serves the
+pixel from the parent's artifacts or from its trace job once that is finished (404 with a hint
+before).
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from sim_core.config import load_config
+
+from ..auth import current_owner
+from ..errors import ApiError, invalid, invalid_field, not_found
+from ..schemas import EXAMPLE_JOB, TraceRequest, TraceSubmission, error_responses
+from ..views import job_view
+from .artifacts import serve_artifact
+from .jobs import owned_job
+
+router = APIRouter(tags=["traces"])
+_PIXEL = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*$")
+_TRACE_EXAMPLE = ("TRACE_PY_CONFIG: tracing pixel (spixel=128, fpixel=129)\n"
+                  "TRACE_PY: pixel_pos_meters 0.1 0.0001 -0.0001\n...\n")
+
+
+def trace_name(slow: int, fast: int) -> str:
+    return f"trace_{slow}_{fast}.log"
+
+
+def trace_url(job_id: str, slow: int, fast: int) -> str:
+    return f"/v1/jobs/{job_id}/trace?pixel={slow},{fast}"
+
+
+def _has(rec: dict, name: str) -> bool:
+    return any(a["name"] == name for a in rec.get("artifacts") or [])
+
+
+@router.get("/v1/jobs/{job_id}/trace", summary="The trace of one pixel (text)",
+            response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {"example": _TRACE_EXAMPLE}}},
+                       404: {"description": "not traced (yet); the body says what to do",
+                             "content": {"application/json": {"example": {
+                                 "detail": "trace not found", "hint": "POST /v1/jobs/<id>/traces "
+                                 "{\"pixels\": [[128, 129]]} to trace it"}}}},
+                       **error_responses(401, 422)})
+def get_trace(job_id: str, request: Request,
+              pixel: str = Query(..., description="slow,fast", examples=["128,129"]),
+              owner: str = Depends(current_owner)):
+    m = _PIXEL.match(pixel)
+    if not m:
+        raise invalid_field("pixel", "expected 'slow,fast', e.g. pixel=128,129")
+    slow, fast = int(m.group(1)), int(m.group(2))
+    ctx = request.app.state.ctx
+    rec = owned_job(request, job_id, owner)
+    name = trace_name(slow, fast)
+    if _has(rec, name):
+        return serve_artifact(request, rec, name)
+    tid = ctx.records.trace_jobs(job_id).get(f"{slow},{fast}")
+    trec = ctx.records.get(tid) if tid else None
+    post_hint = (f"POST /v1/jobs/{job_id}/traces {{\"pixels\": [[{slow}, {fast}]]}} to trace it")
+    if trec is None:
+        raise not_found("trace", hint=f"pixel ({slow}, {fast}) was not traced; {post_hint}"
+                        if rec["status"] == "finished" else
+                        f"pixel ({slow}, {fast}) was not traced; once the job is finished, "
+                        f"{post_hint}")
+    if trec["status"] == "finished" and _has(trec, name):
+        return serve_artifact(request, trec, name)
+    if trec["status"] in ("queued", "running"):
+        raise not_found("trace", hint=f"pixel ({slow}, {fast}) is being traced by job {tid} "
+                                      f"({trec['status']}); try again shortly", trace_job=tid)
+    raise not_found("trace", hint=f"the trace job {tid} of pixel ({slow}, {fast}) ended "
+                                  f"{trec['status']}: {trec.get('error_message') or ''}; "
+                                  f"{post_hint}", trace_job=tid)
+
+
+@router.post("/v1/jobs/{job_id}/traces", response_model=TraceSubmission,
+             summary="Trace more pixels of a finished job",
+             responses={202: {"content": {"application/json": {"example": {
+                 "trace_job": dict(EXAMPLE_JOB, kind="trace", status="queued"),
+                 "pixels": [{"pixel": [10, 20], "status": "pending", "job": EXAMPLE_JOB["id"],
+                             "url": "/v1/jobs/<id>/trace?pixel=10,20"}]}}}},
+                        **error_responses(401, 404, 409, 422)})
+def post_traces(job_id: str, request: Request, body: TraceRequest = Body(...),
+                owner: str = Depends(current_owner)):
+    """Queues a small trace job on the job's config for the pixels not traced yet (202), or answers
+    200 when every pixel is traced or being traced already."""
+    from ..submit import create_job
+
+    ctx = request.app.state.ctx
+    rec = owned_job(request, job_id, owner)
+    if rec.get("kind") == "trace":
+        raise ApiError(409, "a trace job cannot be traced further; use its parent job",
+                       hint=f"POST /v1/jobs/{rec.get('parent')}/traces")
+    if rec["status"] != "finished":
+        raise ApiError(409, f"job is {rec['status']}, not finished",
+                       hint="pixels given at submission (trace_pixels) are traced with the image")
+    S, F = rec["shape"]
+    pixels = []
+    errs = []
+    for i, (s, f) in enumerate(body.pixels):
+        if not (0 <= s < S and 0 <= f < F):
+            errs.append({"field": f"pixels.{i}", "message": f"pixel ({s}, {f}) is outside the "
+                                                            f"detector of {S} slow x {F} fast"})
+        elif (s, f) not in pixels:
+            pixels.append((s, f))
+    if errs:
+        raise invalid(errs)
+    if len(pixels) > ctx.settings.max_trace_pixels:
+        from ..errors import limit_exceeded
+        raise limit_exceeded("pixels", "max_trace_pixels", len(pixels),
+                             ctx.settings.max_trace_pixels, "the number of traced pixels")
+    existing = ctx.records.trace_jobs(job_id)
+    states = []
+    todo = []
+    for s, f in pixels:
+        if _has(rec, trace_name(s, f)):
+            states.append({"pixel": [s, f], "status": "ready", "job": job_id,
+                           "url": trace_url(job_id, s, f)})
+            continue
+        tid = existing.get(f"{s},{f}")
+        trec = ctx.records.get(tid) if tid else None
+        if trec is not None and trec["status"] in ("queued", "running", "finished"):
+            states.append({"pixel": [s, f], "job": tid, "url": trace_url(job_id, s, f),
+                           "status": "ready" if trec["status"] == "finished" else "pending"})
+            continue
+        todo.append((s, f))
+    trace_job = None
+    if todo:
+        config = load_config(rec["config"])
+        config.run.trace_pixels = todo
+        per_pixel = max(1, int(rec.get("evaluations") or 0) // max(1, S * F))
+        tid = create_job(ctx, owner, kind="trace", config=config,
+                         file_names=rec.get("file_names") or {}, outputs=[], shape=(S, F),
+                         evaluations=per_pixel * len(todo), warnings=[],
+                         label=f"traces of {job_id}", parent=job_id, trace_pixels=todo)
+        ctx.records.set_trace_jobs(job_id, todo, tid)
+        trace_job = ctx.records.get(tid)
+        states += [{"pixel": [s, f], "status": "pending", "job": tid,
+                    "url": trace_url(job_id, s, f)} for s, f in todo]
+    body_out = {"trace_job": job_view(trace_job) if trace_job else None, "pixels": states}
+    return JSONResponse(body_out, status_code=202 if trace_job else 200,
+                        headers={"Location": f"/v1/jobs/{trace_job['id']}"} if trace_job else None)

@@ -1,0 +1,179 @@
+"""Request and response records of the REST API (v1), with the examples shown in /openapi.json.
+
+The simulation itself is sim_core's :class:`~sim_core.config.SimulationConfig` (pydantic only, no
+torch): a job is submitted either as that config or as a nanoBragg command line.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sim_core.config import SimulationConfig
+
+NonNeg = Annotated[int, Field(ge=0)]
+Pixel = tuple[NonNeg, NonNeg]
+Output = Literal["float", "smv", "noise", "png"]
+Status = Literal["queued", "running", "finished", "failed", "canceled"]
+DEFAULT_OUTPUTS: list[str] = ["float", "smv", "png"]
+
+EXAMPLE_FILE_ID = "sha256:" + "9f2c" * 16
+EXAMPLE_CONFIG = {
+    "crystal": {"cell": {"a_A": 100, "b_A": 100, "c_A": 100}, "Na": 5, "Nb": 5, "Nc": 5},
+    "structure_factors": {"default_F": 100},
+    "beam": {"wavelength_A": 6.2},
+    "detector": {"distance_mm": 100, "fast_pixels": 256, "slow_pixels": 256},
+}
+EXAMPLE_ARGS = ["-mat", "A.mat", "-hkl", "P1.hkl", "-lambda", "1.0", "-N", "6", "-distance", "100",
+                "-detpixels", "256", "-pixel", "0.2"]
+
+
+class FileRecord(BaseModel):
+    id: str = Field(description="'sha256:<hex>' of the bytes: the same bytes give the same id")
+    name: str
+    size: int
+    kind: Literal["hkl", "matrix", "sources", "mask"]
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": EXAMPLE_FILE_ID, "name": "P1.hkl", "size": 312504, "kind": "hkl"}]})
+
+
+class JobSubmission(BaseModel):
+    """Give ``config`` or ``nanobragg_args`` (with ``files`` mapping the file names it uses to
+    uploaded ids). ``trace_pixels``, ``device`` and ``dtype`` override the config's run options."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"config": EXAMPLE_CONFIG, "trace_pixels": [[128, 128]], "label": "cubic 256"},
+        {"nanobragg_args": EXAMPLE_ARGS,
+         "files": {"A.mat": "sha256:" + "1a2b" * 16, "P1.hkl": EXAMPLE_FILE_ID},
+         "outputs": ["float", "smv", "noise", "png"], "device": "auto", "dtype": "float64"},
+    ]})
+
+    config: Optional[SimulationConfig] = Field(
+        None, description="the simulation; input files are uploaded ids 'sha256:<hex>'")
+    nanobragg_args: Optional[list[Annotated[str, Field(max_length=4096)]]] = Field(
+        None, max_length=4096, description="a nanoBragg command line (without the program name)")
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="file name used in nanobragg_args -> uploaded id (nanobragg_args form only)")
+    trace_pixels: list[Pixel] = Field(default_factory=list,
+                                      description="(slow, fast) pixels to trace")
+    outputs: list[Output] = Field(default_factory=lambda: list(DEFAULT_OUTPUTS),
+                                  description="image files to write")
+    device: Optional[Literal["auto", "cpu", "cuda"]] = None
+    dtype: Optional[Literal["float64", "float32"]] = None
+    label: Optional[Annotated[str, Field(max_length=200)]] = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "JobSubmission":
+        if (self.config is None) == (self.nanobragg_args is None):
+            raise ValueError("give exactly one of 'config' and 'nanobragg_args'")
+        if self.files and self.nanobragg_args is None:
+            raise ValueError("'files' goes with 'nanobragg_args'; a config names uploaded ids "
+                             "directly")
+        return self
+
+
+class TraceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"examples": [{"pixels": [[10, 20], [128, 129]]}]})
+    pixels: list[Pixel] = Field(min_length=1)
+
+
+class Artifact(BaseModel):
+    name: str
+    size: int
+    sha256: str
+    url: str
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+EXAMPLE_JOB = {
+    "id": "3f9a0c2b7d4e4f1a9b8c7d6e5f4a3b2c", "kind": "render", "parent": None,
+    "label": "cubic 256", "status": "finished", "progress": 1.0,
+    "created_at": "2026-01-01T12:00:00.000Z", "started_at": "2026-01-01T12:00:00.012Z",
+    "finished_at": "2026-01-01T12:00:01.350Z", "device": "cpu", "dtype": "float64",
+    "config_sha256": "5d1c" * 16, "error": None,
+    "artifacts": [{"name": "floatimage.bin", "size": 262144, "sha256": "ab12" * 16,
+                   "url": "/v1/jobs/3f9a0c2b7d4e4f1a9b8c7d6e5f4a3b2c/artifacts/floatimage.bin"}],
+    "outputs": ["float", "smv", "png"], "trace_pixels": [[128, 128]], "shape": [256, 256],
+    "evaluations": 65536, "timeout_s": 61, "attempts": 1, "worker": "host.1234.cpu",
+    "warnings": [], "cancel_requested": False,
+}
+
+
+class JobRecord(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_JOB]})
+    id: str
+    kind: Literal["render", "trace"]
+    parent: Optional[str] = Field(None, description="for a trace job: the job whose config it traces")
+    label: Optional[str]
+    status: Status
+    progress: float = Field(ge=0, le=1)
+    created_at: str
+    started_at: Optional[str]
+    finished_at: Optional[str]
+    device: str = Field(description="the device asked for; once running, the device used")
+    dtype: str
+    config_sha256: str
+    error: Optional[JobError]
+    artifacts: list[Artifact]
+    outputs: list[str]
+    trace_pixels: list[Pixel]
+    shape: list[int] = Field(description="(slow, fast) pixels of the detector")
+    evaluations: int
+    timeout_s: int
+    attempts: int
+    worker: Optional[str]
+    warnings: list[str]
+    cancel_requested: bool
+
+
+class JobList(BaseModel):
+    jobs: list[JobRecord]
+    next_cursor: Optional[str] = Field(None, description="pass as ?cursor= for the next page")
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"jobs": [EXAMPLE_JOB], "next_cursor": "41"}]})
+
+
+class TracePixelState(BaseModel):
+    pixel: Pixel
+    status: Literal["ready", "pending"]
+    job: str
+    url: str
+
+
+class TraceSubmission(BaseModel):
+    trace_job: Optional[JobRecord]
+    pixels: list[TracePixelState]
+
+
+class ErrorItem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    errors: Optional[list[ErrorItem]] = None
+    hint: Optional[str] = None
+
+
+def error_responses(*codes: int) -> dict:
+    examples = {
+        401: {"detail": "missing bearer token", "hint": "send 'Authorization: Bearer <token>'"},
+        404: {"detail": "job not found"},
+        409: {"detail": "job is not finished"},
+        422: {"detail": "invalid request", "errors": [
+            {"field": "config.detector.fast_pixels", "message": "Input should be greater than 0"}]},
+    }
+    return {c: {"model": ErrorBody, "content": {"application/json": {"example": examples[c]}}}
+            for c in codes}
+
+
+__all__ = ["JobSubmission", "JobRecord", "JobList", "FileRecord", "TraceRequest", "Artifact",
+           "TraceSubmission", "error_responses", "DEFAULT_OUTPUTS", "EXAMPLE_JOB"]

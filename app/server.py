@@ -1,0 +1,43 @@
+"""``run_api(host, port)``: the API on uvicorn (``bragg api``)."""
+
+from __future__ import annotations
+
+import sys
+
+from .auth import is_loopback
+from .settings import get_settings
+
+
+def check_bind(host: str, tokens: dict) -> str | None:
+    """Why the API must not bind ``host`` (None when it may)."""
+    if not tokens and not is_loopback(host):
+        return (f"refusing to bind {host}: no tokens are configured (set BRAGG_TOKENS or "
+                "BRAGG_TOKENS_FILE), so the API may only listen on a loopback address such as "
+                "127.0.0.1")
+    return None
+
+
+def run_api(host: str | None = None, port: int | None = None, *, workers: int = 1,
+            log_level: str | None = None) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    host = host or settings.api_host
+    port = port or settings.api_port
+    try:
+        tokens = settings.token_table()
+    except (OSError, ValueError) as exc:
+        print(f"bragg api: error: bad token configuration: {exc}", file=sys.stderr)
+        return 2
+    reason = check_bind(host, tokens)
+    if reason:
+        print(f"bragg api: error: {reason}", file=sys.stderr)
+        return 2
+    if not tokens:
+        print(f"bragg api: no tokens configured: open access as owner "
+              f"'{settings.anonymous_owner}', loopback only ({host})", file=sys.stderr)
+    else:
+        print(f"bragg api: {len(tokens)} token(s) configured", file=sys.stderr)
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level or settings.log_level, access_log=False)
+    return 0

@@ -1,0 +1,271 @@
+"""From a submission to a queued job: build the config, resolve uploaded files, check the limits,
+write the record, enqueue.
+
+Both forms end as one :class:`~sim_core.config.SimulationConfig` whose file references are uploaded
+ids (``sha256:<hex>``), whose clock-chosen seeds are fixed (so that ``config_sha256`` identifies the
+image and the run can be repeated) and whose output file names are the service's artifact names.
+Everything that can be wrong with a submission is found here and answered with 422 naming the field;
+nothing is queued then.
+
+The simulator parts that import torch (``nanobragg_args``, ``experiment``) are imported on first use,
+so the API starts without torch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from sim_core.config import SimulationConfig
+from sim_core.errors import ArgumentError, ConfigError, InputFileError, SimCoreError
+
+from . import queue as rq_queue
+from .errors import ApiError, invalid, invalid_field, limit_exceeded
+from .records import now
+from .schemas import JobSubmission
+from .store import safe_name
+
+_ID = re.compile(r"^sha256:([0-9a-f]{64})$")
+#: config field holding a file -> the nanoBragg flag that names it
+FILE_FLAGS = {"crystal.matrix_file": "-mat", "structure_factors.hkl_file": "-hkl",
+              "beam.source_file": "-sourcefile", "detector.mask_file": "-mask"}
+OUTPUT_FILES = {"float": "floatimage.bin", "smv": "intimage.img", "noise": "noiseimage.img",
+                "png": "preview.png"}
+
+
+@dataclass
+class PreparedJob:
+    config: SimulationConfig
+    file_names: dict[str, str]
+    outputs: list[str]
+    shape: tuple[int, int]
+    evaluations: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_file_id(ref: str) -> Optional[str]:
+    m = _ID.match(ref or "")
+    return m.group(1) if m else None
+
+
+def _owned_file(ctx, owner: str, ref: str, where: str) -> dict:
+    digest = parse_file_id(ref)
+    if digest is None:
+        raise invalid_field(where, f"expected an uploaded file id 'sha256:<64 hex digits>', got "
+                                   f"{ref[:80]!r} (upload the file with POST /v1/files)")
+    rec = ctx.records.get_file(owner, digest)
+    if rec is None or not ctx.store.has_input(digest):
+        raise invalid_field(where, f"unknown file id {ref}: no such upload of yours")
+    return rec
+
+
+def _set_ref(cfg: SimulationConfig, path: str, value: str) -> None:
+    section, key = path.split(".")
+    setattr(getattr(cfg, section), key, value)
+
+
+# -- the two forms --------------------------------------------------------------------------------
+def _from_config(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, dict, list]:
+    cfg = sub.config.model_copy(deep=True)
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for path, ref in cfg.file_refs().items():
+        rec = _owned_file(ctx, owner, ref, f"config.{path}")
+        if ref in names:
+            continue
+        name = rec["name"] if safe_name(rec["name"]) else f"input{len(names) + 1}"
+        if name in used:
+            name = f"{len(names) + 1}_{name}"
+        used.add(name)
+        names[ref] = name
+    return cfg, names, []
+
+
+def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, dict, list]:
+    argv = list(sub.nanobragg_args)
+    ids: dict[str, str] = {}
+    for name, ref in sub.files.items():
+        if not safe_name(name):
+            raise invalid_field(f"files.{name}", "a file name without directories or a leading "
+                                                 "dot, e.g. 'P1.hkl'")
+        _owned_file(ctx, owner, ref, f"files.{name}")
+        ids[name] = ref
+    # -img and -mask headers are read while parsing: only uploaded files may be named there
+    header_files = {}
+    for i, a in enumerate(argv[:-1]):
+        if a in ("-img", "-mask"):
+            name = argv[i + 1]
+            if name not in ids:
+                raise invalid_field(f"nanobragg_args.{i + 1}",
+                                    f"{a} names {name!r}, which is not in 'files' (map it to an "
+                                    "uploaded id)")
+            header_files[name] = ids[name]
+    from sim_core.nanobragg_args import parse_nanobragg_args  # imports torch
+
+    base = Path(tempfile.mkdtemp(prefix="args-", dir=ctx.store_tmp))
+    try:
+        for name, ref in header_files.items():
+            (base / name).symlink_to(ctx.store.input_path(parse_file_id(ref)))
+        parsed = parse_nanobragg_args(argv, base_dir=base, allow_fdump=False)
+    except ArgumentError as exc:
+        idx = argv.index(exc.flag) if exc.flag in argv else None
+        raise invalid_field("nanobragg_args" + (f".{idx}" if idx is not None else ""),
+                            str(exc)) from None
+    except InputFileError as exc:
+        raise invalid_field("nanobragg_args", str(exc).replace(str(base) + "/", "")) from None
+    except SimCoreError as exc:
+        raise invalid_field("nanobragg_args", str(exc)) from None
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    cfg = parsed.config
+    warnings = list(parsed.warnings)
+    if parsed.trace_file:
+        warnings.append("-trace_file is ignored: traces are artifacts trace_<slow>_<fast>.log")
+    names: dict[str, str] = {}
+    for path, name in parsed.input_files.items():
+        flag = FILE_FLAGS[path]
+        if name not in ids:
+            raise invalid_field("files", f"{flag} names {name!r}, which is not in 'files' (map it "
+                                         "to an uploaded id: \"files\": {\"" + name
+                                         + "\": \"sha256:...\"})")
+        _set_ref(cfg, path, ids[name])
+        names[ids[name]] = name
+    return cfg, names, warnings
+
+
+# -- checks -----------------------------------------------------------------------------------------
+def _pixels_estimate(cfg: SimulationConfig) -> int:
+    det = cfg.detector
+    f = det.fast_pixels or math.ceil(det.size_fast_mm / det.pixel_size_mm - 0.5)
+    s = det.slow_pixels or math.ceil(det.size_slow_mm / det.pixel_size_mm - 0.5)
+    return max(0, f) * max(0, s)
+
+
+def _check_pixels(settings, pixels: int) -> None:
+    if pixels > settings.max_detector_pixels:
+        raise limit_exceeded("config.detector", "max_detector_pixels", pixels,
+                             settings.max_detector_pixels, "the detector's pixel count")
+
+
+def _check_trace_pixels(settings, pixels, shape, field_name: str) -> None:
+    if len(pixels) > settings.max_trace_pixels:
+        raise limit_exceeded(field_name, "max_trace_pixels", len(pixels), settings.max_trace_pixels,
+                             "the number of traced pixels")
+    S, F = shape
+    errs = [{"field": f"{field_name}.{i}", "message": f"pixel ({s}, {f}) is outside the detector "
+                                                      f"of {S} slow x {F} fast pixels"}
+            for i, (s, f) in enumerate(pixels) if not (0 <= s < S and 0 <= f < F)]
+    if errs:
+        raise invalid(errs)
+
+
+def _experiment(ctx, cfg: SimulationConfig, form: str):
+    from sim_core.experiment import build_experiment  # imports torch
+
+    def resolve(ref: str) -> Path:
+        return ctx.store.input_path(parse_file_id(ref))
+
+    try:
+        return build_experiment(cfg, resolve)
+    except (ConfigError, InputFileError) as exc:
+        where = form if form == "nanobragg_args" else f"config.{exc.field}" if exc.field \
+            else "config"
+        raise invalid_field(where, _unpath(ctx, str(exc))) from None
+    except SimCoreError as exc:
+        raise invalid_field(form, str(exc)) from None
+
+
+def _unpath(ctx, message: str) -> str:
+    """Input paths of the store are internal: show the ids instead."""
+    files = str(ctx.store.input_path("0" * 64).parent.parent) + "/"
+    return re.sub(re.escape(files) + r"[0-9a-f]{2}/([0-9a-f]{64})", r"sha256:\1", message)
+
+
+def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
+    settings = ctx.settings
+    form = "config" if sub.config is not None else "nanobragg_args"
+    if form == "config":
+        cfg, names, warnings = _from_config(ctx, owner, sub)
+    else:
+        cfg, names, warnings = _from_args(ctx, owner, sub)
+    run = cfg.run
+    if sub.trace_pixels:
+        run.trace_pixels = [tuple(p) for p in sub.trace_pixels]
+    if sub.device:
+        run.device = sub.device
+    if sub.dtype:
+        run.dtype = sub.dtype
+    outputs = [o for o in OUTPUT_FILES if o in set(sub.outputs)]
+    out = cfg.outputs
+    out.float_file = OUTPUT_FILES["float"]
+    out.int_file = OUTPUT_FILES["smv"] if "smv" in outputs else None
+    out.noise_file = OUTPUT_FILES["noise"] if "noise" in outputs else None
+    out.pgm_file = None
+    _check_pixels(settings, _pixels_estimate(cfg))
+    from sim_core.simulate import with_seeds  # imports torch
+    cfg = with_seeds(cfg)
+    exp = _experiment(ctx, cfg, form)
+    shape = tuple(int(x) for x in exp.shape)
+    _check_pixels(settings, shape[0] * shape[1])
+    _check_trace_pixels(settings, run.trace_pixels, shape,
+                        "trace_pixels" if sub.trace_pixels or form == "nanobragg_args"
+                        else "config.run.trace_pixels")
+    evaluations = int(exp.evaluations)
+    if evaluations > settings.max_evaluations:
+        raise limit_exceeded(form, "max_evaluations", evaluations, settings.max_evaluations,
+                             "the job's evaluations (pixels x subpixels x layers x sources x phi "
+                             "steps x mosaic domains)")
+    warnings += [f"note: {n}" for n in exp.notes]
+    return PreparedJob(config=cfg, file_names=names, outputs=outputs, shape=shape,
+                       evaluations=evaluations, warnings=warnings)
+
+
+# -- the record and the queue ----------------------------------------------------------------------
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_names: dict,
+               outputs: list[str], shape, evaluations: int, warnings: list[str],
+               label: Optional[str] = None, parent: Optional[str] = None,
+               trace_pixels=None) -> str:
+    """Write the record (refused when the owner has too many unfinished jobs) and enqueue it."""
+    settings = ctx.settings
+    job_id = new_job_id()
+    device = config.run.device
+    queue = rq_queue.queue_name(settings.namespace, device)
+    rq_id = rq_queue.new_rq_id(job_id)
+    timeout = settings.job_timeout(evaluations)
+    fields = {
+        "id": job_id, "owner": owner, "kind": kind, "parent": parent or "", "label": label or "",
+        "status": "queued", "progress": "0", "created_at": now(), "started_at": "",
+        "finished_at": "", "requested_device": device, "device": device,
+        "dtype": config.run.dtype, "config": config.canonical_json(),
+        "config_sha256": config.config_sha256(), "outputs": outputs,
+        "trace_pixels": [list(p) for p in (trace_pixels if trace_pixels is not None
+                                           else config.run.trace_pixels)],
+        "file_names": file_names, "warnings": warnings, "artifacts": [], "shape": list(shape),
+        "evaluations": evaluations, "timeout_s": timeout, "attempts": 0,
+        "max_attempts": 1 + settings.job_retries, "worker": "", "cancel": "0", "queue": queue,
+        "rq_id": rq_id, "error_type": "", "error_message": "",
+    }
+    ok, n = ctx.records.create(job_id, owner, fields, settings.max_queued_jobs_per_owner)
+    if not ok:
+        raise limit_exceeded("(owner)", "max_queued_jobs_per_owner", n + 1,
+                             settings.max_queued_jobs_per_owner,
+                             f"the number of unfinished jobs of {owner} with this one")
+    try:
+        rq_queue.enqueue(ctx.redis, queue, job_id, rq_id, timeout)
+    except Exception as exc:  # noqa: BLE001 - reported on the record
+        ctx.records.fail_unqueued(job_id, owner, f"could not enqueue: {exc}")
+        raise ApiError(503, "the queue is unavailable", hint="try again later") from exc
+    return job_id
+
+
+__all__ = ["prepare", "create_job", "PreparedJob", "parse_file_id", "OUTPUT_FILES", "FILE_FLAGS"]
