@@ -1,0 +1,76 @@
+"""``run_worker(device, queues)``: a job worker (``bragg worker``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger("bragg.worker")
+
+
+def _queue_names(ns: str, queues):
+    from app.queue import DEVICES, queue_name
+    if not queues:
+        return None
+    return [queue_name(ns, q) if q in DEVICES else q for q in queues]
+
+
+def warm_up(device: str) -> float:
+    """Render, trace and write a tiny image once: compiles the generators, initialises the device."""
+    from sim_core.config import load_config
+    from sim_core.outputs import write_outputs
+    from sim_core.simulate import simulate
+
+    t0 = time.perf_counter()
+    cfg = load_config({
+        "crystal": {"cell": {"a_A": 50, "b_A": 50, "c_A": 50}, "Na": 2, "Nb": 2, "Nc": 2,
+                    "mosaic_spread_deg": 0.1, "mosaic_domains": 2},
+        "structure_factors": {"default_F": 10},
+        "detector": {"fast_pixels": 8, "slow_pixels": 8},
+        "noise": {"seed": 1}, "run": {"trace_pixels": [[4, 4]]}})
+    result = simulate(cfg, device=device)
+    with tempfile.TemporaryDirectory() as d:
+        write_outputs(result, Path(d), float_file="f.bin", int_file="i.img", noise_file="n.img",
+                      png_file="p.png")
+        from sim_core.nanobragg_args import config_to_args
+        config_to_args(result.config)
+    return time.perf_counter() - t0
+
+
+def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
+               burst: bool = False) -> int:
+    from app.settings import get_settings
+
+    from . import context
+    from .worker import BraggWorker, Heartbeat
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        ctx = context.build(device, _queue_names(settings.namespace, queues), name, settings)
+    except RuntimeError as exc:
+        print(f"bragg worker: error: {exc}", file=sys.stderr)
+        return 2
+    context.install(ctx)
+    if settings.worker_warmup:
+        log.info("warm-up on %s took %.2f s", ctx.device, warm_up(ctx.device))
+    hb = Heartbeat(ctx)
+    ctx.heartbeat = hb
+    hb.register()
+    hb.start()
+    worker = BraggWorker(ctx.queues, name=ctx.name, connection=ctx.redis, worker_ttl=60)
+    log.info("worker %s on %s (%s) listening on %s", ctx.name, ctx.device, ctx.device_name,
+             ", ".join(ctx.queues))
+    try:
+        worker.work(burst=burst, logging_level=settings.log_level.upper())
+    finally:
+        hb.stop()
+        try:
+            hb.unregister()
+        except Exception:  # noqa: BLE001
+            pass
+    return 0

@@ -1,0 +1,266 @@
+"""The RQ task: run one job (render or trace) and publish its artifacts, or record why not.
+
+``run_job(job_id)`` never raises for a job's own failure: an engine error, a timeout or a cancel ends
+the job's record (failed / canceled) and the worker carries on with the next job. Artifacts are
+written into a staging folder and published as a whole; a failed or canceled job leaves nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Optional
+
+from app.submit import OUTPUT_FILES, parse_file_id
+from app.store import write_atomic
+
+from . import context
+from .artifacts import commands_text, metadata, seal, write_json
+
+log = logging.getLogger("bragg.worker")
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except OSError:
+        return 0
+
+
+class Stop(Exception):
+    """Raised to end a job early: canceled, timed out, or taken from this worker."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RunningJob:
+    """What the engine's hooks and the heartbeat thread share about the job in progress."""
+
+    def __init__(self, ctx, rec: dict, attempt: int):
+        self.ctx = ctx
+        self.id = rec["id"]
+        self.owner = rec["owner"]
+        self.attempt = attempt
+        self.started = time.time()
+        self.deadline = time.monotonic() + int(rec.get("timeout_s") or 3600)
+        self.progress_value = 0.0
+        self._written = -1.0
+        self._last_write = 0.0
+        self._last_check = 0.0
+        self.reason: Optional[str] = None
+        self.peak_rss = _rss()
+
+    # -- shared with the heartbeat thread ---------------------------------------------------------
+    def pending_progress(self) -> Optional[float]:
+        return self.progress_value if self.progress_value != self._written else None
+
+    def renew(self) -> None:
+        """Refresh the lease, write the progress, and learn about a cancel or a lost lease."""
+        s = self.ctx.settings
+        p = self.pending_progress()
+        out = self.ctx.records.renew(self.id, self.ctx.name, self.attempt, s.lease_ttl_s, p)
+        if p is not None:
+            self._written = p
+        self._last_write = self._last_check = time.monotonic()
+        if out == "cancel" and self.reason is None:
+            self.reason = "cancel"
+        elif out == "lost":
+            self.reason = "lost"
+
+    # -- engine hooks ---------------------------------------------------------------------------------
+    def progress(self, fraction: float) -> None:
+        self.progress_value = round(min(1.0, max(0.0, fraction)) * 0.95, 4)
+        self.peak_rss = max(self.peak_rss, _rss())
+        if time.monotonic() - self._last_write >= self.ctx.settings.progress_interval_s:
+            self.renew()
+
+    def should_stop(self) -> bool:
+        if self.reason is None and time.monotonic() > self.deadline:
+            self.reason = "timeout"
+        if self.reason is None and (time.monotonic() - self._last_check
+                                    >= self.ctx.settings.cancel_check_interval_s):
+            self.renew()
+        return self.reason is not None
+
+    def check(self) -> None:
+        if self.should_stop():
+            raise Stop(self.reason)
+
+
+def _device_for(ctx, requested: str) -> str:
+    return ctx.device if requested == "auto" else requested
+
+
+def _resolver(ctx):
+    def resolve(ref: str) -> Path:
+        digest = parse_file_id(ref)
+        if digest is None:
+            from sim_core.errors import InputFileError
+            raise InputFileError(f"{ref}: not an uploaded file id")
+        return ctx.store.input_path(digest)
+    return resolve
+
+
+def _clean_message(ctx, rec: dict, message: str) -> str:
+    """Store paths are internal: name input files as the user named them."""
+    names = rec.get("file_names") or {}
+    files_root = str(ctx.store.input_path("0" * 64).parent.parent) + "/"
+
+    def repl(m):
+        ref = f"sha256:{m.group(1)}"
+        return names.get(ref, ref)
+
+    return re.sub(re.escape(files_root) + r"[0-9a-f]{2}/([0-9a-f]{64})", repl, message)
+
+
+def _peak_memory(job: RunningJob, device: str) -> dict:
+    if device.startswith("cuda"):
+        import torch
+        return {"kind": "cuda_max_allocated", "bytes": int(torch.cuda.max_memory_allocated())}
+    return {"kind": "process_rss", "bytes": int(max(job.peak_rss, _rss()))}
+
+
+# -- the two kinds of job ---------------------------------------------------------------------------
+def _render(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict:
+    from sim_core.config import load_config
+    from sim_core.outputs import write_outputs
+    from sim_core.simulate import simulate
+
+    config = load_config(rec["config"])
+    result = simulate(config, _resolver(ctx), progress=job.progress, cancel=job.should_stop,
+                      device=device, dtype=config.run.dtype)
+    job.check()
+    outputs = set(rec.get("outputs") or [])
+    names = {k: (v if k in outputs else None) for k, v in OUTPUT_FILES.items()}
+    report = write_outputs(result, staging, float_file=names["float"], int_file=names["smv"],
+                           noise_file=names["noise"], png_file=names["png"])
+    for t in result.traces:
+        write_atomic(staging / f"trace_{t.slow}_{t.fast}.log", t.text)
+    write_atomic(staging / "commands.txt",
+                 commands_text(rec["id"], result.config, rec.get("file_names") or {},
+                               ctx.versions.get("project")))
+    ended = time.time()
+    write_json(staging / "run_metadata.json",
+               metadata(ctx, rec, attempt=job.attempt, started=job.started, ended=ended,
+                        result=result, report=report, peak_memory=_peak_memory(job, device),
+                        traces=[(t.slow, t.fast) for t in result.traces]))
+    return {"evaluations": int(result.evaluations), "render_s": result.elapsed_s,
+            "eps": result.evaluations_per_second, "device": result.device}
+
+
+def _trace(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict:
+    from sim_core.config import load_config
+    from sim_core.simulate import trace_pixels
+
+    config = load_config(rec["config"])
+    pixels = [tuple(p) for p in rec.get("trace_pixels") or []]
+    t0 = time.perf_counter()
+    traces = []
+    for i, pixel in enumerate(pixels):
+        job.check()
+        traces += trace_pixels(config, [pixel], _resolver(ctx), device=device,
+                               dtype=config.run.dtype)
+        job.progress((i + 1) / len(pixels))
+    for t in traces:
+        write_atomic(staging / f"trace_{t.slow}_{t.fast}.log", t.text)
+    write_json(staging / "run_metadata.json",
+               metadata(ctx, rec, attempt=job.attempt, started=job.started, ended=time.time(),
+                        config=config, peak_memory=_peak_memory(job, device), traces=pixels))
+    return {"evaluations": 0, "render_s": time.perf_counter() - t0, "eps": 0.0, "device": device}
+
+
+# -- the task -------------------------------------------------------------------------------------------
+def run_job(job_id: str) -> Optional[str]:
+    """RQ entry point. Returns the job's final status (or why it was not run)."""
+    ctx = context.get()
+    rec = ctx.records.get(job_id)
+    if rec is None:
+        log.warning("job %s: no record; skipped", job_id)
+        return "missing"
+    device = _device_for(ctx, rec.get("requested_device", "auto"))
+    label = "cuda:0" if device == "cuda" else device
+    status, attempt = ctx.records.start(job_id, ctx.name, label, ctx.settings.lease_ttl_s)
+    if status != "running":
+        log.info("job %s: %s, not started", job_id, status)
+        return status
+    job = RunningJob(ctx, rec, attempt)
+    hb = ctx.heartbeat
+    if hb is not None:
+        hb.current = job
+    try:
+        return _execute(ctx, rec, job, device)
+    finally:
+        if hb is not None:
+            hb.current = None
+
+
+def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
+    from rq.timeouts import JobTimeoutException
+    from sim_core.errors import RenderCancelled, SimCoreError
+
+    job_id, owner, name, attempt = rec["id"], rec["owner"], ctx.name, job.attempt
+    ctx.store.sweep(job_id)
+    staging = ctx.store.staging_dir(job_id, attempt)
+    if device == "cuda":
+        import torch
+        torch.cuda.reset_peak_memory_stats()
+    log.info("job %s: attempt %d on %s", job_id, attempt, device)
+    try:
+        run = _trace if rec.get("kind") == "trace" else _render
+        stats = run(ctx, rec, job, device, staging)
+        job.check()
+        artifacts = seal(staging)
+        ctx.store.commit(job_id, staging)
+        out = ctx.records.finish(job_id, owner, name, attempt, "finished",
+                                 {"artifacts": artifacts, "progress": "1",
+                                  "device": stats["device"]})
+        if out == "cancel":
+            ctx.store.remove_job(job_id)
+            ctx.records.finish(job_id, owner, name, attempt, "canceled")
+            log.info("job %s: canceled while finishing", job_id)
+            return "canceled"
+        if out == "lost":
+            log.warning("job %s: attempt %d was taken from this worker; result dropped", job_id,
+                        attempt)
+            return "lost"
+        ctx.records.observe_job(time.time() - job.started, stats["evaluations"], stats["render_s"],
+                                stats["eps"], stats["device"])
+        log.info("job %s: finished in %.3f s", job_id, time.time() - job.started)
+        return "finished"
+    except (Stop, RenderCancelled):
+        reason = job.reason or "cancel"
+        if reason == "lost":
+            log.warning("job %s: attempt %d was taken from this worker; stopped", job_id, attempt)
+            return "lost"
+        if reason == "timeout":
+            return _fail(ctx, rec, job, "JobTimeout", f"the job ran longer than its timeout of "
+                                                     f"{rec.get('timeout_s')} s")
+        ctx.records.finish(job_id, owner, name, attempt, "canceled")
+        log.info("job %s: canceled", job_id)
+        return "canceled"
+    except JobTimeoutException as exc:
+        return _fail(ctx, rec, job, "JobTimeout", str(exc) or "the job exceeded its timeout")
+    except SimCoreError as exc:
+        return _fail(ctx, rec, job, type(exc).__name__, _clean_message(ctx, rec, str(exc)))
+    except Exception as exc:  # noqa: BLE001 - the job fails, the worker goes on
+        log.exception("job %s: unexpected error", job_id)
+        return _fail(ctx, rec, job, type(exc).__name__, _clean_message(ctx, rec, str(exc)))
+    finally:
+        ctx.store.discard(staging)
+
+
+def _fail(ctx, rec: dict, job: RunningJob, etype: str, message: str) -> str:
+    log.info("job %s: failed: %s: %s", rec["id"], etype, message)
+    ctx.records.finish(rec["id"], rec["owner"], ctx.name, job.attempt, "failed",
+                       {"error_type": etype, "error_message": message[:4000]})
+    return "failed"
+
+
+__all__ = ["run_job", "RunningJob"]

@@ -1,0 +1,79 @@
+"""The worker process: RQ's in-process ``SimpleWorker`` plus a heartbeat thread.
+
+Jobs run in the worker's own process, one after the other, so that the device (CUDA context,
+kernels, the simulator's JIT-compiled generators) stays initialised between jobs. RQ's default
+worker forks a child per job, and CUDA cannot be used in a child forked after the parent has
+initialised it; the fork would also throw away the warm state every time.
+
+The heartbeat thread keeps this worker visible (``ns:worker:<name>``, read by /readyz), renews the
+lease of the job in progress, writes its progress and sees cancel requests, and runs the reaper that
+requeues the jobs of dead workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from rq.worker import SimpleWorker
+
+from . import reaper
+
+log = logging.getLogger("bragg.worker")
+
+
+class BraggWorker(SimpleWorker):
+    """A SimpleWorker (no fork): the device and warm state live as long as the process."""
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        # RQ's own bookkeeping of the job; the lease in app.records is what detects dead workers
+        return int(job.timeout or 600) + 60
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, ctx):
+        super().__init__(name="bragg-heartbeat", daemon=True)
+        self.ctx = ctx
+        self.current = None  # tasks.RunningJob while a job runs
+        self.stopping = threading.Event()
+        self._last_sweep = 0.0
+
+    def register(self) -> None:
+        ctx = self.ctx
+        k = ctx.records.k
+        job = self.current
+        pipe = ctx.redis.pipeline(transaction=False)
+        pipe.hset(k.worker(ctx.name), mapping={
+            "name": ctx.name, "device": ctx.device, "device_name": ctx.device_name,
+            "queues": ",".join(ctx.queues), "pid": ctx.pid, "host": ctx.host,
+            "started_at": ctx.started_at, "state": "busy" if job else "idle",
+            "job": job.id if job else "", "versions": json.dumps(ctx.versions)})
+        pipe.expire(k.worker(ctx.name), ctx.settings.lease_ttl_s)
+        pipe.sadd(k.workers, ctx.name)
+        pipe.execute()
+
+    def unregister(self) -> None:
+        k = self.ctx.records.k
+        self.ctx.redis.delete(k.worker(self.ctx.name))
+        self.ctx.redis.srem(k.workers, self.ctx.name)
+
+    def beat(self) -> None:
+        self.register()
+        job = self.current
+        if job is not None:
+            job.renew()
+        if time.monotonic() - self._last_sweep >= self.ctx.settings.reaper_interval_s:
+            self._last_sweep = time.monotonic()
+            reaper.sweep(self.ctx)
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.ctx.settings.heartbeat_interval_s):
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001 - keep beating (Redis may come back)
+                log.exception("heartbeat failed")
+
+    def stop(self) -> None:
+        self.stopping.set()
