@@ -196,6 +196,12 @@ def run_job(job_id: str) -> Optional[str]:
         hb.current = job
     try:
         return _execute(ctx, rec, job, device)
+    except Exception as exc:  # noqa: BLE001 - e.g. Redis gone while finishing: do not leave it running
+        log.exception("job %s: could not be completed", job_id)
+        try:
+            return _fail(ctx, rec, job, type(exc).__name__, str(exc))
+        except Exception:  # noqa: BLE001 - the reaper will requeue it once the lease expires
+            return "error"
     finally:
         if hb is not None:
             hb.current = None
@@ -206,13 +212,15 @@ def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
     from sim_core.errors import RenderCancelled, SimCoreError
 
     job_id, owner, name, attempt = rec["id"], rec["owner"], ctx.name, job.attempt
-    ctx.store.sweep(job_id)
-    staging = ctx.store.staging_dir(job_id, attempt)
-    if device == "cuda":
-        import torch
-        torch.cuda.reset_peak_memory_stats()
     log.info("job %s: attempt %d on %s", job_id, attempt, device)
+    staging = None
     try:
+        ctx.store.sweep(job_id)
+        staging = ctx.store.staging_dir(job_id, attempt)
+        if device == "cuda":
+            import torch
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
         run = _trace if rec.get("kind") == "trace" else _render
         stats = run(ctx, rec, job, device, staging)
         job.check()
@@ -253,7 +261,8 @@ def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
         log.exception("job %s: unexpected error", job_id)
         return _fail(ctx, rec, job, type(exc).__name__, _clean_message(ctx, rec, str(exc)))
     finally:
-        ctx.store.discard(staging)
+        if staging is not None:
+            ctx.store.discard(staging)
 
 
 def _fail(ctx, rec: dict, job: RunningJob, etype: str, message: str) -> str:
