@@ -54,7 +54,8 @@ class UnitCell(_Model):
         al, be, ga = (math.radians(x) for x in (self.alpha_deg, self.beta_deg, self.gamma_deg))
         s = (al + be + ga) / 2
         skew = math.sin(s) * math.sin(s - al) * math.sin(s - be) * math.sin(s - ga)
-        if skew <= 0:
+        # 2 sqrt(skew) is the volume of the cell with unit edges: 1 for a cube, 0 when flat
+        if skew <= 0 or 2 * math.sqrt(skew) < 1e-6:
             raise ValueError("cell angles describe no parallelepiped (zero or negative volume)")
         return self
 

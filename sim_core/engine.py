@@ -33,7 +33,7 @@ import torch
 from . import physics
 from .errors import RenderCancelled
 from .experiment import Experiment
-from .geometry.rotations import rotate_axis
+from .geometry.pixels import PixelFrame, loop_geometry
 
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
@@ -114,21 +114,10 @@ class Engine:
         self.K = exp.sources.count
         self.n_orient = exp.orientations
         self.L = self.T * self.S * self.K
-        self.pix0 = self._t(det.pix0)
-        self.fdet = self._t(det.fdet)
-        self.sdet = self._t(det.sdet)
-        self.odet = self._t(det.odet)
-        self.beam = self._t(det.beam)
-        self.polar_axis = self._t(det.polar)
-        self.pixel_size = self._t(det.pixel_size)
-        self.subpixel = self.pixel_size / self.O
-        self.distance = self._t(det.distance)
-        self.close_distance = self._t(det.close_distance)
-        self.incident = self._t(exp.sources.incident)
-        self.lambdas = self._t(exp.sources.wavelengths)
-        self.cells = self._stack_cells(exp.cell_matrices)
+        cfg_s = cfg.sampling
+        self.cells = self._cell_rows(exp.cell_matrices)
         self.cells_fresh = (None if exp.cell_matrices_fresh is None
-                            else self._stack_cells(exp.cell_matrices_fresh))
+                            else self._cell_rows(exp.cell_matrices_fresh))
         cr = exp.crystal
         self.a_star = self._t(cr.a_star)
         self.b_star = self._t(cr.b_star)
@@ -138,36 +127,41 @@ class Engine:
         self.fudge = cfg.crystal.fudge
         self.sf = exp.structure_factors.to(self.dtype, self.device)
         self.interpolate = exp.interpolate
-        self.kahn = cfg.beam.polarization
         self.nopolar = cfg.beam.polarization_off
-        self.dmin = cfg.sampling.dmin_A * 1e-10
-        thick = exp.sampling.thickness
-        self.thick_step = thick.step
-        self.thick = thick.range
-        self.mu = exp.sampling.detector_mu
+        self.dmin = cfg_s.dmin_A * 1e-10
         self.I_bg = exp.water_I_bg
         self.water = cfg.background.water_um > 0
         self.scale = physics.R_E_SQR * exp.fluence / exp.steps
-        self.ov_thick = cfg.sampling.oversample_thick
-        self.ov_polar = cfg.sampling.oversample_polar
-        self.ov_omega = cfg.sampling.oversample_omega
+        self.ov_thick = cfg_s.oversample_thick
+        self.ov_polar = cfg_s.oversample_polar
+        self.ov_omega = cfg_s.oversample_omega
         self.recurrence = self.ov_thick or self.ov_polar or self.ov_omega
-        self.curved = det.curved
-        self.point_pixel = det.point_pixel
         # per-loop decomposition l -> (t, s, k) and subpixel offsets
         loops = torch.arange(self.L, device=self.device)
         self.loop_t = loops // (self.S * self.K)
         self.loop_s = (loops // self.K) % self.S
-        self.loop_k = loops % self.K
-        self.sub_f = (self.loop_s % self.O).to(self.dtype)
-        self.sub_s = (self.loop_s // self.O).to(self.dtype)
+        thick = exp.sampling.thickness
+        self.frame = PixelFrame(
+            pix0=self._t(det.pix0), fdet=self._t(det.fdet), sdet=self._t(det.sdet),
+            odet=self._t(det.odet), beam=self._t(det.beam), polar_axis=self._t(det.polar),
+            pixel_size=self._t(det.pixel_size), distance=self._t(det.distance),
+            close_distance=self._t(det.close_distance), incident=self._t(exp.sources.incident),
+            lambdas=self._t(exp.sources.wavelengths), oversample=self.O,
+            thick_step=thick.step, thick=thick.range, mu=exp.sampling.detector_mu,
+            kahn=cfg.beam.polarization, nopolar=self.nopolar, dmin=self.dmin,
+            curved=det.curved, point_pixel=det.point_pixel, oversample_thick=self.ov_thick,
+            sub_f=(self.loop_s % self.O).to(self.dtype), sub_s=(self.loop_s // self.O).to(self.dtype),
+            layer=self.loop_t.to(self.dtype), source=loops % self.K)
         #: the loop whose absorption the C program keeps: last layer, first subpixel, first source
         self._capture_loop = (self.T - 1) * self.S * self.K
 
-    def _stack_cells(self, cells: torch.Tensor) -> torch.Tensor:
-        """(n, 3, 3) cell matrices -> (3, 3 * n) so that ``q @ it`` gives h, k, l blocks."""
-        c = self._t(cells)
-        return c.permute(2, 1, 0).reshape(3, 3 * c.shape[0]).contiguous()
+    def _cell_rows(self, cells: torch.Tensor) -> torch.Tensor:
+        """(n, 3, 3) cell matrices (rows a, b, c) -> (3, n, 3): [axis, orientation, xyz]."""
+        return self._t(cells).permute(1, 0, 2).contiguous()
+
+    def _cells_block(self, cells: torch.Tensor, o0: int, o1: int) -> torch.Tensor:
+        """Rows (axis * n_o + o) of the orientations o0..o1, for ``block @ q`` -> (3 n_o, N)."""
+        return cells[:, o0:o1, :].reshape(-1, 3)
 
     # -- sizing -----------------------------------------------------------------------------------
     def bytes_per_evaluation(self) -> int:
@@ -196,92 +190,71 @@ class Engine:
                             self.budget_bytes // max(1, per_loop * self.L)))
         return pixels, self.L, n_o
 
-    # -- pixel-level geometry ---------------------------------------------------------------------
-    def _loop_geometry(self, fp: torch.Tensor, sp: torch.Tensor, loops: torch.Tensor):
-        """Positions and derived per-(pixel, loop) quantities for loops ``loops`` of pixels fp, sp."""
-        sub_f = self.sub_f[loops]
-        sub_s = self.sub_s[loops]
-        Fdet = self.subpixel * (fp[:, None] * self.O + sub_f[None, :]) + self.subpixel / 2.0
-        Sdet = self.subpixel * (sp[:, None] * self.O + sub_s[None, :]) + self.subpixel / 2.0
-        Odet = (self.loop_t[loops].to(self.dtype) * self.thick_step)[None, :]
-        pos = (Fdet[..., None] * self.fdet + Sdet[..., None] * self.sdet
-               + Odet[..., None] * self.odet + self.pix0)
-        if self.curved:
-            # every pixel at the same distance: the flat y and z coordinates become angles
-            start = (self.distance * self.beam).expand_as(pos)
-            turned = rotate_axis(start, self.sdet, pos[..., 1] / self.distance)
-            pos = rotate_axis(turned, self.fdet, pos[..., 2] / self.distance)
-        airpath = torch.linalg.vector_norm(pos, dim=-1)
-        diffracted = pos / airpath[..., None]
-        omega = physics.solid_angle(self.pixel_size, airpath, self.close_distance,
-                                    self.point_pixel)
-        if self.thick > 0 or self.ov_thick:
-            parallax = (diffracted * self.odet).sum(-1)
-            layer = self.loop_t[loops].to(self.dtype)[None, :]
-            capture = physics.capture_fraction(layer, self.thick_step, self.mu, parallax)
-        else:
-            capture = torch.ones_like(airpath)
-        k = self.loop_k[loops]
-        incident = self.incident[k]  # (Lb, 3)
-        lam = self.lambdas[k]
-        q = (diffracted - incident) / lam[:, None]
-        if self.dmin > 0:
-            stol = 0.5 * torch.linalg.vector_norm(q, dim=-1)
-            skip = (stol > 0) & (self.dmin > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol)))
-        else:
-            skip = torch.zeros(q.shape[:-1], dtype=torch.bool, device=self.device)
-        if self.nopolar:
-            polar = torch.ones_like(airpath)
-        else:
-            polar = physics.polarization_factor(self.kahn, incident.expand_as(diffracted),
-                                                diffracted, self.polar_axis)
-        return dict(pos=pos, airpath=airpath, diffracted=diffracted, omega=omega,
-                    capture=capture, incident=incident, lam=lam, q=q, skip=skip, polar=polar)
-
-    # -- orientation-level arithmetic --------------------------------------------------------------
-    def _lattice(self, hkl: torch.Tensor, signed: bool):
-        """F_latt (..., n_o) from Miller indices (..., 3, n_o), plus the pieces a trace prints."""
-        h, k, l = hkl[..., 0, :], hkl[..., 1, :], hkl[..., 2, :]
-        h0, k0, l0 = physics.nearest_index(h), physics.nearest_index(k), physics.nearest_index(l)
+    # -- orientation-level arithmetic (planar: h, k, l each (n_o, N)) ----------------------------
+    def _lattice(self, hkl: torch.Tensor, *, need_rounded: bool, signed: bool):
+        """F_latt (n_o, N) from Miller indices (3, n_o, N), plus what a trace prints."""
+        h, k, l = hkl[0], hkl[1], hkl[2]
+        rounded = None
+        if need_rounded or signed or self.shape_kind != "square":
+            rounded = (physics.nearest_index(h), physics.nearest_index(k), physics.nearest_index(l))
         parts = {}
         if self.shape_kind == "square":
+            fast = not (torch.is_grad_enabled() and hkl.requires_grad) and not signed
             F_latt = None
-            for name, x, n, N in (("a", h, h0, self.Na), ("b", k, k0, self.Nb),
-                                  ("c", l, l0, self.Nc)):
-                if N > 1:
+            for i, (name, x, N) in enumerate((("a", h, self.Na), ("b", k, self.Nb),
+                                              ("c", l, self.Nc))):
+                if N <= 1:
+                    continue
+                if fast:
+                    r = physics.sincg_fractional_fast(x, N)
+                else:
+                    n = rounded[i] if rounded is not None else physics.nearest_index(x)
                     r = physics.sincg_fractional(x - n, N)
                     if signed:
                         r = r * physics.sincg_sign(n, N)
-                    parts[name] = r
-                    F_latt = r if F_latt is None else F_latt * r
+                        parts[name] = r
+                if F_latt is None:
+                    F_latt = r
+                elif fast:
+                    F_latt.mul_(r)
+                else:
+                    F_latt = F_latt * r
             if F_latt is None:
                 F_latt = torch.ones_like(h)
-        else:
-            dh, dk, dl = h - h0, k - k0, l - l0
-            if self.shape_kind == "round":
-                F_latt = physics.lattice_round(dh, dk, dl, self.Na, self.Nb, self.Nc, self.fudge)
-            else:
-                rad = physics.reciprocal_distance_sqr(dh, dk, dl, self.a_star, self.b_star,
-                                                      self.c_star, self.Na, self.Nb, self.Nc)
-                fn = physics.lattice_gauss if self.shape_kind == "gauss" else physics.lattice_tophat
-                F_latt = fn(rad, self.Na, self.Nb, self.Nc, self.fudge)
-        return F_latt, (h0, k0, l0), parts
-
-    def _cell_factor(self, hkl, rounded, keys: Optional[torch.Tensor], state: SequenceState,
-                     active: Optional[torch.Tensor]):
-        """F_cell (..., n_o): tricubic before the C program's fallback point, nearest node after."""
+            return F_latt, rounded, parts
         h0, k0, l0 = rounded
+        dh, dk, dl = h - h0, k - k0, l - l0
+        if self.shape_kind == "round":
+            F_latt = physics.lattice_round(dh, dk, dl, self.Na, self.Nb, self.Nc, self.fudge)
+        else:
+            rad = physics.reciprocal_distance_sqr(dh, dk, dl, self.a_star, self.b_star, self.c_star,
+                                                  self.Na, self.Nb, self.Nc)
+            fn = physics.lattice_gauss if self.shape_kind == "gauss" else physics.lattice_tophat
+            F_latt = fn(rad, self.Na, self.Nb, self.Nc, self.fudge)
+        return F_latt, rounded, parts
+
+    def _cell_factor(self, hkl, rounded, keys: Optional[torch.Tensor], state: SequenceState):
+        """F_cell (n_o, N): tricubic before the C program's fallback point, nearest node after."""
         if self.sf.constant:
             return None
-        nearest = self.sf.nearest(h0, k0, l0)
+        nearest = self.sf.nearest(*rounded)
         if not self.interpolate or keys is None:
             return nearest
-        trig = state.interp_trigger
-        h, k, l = hkl[..., 0, :], hkl[..., 1, :], hkl[..., 2, :]
-        tric = self.sf.tricubic(h, k, l)
+        tric = self.sf.tricubic(hkl[0], hkl[1], hkl[2])
         # the C program sets default_F at the trigger point, but then (interpolation now off)
         # immediately overwrites it with the nearest node: the trigger point gets nearest too
-        return torch.where(keys < trig, tric, nearest)
+        return torch.where(keys < state.interp_trigger, tric, nearest)
+
+    def _miller(self, cells, q, loop_keys, state, o0, o1):
+        """h, k, l (3, n_o, N) of orientations o0..o1 for the scattering vectors q (3, N)."""
+        hkl = (self._cells_block(cells, o0, o1) @ q).view(3, o1 - o0, -1)
+        if self.cells_fresh is not None and state.first_loop != _NO_KEY:
+            # c-parity: the first loop of the render sees the unrotated cell at phi == 0
+            sel = (loop_keys == state.first_loop).reshape(-1)
+            if bool(sel.any()):
+                fresh = (self._cells_block(self.cells_fresh, o0, o1) @ q).view(3, o1 - o0, -1)
+                hkl = torch.where(sel, fresh, hkl)
+        return hkl
 
     # -- the chunk --------------------------------------------------------------------------------
     def render_chunk(self, pixels: torch.Tensor, ranks: torch.Tensor, state: SequenceState,
@@ -298,79 +271,84 @@ class Engine:
         last_polar = polar_first
         omega_first = capture_last = omega_last = capture_last_loop = None
         need_keys = self.interpolate or self.cells_fresh is not None
+        F2 = self.sf.default_F * self.sf.default_F
         for l0 in range(0, self.L, loops_per_block):
             loops = torch.arange(l0, min(self.L, l0 + loops_per_block), device=self.device)
-            g = self._loop_geometry(fp, sp, loops)
+            g = loop_geometry(self.frame, fp, sp, loops)
             Lb = loops.shape[0]
-            skip = g["skip"]
+            skip = g.skip
             # pixel-level factors with the C program's "first computed" / "last computed" values
             if l0 == 0:
-                omega_first = g["omega"][:, 0]
+                omega_first = g.omega[:, 0]
             if l0 <= self._capture_loop < l0 + Lb:
-                capture_last = g["capture"][:, self._capture_loop - l0]
-            omega_last = g["omega"][:, -1]
-            capture_last_loop = g["capture"][:, -1]
-            live = ~skip
-            first_here = torch.argmax(live.to(torch.int8), dim=1)
-            any_here = live.any(dim=1)
-            take = any_here & ~polar_found
-            polar_first = torch.where(take, g["polar"].gather(1, first_here[:, None])[:, 0],
-                                      polar_first)
-            polar_found = polar_found | any_here
-            last_live = Lb - 1 - torch.argmax(live.flip(1).to(torch.int8), dim=1)
-            last_polar = torch.where(any_here, g["polar"].gather(1, last_live[:, None])[:, 0],
-                                     last_polar)
-            # loop factor of the C program's running product (oversample flags only)
+                capture_last = g.capture[:, self._capture_loop - l0]
+            omega_last = g.omega[:, -1]
+            capture_last_loop = g.capture[:, -1]
+            if self.nopolar:
+                polar_first = last_polar = g.polar[:, 0]
+            elif self.dmin > 0:
+                live = ~skip
+                first_here = torch.argmax(live.to(torch.int8), dim=1)
+                any_here = live.any(dim=1)
+                take = any_here & ~polar_found
+                polar_first = torch.where(take, g.polar.gather(1, first_here[:, None])[:, 0],
+                                          polar_first)
+                polar_found = polar_found | any_here
+                last_live = Lb - 1 - torch.argmax(live.flip(1).to(torch.int8), dim=1)
+                last_polar = torch.where(any_here, g.polar.gather(1, last_live[:, None])[:, 0],
+                                         last_polar)
+            else:
+                if l0 == 0:
+                    polar_first = g.polar[:, 0]
+                last_polar = g.polar[:, -1]
             if self.recurrence:
-                f_loop = torch.ones_like(g["airpath"])
+                # the C program's running product: I = (I + term) * f after every evaluation
+                f_loop = torch.ones_like(g.airpath)
                 if self.ov_thick:
-                    f_loop = f_loop * g["capture"]
+                    f_loop = f_loop * g.capture
                 if self.ov_polar:
-                    f_loop = f_loop * g["polar"]
+                    f_loop = f_loop * g.polar
                 if self.ov_omega:
-                    f_loop = f_loop * g["omega"]
-            q = g["q"].reshape(-1, 3)
+                    f_loop = f_loop * g.omega
+            q = g.q.view(3, -1)
             loop_keys = (ranks[:, None] * self.L + loops[None, :]) if need_keys else None
             for o0 in range(0, self.n_orient, o_per_block):
                 o1 = min(self.n_orient, o0 + o_per_block)
-                n_o = o1 - o0
-                cells = self._cells_block(self.cells, o0, o1)
-                hkl = (q @ cells).view(P, Lb, 3, n_o)
-                if self.cells_fresh is not None and state.first_loop != _NO_KEY:
-                    hkl = self._fresh_first_loop(hkl, q, loop_keys, state, o0, o1, P, Lb)
-                F_latt, rounded, parts = self._lattice(hkl, signed=recorder is not None)
+                hkl = self._miller(self.cells, q, loop_keys, state, o0, o1)
+                keep_latt = self.recurrence or recorder is not None
+                F_latt, rounded, parts = self._lattice(
+                    hkl, need_rounded=not self.sf.constant, signed=recorder is not None)
                 keys = None
                 if self.interpolate:
-                    keys = (loop_keys[..., None] * self.n_orient
-                            + torch.arange(o0, o1, device=self.device))
-                F_cell = self._cell_factor(hkl, rounded, keys, state, None)
-                lat2 = F_latt * F_latt
-                term = lat2 if F_cell is None else F_cell * F_cell * lat2
-                if F_cell is None and self.sf.default_F != 1.0:
-                    term = term * (self.sf.default_F * self.sf.default_F)
+                    keys = (loop_keys.reshape(1, -1) * self.n_orient
+                            + torch.arange(o0, o1, device=self.device)[:, None])
+                F_cell = self._cell_factor(hkl, rounded, keys, state)
+                if keep_latt or torch.is_grad_enabled() and F_latt.requires_grad:
+                    term = F_latt * F_latt
+                else:
+                    term = F_latt.square_()
+                if F_cell is not None:
+                    term = term * (F_cell * F_cell)
+                elif F2 != 1.0:
+                    term = term * F2
                 if self.recurrence:
-                    dropped = skip[..., None] | ((F_latt == 0) & (not self.water))
+                    n_o = o1 - o0
+                    dropped = skip.reshape(1, -1) | ((F_latt == 0) & (not self.water))
                     term = torch.where(dropped, torch.zeros_like(term), term)
                     gfac = torch.where(dropped, torch.ones_like(term),
-                                       f_loop[..., None].expand_as(term))
-                    gflat = gfac.reshape(P, -1)
-                    w = torch.flip(torch.cumprod(torch.flip(gflat, [1]), dim=1), [1])
-                    I = I * w[:, 0] + (term.reshape(P, -1) * w).sum(1)
+                                       f_loop.reshape(1, -1).expand_as(term))
+                    # evaluation order per pixel: (loop, orientation)
+                    term = term.view(n_o, P, Lb).permute(1, 2, 0).reshape(P, -1)
+                    gfac = gfac.view(n_o, P, Lb).permute(1, 2, 0).reshape(P, -1)
+                    w = torch.flip(torch.cumprod(torch.flip(gfac, [1]), dim=1), [1])
+                    I = I * w[:, 0] + (term * w).sum(1)
                 else:
-                    part = term.sum(-1)
+                    part = term.sum(0).view(P, Lb)
                     if self.dmin > 0:
                         part = torch.where(skip, torch.zeros_like(part), part)
-                    I = I + part.sum(-1)
+                    I = I + part.sum(1)
                 if recorder is not None:
-                    loop_data = {} if o0 else dict(
-                        pos=g["pos"], airpath=g["airpath"], diffracted=g["diffracted"],
-                        omega=g["omega"], capture=g["capture"], incident=g["incident"],
-                        lam=g["lam"], q=g["q"], skip=skip, polar=g["polar"])
-                    recorder.block(loops=loops, o0=torch.tensor(o0), hkl=hkl, F_latt=F_latt,
-                                   F_cell=F_cell if F_cell is not None
-                                   else torch.full_like(F_latt, self.sf.default_F),
-                                   h0=rounded[0], k0=rounded[1], l0=rounded[2],
-                                   **{f"F_latt_{k}": v for k, v in parts.items()}, **loop_data)
+                    self._record(recorder, g, loops, o0, hkl, F_latt, F_cell, rounded, parts)
                 if stats is not None:
                     stats.blocks += 1
         factor = torch.full_like(I, self.scale)
@@ -388,23 +366,27 @@ class Engine:
                            else torch.ones_like(I), capture_last_loop=capture_last_loop)
         return result
 
-    def _cells_block(self, cells: torch.Tensor, o0: int, o1: int) -> torch.Tensor:
-        if o0 == 0 and o1 == self.n_orient:
-            return cells
-        n = self.n_orient
-        return cells.view(3, 3, n)[:, :, o0:o1].reshape(3, -1)
+    def _record(self, recorder, g, loops, o0, hkl, F_latt, F_cell, rounded, parts):
+        """Keep one pixel's tensors in (1, loop, [3,] orientation) layout for the trace."""
+        def orient(x):  # (n_o, Lb) -> (1, Lb, n_o)
+            return x.transpose(0, 1).unsqueeze(0)
 
-    def _fresh_first_loop(self, hkl, q, loop_keys, state, o0, o1, P, Lb):
-        """c-parity: the first loop of the render uses the unrotated cell at phi == 0."""
-        sel = loop_keys == state.first_loop  # (P, Lb)
-        if not bool(sel.any()):
-            return hkl
-        fresh = (q @ self._cells_block(self.cells_fresh, o0, o1)).view(P, Lb, 3, o1 - o0)
-        return torch.where(sel[..., None, None], fresh, hkl)
+        loop_data = {}
+        if o0 == 0:
+            loop_data = dict(
+                pos=torch.stack(g.pos, -1), airpath=g.airpath,
+                diffracted=torch.stack(g.diffracted, -1), omega=g.omega, capture=g.capture,
+                incident=g.incident, lam=g.lam, q=g.q.permute(1, 2, 0), skip=g.skip,
+                polar=g.polar)
+        cell = F_cell if F_cell is not None else torch.full_like(F_latt, self.sf.default_F)
+        recorder.block(loops=loops, o0=torch.tensor(o0), hkl=hkl.permute(2, 0, 1).unsqueeze(0),
+                       F_latt=orient(F_latt), F_cell=orient(cell), h0=orient(rounded[0]),
+                       k0=orient(rounded[1]), l0=orient(rounded[2]),
+                       **{f"F_latt_{k}": orient(v) for k, v in parts.items()}, **loop_data)
 
     # -- sequence pre-passes ----------------------------------------------------------------------
     def resolve_sequence(self, pixels: torch.Tensor, ranks: torch.Tensor, state: SequenceState,
-                         plan, upto_rank: int | None = None):
+                         plan):
         """Find the order-dependent events among ``pixels`` (in rank order) not yet resolved."""
         if self.cells_fresh is not None and not state.first_loop_resolved:
             _, loops_per_block, _ = plan
@@ -412,7 +394,7 @@ class Engine:
             sp = (pixels // self.F_pixels).to(self.dtype)
             for l0 in range(0, self.L, loops_per_block):
                 loops = torch.arange(l0, min(self.L, l0 + loops_per_block), device=self.device)
-                live = ~self._loop_geometry(fp, sp, loops)["skip"]
+                live = ~loop_geometry(self.frame, fp, sp, loops).skip
                 if bool(live.any()):
                     keys = ranks[:, None] * self.L + loops[None, :]
                     cand = int(torch.where(live, keys, torch.full_like(keys, _NO_KEY)).min())
@@ -427,30 +409,25 @@ class Engine:
 
     def _find_interp_trigger(self, pixels, ranks, state, plan) -> int:
         _, loops_per_block, o_per_block = plan
-        P = pixels.shape[0]
         fp = (pixels % self.F_pixels).to(self.dtype)
         sp = (pixels // self.F_pixels).to(self.dtype)
         best = _NO_KEY
         for l0 in range(0, self.L, loops_per_block):
             loops = torch.arange(l0, min(self.L, l0 + loops_per_block), device=self.device)
-            g = self._loop_geometry(fp, sp, loops)
-            Lb = loops.shape[0]
-            q = g["q"].reshape(-1, 3)
+            g = loop_geometry(self.frame, fp, sp, loops)
+            q = g.q.view(3, -1)
             loop_keys = ranks[:, None] * self.L + loops[None, :]
             for o0 in range(0, self.n_orient, o_per_block):
                 o1 = min(self.n_orient, o0 + o_per_block)
-                hkl = (q @ self._cells_block(self.cells, o0, o1)).view(P, Lb, 3, o1 - o0)
-                if self.cells_fresh is not None and state.first_loop != _NO_KEY:
-                    hkl = self._fresh_first_loop(hkl, q, loop_keys, state, o0, o1, P, Lb)
-                F_latt, _, _ = self._lattice(hkl, signed=False)
-                out = self.sf.interpolation_out_of_range(hkl[..., 0, :], hkl[..., 1, :],
-                                                         hkl[..., 2, :])
-                out = out & ~g["skip"][..., None]
+                hkl = self._miller(self.cells, q, loop_keys, state, o0, o1)
+                out = self.sf.interpolation_out_of_range(hkl[0], hkl[1], hkl[2])
+                out = out & ~g.skip.reshape(1, -1)
                 if not self.water:
+                    F_latt, _, _ = self._lattice(hkl, need_rounded=False, signed=False)
                     out = out & (F_latt != 0)
                 if bool(out.any()):
-                    keys = loop_keys[..., None] * self.n_orient + torch.arange(
-                        o0, o1, device=self.device)
+                    keys = (loop_keys.reshape(1, -1) * self.n_orient
+                            + torch.arange(o0, o1, device=self.device)[:, None])
                     cand = int(torch.where(out, keys, torch.full_like(keys, _NO_KEY)).min())
                     best = min(best, cand)
         return best

@@ -209,8 +209,8 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
     notes.extend(crystal.notes)
 
     # oversampling from the crystal size, as nanoBragg chooses it
-    rec = recommended_oversample(crystal.xtal_size_max_m, float(lam_m), float(det.distance),
-                                 float(det.pixel_size))
+    rec = recommended_oversample(crystal.xtal_size_max_m, float(lam_m.detach()),
+                                 float(det.distance.detach()), float(det.pixel_size))
     oversample = config.sampling.oversample or rec
     if oversample < rec:
         notes.append(f"oversample {oversample} is below the recommended {rec}: intensity may vary "

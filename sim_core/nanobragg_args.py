@@ -888,6 +888,10 @@ def config_to_args(config: SimulationConfig, *, file_names: dict[str, str] | Non
         add("-polar_vector", *bm.polar_vector)
     if cr.spindle_axis is not None:
         add("-spindle_axis", *cr.spindle_axis)
+    if det.convention == "custom" and "-fdet_vector" not in a and not any(
+            f in a for f in ("-sdet_vector", "-odet_vector", "-pix0_vector", "-twotheta_axis",
+                             "-beam_vector", "-polar_vector", "-spindle_axis")):
+        add("-fdet_vector", 0, 0, 1)  # nanoBragg's default: selects CUSTOM, changes nothing else
     for key, flag in (("rotx_deg", "-detector_rotx"), ("roty_deg", "-detector_roty"),
                       ("rotz_deg", "-detector_rotz")):
         v = getattr(det, key)

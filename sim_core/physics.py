@@ -10,8 +10,6 @@ import math
 
 import torch
 
-from .geometry.rotations import unitize
-
 #: Thomson cross section of the electron, m^2 (r_e^2)
 R_E_SQR = 7.94079248018965e-30
 AVOGADRO = 6.02214179e23
@@ -45,6 +43,22 @@ def sincg_fractional(delta: torch.Tensor, N: int) -> torch.Tensor:
     x = math.pi * delta
     safe = torch.where(x == 0, torch.ones_like(x), x)
     return torch.where(x == 0, torch.full_like(x, float(N)), torch.sin(N * safe) / torch.sin(safe))
+
+
+def sincg_fractional_fast(h: torch.Tensor, N: int) -> torch.Tensor:
+    """``sincg_fractional(h - round(h), N)`` computed in place, for renders without autograd.
+
+    Rounding halves to even instead of down changes only the sign, which the squared transform
+    does not see. Four fewer temporaries than the autograd-safe form.
+    """
+    d = torch.round(h)
+    torch.sub(h, d, out=d)
+    d.mul_(math.pi)
+    num = d * float(N)
+    num.sin_()
+    d.sin_()
+    num.div_(d)
+    return num.nan_to_num_(nan=float(N))  # 0/0 where h is an exact node: the limit is N
 
 
 def sincg_sign(n: torch.Tensor, N: int) -> torch.Tensor:
@@ -84,23 +98,43 @@ def lattice_tophat(rad_star_sqr: torch.Tensor, Na: int, Nb: int, Nc: int, fudge:
     return (Na * Nb * Nc) * (rad_star_sqr * fudge < TOPHAT_RADIUS_SQR).to(rad_star_sqr.dtype)
 
 
-def polarization_factor(kahn: float, incident: torch.Tensor, diffracted: torch.Tensor,
-                        axis: torch.Tensor) -> torch.Tensor:
-    """Kahn et al. polarization factor for unit ``incident`` and ``diffracted`` vectors (..., 3).
+def _xyz(v):
+    """(x, y, z) components of a vector given as a tensor (..., 3) or as a 3-sequence of tensors."""
+    if isinstance(v, torch.Tensor):
+        return v.unbind(-1)
+    return tuple(v)
 
-    ``axis`` is the E-vector of the beam; the angle psi of the diffracted ray about the incident one
-    is measured from the E-vector plane: cos(2 psi) = (E^2 - B^2) / (E^2 + B^2).
+
+def _cross(a, b):
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+
+
+def _dot(a, b):
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _unit(a):
+    n = torch.sqrt(_dot(a, a))
+    safe = torch.where(n > 0, n, torch.ones_like(n))
+    return tuple(torch.where(n > 0, c / safe, torch.zeros_like(c)) for c in a)
+
+
+def polarization_factor(kahn: float, incident, diffracted, axis) -> torch.Tensor:
+    """Kahn et al. polarization factor for unit ``incident`` and ``diffracted`` vectors.
+
+    Vectors are tensors (..., 3) or (x, y, z) sequences of broadcastable tensors. ``axis`` is the
+    E-vector of the beam; psi, the angle of the diffracted ray about the incident one, is measured
+    from the plane of the E-vector as in nanoBragg.
     """
-    cos2theta = (incident * diffracted).sum(-1)
+    inc, dif, ax = _xyz(incident), _xyz(diffracted), _xyz(axis)
+    cos2theta = _dot(inc, dif)
     cos2theta_sqr = cos2theta * cos2theta
     sin2theta_sqr = 1.0 - cos2theta_sqr
     if kahn == 0.0:
         return 0.5 * (1.0 + cos2theta_sqr)
-    b_in = unitize(torch.linalg.cross(axis.expand_as(incident), incident, dim=-1))
-    e_in = unitize(torch.linalg.cross(incident, b_in, dim=-1))
-    e_out = (diffracted * e_in).sum(-1)
-    b_out = (diffracted * b_in).sum(-1)
-    psi = -torch.atan2(b_out, e_out)
+    b_in = _unit(_cross(ax, inc))
+    e_in = _unit(_cross(inc, b_in))
+    psi = -torch.atan2(_dot(dif, b_in), _dot(dif, e_in))
     return 0.5 * (1.0 + cos2theta_sqr - kahn * torch.cos(2.0 * psi) * sin2theta_sqr)
 
 

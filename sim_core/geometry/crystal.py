@@ -44,7 +44,7 @@ class CrystalGeometry:
 
     @property
     def xtal_size_max_m(self) -> float:
-        sizes = [float(torch.linalg.vector_norm(v)) * n
+        sizes = [float(torch.linalg.vector_norm(v.detach())) * n
                  for v, n in ((self.a, self.Na), (self.b, self.Nb), (self.c, self.Nc))]
         return max(sizes)
 
@@ -153,12 +153,12 @@ def build_crystal(crystal: Crystal, wavelength_A, *, matrix: np.ndarray | None,
                 sizes[i] = beamsize
     counts = []
     for n, size, vec in zip(n_flags, sizes, (a_A, b_A, c_A)):
-        length_m = float(torch.linalg.vector_norm(vec)) * 1e-10
+        length_m = float(torch.linalg.vector_norm(vec.detach())) * 1e-10
         if size is not None and size > 0:
             n = math.ceil(size / length_m)
         counts.append(max(int(n), 1))
 
-    report = _cell_report(a_A, b_A, c_A, a_star, b_star, c_star, V_cell)
+    report = _cell_report(*(x.detach() for x in (a_A, b_A, c_A, a_star, b_star, c_star, V_cell)))
     return CrystalGeometry(
         a=a_A * 1e-10, b=b_A * 1e-10, c=c_A * 1e-10, a_star=a_star, b_star=b_star, c_star=c_star,
         V_cell_A3=V_cell, Na=counts[0], Nb=counts[1], Nc=counts[2], N_flags=n_flags,

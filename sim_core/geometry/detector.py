@@ -214,7 +214,8 @@ def build_detector(det: Detector, beam: Beam, crystal: Crystal, params: dict | N
     beam_v, fdet, sdet, odet = _vec(beam_u), _vec(fdet_u), _vec(sdet_u), _vec(odet_u)
     polar_v, spindle_v = _vec(polar_u), _vec(spindle_u)
     vert = torch.linalg.cross(beam_v, polar_v)
-    vert = vert / torch.linalg.vector_norm(vert) if float(torch.linalg.vector_norm(vert)) > 0 else vert
+    vert_len = torch.linalg.vector_norm(vert)
+    vert = vert / vert_len if float(vert_len) > 0 else vert
 
     rx = deg2rad(param("rotx_deg", det.rotx_deg))
     ry = deg2rad(param("roty_deg", det.roty_deg))
@@ -223,7 +224,7 @@ def build_detector(det: Detector, beam: Beam, crystal: Crystal, params: dict | N
 
     rotated_o = rotate_xyz(odet, rx, ry, rz)
     ratio = torch.dot(beam_v, rotated_o)
-    if float(ratio) == 0.0:
+    if float(ratio.detach()) == 0.0:
         ratio = ratio + DBL_MIN
     distance = mm("distance_mm", det.distance_mm)
     if distance is None:

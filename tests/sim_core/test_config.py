@@ -1,0 +1,91 @@
+"""The config model: validation that names fields, JSON round trip, identity hash."""
+
+import json
+
+import pytest
+
+from sim_core.config import SimulationConfig, load_config
+from sim_core.errors import ConfigError
+
+BASE = {"crystal": {"cell": {"a_A": 100, "b_A": 100, "c_A": 100}},
+        "structure_factors": {"default_F": 100}}
+
+
+def with_(**sections):
+    data = json.loads(json.dumps(BASE))
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    return data
+
+
+def test_defaults_are_nanobraggs():
+    c = load_config(BASE)
+    assert c.beam.wavelength_A == 1.0
+    assert c.detector.convention == "mosflm"
+    assert c.detector.pixel_size_mm == 0.1
+    assert c.beam.fluence_photons_per_m2 == pytest.approx(1.25932015286227e29)
+    assert c.crystal.mosaic_seed == 12345678
+    assert c.outputs.float_file == "floatimage.bin" and c.outputs.adc_offset == 40.0
+    assert c.run.dtype == "float64" and c.run.phi_mode == "default"
+
+
+@pytest.mark.parametrize("section,values,field", [
+    ("detector", {"distance_mm": 0}, "detector.distance_mm"),
+    ("detector", {"pixel_size_mm": -0.1}, "detector.pixel_size_mm"),
+    ("detector", {"fast_pixels": 0}, "detector.fast_pixels"),
+    ("beam", {"wavelength_A": 0}, "beam.wavelength_A"),
+    ("crystal", {"cell": {"a_A": 10, "b_A": 10, "c_A": 10, "alpha_deg": 120, "beta_deg": 120,
+                          "gamma_deg": 120}}, "crystal.cell"),
+    ("crystal", {"cell": {"a_A": -5, "b_A": 10, "c_A": 10}}, "crystal.cell.a_A"),
+    ("crystal", {"Na": -1}, "crystal.Na"),
+    ("sampling", {"oversample": 0}, "sampling.oversample"),
+    ("detector", {"fdet_vector": [0, 0, 1]}, "detector"),
+    ("detector", {"convention": "xds", "pivot": "beam"}, "detector"),
+    ("detector", {"convention": "custom", "fdet_vector": [0, 0, 0]}, "detector.fdet_vector"),
+    ("beam", {"polarization": 2}, "beam.polarization"),
+    ("run", {"dtype": "float16"}, "run.dtype"),
+    ("detector", {"not_a_field": 1}, "detector.not_a_field"),
+])
+def test_impossible_values_are_rejected_with_their_field(section, values, field):
+    with pytest.raises(ConfigError) as exc:
+        load_config(with_(**{section: values}))
+    assert exc.value.field == field
+    assert field in str(exc.value)
+
+
+def test_needs_a_crystal_and_structure_factors():
+    with pytest.raises(ConfigError, match="crystal.cell"):
+        load_config({"structure_factors": {"default_F": 1}})
+    with pytest.raises(ConfigError, match="hkl_file"):
+        load_config({"crystal": {"cell": {"a_A": 10, "b_A": 10, "c_A": 10}}})
+
+
+def test_vectors_need_the_custom_convention():
+    with pytest.raises(ConfigError, match="beam.beam_vector"):
+        load_config(with_(beam={"beam_vector": [1, 0, 0]}))
+    c = load_config(with_(beam={"beam_vector": [1, 0, 0]}, detector={"convention": "custom"}))
+    assert c.beam.beam_vector == (1.0, 0.0, 0.0)
+
+
+def test_json_round_trip_and_hash():
+    c = load_config(with_(crystal={"misset_deg": [1, 2, 3], "mosaic_spread_deg": 0.2},
+                          run={"trace_pixels": [[1, 2]]}))
+    again = SimulationConfig.model_validate_json(c.model_dump_json())
+    assert again == c
+    assert again.config_sha256() == c.config_sha256()
+    assert len(c.config_sha256()) == 64
+    # run-environment options do not change the identity; physics does
+    moved = c.model_copy(deep=True)
+    moved.run.device = "cpu"
+    moved.run.trace_pixels = []
+    assert moved.config_sha256() == c.config_sha256()
+    other = c.model_copy(deep=True)
+    other.detector.distance_mm = 101
+    assert other.config_sha256() != c.config_sha256()
+
+
+def test_file_refs():
+    c = load_config({"crystal": {"matrix_file": "A.mat"},
+                     "structure_factors": {"hkl_file": "sha256:" + "0" * 64}})
+    assert c.file_refs() == {"crystal.matrix_file": "A.mat",
+                             "structure_factors.hkl_file": "sha256:" + "0" * 64}
