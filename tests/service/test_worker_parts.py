@@ -1,0 +1,147 @@
+"""The worker's parts run in this process against the real Redis of the session (a namespace of
+their own, which the session's workers do not serve): job timeout, the attempt fence that stops a
+worker presumed dead from publishing, the reaper; and the settings, store and bind rules."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app.records import Records
+from app.server import check_bind
+from app.settings import Settings
+from app.store import LocalStore, safe_name
+from app.submit import create_job
+from sim_core.config import load_config
+from tests.service.helpers import LONG_ARGS, SMALL_CONFIG
+from worker import context, reaper
+from worker.tasks import run_job
+
+
+@pytest.fixture()
+def wctx(redis_url, tmp_path):
+    settings = Settings(redis_url=redis_url, namespace=f"unit{time.monotonic_ns()}",
+                        data_dir=tmp_path / "data", lease_ttl_s=2, reaper_interval_s=0.1,
+                        job_timeout_base_s=0.5, job_timeout_min_rate=1e12, job_retries=1)
+    ctx = context.build("cpu", name="in-process", settings=settings)
+    context.install(ctx)
+    yield ctx
+    context.install(None)
+
+
+def _create(ctx, config: dict, evaluations: int = 1000) -> str:
+    cfg = load_config(config)
+    cfg.noise.seed = 1
+    return create_job(ctx, "tester", kind="render", config=cfg, file_names={}, outputs=["float"],
+                      shape=(64, 64), evaluations=evaluations, warnings=[])
+
+
+def test_a_job_past_its_timeout_fails(wctx):
+    from sim_core.nanobragg_args import parse_nanobragg_args
+    cfg = parse_nanobragg_args(LONG_ARGS).config.model_dump(mode="json")
+    job_id = _create(wctx, cfg)
+    rec = wctx.records.get(job_id)
+    assert int(rec["timeout_s"]) == 1
+    t0 = time.monotonic()
+    assert run_job(job_id) == "failed"
+    assert time.monotonic() - t0 < 5
+    rec = wctx.records.get(job_id)
+    assert rec["status"] == "failed" and rec["error_type"] == "JobTimeout"
+    assert not (wctx.settings.data_dir / "jobs" / job_id).exists()
+
+
+def test_run_job_in_process(wctx):
+    job_id = _create(wctx, SMALL_CONFIG)
+    assert run_job(job_id) == "finished"
+    rec = wctx.records.get(job_id)
+    names = {a["name"] for a in rec["artifacts"]}
+    assert names == {"floatimage.bin", "run_metadata.json", "commands.txt", "sha256.txt"}
+    assert run_job(job_id) == "finished"  # a duplicate delivery does not run it again
+    assert int(wctx.records.get(job_id)["attempts"]) == 1
+
+
+def test_attempt_fence(wctx):
+    rec_id = _create(wctx, SMALL_CONFIG)
+    r = wctx.records
+    assert r.start(rec_id, "zombie", "cpu", 2) == ("running", 1)
+    wctx.redis.delete(r.k.lease(rec_id))  # the zombie stopped renewing
+    assert r.requeue(rec_id, "tester", 1, "rq_x", "test") == "queued"
+    assert r.start(rec_id, "w2", "cpu", 2) == ("running", 2)
+    # the zombie wakes up: it can neither renew nor publish
+    assert r.renew(rec_id, "zombie", 1, 2, 0.5) == "lost"
+    assert r.finish(rec_id, "tester", "zombie", 1, "finished", {"artifacts": []}) == "lost"
+    assert r.finish(rec_id, "tester", "w2", 2, "finished", {"artifacts": []}) == "finished"
+
+
+def test_reaper_requeues_then_fails(wctx):
+    job_id = _create(wctx, SMALL_CONFIG)
+    r = wctx.records
+    queue_key = f"rq:queue:{wctx.settings.namespace}:auto"
+    wctx.redis.delete(queue_key)
+    assert r.start(job_id, "dead-1", "cpu", 1)[0] == "running"
+    assert reaper.sweep(wctx) == []  # the lease is still alive
+    time.sleep(1.2)
+    wctx.redis.delete(r.k.reaper_lock)
+    assert reaper.sweep(wctx) == [(job_id, "queued")]
+    rec = r.get(job_id)
+    assert rec["status"] == "queued" and "dead-1" in rec["requeued_reason"]
+    assert wctx.redis.llen(queue_key) == 1  # put back on its queue
+    assert r.start(job_id, "dead-2", "cpu", 1) == ("running", 2)
+    time.sleep(1.2)
+    wctx.redis.delete(r.k.reaper_lock)
+    assert reaper.sweep(wctx) == [(job_id, "failed")]
+    rec = r.get(job_id)
+    assert rec["status"] == "failed" and rec["error_type"] == "WorkerLost"
+    assert job_id not in r.running_ids()
+    assert r.status_counts()["failed"] == 1 and r.status_counts()["running"] == 0
+
+
+def test_status_counts_follow_transitions(wctx):
+    ids = [_create(wctx, SMALL_CONFIG) for _ in range(3)]
+    r = wctx.records
+    r.cancel(ids[0], "tester")
+    r.start(ids[1], "w", "cpu", 5)
+    assert r.status_counts() == {"queued": 1, "running": 1, "finished": 0, "failed": 0,
+                                 "canceled": 1}
+
+
+# -- settings, store, bind rule ---------------------------------------------------------------------
+def test_tokens_from_settings_and_file(tmp_path):
+    f = tmp_path / "tokens"
+    f.write_text("# owners\ncarol: c-token\n\nalice:file-wins\n")
+    s = Settings(tokens="alice:a, bob:b", tokens_file=f)
+    assert s.token_table() == {"alice": "file-wins", "bob": "b", "carol": "c-token"}
+    assert s.owner_of("c-token", s.token_table()) == "carol"
+    assert s.owner_of("a", s.token_table()) is None
+    with pytest.raises(ValueError):
+        Settings(tokens="no-colon").token_table()
+
+
+def test_bind_rule():
+    assert check_bind("0.0.0.0", {}) is not None
+    assert check_bind("10.1.2.3", {}) is not None
+    assert check_bind("127.0.0.1", {}) is None and check_bind("::1", {}) is None
+    assert check_bind("localhost", {}) is None
+    assert check_bind("0.0.0.0", {"alice": "x"}) is None
+
+
+def test_store_publishes_whole_folders(tmp_path):
+    store = LocalStore(tmp_path)
+    a = store.staging_dir("job1", 1)
+    (a / "x.bin").write_bytes(b"first")
+    assert store.artifact_path("job1", "x.bin") is None  # not visible before commit
+    store.commit("job1", a)
+    assert store.artifact_path("job1", "x.bin").read_bytes() == b"first"
+    b = store.staging_dir("job1", 2)
+    (b / "x.bin").write_bytes(b"second")
+    store.commit("job1", b)
+    assert store.artifact_path("job1", "x.bin").read_bytes() == b"second"
+    assert not list(store.tmp.iterdir())
+    left = store.staging_dir("job1", 3)
+    store.sweep("job1")
+    assert not left.exists()
+    for bad in ("../x", "a/b", ".hidden", "..", ""):
+        assert not safe_name(bad) and store.artifact_path("job1", bad) is None
+    with pytest.raises(ValueError):
+        store.staging_dir("../evil", 1)
