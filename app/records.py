@@ -366,9 +366,10 @@ class Records:
                 pipe.hincrby(self.k.metrics, f"duration_le_{b}", 1)
         pipe.hincrby(self.k.metrics, "duration_count", 1)
         pipe.hincrbyfloat(self.k.metrics, "duration_sum", duration_s)
-        pipe.hincrby(self.k.metrics, "evaluations_total", int(evaluations))
-        pipe.hincrbyfloat(self.k.metrics, "render_seconds_total", render_s)
-        pipe.hset(self.k.metrics, f"last_eps:{device.split(':')[0]}", f"{eps:.1f}")
+        if evaluations > 0:  # renders (trace jobs only add to the durations)
+            pipe.hincrby(self.k.metrics, "evaluations_total", int(evaluations))
+            pipe.hincrbyfloat(self.k.metrics, "render_seconds_total", render_s)
+            pipe.hset(self.k.metrics, f"last_eps:{device.split(':')[0]}", f"{eps:.1f}")
         pipe.execute()
 
     def metrics(self) -> dict[str, str]:
