@@ -34,6 +34,7 @@ from . import physics
 from .errors import RenderCancelled
 from .experiment import Experiment
 from .geometry.pixels import PixelFrame, loop_geometry
+from .runtime import tune_allocator
 
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
@@ -93,8 +94,10 @@ class Engine:
         self.dtype = dtype
         budget = memory_budget_mb or exp.config.run.memory_budget_mb
         self.budget_bytes = int(budget) * (1 << 20)
+        if self.device.type == "cpu":
+            tune_allocator()
         if target_chunk_evals is None:
-            target_chunk_evals = (1 << 24) if self.device.type == "cuda" else (1 << 19)
+            target_chunk_evals = (1 << 24) if self.device.type == "cuda" else (1 << 18)
         self.target_chunk_evals = target_chunk_evals
         self._prepare()
 
@@ -192,7 +195,12 @@ class Engine:
 
     # -- orientation-level arithmetic (planar: h, k, l each (n_o, N)) ----------------------------
     def _lattice(self, hkl: torch.Tensor, *, need_rounded: bool, signed: bool):
-        """F_latt (n_o, N) from Miller indices (3, n_o, N), plus what a trace prints."""
+        """F_latt (n_o, N) from Miller indices (3, n_o, N), plus what a trace prints.
+
+        ``rounded`` (nanoBragg's nearest indices) is returned when asked for, for a shape other than
+        the parallelepiped, or for a trace (``signed``: F_latt with the C program's sign and the
+        per-axis factors).
+        """
         h, k, l = hkl[0], hkl[1], hkl[2]
         rounded = None
         if need_rounded or signed or self.shape_kind != "square":
@@ -206,7 +214,8 @@ class Engine:
                 if N <= 1:
                     continue
                 if fast:
-                    r = physics.sincg_fractional_fast(x, N)
+                    r = (physics.sincg_offset_(x - rounded[i], N) if rounded is not None
+                         else physics.sincg_fractional_fast(x, N))
                 else:
                     n = rounded[i] if rounded is not None else physics.nearest_index(x)
                     r = physics.sincg_fractional(x - n, N)
@@ -233,13 +242,17 @@ class Engine:
             F_latt = fn(rad, self.Na, self.Nb, self.Nc, self.fudge)
         return F_latt, rounded, parts
 
-    def _cell_factor(self, hkl, rounded, keys: Optional[torch.Tensor], state: SequenceState):
-        """F_cell (n_o, N): tricubic before the C program's fallback point, nearest node after."""
+    def _cell_factor(self, hkl, rounded, keys: Optional[torch.Tensor], state: SequenceState,
+                     consume: bool = False):
+        """F_cell (n_o, N): tricubic before the C program's fallback point, nearest node after.
+
+        ``consume`` lets the lookup overwrite the rounded indices (when nothing else needs them).
+        """
         if self.sf.constant:
             return None
-        nearest = self.sf.nearest(*rounded)
         if not self.interpolate or keys is None:
-            return nearest
+            return self.sf.nearest(*rounded, consume=consume)
+        nearest = self.sf.nearest(*rounded)
         tric = self.sf.tricubic(hkl[0], hkl[1], hkl[2])
         # the C program sets default_F at the trigger point, but then (interpolation now off)
         # immediately overwrites it with the nearest node: the trigger point gets nearest too
@@ -322,14 +335,18 @@ class Engine:
                 if self.interpolate:
                     keys = (loop_keys.reshape(1, -1) * self.n_orient
                             + torch.arange(o0, o1, device=self.device)[:, None])
-                F_cell = self._cell_factor(hkl, rounded, keys, state)
-                if keep_latt or torch.is_grad_enabled() and F_latt.requires_grad:
+                grad = torch.is_grad_enabled() and F_latt.requires_grad
+                F_cell = self._cell_factor(hkl, rounded, keys, state,
+                                           consume=recorder is None and not grad)
+                if keep_latt or grad:
                     term = F_latt * F_latt
+                    if F_cell is not None:
+                        term = term * (F_cell * F_cell)
                 else:
                     term = F_latt.square_()
-                if F_cell is not None:
-                    term = term * (F_cell * F_cell)
-                elif F2 != 1.0:
+                    if F_cell is not None:
+                        term.mul_(F_cell.square_())
+                if F_cell is None and F2 != 1.0:
                     term = term * F2
                 if self.recurrence:
                     n_o = o1 - o0

@@ -45,20 +45,25 @@ def sincg_fractional(delta: torch.Tensor, N: int) -> torch.Tensor:
     return torch.where(x == 0, torch.full_like(x, float(N)), torch.sin(N * safe) / torch.sin(safe))
 
 
-def sincg_fractional_fast(h: torch.Tensor, N: int) -> torch.Tensor:
-    """``sincg_fractional(h - round(h), N)`` computed in place, for renders without autograd.
+def sincg_offset_(delta: torch.Tensor, N: int) -> torch.Tensor:
+    """``sincg_fractional(delta, N)`` computed in place (``delta`` is overwritten); no autograd.
 
-    Rounding halves to even instead of down changes only the sign, which the squared transform
-    does not see. Four fewer temporaries than the autograd-safe form.
+    The autograd-safe form needs four more temporaries; renders without gradients use this one.
     """
+    delta.mul_(math.pi)
+    num = delta * float(N)
+    num.sin_()
+    delta.sin_()
+    num.div_(delta)
+    return num.nan_to_num_(nan=float(N))  # 0/0 where h is an exact node: the limit is N
+
+
+def sincg_fractional_fast(h: torch.Tensor, N: int) -> torch.Tensor:
+    """``sincg_fractional(h - round(h), N)`` without autograd; rounding halves to even instead of
+    down changes only the sign, which the squared transform does not see."""
     d = torch.round(h)
     torch.sub(h, d, out=d)
-    d.mul_(math.pi)
-    num = d * float(N)
-    num.sin_()
-    d.sin_()
-    num.div_(d)
-    return num.nan_to_num_(nan=float(N))  # 0/0 where h is an exact node: the limit is N
+    return sincg_offset_(d, N)
 
 
 def sincg_sign(n: torch.Tensor, N: int) -> torch.Tensor:

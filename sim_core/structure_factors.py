@@ -4,7 +4,12 @@ Nearest-node lookup rounds h, k, l with ``ceil(x - 0.5)`` and returns ``default_
 Tricubic lookup is nanoBragg's: a 4x4x4 Lagrange polynomial through the nodes floor(x)-1 .. floor(x)+2
 on each axis. It needs two nodes of margin on each side; the first point that lacks them makes the
 C program print one warning and switch interpolation off for the rest of the run; that point itself
-then gets the nearest node (the C program assigns ``default_F`` first, but overwrites it at once). The engine reproduces that sequence; this module provides the pieces.
+then gets the nearest node (the C program assigns ``default_F`` first, but overwrites it at once).
+The engine reproduces that sequence; this module provides the pieces.
+
+For the nearest-node lookup the grid is kept with a one-node border of ``default_F`` on every side:
+clamping the rounded indices into the bordered grid then gives ``default_F`` off the grid without a
+separate inside test.
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ class StructureFactorTable:
     l_max: int = -1
     default_F: float = 0.0
     count: int = 0
+
+    def __post_init__(self):
+        self.F_padded = None
+        if self.F is not None:
+            self.F_padded = torch.nn.functional.pad(self.F, (1, 1, 1, 1, 1, 1),
+                                                    value=self.default_F).contiguous()
 
     @classmethod
     def from_grid(cls, grid: HklGrid | None, default_F: float, *, dtype=torch.float64,
@@ -51,19 +62,31 @@ class StructureFactorTable:
         """True when every lookup returns ``default_F`` (no HKL file)."""
         return not self.has_grid
 
-    def _flat_index(self, h0, k0, l0) -> torch.Tensor:
-        _, kr, lr = self.F.shape
-        return (((h0 - self.h_min) * kr + (k0 - self.k_min)) * lr + (l0 - self.l_min)).long()
+    def padded_index(self, h0: torch.Tensor, k0: torch.Tensor, l0: torch.Tensor, *,
+                     consume: bool = False) -> torch.Tensor:
+        """Flat indices into the bordered grid of rounded indices (float tensors of integers).
 
-    def nearest(self, h0: torch.Tensor, k0: torch.Tensor, l0: torch.Tensor) -> torch.Tensor:
+        ``consume=True`` lets the computation overwrite ``h0``, ``k0`` and ``l0``.
+        """
+        Hp, Kp, Lp = self.F_padded.shape
+        parts = []
+        for x, lo, n in ((h0, self.h_min, Hp), (k0, self.k_min, Kp), (l0, self.l_min, Lp)):
+            x = x.add_(1 - lo) if consume else x + (1 - lo)
+            parts.append(x.clamp_(0, n - 1))
+        ih, ik, il = parts
+        exact = Hp * Kp * Lp < (1 << 24 if ih.dtype == torch.float32 else 1 << 53)
+        if exact:
+            return ih.mul_(Kp).add_(ik).mul_(Lp).add_(il).long()
+        ih, ik, il = ih.long(), ik.long(), il.long()
+        return (ih * Kp + ik) * Lp + il
+
+    def nearest(self, h0: torch.Tensor, k0: torch.Tensor, l0: torch.Tensor, *,
+                consume: bool = False) -> torch.Tensor:
         """F at the rounded indices (float tensors holding integers); default_F off the grid."""
         if not self.has_grid:
             return torch.full_like(h0, self.default_F)
-        inside = ((h0 >= self.h_min) & (h0 <= self.h_max) & (k0 >= self.k_min)
-                  & (k0 <= self.k_max) & (l0 >= self.l_min) & (l0 <= self.l_max))
-        idx = torch.where(inside, self._flat_index(h0, k0, l0), torch.zeros_like(h0, dtype=torch.long))
-        vals = torch.take(self.F, idx).to(h0.dtype)
-        return torch.where(inside, vals, torch.full_like(vals, self.default_F))
+        idx = self.padded_index(h0, k0, l0, consume=consume)
+        return torch.take(self.F_padded, idx).to(h0.dtype)
 
     def interpolation_out_of_range(self, h, k, l) -> torch.Tensor:
         """nanoBragg's test for a point whose tricubic neighbourhood leaves the grid."""
