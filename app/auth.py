@@ -24,8 +24,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def current_owner(request: Request) -> str:
-    """FastAPI dependency: the owner named by the request's bearer token."""
+async def current_owner(request: Request) -> str:
+    """FastAPI dependency: the owner named by the request's bearer token (async: no I/O, so it
+    runs on the event loop instead of a worker thread)."""
     ctx = request.app.state.ctx
     table = ctx.tokens
     if not table:

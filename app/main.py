@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+import redis.asyncio as aredis
 from fastapi import FastAPI
 
-from . import errors
+from . import errors, web
 from .metrics import make_registry
-from .records import Records
+from .records import AsyncRecords, Records
 from .routes import artifacts, events, files, health, jobs, traces
 from .settings import Settings, get_settings
 from .store import ArtifactStore, open_store
@@ -34,6 +35,8 @@ class AppContext:
     store: ArtifactStore
     tokens: dict[str, str]
     metrics_registry: object
+    #: reads of the hot paths (status polls, events) without a worker thread
+    arecords: AsyncRecords | None = None
 
     @property
     def store_tmp(self) -> Path:
@@ -61,7 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         if settings.api_preload_simulator:
             threading.Thread(target=_preload, name="preload-sim-core", daemon=True).start()
+        aconn = aredis.Redis.from_url(settings.redis_url)
+        ctx.arecords = AsyncRecords(aconn, settings.namespace)
         yield
+        await aconn.aclose()
         conn.close()
 
     app = FastAPI(title="bragg-service", version=_version(), description=DESCRIPTION,
@@ -71,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for r in (files.router, jobs.router, traces.router, artifacts.router, events.router,
               health.router):
         app.include_router(r)
+    web.install(app)  # the web page at / (app/web.py)
     return app
 
 

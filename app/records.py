@@ -376,9 +376,27 @@ class Records:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.k.metrics).items()}
 
 
+class AsyncRecords:
+    """The reads of the API's hot paths (job status polls, event streams) on redis.asyncio."""
+
+    def __init__(self, connection, ns: str):
+        self.r = connection
+        self.k = Keys(ns)
+
+    async def get(self, job_id: str) -> Optional[dict]:
+        raw = await self.r.hgetall(self.k.job(job_id))
+        return decode(raw) if raw and b"status" in raw else None
+
+    async def get_owned(self, job_id: str, owner: str) -> Optional[dict]:
+        if not _plain_id(job_id):
+            return None
+        rec = await self.get(job_id)
+        return rec if rec is not None and rec.get("owner") == owner else None
+
+
 def _plain_id(job_id: str) -> bool:
     return 0 < len(job_id) <= 64 and all(c.isalnum() or c in "-_" for c in job_id)
 
 
-__all__ = ["Records", "Keys", "decode", "encode", "iso", "now", "STATUSES", "TERMINAL",
+__all__ = ["Records", "AsyncRecords", "Keys", "decode", "encode", "iso", "now", "STATUSES", "TERMINAL",
            "DURATION_BUCKETS"]

@@ -6,15 +6,14 @@ import asyncio
 import json
 import time
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from ..auth import current_owner
+from ..errors import not_found
 from ..records import TERMINAL
 from ..schemas import error_responses
 from ..views import job_view
-from .jobs import owned_job
 
 router = APIRouter(tags=["jobs"])
 
@@ -36,7 +35,9 @@ async def job_events(job_id: str, request: Request, owner: str = Depends(current
     """One ``status`` event at once and at every status change, a ``progress`` event at every
     progress change; the stream ends after the terminal status (finished, failed, canceled)."""
     ctx = request.app.state.ctx
-    rec = await to_thread.run_sync(owned_job, request, job_id, owner)
+    rec = await ctx.arecords.get_owned(job_id, owner)
+    if rec is None:
+        raise not_found("job")
 
     async def stream():
         nonlocal rec
@@ -58,7 +59,7 @@ async def job_events(job_id: str, request: Request, owner: str = Depends(current
             if await request.is_disconnected():
                 return
             await asyncio.sleep(ctx.settings.events_poll_s)
-            rec = await to_thread.run_sync(ctx.records.get, job_id)
+            rec = await ctx.arecords.get(job_id)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -85,9 +85,11 @@ def list_jobs(request: Request,
 @router.get("/v1/jobs/{job_id}", response_model=JobRecord, summary="A job's status and artifacts",
             responses={304: {"description": "not modified since the ETag in If-None-Match"},
                        **error_responses(401, 404)})
-def get_job(job_id: str, request: Request, owner: str = Depends(current_owner)):
+async def get_job(job_id: str, request: Request, owner: str = Depends(current_owner)):
     """With an ``ETag``; ``If-None-Match`` with it gives 304 while nothing changed."""
-    rec = owned_job(request, job_id, owner)
+    rec = await request.app.state.ctx.arecords.get_owned(job_id, owner)
+    if rec is None:
+        raise not_found("job")
     etag = job_etag(rec)
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers={"ETag": etag})
