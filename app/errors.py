@@ -83,7 +83,17 @@ async def request_validation_handler(request: Request, exc: RequestValidationErr
                         status_code=422)
 
 
+async def redis_down_handler(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": "the job store (Redis) is unavailable",
+                         "hint": "try again later"}, status_code=503,
+                        headers={"Retry-After": "5"})
+
+
 def install(app) -> None:
+    import redis
+
+    app.add_exception_handler(redis.exceptions.ConnectionError, redis_down_handler)
+    app.add_exception_handler(redis.exceptions.TimeoutError, redis_down_handler)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)

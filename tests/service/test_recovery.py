@@ -88,3 +88,24 @@ def test_api_without_tokens_refuses_non_loopback(service, host):
     assert proc.wait(60) == 2
     log = service.log_tail("api-refused.log")
     assert "no tokens are configured" in log and host in log
+
+
+def test_api_answers_503_while_redis_is_down(service, tmp_path):
+    """An API pointed at a Redis that is not there: health is up, the rest is 503, not 500."""
+    import httpx
+    from tests.service.conftest import free_port, wait_for
+    port = free_port()
+    env = dict(service.env, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+               BRAGG_DATA_DIR=str(tmp_path / "data"))
+    proc = service._spawn(["api", "--port", str(port)], "api-no-redis.log", env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: httpx.get(base + "/healthz").status_code == 200, 30, what="the API")
+        h = {"Authorization": "Bearer alice-token"}
+        r = httpx.get(base + "/v1/jobs/0123abcd", headers=h)
+        assert r.status_code == 503 and "Redis" in r.json()["detail"]
+        assert httpx.get(base + "/v1/jobs", headers=h).status_code == 503
+        assert httpx.get(base + "/readyz").status_code == 503
+    finally:
+        proc.terminate()
+        proc.wait(10)
