@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import redis
+
 from app.submit import OUTPUT_FILES, parse_file_id
 from app.store import write_atomic
 
@@ -65,7 +67,12 @@ class RunningJob:
         """Refresh the lease, write the progress, and learn about a cancel or a lost lease."""
         s = self.ctx.settings
         p = self.pending_progress()
-        out = self.ctx.records.renew(self.id, self.ctx.name, self.attempt, s.lease_ttl_s, p)
+        try:
+            out = self.ctx.records.renew(self.id, self.ctx.name, self.attempt, s.lease_ttl_s, p)
+        except redis.RedisError as exc:  # keep rendering; the lease decides once Redis is back
+            log.warning("job %s: could not renew its lease: %s", self.id, exc)
+            self._last_write = self._last_check = time.monotonic()
+            return
         if p is not None:
             self._written = p
         self._last_write = self._last_check = time.monotonic()
