@@ -1,8 +1,14 @@
 """``bragg``: the service's command line. One function per subcommand, registered with
 :func:`subcommand`; ``main()`` builds the parser from the registry.
 
+    bragg up [--port P] [--workers N]            Redis + the API + workers, stopped by Ctrl-C
     bragg api [--host H] [--port P]              the REST API (uvicorn)
     bragg worker [--device auto|cpu|cuda] [--queues Q ...]   a job worker
+
+    bragg submit (--config FILE | -- NANOBRAGG ARGS)   prints the job id alone on stdout
+    bragg status ID | wait ID | fetch ID [--dir D] | trace ID S F | cancel ID | jobs
+                                                 the REST API's client (app/client.py);
+                                                 --url/--token or BRAGG_URL/BRAGG_TOKEN
 
 To add a subcommand::
 
@@ -67,6 +73,66 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker.main import run_worker
     return run_worker(args.device, args.queues, name=args.name, burst=args.burst)
+
+
+@subcommand("up", "start Redis, the API and workers here; Ctrl-C stops them all",
+            arg("--host", default=None, help="API address (default: BRAGG_API_HOST, 127.0.0.1)"),
+            arg("--port", type=int, default=None, help="API port (default: BRAGG_API_PORT, 8000)"),
+            arg("--workers", type=int, default=1, help="worker processes (default 1)"),
+            arg("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                help="the workers' device (default auto: CUDA where available)"),
+            arg("--data-dir", default=None,
+                help="artifacts, inputs and Redis data (default: BRAGG_DATA_DIR, ./data)"))
+def cmd_up(args: argparse.Namespace) -> int:
+    from app.launcher import run_up
+    return run_up(host=args.host, port=args.port, workers=args.workers, device=args.device,
+                  data_dir=args.data_dir)
+
+
+# -- the client (app/client.py; presentation in app/client_cli.py) ---------------------------------
+CLIENT = (arg("--url", default=None, help="the API (default: BRAGG_URL, http://127.0.0.1:8000)"),
+          arg("--token", default=None, help="bearer token (default: BRAGG_TOKEN)"))
+
+
+def _client(name: str):
+    def run(args: argparse.Namespace) -> int:
+        from app import client_cli
+        return client_cli.run(getattr(client_cli, name), args)
+    return run
+
+
+subcommand("submit", "submit a job; prints its id alone on standard output",
+           arg("--config", metavar="FILE", help="a JSON/YAML config or whole submission"),
+           arg("--trace", nargs=2, type=int, action="append", metavar=("S", "F"),
+               help="trace pixel (slow, fast); repeatable"),
+           arg("--outputs", nargs="+", choices=("float", "smv", "noise", "png"), default=None,
+               help="image files to write (default float smv png)"),
+           arg("--device", choices=("auto", "cpu", "cuda"), default=None),
+           arg("--dtype", choices=("float64", "float32"), default=None),
+           arg("--label", default=None),
+           arg("nanobragg_args", nargs="*", metavar="-- NANOBRAGG ARGS",
+               help="a nanoBragg command line after --; the files it names are uploaded"),
+           *CLIENT)(_client("submit"))
+subcommand("status", "show a job", arg("job_id"),
+           arg("--json", action="store_true", help="the whole record as JSON"),
+           *CLIENT)(_client("status"))
+subcommand("wait", "follow a job with a progress bar until it ends (exit 1 unless finished)",
+           arg("job_id"), arg("--timeout", type=float, default=None, help="seconds"),
+           arg("--quiet", action="store_true", help="no progress bar"),
+           *CLIENT)(_client("wait"))
+subcommand("fetch", "download every artifact of a finished job and verify sha256.txt",
+           arg("job_id"), arg("--dir", default=None, help="destination (default ./<job id>)"),
+           *CLIENT)(_client("fetch"))
+subcommand("trace", "print the trace of pixel (S, F), tracing it first where needed",
+           arg("job_id"), arg("slow", type=int, metavar="S"), arg("fast", type=int, metavar="F"),
+           arg("--timeout", type=float, default=600, help="seconds to wait for a trace job"),
+           *CLIENT)(_client("trace"))
+subcommand("cancel", "cancel a queued or running job", arg("job_id"), *CLIENT)(_client("cancel"))
+subcommand("jobs", "list your jobs, newest first",
+           arg("--status", choices=("queued", "running", "finished", "failed", "canceled"),
+               default=None),
+           arg("--limit", type=int, default=20), arg("--json", action="store_true"),
+           *CLIENT)(_client("jobs"))
 
 
 def build_parser() -> argparse.ArgumentParser:
