@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from app.records import Records
 from app.server import check_bind
 from app.settings import Settings
 from app.store import LocalStore, safe_name
