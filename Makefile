@@ -18,14 +18,15 @@ TEST_STAMP := $(VENV)/.installed-test
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): on Debian or \
 	Ubuntu install python3-venv first (apt-get install python3-venv)" >&2; exit 1; }
-	@echo "installing $(TORCH_SPEC) and the project into $(VENV) (the first time takes a few minutes)"
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e ".[local]"
+	@echo "make: installing $(TORCH_SPEC) and the project into $(VENV) (the first time takes a minute or more)"
+	@$(PIP) install -qq --upgrade pip
+	@$(PIP) install -qq "$(TORCH_SPEC)"
+	@$(PIP) install -qq -e ".[local]"
 	@touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(PIP) install --quiet -e ".[local,test]"
+	@echo "make: installing the test tools into $(VENV)"
+	@$(PIP) install -qq -e ".[local,test]"
 	@touch $(TEST_STAMP)
 
 setup: $(STAMP)

@@ -154,8 +154,9 @@ def _banner(url: str, redis_url: str, data_dir: Path, tokens: bool) -> str:
             bragg = str(exe.relative_to(Path.cwd()))
         except ValueError:
             bragg = str(exe)
-    env = "" if url == "http://127.0.0.1:8000" else f"BRAGG_URL={url} "
-    tok = "  (tokens are configured: export BRAGG_TOKEN=<yours> first)\n" if tokens else ""
+    first = "" if url == "http://127.0.0.1:8000" else f"  export BRAGG_URL={url}\n"
+    if tokens:
+        first += "  export BRAGG_TOKEN=<your token>      # tokens are configured\n"
     args_json = ", ".join(f'"{a}"' for a in EXAMPLE_ARGS.split())
     return f"""
 bragg-service is up.
@@ -166,8 +167,8 @@ bragg-service is up.
   artifacts    {data_dir}
 
 Try it (in another terminal):
-{tok}  ID=$({env}{bragg} submit -- {EXAMPLE_ARGS})
-  {env}{bragg} wait $ID && {env}{bragg} fetch $ID --dir out/$ID
+{first}  ID=$({bragg} submit -- {EXAMPLE_ARGS})
+  {bragg} wait $ID && {bragg} fetch $ID --dir out/$ID
 
 or with curl:
   curl -s {url}/v1/jobs -H 'Content-Type: application/json' \\
