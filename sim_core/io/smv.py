@@ -25,7 +25,7 @@ from typing import Mapping, Optional, Union
 
 import numpy as np
 
-from ..errors import InputFileError, SimCoreError
+from ..errors import InputFileError
 
 #: bytes of the header nanoBragg writes
 HEADER_BYTES = 512
@@ -80,15 +80,15 @@ def _g(x: float) -> str:
 def smv_header(geom: SmvGeometry) -> bytes:
     """The 512-byte header nanoBragg writes for ``geom``.
 
-    Raises:
-        SimCoreError: when the text does not fit in 512 bytes (the C program would then write a
-            header longer than the ``HEADER_BYTES=512`` it announces, and a corrupt file).
+    When the text does not fit in 512 bytes (long numbers in a custom geometry) the C program writes
+    it anyway, longer than the ``HEADER_BYTES=512`` it announces, which shifts the pixels; we announce
+    and pad to the next multiple of 512 instead.
     """
     px = geom.pixel_size_m
     ox, oy, oz = geom.dials_origin_mm
     lines = [
         "{",
-        "HEADER_BYTES=512;",
+        "HEADER_BYTES={size};",
         "DIM=2;",
         f"BYTE_ORDER={geom.byte_order};",
         "TYPE=unsigned_short;",
@@ -116,11 +116,14 @@ def smv_header(geom: SmvGeometry) -> bytes:
         "DETECTOR_SN=000;",
         "BEAMLINE=fake;",
     ]
-    text = ("\n".join(lines) + "\n}\f").encode("ascii")
-    if len(text) > HEADER_BYTES:
-        raise SimCoreError(f"SMV header needs {len(text)} bytes, more than the {HEADER_BYTES} "
-                           "it announces")
-    return text.ljust(HEADER_BYTES, b" ")
+    size = HEADER_BYTES
+    while True:
+        text = ("\n".join(lines).replace("{size}", str(size)) + "\n}\f").encode("ascii")
+        if len(text) <= size:
+            return text.ljust(size, b" ")
+        # nanoBragg writes a header longer than the 512 bytes it announces (a corrupt file); we
+        # announce and pad to the next multiple of 512 instead, which SMV readers honour
+        size += HEADER_BYTES
 
 
 def write_smv(path: PathLike, image: np.ndarray, geom: SmvGeometry) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim_core.errors import InputFileError, SimCoreError
+from sim_core.errors import InputFileError
 from sim_core.io.floatimage import image_stats, read_float_image, write_float_image
 from sim_core.io.hkl import HklGrid, read_fdump, read_hkl, write_fdump
 from sim_core.io.mosflm import read_mosflm_matrix, reciprocal_vectors
@@ -66,8 +66,22 @@ def test_smv_header_angles_and_overflow():
                           "ybeam_m": -1.23456e-300, "fbeam_m": -1.23456e-300,
                           "sbeam_m": -1.23456e-300, "detsize_s_m": -1.23456e-300,
                           "close_distance_m": -1.23456e-300})
-    with pytest.raises(SimCoreError, match="512"):
-        smv_header(huge)
+    long = smv_header(huge)
+    # too long for 512 bytes: announced and padded to 1024 (the C program overflows its 512)
+    assert len(long) == 1024 and long.startswith(b"{\nHEADER_BYTES=1024;\n")
+    assert long.rstrip(b" ").endswith(b"}\f")
+
+
+def test_long_header_round_trips(tmp_path):
+    tiny = -1.23456e-300
+    geom = SmvGeometry(**{**CUBIC.__dict__, "dials_origin_mm": (tiny,) * 3, "orgx": tiny,
+                          "orgy": tiny, "xbeam_m": tiny, "ybeam_m": tiny, "fbeam_m": tiny,
+                          "sbeam_m": tiny, "close_distance_m": tiny})
+    img = (np.arange(256 * 256) % 65536).astype(np.uint16).reshape(256, 256)
+    write_smv(tmp_path / "long.img", img, geom)
+    header, back = read_smv(tmp_path / "long.img")
+    assert header["HEADER_BYTES"] == "1024"
+    np.testing.assert_array_equal(back, img)
 
 
 def test_int_image_matches_c_intimage_exactly():
