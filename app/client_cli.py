@@ -92,13 +92,14 @@ def jobs(bc: BraggClient, args: argparse.Namespace) -> int:
 
     table = Table(box=None, pad_edge=False)
     for col in ("id", "status", "progress", "created", "shape", "label"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for r in recs:
         table.add_row(r["id"], r["status"], f"{100 * r['progress']:.0f}%",
                       (r.get("created_at") or "")[:19].replace("T", " "),
                       "x".join(str(x) for x in reversed(r.get("shape") or [])),
                       r.get("label") or "")
-    Console(soft_wrap=True).print(table)
+    # a terminal gets a table that fits it; a pipe or a file gets whole lines
+    Console(width=None if sys.stdout.isatty() else 400).print(table)
     if not recs:
         _err("no jobs")
     return 0

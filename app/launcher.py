@@ -39,6 +39,10 @@ class UpError(Exception):
     """A reason not to start, said plainly."""
 
 
+class Interrupted(UpError):
+    """Ctrl-C or SIGTERM before the stack was ready."""
+
+
 def say(msg: str) -> None:
     with _print_lock:
         print(msg, file=sys.stderr, flush=True)
@@ -263,6 +267,8 @@ def _run_up(host, port, workers, device, data_dir, ready_timeout) -> int:
             if dead is not None:
                 raise UpError(f"{dead.name} exited with status {dead.proc.returncode}; "
                               "stopping the rest")
+    except Interrupted:
+        code = 130
     except UpError as exc:
         say(f"bragg up: error: {exc}")
         code = 1
@@ -290,7 +296,7 @@ def _wait(pred, timeout: float, stop: threading.Event, stack: Stack, what: str) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if stop.is_set():
-            raise UpError("interrupted while starting")
+            raise Interrupted("interrupted while starting")
         dead = stack.dead()
         if dead is not None:
             log = stack.log_dir / "redis.log" if dead.name == "redis" else None

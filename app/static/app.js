@@ -140,7 +140,8 @@ function renderJobs() {
       `<td><span class="badge ${j.status}">${j.status}</span></td><td>${bar}</td>` +
       `<td>${(j.shape || []).slice().reverse().join("×")}</td>` +
       `<td>${(j.created_at || "").slice(11, 19)}</td>`;
-    tr.querySelector(".label").textContent = j.label || (j.kind === "trace" ? "trace" : "");
+    tr.querySelector(".label").textContent = j.kind === "trace" && j.parent
+      ? `traces of ${j.parent.slice(0, 8)}` : (j.label || "");
     tr.addEventListener("click", () => { state.selected = j.id; state.selectedVersion = null; renderJobs(); showDetail(); });
     tbody.appendChild(tr);
   }

@@ -141,7 +141,7 @@ def test_input_files_are_uploaded_from_the_page(page, service, tmp_path):
     page's file input, uploaded, rendered; the page shows the preview of that job."""
     pg = page
     case = golden("mosflm_matrix")
-    _open(pg, service, "bob")
+    _open(pg, service, "carol")  # bob's and alice's uploads are other tests' business
     pg.check("#mode-args")
     pg.fill("#submission", " ".join((case / "args.txt").read_text().split()))
     pg.set_input_files("#files", [str(case / "A.mat"), str(case / "p1.hkl")])
@@ -152,8 +152,8 @@ def test_input_files_are_uploaded_from_the_page(page, service, tmp_path):
                          timeout=120_000)
     pg.wait_for_function("document.querySelector('#preview').naturalWidth === 256",
                          timeout=30_000)
-    with service.client("bob") as bob:
-        rec = get(bob, job_id)
+    with service.client("carol") as carol:
+        rec = get(carol, job_id)
     assert rec["status"] == "finished"
     assert rec["evaluations"] == 256 * 256 * 9  # the 3x3 detector oversampling of -mat cases
     assert pg.errors == []
