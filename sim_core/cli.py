@@ -88,7 +88,7 @@ def _summary(result, report, wrote: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run(argv: list[str]) -> int:
+def run(argv: list[str], cancel=None) -> int:
     from .experiment import is_fdump, local_files
     from .nanobragg_args import parse_nanobragg_args
     from .outputs import write_nanobragg_files
@@ -104,7 +104,7 @@ def run(argv: list[str]) -> int:
         print(f"WARNING: {w}", file=sys.stderr)
     config = parsed.config
     progress = _Progress(parsed.progress)
-    result = simulate(config, local_files("."), progress=progress)
+    result = simulate(config, local_files("."), progress=progress, cancel=cancel)
     progress.close()
     for note in result.experiment.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -126,10 +126,15 @@ def run(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, cancel=None) -> int:
+    from .errors import RenderCancelled
+
     argv = sys.argv[1:] if argv is None else argv
     try:
-        return run(argv)
+        return run(argv, cancel)
+    except RenderCancelled:
+        print("nanobragg: interrupted", file=sys.stderr)
+        return 130
     except ArgumentError as exc:
         print(f"nanobragg: error: {exc}", file=sys.stderr)
         return 2
