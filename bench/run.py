@@ -7,7 +7,9 @@
 
 For every case and dtype the whole command runs as a subprocess in a fresh copy of the case's folder
 (start-up, file reading, rendering, noise and file writing included), once to warm up (numba and
-file caches) and then ``--runs`` times. Printed per case: the median wall time, evaluations per
+file caches) and then ``--runs`` times. Our command runs in two modes: ``cold`` (a fresh process
+that imports PyTorch, as a single command would) and ``served`` (handed to a warm
+``nanobragg-server``, as in a script that runs many commands). Printed per case: the median wall time, evaluations per
 second from it, the render-only time our summary reports, the peak resident memory, and with
 ``NB_C_BIN`` the C program's median time on the same command in the same session and the ratio.
 An evaluation is one (subpixel, layer, source, phi step, mosaic domain) of one pixel.
@@ -116,15 +118,22 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="measured runs after one warm-up")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--c-bin", default=os.environ.get("NB_C_BIN"), help="C nanoBragg to compare")
+    ap.add_argument("--modes", nargs="*", default=["cold", "served"], choices=["cold", "served"])
     ap.add_argument("--json", type=Path, help="also write the results to this file")
     args = ap.parse_args(argv)
 
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    server_dir = tempfile.mkdtemp(prefix="bench-server-")
+    envs = {"cold": dict(env, NANOBRAGG_SERVER="off"),
+            "served": dict(env, NANOBRAGG_SERVER="auto", NANOBRAGG_SERVER_DIR=server_dir)}
+    if "served" in args.modes:
+        server = str(Path(_nanobragg()[0]).parent / "nanobragg-server")
+        subprocess.run([server, "start", "--idle", "3600"], env=envs["served"], check=True)
     info = machine()
     print("machine:", json.dumps(info))
     rows = []
-    header = (f"{'case':24s} {'dtype':8s} {'evals':>8s} {'ours s':>8s} {'render s':>8s} "
+    header = (f"{'case':24s} {'dtype':8s} {'mode':6s} {'evals':>8s} {'ours s':>8s} {'render s':>8s} "
               f"{'M eval/s':>9s} {'peak MB':>8s} {'C s':>7s} {'C M/s':>7s} {'x C':>6s}")
     print(header)
     print("-" * len(header))
@@ -134,21 +143,27 @@ def main(argv=None) -> int:
         if args.c_bin:
             c_time, c_rss, _, _ = measure([args.c_bin] + case_args, folder, env, args.runs)
         for dtype in args.dtypes:
-            cmd = _nanobragg() + case_args + ["-dtype", dtype, "-device", args.device,
-                                              "-noprogress"]
-            wall, rss, out, walls = measure(cmd, folder, env, args.runs)
-            evals = _evaluations(out) or 0
-            render = _render_seconds(out)
-            row = {"case": name, "dtype": dtype, "evaluations": evals, "wall_s": wall,
-                   "walls_s": walls, "render_s": render, "evals_per_s": evals / wall,
-                   "peak_rss_bytes": rss, "c_wall_s": c_time, "c_peak_rss_bytes": c_rss}
-            rows.append(row)
-            ratio = f"{c_time / wall:6.2f}" if c_time else "     -"
-            c_cols = (f"{c_time:7.2f} {evals / c_time / 1e6:7.1f}" if c_time else
-                      f"{'-':>7s} {'-':>7s}")
-            print(f"{name:24s} {dtype:8s} {evals / 1e6:7.1f}M {wall:8.2f} "
-                  f"{(render or 0):8.2f} {evals / wall / 1e6:9.1f} {rss / 2**20:8.0f} {c_cols} "
-                  f"{ratio}", flush=True)
+            for mode in args.modes:
+                cmd = _nanobragg() + case_args + ["-dtype", dtype, "-device", args.device,
+                                                  "-noprogress"]
+                wall, rss, out, walls = measure(cmd, folder, envs[mode], args.runs)
+                evals = _evaluations(out) or 0
+                render = _render_seconds(out)
+                row = {"case": name, "dtype": dtype, "mode": mode, "evaluations": evals,
+                       "wall_s": wall, "walls_s": walls, "render_s": render,
+                       "evals_per_s": evals / wall, "peak_rss_bytes": rss, "c_wall_s": c_time,
+                       "c_peak_rss_bytes": c_rss}
+                rows.append(row)
+                ratio = f"{c_time / wall:6.2f}" if c_time else "     -"
+                c_cols = (f"{c_time:7.2f} {evals / c_time / 1e6:7.1f}" if c_time else
+                          f"{'-':>7s} {'-':>7s}")
+                # served: the memory is the server's, not this client's
+                mem = f"{rss / 2**20:8.0f}" if mode == "cold" else f"{'-':>8s}"
+                print(f"{name:24s} {dtype:8s} {mode:6s} {evals / 1e6:7.1f}M {wall:8.2f} "
+                      f"{(render or 0):8.2f} {evals / wall / 1e6:9.1f} {mem} {c_cols} "
+                      f"{ratio}", flush=True)
+    if "served" in args.modes:
+        subprocess.run([server, "stop"], env=envs["served"], capture_output=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"machine": info, "results": rows}, indent=2))
