@@ -52,10 +52,4 @@ def read_mosflm_matrix(path: PathLike) -> np.ndarray:
                          f"{len(values)}", path=name)
 
 
-def reciprocal_vectors(a_matrix: np.ndarray, wavelength_m: float) -> np.ndarray:
-    """a*, b*, c* in 1/Angstrom as rows of a (3, 3) array: the columns of the A matrix divided by
-    the wavelength in Angstrom (nanoBragg's ``vector_scale(..., 1e-10/lambda0)``)."""
-    return np.asarray(a_matrix, dtype=np.float64).T * (1e-10 / wavelength_m)
-
-
-__all__ = ["read_mosflm_matrix", "reciprocal_vectors"]
+__all__ = ["read_mosflm_matrix"]
