@@ -53,7 +53,7 @@ def main(argv=None) -> int:
             times.append(dt)
             ids.append(jid)
         worker = []
-        for jid in ids[:10]:
+        for jid in ids:
             md = json.loads(c.get(f"/v1/jobs/{jid}/artifacts/run_metadata.json").content)
             worker.append(md["elapsed_s"])
     times.sort()
@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     print(f"submit -> finished: median {statistics.median(times) * 1e3:.1f} ms, "
           f"p10 {times[len(times) // 10] * 1e3:.1f} ms, p90 {times[9 * len(times) // 10] * 1e3:.1f} ms, "
           f"min {times[0] * 1e3:.1f} ms")
-    print(f"worker's own time per job (median of 10): {statistics.median(worker) * 1e3:.1f} ms")
+    print(f"worker's own time per job (run_metadata elapsed_s): median "
+          f"{statistics.median(worker) * 1e3:.1f} ms")
     return 0
 
 
