@@ -747,6 +747,15 @@ def _finish(d: _Draft) -> SimulationConfig:
         cr["misset_deg"] = d.misset
     det = cfg["detector"]
     det["convention"] = d.convention
+    if d.convention != "custom":
+        # a named convention given after a vector flag: its axes replace every vector, as in C
+        for section, key in (("detector", "fdet_vector"), ("detector", "sdet_vector"),
+                             ("detector", "odet_vector"), ("detector", "pix0_vector_m"),
+                             ("detector", "twotheta_axis"), ("beam", "beam_vector"),
+                             ("beam", "polar_vector"), ("crystal", "spindle_axis")):
+            if cfg[section].pop(key, None) is not None:
+                d.warnings.append(f"{section}.{key} is ignored: the {d.convention} convention, "
+                                  "selected after it, sets its own axes (as in nanoBragg)")
     if d.convention == "custom":
         det["pivot"] = d.pivot or "beam"
     else:

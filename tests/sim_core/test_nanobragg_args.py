@@ -168,3 +168,12 @@ def test_config_to_args_round_trips(name):
     first = parse_nanobragg_args(case.our_args, base_dir=case.folder).config
     again = parse_nanobragg_args(config_to_args(first), base_dir=case.folder).config
     assert again == first
+
+
+def test_named_convention_after_vectors_replaces_them():
+    p = parse("-spindle_axis", "0", "1", "0", "-twotheta_axis", "0", "0", "-1", "-mosflm")
+    c = p.config
+    assert c.detector.convention == "mosflm"
+    assert c.crystal.spindle_axis is None and c.detector.twotheta_axis is None
+    assert c.detector.twotheta_deg == 0.0  # still set from the axis' first component
+    assert sum("is ignored" in w for w in p.warnings) == 2
