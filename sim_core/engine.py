@@ -130,7 +130,8 @@ class Engine:
         self.fudge = cfg.crystal.fudge
         self.sf = exp.structure_factors.to(self.dtype, self.device)
         self.interpolate = exp.interpolate
-        self.nopolar = cfg.beam.polarization_off
+        # -oversample_polar recomputes the factor for every subpixel even with -nopolar (C quirk)
+        self.nopolar = cfg.beam.polarization_off and not cfg_s.oversample_polar
         self.dmin = cfg_s.dmin_A * 1e-10
         self.I_bg = exp.water_I_bg
         self.water = cfg.background.water_um > 0

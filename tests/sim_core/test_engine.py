@@ -109,3 +109,15 @@ def test_cuda_matches_cpu_in_float64(name):
     gpu, _ = Engine(exp, device="cuda").render()
     a, b = cpu.numpy(), gpu.cpu().numpy()
     assert np.abs(a - b).max() / np.abs(a).max() <= 1e-10
+
+
+def test_oversample_polar_overrides_nopolar_as_in_nanobragg():
+    """The C program recomputes the polarization for every subpixel with -oversample_polar even
+    when -nopolar reset it to 1 (found by comparing random command lines with the C program)."""
+    extra = ["-oversample", "2", "-oversample_polar", "-roi", "60", "70", "60", "70"]
+    _, both = experiment("polarization_kahn", *extra, "-nopolar")
+    _, polar = experiment("polarization_kahn", *extra)
+    _, plain = experiment("polarization_kahn", *extra[:2], "-nopolar", *extra[3:])
+    a, b, c = (Engine(e).render()[0].numpy() for e in (both, polar, plain))
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3 * np.abs(c).max()
