@@ -25,7 +25,7 @@ TOKENS = {"alice": "alice-token", "bob": "bob-token", "carol": "carol-token"}
 #: limits of the test deployment (each has a test that crosses it)
 LIMITS = {
     "BRAGG_MAX_DETECTOR_PIXELS": "300000",
-    "BRAGG_MAX_EVALUATIONS": "60000000",
+    "BRAGG_MAX_EVALUATIONS": "5000000000",
     "BRAGG_MAX_UPLOAD_BYTES": "1000000",
     "BRAGG_MAX_QUEUED_JOBS_PER_OWNER": "3",
 }

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from tests.service.conftest import LIMITS
-from tests.service.helpers import (LONG_ARGS, SMALL_CONFIG, download_all, get, submit,
-                                   wait_status)
+from tests.service.helpers import (LONG_ARGS, SMALL_CONFIG, download_all, get, long_args,
+                                   submit, wait_status, with_flag)
 
 
 def _job_count(client) -> int:
@@ -61,11 +61,11 @@ def test_detector_pixel_limit(alice):
 
 
 def test_evaluation_limit(alice):
-    args = [a if a != "128" else "512" for a in LONG_ARGS]  # 512^2 x 4 x 200 = 210 M
+    args = with_flag(with_flag(LONG_ARGS, "-detpixels", 512), "-phisteps", 1000)
     r = alice.post("/v1/jobs", json={"nanobragg_args": args})
     assert r.status_code == 422
     err = r.json()["errors"][0]
-    assert err["limit"] == "max_evaluations" and err["value"] == 512 * 512 * 4 * 200
+    assert err["limit"] == "max_evaluations" and err["value"] == 512 * 512 * 4 * 20 * 1000
     assert "max_evaluations" in err["message"]
 
 
@@ -106,7 +106,7 @@ def test_cancel_queued_job(service, alice):
 
 
 def test_cancel_running_job_stops_within_two_seconds(service, alice):
-    job = submit(alice, {"nanobragg_args": LONG_ARGS, "label": "to cancel"})
+    job = submit(alice, {"nanobragg_args": long_args(8), "label": "to cancel"})
     wait_status(alice, job["id"], ("running",), timeout=60, pred=lambda r: r["progress"] > 0)
     t0 = time.monotonic()
     r = alice.post(f"/v1/jobs/{job['id']}/cancel")
@@ -194,7 +194,7 @@ def test_list_newest_first_paginated_and_filtered(bob):
 
 def test_events_stream_until_the_end(service, alice):
     # a job of several seconds: several progress changes
-    job = submit(alice, {"nanobragg_args": LONG_ARGS})
+    job = submit(alice, {"nanobragg_args": long_args(3)})
     events = []
     with alice.stream("GET", f"/v1/jobs/{job['id']}/events", timeout=60) as r:
         assert r.status_code == 200

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.service.helpers import LONG_ARGS, SMALL_CONFIG, download_all, get, submit, wait_status
+from tests.service.helpers import SMALL_CONFIG, download_all, get, long_args, submit, wait_status
 
 
 def _running_on(alice, job_id: str, timeout: float = 60) -> dict:
@@ -18,7 +18,7 @@ def _running_on(alice, job_id: str, timeout: float = 60) -> dict:
 
 def test_sigkill_mid_job_is_taken_over_by_another_worker(service, alice, tmp_path):
     service.ensure_workers(2)
-    job = submit(alice, {"nanobragg_args": LONG_ARGS, "label": "survives a SIGKILL"})
+    job = submit(alice, {"nanobragg_args": long_args(5), "label": "survives a SIGKILL"})
     rec = _running_on(alice, job["id"])
     victim = rec["worker"]
     assert victim in service.workers
@@ -41,7 +41,7 @@ def test_sigkill_mid_job_is_taken_over_by_another_worker(service, alice, tmp_pat
 def test_sigkill_on_every_attempt_ends_failed(service, alice):
     """With BRAGG_JOB_RETRIES=1 a job has two attempts; killing both ends it failed."""
     service.ensure_workers(2)
-    job = submit(alice, {"nanobragg_args": LONG_ARGS, "label": "killed twice"})
+    job = submit(alice, {"nanobragg_args": long_args(6), "label": "killed twice"})
     first = _running_on(alice, job["id"])
     service.start_worker()  # a third worker keeps the fleet (and the reaper) alive
     service.kill_worker(first["worker"], signal.SIGKILL)
@@ -71,7 +71,7 @@ def test_queued_jobs_survive_an_api_restart(service, alice):
 def test_warm_shutdown_finishes_the_job(service, alice):
     """SIGTERM: the worker finishes its job, then leaves."""
     service.ensure_workers(2)
-    job = submit(alice, {"nanobragg_args": LONG_ARGS[:-2] + ["-oversample", "1"]})
+    job = submit(alice, {"nanobragg_args": long_args(2)})
     rec = wait_status(alice, job["id"], ("running",), timeout=60)
     proc = service.workers.pop(rec["worker"])
     proc.send_signal(signal.SIGTERM)

@@ -13,7 +13,7 @@ from app.settings import Settings
 from app.store import LocalStore, safe_name
 from app.submit import create_job
 from sim_core.config import load_config
-from tests.service.helpers import LONG_ARGS, SMALL_CONFIG
+from tests.service.helpers import SMALL_CONFIG, long_args
 from worker import context, reaper
 from worker.tasks import run_job
 
@@ -38,7 +38,7 @@ def _create(ctx, config: dict, evaluations: int = 1000) -> str:
 
 def test_a_job_past_its_timeout_fails(wctx):
     from sim_core.nanobragg_args import parse_nanobragg_args
-    cfg = parse_nanobragg_args(LONG_ARGS).config.model_dump(mode="json")
+    cfg = parse_nanobragg_args(long_args(4)).config.model_dump(mode="json")
     job_id = _create(wctx, cfg)
     rec = wctx.records.get(job_id)
     assert int(rec["timeout_s"]) == 1
