@@ -230,8 +230,9 @@ def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
                 torch.cuda.reset_peak_memory_stats()
         run = _trace if rec.get("kind") == "trace" else _render
         stats = run(ctx, rec, job, device, staging)
-        job.check()
         artifacts = seal(staging)
+        job.renew()  # the attempt must still be ours (and not canceled) right before publishing
+        job.check()
         ctx.store.commit(job_id, staging)
         out = ctx.records.finish(job_id, owner, name, attempt, "finished",
                                  {"artifacts": artifacts, "progress": "1",
@@ -274,8 +275,10 @@ def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
 
 def _fail(ctx, rec: dict, job: RunningJob, etype: str, message: str) -> str:
     log.info("job %s: failed: %s: %s", rec["id"], etype, message)
-    ctx.records.finish(rec["id"], rec["owner"], ctx.name, job.attempt, "failed",
-                       {"error_type": etype, "error_message": message[:4000]})
+    out = ctx.records.finish(rec["id"], rec["owner"], ctx.name, job.attempt, "failed",
+                             {"error_type": etype, "error_message": message[:4000]})
+    if out == "failed":  # a folder this attempt may have published is not the job's result
+        ctx.store.remove_job(rec["id"])
     return "failed"
 
 
