@@ -144,3 +144,15 @@ def test_store_publishes_whole_folders(tmp_path):
         assert not safe_name(bad) and store.artifact_path("job1", bad) is None
     with pytest.raises(ValueError):
         store.staging_dir("../evil", 1)
+
+
+def test_the_api_starts_without_torch(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys, app.main, app.server\n"
+            "app.main.create_app()\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    env = {"BRAGG_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
