@@ -8,7 +8,9 @@ C program's order, so seeds give the C program's crystals.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,10 +132,25 @@ def _read_matrix(resolve: FileResolver, ref: str) -> np.ndarray:
 
 
 def _read_hkl(resolve: FileResolver, ref: str, default_F: float):
-    """An HKL text file, or nanoBragg's binary Fdump.bin cache (recognised by its header)."""
-    from .io.hkl import read_fdump, read_hkl
+    """An HKL text file, or nanoBragg's binary Fdump.bin cache (recognised by its header).
+
+    Grids are kept in a small cache keyed by the file's identity, so that a warm worker or API
+    process does not parse the same structure factors for every job.
+    """
     path = resolve(ref)
-    if is_fdump(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is None:  # let the reader raise its own, located error
+        return _load_hkl(str(path), -1, -1, default_F)
+    return _load_hkl(str(path), st.st_mtime_ns, st.st_size, default_F)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_hkl(path: str, mtime_ns: int, size: int, default_F: float):
+    from .io.hkl import read_fdump, read_hkl
+    if is_fdump(Path(path)):
         return read_fdump(path)
     return read_hkl(path, default_F)
 

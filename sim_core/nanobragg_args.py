@@ -29,7 +29,6 @@ from pydantic import ValidationError
 
 from .config import SimulationConfig, validation_errors
 from .errors import ArgumentError, ConfigError, InputFileError
-from .geometry.rotations import RTD
 
 #: our own flags, in addition to the C program's
 EXTENSION_FLAGS = ("-dtype", "-device", "-phi_mode", "-trace_pixel", "-trace_file",

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from .config import SimulationConfig
-from .geometry.rotations import deg2rad
+from .units import RTD, deg2rad
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _phi(phi0: float, osc, phistep, phisteps) -> tuple[float, float, int]:
         phisteps = 1
     if osc < 0.0:
         if phistep <= 0.0:
-            osc = 1.0 / (180.0 * 0.318309886183790671538)
+            osc = 1.0 / RTD
             return osc, osc / phisteps, phisteps
         return phistep, phistep, 2
     if phistep < 0.0:

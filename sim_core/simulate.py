@@ -86,8 +86,13 @@ def simulate(config: SimulationConfig, files: FileResolver | None = None, *,
         dtype=str(engine.dtype).replace("torch.", ""), elapsed_s=elapsed, seeds=dict(exp.seeds))
 
 
-def trace_with(engine: Engine, pixels, state: SequenceState | None = None) -> list[PixelTrace]:
-    """Trace ``pixels`` [(slow, fast), ...] with ``engine`` (``state``: from the full render)."""
+def trace_with(engine: Engine, pixels, state: SequenceState | None = None, *,
+               progress: ProgressFn | None = None, cancel: CancelFn | None = None
+               ) -> list[PixelTrace]:
+    """Trace ``pixels`` [(slow, fast), ...] with ``engine`` (``state``: from the full render).
+
+    ``progress`` gets the fraction of pixels traced; ``cancel`` is checked between chunks.
+    """
     if not pixels:
         return []
     exp = engine.exp
@@ -95,7 +100,7 @@ def trace_with(engine: Engine, pixels, state: SequenceState | None = None) -> li
     order = exp.render_pixels()
     out = []
     state = state or SequenceState()
-    for slow, fast in pixels:
+    for i, (slow, fast) in enumerate(pixels):
         if not (0 <= slow < S and 0 <= fast < F):
             raise ConfigError(f"trace pixel ({slow}, {fast}) is outside the {F}x{S} detector",
                               field="run.trace_pixels")
@@ -105,17 +110,22 @@ def trace_with(engine: Engine, pixels, state: SequenceState | None = None) -> li
             raise ConfigError(f"trace pixel ({slow}, {fast}) is not rendered (outside the ROI or "
                               "masked)", field="run.trace_pixels")
         rec = Recorder()
-        engine.render(pixel_subset=np.array([lin]), state=state, recorders={lin: rec})
+        engine.render(pixel_subset=np.array([lin]), state=state, recorders={lin: rec},
+                      cancel=cancel)
         out.append(build_trace(engine, rec, slow, fast, state, rank))
+        if progress is not None:
+            progress((i + 1) / len(pixels))
     return out
 
 
 def trace_pixels(config: SimulationConfig, pixels, files: FileResolver | None = None, *,
-                 device: str | None = None, dtype: str | None = None) -> list[PixelTrace]:
+                 device: str | None = None, dtype: str | None = None,
+                 progress: ProgressFn | None = None, cancel: CancelFn | None = None
+                 ) -> list[PixelTrace]:
     """Trace pixels without rendering the whole image (order-dependent state is scanned for)."""
     config = with_seeds(config)
     exp = build_experiment(config, files)
-    return trace_with(make_engine(exp, device, dtype), pixels)
+    return trace_with(make_engine(exp, device, dtype), pixels, progress=progress, cancel=cancel)
 
 
 __all__ = ["simulate", "trace_pixels", "SimulationResult", "with_seeds", "make_engine"]

@@ -12,13 +12,7 @@ import math
 
 import torch
 
-#: nanoBragg's degrees-per-radian constant, built the same way (180 * M_1_PI)
-RTD = 180.0 * 0.318309886183790671538
-
-
-def deg2rad(x):
-    """Degrees to radians exactly as the C program converts them (``x / RTD``)."""
-    return x / RTD
+from ..units import RTD, deg2rad  # noqa: F401  (re-exported for the geometry modules)
 
 
 def _cos_sin(angle, like: torch.Tensor):

@@ -29,9 +29,7 @@ from ..errors import InputFileError
 
 #: bytes of the header nanoBragg writes
 HEADER_BYTES = 512
-#: C's M_1_PI and nanoBragg's radians-to-degrees factor (computed as in the C program)
-_M_1_PI = 0.31830988618379067154
-RTD = 180.0 * _M_1_PI
+from ..units import RTD
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: (xmin, xmax, ymin, ymax): inclusive fast (x) and slow (y) pixel bounds
