@@ -15,7 +15,6 @@ config's file fields are uploaded first and replaced by their ids. Errors of the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import httpx
+
+from .store import sha256_file
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = ("finished", "failed", "canceled")
@@ -73,14 +74,6 @@ def _raise_for(r: httpx.Response) -> None:
     if not isinstance(detail, str):  # FastAPI's own validation errors
         detail = json.dumps(detail)
     raise ApiError(r.status_code, detail, body.get("hint"), body.get("errors"), body)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_sha256_list(path: Path) -> dict[str, str]:
@@ -309,7 +302,7 @@ class BraggClient:
         paths = []
         for a in rec["artifacts"]:
             p = self.download(job_id, a["name"], dest / a["name"])
-            if _sha256(p) != a["sha256"]:
+            if sha256_file(p) != a["sha256"]:
                 raise ChecksumError(f"{a['name']}: sha256 differs from the job record")
             paths.append(p)
         verify_dir(dest)
@@ -352,7 +345,7 @@ def verify_dir(folder: str | Path) -> dict[str, str]:
         p = folder / name
         if not p.is_file():
             raise ChecksumError(f"{name}: listed in sha256.txt but missing")
-        if _sha256(p) != digest:
+        if sha256_file(p) != digest:
             raise ChecksumError(f"{name}: sha256 differs from sha256.txt")
     return listed
 

@@ -194,19 +194,14 @@ def run_up(*, host: str | None = None, port: int | None = None, workers: int = 1
 def _run_up(host, port, workers, device, data_dir, ready_timeout) -> int:
     if data_dir:
         os.environ["BRAGG_DATA_DIR"] = str(data_dir)
-    from .server import check_bind
+    from .server import bind_address
     from .settings import Settings
 
     settings = Settings()
-    host = host or settings.api_host
-    port = port or settings.api_port
     try:
-        tokens = settings.token_table()
-    except (OSError, ValueError) as exc:
-        raise UpError(f"bad token configuration: {exc}") from None
-    reason = check_bind(host, tokens)
-    if reason:
-        raise UpError(reason)
+        host, port, tokens = bind_address(settings, host, port)
+    except ValueError as exc:
+        raise UpError(str(exc)) from None
     if port_in_use(host, port):
         raise UpError(f"port {port} on {host} is already in use (another `bragg up` or "
                       f"`make run`?). Stop it, or pick another port: `bragg up --port "

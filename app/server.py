@@ -17,21 +17,29 @@ def check_bind(host: str, tokens: dict) -> str | None:
     return None
 
 
-def run_api(host: str | None = None, port: int | None = None, *, workers: int = 1,
-            log_level: str | None = None) -> int:
-    import uvicorn
-
-    settings = get_settings()
+def bind_address(settings, host: str | None, port: int | None) -> tuple[str, int, dict]:
+    """The (host, port, tokens) the API will serve with; ValueError says why it must not start."""
     host = host or settings.api_host
     port = port or settings.api_port
     try:
         tokens = settings.token_table()
     except (OSError, ValueError) as exc:
-        print(f"bragg api: error: bad token configuration: {exc}", file=sys.stderr)
-        return 2
+        raise ValueError(f"bad token configuration: {exc}") from None
     reason = check_bind(host, tokens)
     if reason:
-        print(f"bragg api: error: {reason}", file=sys.stderr)
+        raise ValueError(reason)
+    return host, port, tokens
+
+
+def run_api(host: str | None = None, port: int | None = None, *, workers: int = 1,
+            log_level: str | None = None) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    try:
+        host, port, tokens = bind_address(settings, host, port)
+    except ValueError as exc:
+        print(f"bragg api: error: {exc}", file=sys.stderr)
         return 2
     if not tokens:
         print(f"bragg api: no tokens configured: open access as owner "

@@ -72,8 +72,12 @@ def _phi(phi0: float, osc, phistep, phisteps) -> tuple[float, float, int]:
     return osc, phistep, phisteps
 
 
-def _grid(rng, step, steps, *, default_range_with_steps: float) -> Grid:
-    """The divergence/dispersion rule (``steps <= 0`` means "choose")."""
+def _grid(rng, step, steps, *, default_range: float, range_only_halves: bool = False) -> Grid:
+    """nanoBragg's rule for a range, a step size and a count, any of them not given (None or <= 0).
+
+    The sensor thickness differs from divergence and dispersion in one branch: a range given alone
+    is split into two steps of half the range (``range_only_halves``) instead of one of the range.
+    """
     rng, step = _neg(rng), _neg(step)
     steps = -1 if steps is None else steps
     if steps <= 0:
@@ -82,42 +86,17 @@ def _grid(rng, step, steps, *, default_range_with_steps: float) -> Grid:
                 return Grid(1, 0.0, 0.0)
             return Grid(2, step, step)
         if step <= 0.0:
-            return Grid(2, rng, rng)
+            return Grid(2, rng, rng / 2 if range_only_halves else rng)
         return Grid(math.ceil(rng / step), rng, step)
     if rng < 0.0:
         if step <= 0.0:
-            rng = default_range_with_steps
-            return Grid(steps, rng, rng / steps)
+            return Grid(steps, default_range, default_range / steps)
         return Grid(2, step, step)
     if step <= 0.0:
         if steps <= 1:
             steps = 2
         return Grid(steps, rng, rng / (steps - 1))
     return Grid(steps, rng, step)
-
-
-def _thickness(thick, step, steps) -> Grid:
-    """Like ``_grid`` but a range without steps is halved into two layers (nanoBragg's rule)."""
-    step = _neg(step)
-    steps = -1 if steps is None else steps
-    if steps <= 0:
-        if thick < 0.0:
-            if step <= 0.0:
-                return Grid(1, 0.0, 0.0)
-            return Grid(2, step, step)
-        if step <= 0.0:
-            return Grid(2, thick, thick / 2)
-        return Grid(math.ceil(thick / step), thick, step)
-    if thick < 0.0:
-        if step <= 0.0:
-            thick = 0.5e-6
-            return Grid(steps, thick, thick / steps)
-        return Grid(2, step, step)
-    if step <= 0.0:
-        if steps <= 1:
-            steps = 2
-        return Grid(steps, thick, thick / (steps - 1))
-    return Grid(steps, thick, step)
 
 
 def _sane(g: Grid) -> Grid:
@@ -137,14 +116,14 @@ def resolve_sampling(config: SimulationConfig) -> ResolvedSampling:
         return None if x is None else x / 1000.0
 
     hdiv = _sane(_grid(mrad(bm.hdiv_range_mrad), mrad(bm.hdiv_step_mrad), bm.hdiv_steps,
-                       default_range_with_steps=1.0))
+                       default_range=1.0))
     vdiv = _sane(_grid(mrad(bm.vdiv_range_mrad), mrad(bm.vdiv_step_mrad), bm.vdiv_steps,
-                       default_range_with_steps=1.0))
-    disp = _sane(_grid(bm.dispersion_pct / 100.0, None, bm.dispersion_steps,
-                       default_range_with_steps=1.0))
+                       default_range=1.0))
+    disp = _sane(_grid(bm.dispersion_pct / 100.0, None, bm.dispersion_steps, default_range=1.0))
 
     thick = det.thickness_um * 1e-6
-    thickness = _thickness(thick, None, det.thickness_steps)
+    thickness = _grid(thick, None, det.thickness_steps, default_range=0.5e-6,
+                      range_only_halves=True)
     mu = -1.0
     if det.absorption_length_um is not None:
         mu = 0.0 if det.absorption_length_um == 0 else 1.0 / (det.absorption_length_um * 1e-6)
