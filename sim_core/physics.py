@@ -74,10 +74,20 @@ def sincg_sign(n: torch.Tensor, N: int) -> torch.Tensor:
 
 
 def sinc3(x: torch.Tensor) -> torch.Tensor:
-    """Fourier transform of a sphere, ``3 (sin x / x - cos x) / x^2``, 1 at x = 0."""
+    """Fourier transform of a sphere, ``3 (sin x / x - cos x) / x^2``, 1 at x = 0.
+
+    Near x = 0 the two terms cancel: in float32 the formula loses all digits where the spot is
+    brightest, so below |x| = 0.5 the Taylor series ``1 - x^2/10 + x^4/280 - x^6/15120`` is used.
+    float64 keeps the C program's formula.
+    """
     safe = torch.where(x == 0, torch.ones_like(x), x)
     val = 3.0 * (torch.sin(safe) / safe - torch.cos(safe)) / (safe * safe)
-    return torch.where(x == 0, torch.ones_like(x), val)
+    val = torch.where(x == 0, torch.ones_like(x), val)
+    if x.dtype != torch.float64:
+        x2 = x * x
+        series = 1.0 - x2 / 10.0 + x2 * x2 / 280.0 - x2 * x2 * x2 / 15120.0
+        val = torch.where(torch.abs(x) < 0.5, series, val)
+    return val
 
 
 def lattice_round(dh, dk, dl, Na: int, Nb: int, Nc: int, fudge: float) -> torch.Tensor:

@@ -104,3 +104,11 @@ def test_tricubic_reproduces_a_cubic_and_nearest_defaults():
     assert sf.nearest(t(6.0), t(0.0), t(0.0)).item() == 7.0
     assert sf.interpolation_out_of_range(t(3.5), t(0.0), t(0.0)).item()
     assert not sf.interpolation_out_of_range(t(2.9), t(0.0), t(-3.0)).item()
+
+
+def test_sinc3_float32_keeps_its_digits_near_zero():
+    x = torch.tensor([1e-4, 3e-3, 0.1, 0.49, 0.51, 2.0], dtype=torch.float64)
+    exact = 3 * (torch.sin(x) / x - torch.cos(x)) / x**2
+    exact[0] = 1 - 1e-8 / 10  # the float64 formula itself cancels at 1e-4
+    got = physics.sinc3(x.float()).double()
+    assert torch.allclose(got, exact, rtol=2e-6, atol=0)
