@@ -76,17 +76,18 @@ def sincg_sign(n: torch.Tensor, N: int) -> torch.Tensor:
 def sinc3(x: torch.Tensor) -> torch.Tensor:
     """Fourier transform of a sphere, ``3 (sin x / x - cos x) / x^2``, 1 at x = 0.
 
-    Near x = 0 the two terms cancel: in float32 the formula loses all digits where the spot is
-    brightest, so below |x| = 0.5 the Taylor series ``1 - x^2/10 + x^4/280 - x^6/15120`` is used.
-    float64 keeps the C program's formula.
+    Near x = 0 the two terms cancel (in float32 every digit is lost where the spot is brightest; in
+    float64 torch's and libm's sines then round differently, giving different garbage), so below
+    |x| = 0.5 the Taylor series ``1 - x^2/10 + x^4/280 - x^6/15120 + x^8/1330560`` is used
+    (relative error below 1e-11).
     """
     safe = torch.where(x == 0, torch.ones_like(x), x)
     val = 3.0 * (torch.sin(safe) / safe - torch.cos(safe)) / (safe * safe)
     val = torch.where(x == 0, torch.ones_like(x), val)
-    if x.dtype != torch.float64:
-        x2 = x * x
-        series = 1.0 - x2 / 10.0 + x2 * x2 / 280.0 - x2 * x2 * x2 / 15120.0
-        val = torch.where(torch.abs(x) < 0.5, series, val)
+    x2 = x * x
+    x4 = x2 * x2
+    series = 1.0 - x2 / 10.0 + x4 / 280.0 - x4 * x2 / 15120.0 + x4 * x4 / 1330560.0
+    val = torch.where(torch.abs(x) < 0.5, series, val)
     return val
 
 
