@@ -39,7 +39,7 @@ _CONVENTION_VECTORS = {
 #: nanoBragg's initial vectors, which the CUSTOM convention keeps unless a flag replaces them
 _CUSTOM_DEFAULTS = {
     "beam": (1, 0, 0), "fdet": (0, 0, 1), "sdet": (0, -1, 0), "odet": (1, 0, 0),
-    "twotheta_axis": (0, 0, -1), "polar": (0, 0, 1), "spindle": (0, 0, 1),
+    "twotheta_axis": (0, 1, 0), "polar": (0, 0, 1), "spindle": (0, 0, 1),
 }
 
 

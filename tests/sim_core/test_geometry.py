@@ -141,3 +141,16 @@ def test_mosaic_domain_rules():
     assert s.mosaic_domains == 1 and s.mosaic_spread == 0.0  # count without spread
     s = resolve_sampling(_cfg(mosaic_spread_deg=0.0, mosaic_domains=7))
     assert s.mosaic_domains == 1
+
+
+def test_custom_convention_default_twotheta_axis_is_nanobraggs_initial_value():
+    """nanoBragg initialises twotheta_axis to (0, 1, 0); only the named conventions replace it
+    (found by comparing random custom-vector command lines with the C program)."""
+    from sim_core.nanobragg_args import parse_nanobragg_args
+    cfg = parse_nanobragg_args(["-cell", "50", "-default_F", "1", "-fdet_vector", "0", "0", "1",
+                                "-twotheta", "10", "-detpixels", "8"]).config
+    det = build_experiment(cfg).detector
+    assert det.twotheta_axis.tolist() == [0.0, 1.0, 0.0]
+    # the detector normal turned by 10 degrees about +y, from +x towards -z
+    assert det.odet.tolist() == pytest.approx([math.cos(math.radians(10)), 0.0,
+                                               -math.sin(math.radians(10))])
