@@ -518,6 +518,11 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
 
     @flag("-curved_det", "-curved_detector")
     def _(f):
+        if tok.remaining() == 0:
+            # nanoBragg only honours it when another argument follows
+            d.warnings.append(f"{f} is ignored as the last argument, as nanoBragg ignores it; "
+                              "put it before another flag for a curved detector")
+            return
         d.set("detector", "curved", True)
 
     @flag("-point_pixel")

@@ -177,3 +177,10 @@ def test_named_convention_after_vectors_replaces_them():
     assert c.crystal.spindle_axis is None and c.detector.twotheta_axis is None
     assert c.detector.twotheta_deg == 0.0  # still set from the axis' first component
     assert sum("is ignored" in w for w in p.warnings) == 2
+
+
+def test_curved_det_as_the_last_argument_is_ignored_like_nanobragg():
+    assert parse("-curved_det", "-N", "2").config.detector.curved
+    p = parse("-N", "2", "-curved_det")
+    assert not p.config.detector.curved
+    assert any("last argument" in w for w in p.warnings)
