@@ -403,9 +403,33 @@ class Engine:
                        **{f"F_latt_{k}": orient(v) for k, v in parts.items()}, **loop_data)
 
     # -- sequence pre-passes ----------------------------------------------------------------------
+    def _sequence_engine(self) -> "Engine":
+        """The engine that decides order-dependent events: always a float64 one.
+
+        Whether a point's tricubic neighbourhood leaves the grid, or a loop is cut by dmin, is a
+        comparison of h, k, l or |q| with a boundary; float32 rounding can move the first such point
+        of a render, and with it every pixel after it. So float32 renders take these decisions from
+        a float64 twin.
+        """
+        if self.dtype == torch.float64:
+            return self
+        twin = getattr(self, "_twin", None)
+        if twin is None:
+            twin = self._twin = Engine(self.exp, device=self.device, dtype=torch.float64,
+                                       memory_budget_mb=self.budget_bytes >> 20,
+                                       target_chunk_evals=self.target_chunk_evals)
+        return twin
+
     def resolve_sequence(self, pixels: torch.Tensor, ranks: torch.Tensor, state: SequenceState,
                          plan):
         """Find the order-dependent events among ``pixels`` (in rank order) not yet resolved."""
+        eng = self._sequence_engine()
+        if eng is not self:
+            step = eng.plan(pixels.shape[0])[0]
+            for i in range(0, pixels.shape[0], step):
+                eng.resolve_sequence(pixels[i:i + step], ranks[i:i + step], state,
+                                     eng.plan(step))
+            return
         if self.cells_fresh is not None and not state.first_loop_resolved:
             _, loops_per_block, _ = plan
             fp = (pixels % self.F_pixels).to(self.dtype)
