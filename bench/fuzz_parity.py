@@ -21,7 +21,11 @@ Outputs in ``--out``: ``results.jsonl`` (one line per case), ``summary.md`` (fai
 command lines, grouped by status) and ``cases/NNNN/`` (the input files of each failing case, plus
 ``args.txt`` and ``ours_args.txt``) so a failure can be re-run with
 ``python bench/c_compare.py --dir OUT/cases/NNNN --args-file OUT/cases/NNNN/args.txt``.
-``--replay OUT`` re-runs the failures recorded in an earlier ``OUT``.
+``--replay OUT`` re-runs the failures recorded in an earlier ``OUT``; ``--minimize CASE_DIR`` shrinks
+one failing case to the fewest flags that still fail the same way; ``--probes`` runs hand-written
+command lines aimed at the C program's parsing quirks; ``--avoid-known`` steers the generator away
+from failure classes already reported, so that new ones surface; ``--mask-prob`` and
+``--float32-prob`` weight the -mask/-img and float32 cases.
 
 This script builds nothing; point ``NB_C_BIN`` (or ``--c-bin``) at a C nanoBragg built elsewhere.
 """
@@ -51,6 +55,15 @@ sys.path.insert(0, str(HERE.parent))
 import c_compare  # noqa: E402
 
 RTD = 180.0 * float("0.318309886183790671538")  # nanoBragg's 180*M_1_PI
+
+#: steer the generator away from the failure classes already reported (``--avoid-known``)
+AVOID_KNOWN = False
+
+#: how often a case reads an SMV mask or header (``--mask-prob``)
+MASK_PROB = 0.07
+
+#: how often our side renders in float32 (``--float32-prob``), judged on the float32 bar
+FLOAT32_PROB = 0.1
 
 #: keep every case under this many evaluations (pixels x subpixels x layers x sources x phi x domains)
 MAX_EVALS = 1_500_000
@@ -239,10 +252,30 @@ class Case:
 
     def args(self) -> list[str]:
         groups = list(self.groups)
+        head = list(self.head)
         if self.rng.random() < 0.7:
             self.rng.shuffle(groups)
+        if AVOID_KNOWN:
+            # keep clear of the failure classes already reported (see --avoid-known)
+            named = [g for g in groups if g[0] in ("-mosflm", "-xds", "-adxv", "-denzo", "-dials")]
+            groups = [g for g in groups if g not in named]
+            head = named + head
+            flat = [t for g in head + groups for t in g]
+            if "-nopolar" in flat:
+                groups = [g for g in groups if g[0] != "-oversample_polar"]
+            if groups and groups[-1] == ["-curved_det"]:
+                groups.insert(0, groups.pop())
+            custom = False
+            for t in flat:
+                if t in ("-mosflm", "-xds", "-adxv", "-denzo", "-dials"):
+                    custom = False
+                elif t in ("-fdet_vector", "-sdet_vector", "-odet_vector", "-beam_vector",
+                           "-polar_vector", "-spindle_axis", "-twotheta_axis", "-pix0_vector"):
+                    custom = True
+            if custom and "-twotheta" in flat and "-twotheta_axis" not in flat:
+                head = [["-twotheta_axis", "0", "1", "0"]] + head
         out = []
-        for g in self.head + groups + self.tail:
+        for g in head + groups + self.tail:
             out.extend(g)
         return out
 
@@ -758,7 +791,7 @@ def gen_case(rng: random.Random, folder: Path, c_bin: str | None = None) -> dict
         case.add("-water", fmt(rng.uniform(1, 300), 1), tag="water")
 
     # masks and headers (they preset the detector: keep their pixel counts)
-    if R() < 0.07:
+    if R() < MASK_PROB:
         for g in list(case.groups):
             if g and g[0] in ("-detpixels", "-detpixels_x", "-detpixels_y", "-detpixels_f",
                               "-detpixels_s", "-detsize", "-detsize_f", "-detsize_s"):
@@ -824,11 +857,15 @@ def gen_case(rng: random.Random, folder: Path, c_bin: str | None = None) -> dict
             case.add("-oversample", osv, tag="oversample:capped")
             cost = fpix * spix * osv * osv * nsrc * domains * phis * max(nthick, 1)
     args = case.args()
+    if AVOID_KNOWN and not c_phi_values(args, folder):
+        # zero phi steps (-phistep with a zero oscillation, e.g. OSC_RANGE=0 in a header)
+        case.groups = [g for g in case.groups if g[0] != "-phistep"]
+        args = case.args()
     ours_args = []
     if needs_c_parity(args, folder):
         ours_args += ["-phi_mode", "c-parity"]
         case.tag("c-parity")
-    if R() < 0.1:
+    if R() < FLOAT32_PROB:
         ours_args += ["-dtype", "float32"]
         case.tag("float32")
     return {"args": args, "ours_args": ours_args, "tags": case.tags, "smv": case.smv,
@@ -886,7 +923,7 @@ def failure_kind(r: dict) -> str:
         kinds = []
         if r.get("float") and not c_compare.float_verdict(r["float"], r["dtype"])[0]:
             kinds.append("float")
-        for k in ("int", "noise"):
+        for k in ("int", "noise", "pgm"):
             if k in r and not r[k]["pass"]:
                 kinds.append(k)
         return "fail:" + ",".join(kinds)
@@ -930,6 +967,119 @@ def minimize(folder: Path, args: list[str], ours_args: list[str], c_bin: str, sm
                     i += chunk
             chunk //= 2
     return [t for g in groups for t in g], best
+
+
+# --------------------------------------------------------------------------------------------------
+# hand-written probes of the C program's parsing and bookkeeping quirks
+# --------------------------------------------------------------------------------------------------
+
+PROBE_BASE = ["-cell", "70", "80", "90", "90", "90", "-default_F", "100", "-N", "5", "-lambda", "1.0",
+              "-distance", "100", "-detpixels", "64", "-pixel", "0.3", "-misset", "10", "20", "30",
+              "-nonoise", "-floatfile", "f.bin"]
+
+
+def _probe_files(kind: str, folder: Path, c_bin: str):
+    """Input files some probes need."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if kind == "hkl":
+        lines = [f"{h} {k} {l} {10 + abs(h * 7 + k * 3 - l) % 50}" for h in range(-6, 7)
+                 for k in range(-6, 7) for l in range(-6, 7)]
+        (folder / "p1.hkl").write_text("\n".join(lines) + "\n")
+    if kind == "hkl_sigma":
+        lines = [f"{h} {k} {l} {10 + abs(h * 7 + k * 3 - l) % 50} 1.5" for h in range(-4, 5)
+                 for k in range(-4, 5) for l in range(-4, 5)]
+        (folder / "p1.hkl").write_text("\n".join(lines) + "\n")
+    if kind == "fdump":
+        _probe_files("hkl", folder, c_bin)
+        subprocess.run([c_bin, *PROBE_BASE, "-hkl", "p1.hkl", "-nopgm", "-detpixels", "8"],
+                       cwd=folder, capture_output=True, env=env)
+        for f in ("p1.hkl", "f.bin", "intimage.img"):
+            (folder / f).unlink(missing_ok=True)
+    if kind == "src_1col":
+        (folder / "src.txt").write_text("0.05\n-0.05\n")
+    if kind == "src_nonl":
+        (folder / "src.txt").write_text("-10 0.001 0 1\n-10 -0.002 0.001 1")
+    if kind in ("img_long", "img_short"):
+        extra = (["-twotheta", "-12.5", "-phi", "-120.25", "-osc", "0.25", "-distance", "123.4",
+                  "-lambda", "0.97966"] if kind == "img_long" else
+                 ["-twotheta", "5", "-phi", "12", "-osc", "0.5", "-distance", "150"])
+        subprocess.run([c_bin, "-cell", "50", "50", "50", "90", "90", "90", "-default_F", "1",
+                        "-nonoise", "-nopgm", "-detpixels", "64", "-pixel", "0.3", "-oversample", "1",
+                        "-intfile", "hdr.img", *extra], cwd=folder, capture_output=True, env=env)
+
+
+PROBES = [
+    # (name, extra flags after the base, files, our extra args)
+    ("nopolar+oversample_polar", ["-nopolar", "-oversample_polar"], None, []),
+    ("custom: 2theta about the default axis", ["-fdet_vector", "0", "0", "1", "-twotheta", "10"],
+     None, []),
+    ("custom via -beam_vector: 2theta", ["-beam_vector", "1", "0", "0", "-twotheta", "5"], None, []),
+    ("-fdet_vector then -mosflm", ["-fdet_vector", "0", "0", "1", "-mosflm"], None, []),
+    ("-spindle_axis then -xds", ["-spindle_axis", "0", "1", "0", "-phi", "10", "-xds"], None, []),
+    ("-polar_vector then -adxv", ["-polar_vector", "0", "0", "1", "-adxv"], None, []),
+    ("-twotheta_axis then -dials", ["-twotheta_axis", "0", "0", "-1", "-twotheta", "10", "-dials"],
+     None, []),
+    ("-curved_det as last token", ["-curved_det"], None, []),
+    ("-misset with two values at the end", ["-misset", "5", "5"], None, []),
+    ("-pivot Beam (capital)", ["-pivot", "Beam"], None, []),
+    ("-roi with three values at the end", ["-roi", "1", "20", "3"], None, []),
+    ("SMV header over 512 bytes", ["-twotheta", "-12.5", "-phi", "-120.25", "-osc", "0.25",
+                                   "-distance", "123.4", "-lambda", "0.97966", "-detpixels", "100",
+                                   "-pixel", "0.172", "-oversample", "1"], None, []),
+    ("-img of a C image whose header overflows", ["-img", "hdr.img"], "img_long", []),
+    ("-img of a C image (twotheta, phi in header)", ["-img", "hdr.img"], "img_short", []),
+    ("-N 5.7 / -Na 3.9", ["-N", "5.7", "-Na", "3.9"], None, []),
+    ("partial -cell 50 60", ["-cell", "50", "60"], None, []),
+    ("-misset_seed last (random misset kept)", ["-misset", "random", "-misset_seed", "5"], None, []),
+    ("-misset_seed then 3 tokens", ["-misset", "random", "-misset_seed", "5", "-N", "4"], None, []),
+    ("phi 0 with 3 steps, default phi mode (expected to differ)",
+     ["-phi", "0", "-osc", "1", "-phisteps", "3"], None, []),
+    ("phi 0 with 3 steps, c-parity", ["-phi", "0", "-osc", "1", "-phisteps", "3"], None,
+     ["-phi_mode", "c-parity"]),
+    ("osc/phistep ceil", ["-phi", "5", "-osc", "1", "-phistep", "0.1"], None, []),
+    ("-phisteps 0 -dispsteps 0 -divsteps 0", ["-phisteps", "0", "-dispsteps", "0", "-divsteps", "0"],
+     None, []),
+    ("-mosaic_domains 1 with spread", ["-mosaic", "0.5", "-mosaic_domains", "1"], None, []),
+    ("-oversample_omega -point_pixel overflow", ["-oversample_omega", "-point_pixel", "-mosaic", "1",
+                                                 "-oversample", "2", "-divergence", "0.2",
+                                                 "-dispersion", "4", "-N", "1"], None, []),
+    ("-oversample_thick without thickness", ["-oversample_thick"], None, []),
+    ("-interpolate without HKL", ["-interpolate"], None, []),
+    ("HKL with a sigma column (deliberate difference)", ["-hkl", "p1.hkl", "-default_F", "0"],
+     "hkl_sigma", []),
+    ("Fdump.bin reuse without -hkl", ["-default_F", "0"], "fdump", []),
+    ("source file without final newline (deliberate difference)", ["-sourcefile", "src.txt"],
+     "src_nonl", []),
+    ("zero phi steps (-osc 0 -phistep 0.1)", ["-osc", "0", "-phistep", "0.1"], None, []),
+    ("-source_distance with a 1-column source file (XDS)",
+     ["-xds", "-sourcefile", "src.txt", "-source_distance", "1000"], "src_1col", []),
+    ("-lambda then -energy", ["-lambda", "1.5", "-energy", "10000"], None, []),
+    ("-detector_abs 0 with thickness", ["-detector_thick", "200", "-detector_abs", "0"], None, []),
+    ("-Xbeam then -xds", ["-Xbeam", "5", "-xds"], None, []),
+    ("-roi single pixel", ["-roi", "30", "30", "31", "31"], None, []),
+    ("-scale 0 -adc 0", ["-scale", "0", "-adc", "0"], None, []),
+    ("-water with dmin and polar", ["-water", "100", "-dmin", "8", "-polar", "0.5"], None, []),
+]
+
+
+def run_probes(c_bin: str, log=print) -> list[dict]:
+    out = []
+    for name, extra, files, oa in PROBES:
+        with tempfile.TemporaryDirectory() as tmp:
+            if files:
+                _probe_files(files, Path(tmp), c_bin)
+            args = PROBE_BASE + extra
+            r = c_compare.compare(args, folder=tmp, c_bin=c_bin, ours_args=oa, smv=True)
+        m = r.get("float") or {}
+        err = (r.get("ours_stderr_tail") or "").strip().splitlines()
+        log(f"{r['status']:10s} {name:55s} corr {m.get('corr', float('nan')):.6f} "
+            f"max_rel {m.get('max_rel', float('nan')):.2e} total {m.get('total_rel', float('nan')):.2e}"
+            + (f"  | ours: {err[-1][:150]}" if r["status"] in ("ours_error", "both_error") and err
+               else "") + ("  | " + "; ".join(r.get("why", []))[:200] if r["status"] == "fail" else "")
+            + ("  | " + "; ".join(r.get("notes", []))[:200] if r.get("notes") else ""))
+        r["probe"] = name
+        out.append(r)
+    return out
 
 
 def write_summary(out: Path, results: list[dict]):
@@ -983,11 +1133,28 @@ def main(argv=None) -> int:
     ap.add_argument("--replay", default=None, help="re-run the failures of an earlier --out folder")
     ap.add_argument("--keep-all", action="store_true", help="keep the input folders of passing cases")
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--probes", action="store_true",
+                    help="run the hand-written probes of parsing quirks instead of random cases")
     ap.add_argument("--minimize", default=None, metavar="CASE_DIR",
                     help="shrink the failing case in CASE_DIR (args.txt, ours_args.txt, inputs)")
+    ap.add_argument("--avoid-known", action="store_true",
+                    help="avoid the failure classes found so far (named convention after vector "
+                         "flags, 2theta in CUSTOM without -twotheta_axis, -nopolar with "
+                         "-oversample_polar, -curved_det as the last token, zero phi steps)")
+    ap.add_argument("--mask-prob", type=float, default=0.07,
+                    help="probability that a case reads an SMV mask/header file (-mask, -img)")
+    ap.add_argument("--float32-prob", type=float, default=0.1,
+                    help="probability that our side renders with -dtype float32")
     opts = ap.parse_args(argv)
+    global AVOID_KNOWN, MASK_PROB, FLOAT32_PROB
+    AVOID_KNOWN = opts.avoid_known
+    MASK_PROB = opts.mask_prob
+    FLOAT32_PROB = opts.float32_prob
     if not opts.c_bin:
         ap.error("set NB_C_BIN or pass --c-bin (a C nanoBragg built outside the repository)")
+    if opts.probes:
+        rs = run_probes(opts.c_bin)
+        return 0 if all(r["status"] == "pass" for r in rs) else 1
     if opts.minimize:
         d = Path(opts.minimize)
         args = [t for t in (d / "args.txt").read_text().split("\n") if t.strip()]
@@ -1013,6 +1180,14 @@ def main(argv=None) -> int:
                 continue
             d = src / "cases" / f"{r['index']:04d}"
             spec = json.loads((d / "spec.json").read_text())
+            # decide the phi mode again (headers of -mask/-img files count too)
+            oa = list(spec["ours_args"])
+            if "-phi_mode" in oa:
+                k = oa.index("-phi_mode")
+                oa = oa[:k] + oa[k + 2:]
+            if needs_c_parity(spec["args"], d):
+                oa = ["-phi_mode", "c-parity"] + oa
+            spec["ours_args"] = oa
             dst = out / "cases" / f"{r['index']:04d}"
             if dst.resolve() != d.resolve():
                 if dst.exists():
