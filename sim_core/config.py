@@ -117,8 +117,6 @@ class Beam(_Model):
     round_div: bool = True
     #: text file of sources: ``X Y Z weight wavelength`` per line (positions in metres)
     source_file: Optional[FileRef] = None
-    #: kept for completeness: nanoBragg ignores -source_dist (only directions matter)
-    source_distance_m: PositiveFloat = 10.0
     #: direction of the beam; None takes the convention's
     beam_vector: Optional[Vector3] = None
     #: E-vector of the beam; None takes the convention's

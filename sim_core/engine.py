@@ -33,7 +33,7 @@ import torch
 from . import physics
 from .errors import RenderCancelled
 from .experiment import Experiment
-from .geometry.pixels import PixelFrame, loop_geometry
+from .geometry.pixels import LoopGeometry, PixelFrame, loop_geometry
 from .runtime import tune_allocator
 
 ProgressFn = Callable[[float], None]
@@ -102,10 +102,14 @@ class Engine:
         self._prepare()
 
     # -- setup ------------------------------------------------------------------------------------
-    def _t(self, x) -> torch.Tensor:
+    def _t(self, x, dtype=None) -> torch.Tensor:
+        dtype = dtype or self.dtype
         if isinstance(x, torch.Tensor):
-            return x.to(device=self.device, dtype=self.dtype)
-        return torch.as_tensor(x, device=self.device, dtype=self.dtype)
+            return x.to(device=self.device, dtype=dtype)
+        return torch.as_tensor(x, device=self.device, dtype=dtype)
+
+    def _t64(self, x) -> torch.Tensor:
+        return self._t(x, torch.float64)
 
     def _prepare(self):
         exp, det = self.exp, self.exp.detector
@@ -145,19 +149,35 @@ class Engine:
         self.loop_t = loops // (self.S * self.K)
         self.loop_s = (loops // self.K) % self.S
         thick = exp.sampling.thickness
+        # the per-(pixel, loop) geometry is cheap next to the orientation work and runs in float64
+        # whatever the render dtype: q = (d - incident) / lambda cancels near the direct beam, and
+        # float32 there put h off by 1e-6 (visible in round crystals and flat images)
+        g64 = self._t64
         self.frame = PixelFrame(
-            pix0=self._t(det.pix0), fdet=self._t(det.fdet), sdet=self._t(det.sdet),
-            odet=self._t(det.odet), beam=self._t(det.beam), polar_axis=self._t(det.polar),
-            pixel_size=self._t(det.pixel_size), distance=self._t(det.distance),
-            close_distance=self._t(det.close_distance), incident=self._t(exp.sources.incident),
-            lambdas=self._t(exp.sources.wavelengths), oversample=self.O,
+            pix0=g64(det.pix0), fdet=g64(det.fdet), sdet=g64(det.sdet),
+            odet=g64(det.odet), beam=g64(det.beam), polar_axis=g64(det.polar),
+            pixel_size=g64(det.pixel_size), distance=g64(det.distance),
+            close_distance=g64(det.close_distance), incident=g64(exp.sources.incident),
+            lambdas=g64(exp.sources.wavelengths), oversample=self.O,
             thick_step=thick.step, thick=thick.range, mu=exp.sampling.detector_mu,
             kahn=cfg.beam.polarization, nopolar=self.nopolar, dmin=self.dmin,
             curved=det.curved, point_pixel=det.point_pixel, oversample_thick=self.ov_thick,
-            sub_f=(self.loop_s % self.O).to(self.dtype), sub_s=(self.loop_s // self.O).to(self.dtype),
-            layer=self.loop_t.to(self.dtype), source=loops % self.K)
+            sub_f=(self.loop_s % self.O).to(torch.float64),
+            sub_s=(self.loop_s // self.O).to(torch.float64),
+            layer=self.loop_t.to(torch.float64), source=loops % self.K)
         #: the loop whose absorption the C program keeps: last layer, first subpixel, first source
         self._capture_loop = (self.T - 1) * self.S * self.K
+
+    def _geometry(self, fp, sp, loops) -> LoopGeometry:
+        """Per-(pixel, loop) geometry, computed in float64 and handed on in the render dtype."""
+        g = loop_geometry(self.frame, fp, sp, loops)
+        if self.dtype == torch.float64:
+            return g
+        c = lambda x: x.to(self.dtype)  # noqa: E731
+        return LoopGeometry(pos=tuple(map(c, g.pos)), airpath=c(g.airpath),
+                            diffracted=tuple(map(c, g.diffracted)), omega=c(g.omega),
+                            capture=c(g.capture), incident=c(g.incident), lam=c(g.lam),
+                            q=c(g.q), skip=g.skip, polar=c(g.polar))
 
     def _cell_rows(self, cells: torch.Tensor) -> torch.Tensor:
         """(n, 3, 3) cell matrices (rows a, b, c) -> (3, n, 3): [axis, orientation, xyz]."""
@@ -277,8 +297,8 @@ class Engine:
         """Final intensities of ``pixels`` (linear indices; ``ranks`` = their render order)."""
         _, loops_per_block, o_per_block = plan
         P = pixels.shape[0]
-        fp = (pixels % self.F_pixels).to(self.dtype)
-        sp = (pixels // self.F_pixels).to(self.dtype)
+        fp = (pixels % self.F_pixels).to(torch.float64)
+        sp = (pixels // self.F_pixels).to(torch.float64)
         I = torch.full((P,), self.I_bg, device=self.device, dtype=self.dtype)
         polar_first = torch.zeros(P, device=self.device, dtype=self.dtype)
         polar_found = torch.zeros(P, dtype=torch.bool, device=self.device)
@@ -288,7 +308,7 @@ class Engine:
         F2 = self.sf.default_F * self.sf.default_F
         for l0 in range(0, self.L, loops_per_block):
             loops = torch.arange(l0, min(self.L, l0 + loops_per_block), device=self.device)
-            g = loop_geometry(self.frame, fp, sp, loops)
+            g = self._geometry(fp, sp, loops)
             Lb = loops.shape[0]
             skip = g.skip
             # pixel-level factors with the C program's "first computed" / "last computed" values
@@ -359,7 +379,11 @@ class Engine:
                     term = term.view(n_o, P, Lb).permute(1, 2, 0).reshape(P, -1)
                     gfac = gfac.view(n_o, P, Lb).permute(1, 2, 0).reshape(P, -1)
                     w = torch.flip(torch.cumprod(torch.flip(gfac, [1]), dim=1), [1])
-                    I = I * w[:, 0] + (term * w).sum(1)
+                    # a zero stays zero even where the product of later factors overflows (the C
+                    # program's sequential (I + 0) * f never forms 0 * inf)
+                    zero = torch.zeros_like(w)
+                    I = torch.where(I == 0, zero[:, 0], I * w[:, 0]) + torch.where(
+                        term == 0, zero, term * w).sum(1)
                 else:
                     part = term.sum(0).view(P, Lb)
                     if self.dmin > 0:
@@ -432,8 +456,8 @@ class Engine:
             return
         if self.cells_fresh is not None and not state.first_loop_resolved:
             _, loops_per_block, _ = plan
-            fp = (pixels % self.F_pixels).to(self.dtype)
-            sp = (pixels // self.F_pixels).to(self.dtype)
+            fp = (pixels % self.F_pixels).to(torch.float64)
+            sp = (pixels // self.F_pixels).to(torch.float64)
             for l0 in range(0, self.L, loops_per_block):
                 loops = torch.arange(l0, min(self.L, l0 + loops_per_block), device=self.device)
                 live = ~loop_geometry(self.frame, fp, sp, loops).skip
@@ -451,8 +475,8 @@ class Engine:
 
     def _find_interp_trigger(self, pixels, ranks, state, plan) -> int:
         _, loops_per_block, o_per_block = plan
-        fp = (pixels % self.F_pixels).to(self.dtype)
-        sp = (pixels // self.F_pixels).to(self.dtype)
+        fp = (pixels % self.F_pixels).to(torch.float64)
+        sp = (pixels // self.F_pixels).to(torch.float64)
         best = _NO_KEY
         for l0 in range(0, self.L, loops_per_block):
             loops = torch.arange(l0, min(self.L, l0 + loops_per_block), device=self.device)

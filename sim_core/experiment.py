@@ -248,12 +248,10 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
     if config.beam.source_file:
         from .io.sources import read_source_file
         rows = read_source_file(files(config.beam.source_file))
-        sources = file_sources(rows, det.beam, lam_m,
-                               source_distance=config.beam.source_distance_m)
+        sources = file_sources(rows, det.beam, lam_m)
     else:
         sources = generated_sources(sampling, det.beam, det.polar, det.vert, lam_m,
-                                    round_div=config.beam.round_div,
-                                    source_distance=config.beam.source_distance_m)
+                                    round_div=config.beam.round_div)
 
     # mosaic domains (the generator runs even for one domain, as in C)
     mosaic_seed = cr.mosaic_seed

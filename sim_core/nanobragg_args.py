@@ -191,7 +191,9 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
             vals.append(_num(f, tok.value(f)))
         if not vals:
             raise ArgumentError("-cell needs the cell: a b c alpha beta gamma", flag=f)
-        d.cell = vals
+        # like nanoBragg, a later -cell replaces only the values it gives
+        old = d.cell or []
+        d.cell = vals + old[len(vals):]
 
     @flag("-misset")
     def _(f):
@@ -207,7 +209,11 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
     @flag("-misset_seed")
     def _(f):
         nxt = tok.peek()
-        if tok.remaining() >= 3 and not (nxt is not None and "rand" in nxt):
+        # tokens the C program would see: ours (appended after its flags) are not among them
+        seen = 0
+        while seen < tok.remaining() and tok.peek(seen + 1) not in EXTENSION_FLAGS:
+            seen += 1
+        if seen >= 3 and not (nxt is not None and "rand" in nxt):
             # nanoBragg matches "-misset" inside "-misset_seed": the next three tokens also
             # become misset angles (atof of a flag is 0)
             angles = []
@@ -376,8 +382,8 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
 
     @flag("-source_dist", "-source_distance")
     def _(f):
-        d.set("beam", "source_distance_m", _num(f, tok.value(f)) / 1000.0)
-        d.warnings.append(f"{f} has no effect on the image (only source directions matter)")
+        _num(f, tok.value(f))
+        d.warnings.append(f"{f} is ignored, as nanoBragg ignores it (sources sit 10 m away)")
 
     @flag("-beam_vector")
     def _(f):
@@ -475,7 +481,8 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         elif "beam" in v:
             d.pivot = "beam"
         else:
-            raise ArgumentError(f"-pivot: expected 'beam' or 'sample', got {v!r}", flag=f)
+            d.warnings.append(f"-pivot {v}: neither 'beam' nor 'sample' (lower case), so ignored, "
+                              "as nanoBragg ignores it")
 
     @flag("-mosflm", "-xds", "-adxv", "-denzo", "-dials")
     def _(f):

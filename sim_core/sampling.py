@@ -149,6 +149,11 @@ def resolve_sampling(config: SimulationConfig) -> ResolvedSampling:
             notes.append("zero mosaic spread: using 1 mosaic domain")
             domains = 1
 
+    if phisteps <= 0:
+        from .errors import ConfigError
+        raise ConfigError("crystal: an oscillation range of 0 with a phi step gives no phi steps "
+                          "at all (nanoBragg would write an image of NaN); give a range, or "
+                          "phi_steps", field="crystal.osc_range_deg")
     return ResolvedSampling(
         phi0=deg2rad(cr.phi_start_deg), phi_step=phistep_r, phi_steps=phisteps, osc=osc_r,
         hdiv=hdiv, vdiv=vdiv, dispersion=disp, thickness=thickness, detector_mu=mu,

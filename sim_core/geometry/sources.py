@@ -58,13 +58,17 @@ def _inside_ellipse(h, v, hdiv: float, vdiv: float) -> bool:
     return not (test * 4.0 > 1.1)
 
 
+#: nanoBragg places sources 10 m upstream (its -source_dist flag is disabled); only directions
+#: matter, except where a source file gives some coordinates and leaves the others to this default
+SOURCE_DISTANCE_M = 10.0
+
+
 def generated_sources(s: ResolvedSampling, beam: torch.Tensor, polar: torch.Tensor,
-                      vert: torch.Tensor, wavelength_m, *, round_div: bool,
-                      source_distance: float = 10.0) -> Sources:
+                      vert: torch.Tensor, wavelength_m, *, round_div: bool) -> Sources:
     pts = divergence_points(s, round_div)
     dirs = []
     for hdiv, vdiv in pts:
-        vec = -source_distance * beam
+        vec = -SOURCE_DISTANCE_M * beam
         vec = rotate_axis(vec, polar, vdiv)
         vec = rotate_axis(vec, vert, hdiv)
         dirs.append(vec)
@@ -83,13 +87,12 @@ def generated_sources(s: ResolvedSampling, beam: torch.Tensor, polar: torch.Tens
                    divergence_points=len(pts), from_file=False)
 
 
-def file_sources(rows: list, beam: torch.Tensor, wavelength_m, *,
-                 source_distance: float = 10.0) -> Sources:
+def file_sources(rows: list, beam: torch.Tensor, wavelength_m) -> Sources:
     """Sources from the rows of a source file (``X Y Z weight lambda``; missing values are None)."""
     directions, wavelengths = [], []
     for row in rows:
         row = list(row) + [None] * (5 - len(row))
-        default = -source_distance * beam
+        default = -SOURCE_DISTANCE_M * beam
         vec = torch.stack([torch.as_tensor(row[i], dtype=torch.float64) if row[i] is not None
                            else default[i] for i in range(3)])
         n = torch.linalg.vector_norm(vec)

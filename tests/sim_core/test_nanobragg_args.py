@@ -104,7 +104,6 @@ def test_extension_flags():
     (["-distance"], "-distance", "-distance needs a value"),
     (["-distance", "far"], "-distance", "expected a number, got 'far'"),
     (["-misset", "1", "2"], "-misset", "three angles"),
-    (["-pivot", "middle"], "-pivot", "'beam' or 'sample'"),
     (["-dtype", "half"], "-dtype", "float64 or float32"),
     (["100"], "100", "unexpected argument '100'"),
 ])
@@ -184,3 +183,26 @@ def test_curved_det_as_the_last_argument_is_ignored_like_nanobragg():
     p = parse("-N", "2", "-curved_det")
     assert not p.config.detector.curved
     assert any("last argument" in w for w in p.warnings)
+
+
+def test_nanobragg_leniencies_kept():
+    p = parse("-pivot", "Beam")  # nanoBragg matches lower case only and ignores the rest
+    assert any("-pivot Beam" in w for w in p.warnings)
+    c = parse_nanobragg_args(["-cell", "70", "80", "90", "91", "92", "93", "-default_F", "1",
+                              "-cell", "50", "60"]).config.crystal.cell
+    assert (c.a_A, c.b_A, c.c_A, c.alpha_deg, c.gamma_deg) == (50, 60, 90, 91, 93)
+    p = parse("-source_distance", "1000")
+    assert any("ignored" in w for w in p.warnings)
+
+
+def test_misset_seed_lookahead_stops_at_our_own_flags():
+    # "-misset_seed 5" last among nanoBragg's flags: the C program sees no angles after it
+    p = parse("-misset", "random", "-misset_seed", "5", "-dtype", "float32", "-phi_mode",
+              "c-parity")
+    assert p.config.crystal.misset_random and p.config.crystal.misset_seed == 5
+
+
+def test_zero_phi_steps_is_an_error_not_nan():
+    with pytest.raises(ConfigError, match="no phi steps"):
+        from sim_core.sampling import resolve_sampling
+        resolve_sampling(parse("-osc", "0", "-phistep", "0.1").config)
