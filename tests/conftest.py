@@ -1,0 +1,10 @@
+"""Test-session settings shared by every test folder."""
+
+import os
+
+# The suite runs renders, API servers, workers and Redis side by side on few cores. OpenMP's
+# default spin-waiting then burns the time slices a descheduled partner thread needs: renders were
+# measured 10-20x slower that way. Sleeping waits cost little here. (An idle machine, where the
+# default spinning is fastest, is what the benchmarks measure; see docs/performance.md.) This must
+# be set before torch loads its OpenMP runtime; subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
