@@ -249,10 +249,13 @@ class RunOptions(_Model):
     trace_pixels: list[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]] = []
     #: peak working memory of one render chunk
     memory_budget_mb: Annotated[int, Field(ge=16, le=1 << 20)] = 1024
+    #: fuse the common evaluations with torch.compile; auto: in workers and nanobragg-server, for
+    #: renders big enough to repay the compilation
+    compile: Literal["auto", "on", "off"] = "auto"
 
 
 #: run options that do not change the image and so stay out of config_sha256
-_HASH_EXCLUDE = {"run": {"device", "memory_budget_mb", "trace_pixels"}}
+_HASH_EXCLUDE = {"run": {"device", "memory_budget_mb", "trace_pixels", "compile"}}
 
 
 class SimulationConfig(_Model):

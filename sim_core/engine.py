@@ -34,6 +34,7 @@ from . import physics
 from .errors import RenderCancelled
 from .experiment import Experiment
 from .geometry.pixels import LoopGeometry, PixelFrame, loop_geometry
+from . import kernels
 from .runtime import tune_allocator
 
 ProgressFn = Callable[[float], None]
@@ -96,6 +97,7 @@ class Engine:
         self.budget_bytes = int(budget) * (1 << 20)
         if self.device.type == "cpu":
             tune_allocator()
+        self._explicit_target = target_chunk_evals is not None
         if target_chunk_evals is None:
             target_chunk_evals = (1 << 24) if self.device.type == "cuda" else (1 << 18)
         self.target_chunk_evals = target_chunk_evals
@@ -167,6 +169,34 @@ class Engine:
             layer=self.loop_t.to(torch.float64), source=loops % self.K)
         #: the loop whose absorption the C program keeps: last layer, first subpixel, first source
         self._capture_loop = (self.T - 1) * self.S * self.K
+        self._prepare_fused(cfg.run.compile)
+        if self._fused is not None and not self._explicit_target:
+            # one fused loop instead of ~30 passes over memory: bigger chunks pay (measured)
+            self.target_chunk_evals = max(self.target_chunk_evals, 1 << 20)
+
+    def _prepare_fused(self, mode: str):
+        """Set up the fused kernel (sim_core.kernels) where the evaluations allow and it pays."""
+        self._fused = None
+        plain = (self.shape_kind == "square" and not self.interpolate and not self.recurrence
+                 and self.cells_fresh is None)
+        kind = "constant" if self.sf.constant else "grid"
+        if not plain or not kernels.wants_compile(mode, self.exp.evaluations, kind, self.dtype,
+                                                  self.device):
+            return
+        self._fused_kind = kind
+        self._fused = kernels.kernel(kind, compiled=True)
+        self._Nvec = self._t([float(self.Na), float(self.Nb), float(self.Nc)]).view(3, 1, 1)
+        if self.sf.constant:
+            self._fused_args = (self._Nvec, self._t(self.sf.default_F ** 2))
+        else:
+            Fp = self.sf.F_padded
+            Hp, Kp, Lp = Fp.shape
+            sf = self.sf
+            self._fused_args = (
+                self._Nvec, Fp.reshape(-1),
+                self._t([sf.h_min - 1.0, sf.k_min - 1.0, sf.l_min - 1.0]).view(3, 1, 1),
+                self._t([Hp - 1.0, Kp - 1.0, Lp - 1.0]).view(3, 1, 1),
+                torch.tensor([Kp * Lp, Lp, 1], device=self.device).view(3, 1, 1))
 
     def _geometry(self, fp, sp, loops) -> LoopGeometry:
         """Per-(pixel, loop) geometry, computed in float64 and handed on in the render dtype."""
@@ -348,6 +378,17 @@ class Engine:
             loop_keys = (ranks[:, None] * self.L + loops[None, :]) if need_keys else None
             for o0 in range(0, self.n_orient, o_per_block):
                 o1 = min(self.n_orient, o0 + o_per_block)
+                if (self._fused is not None and recorder is None
+                        and not (torch.is_grad_enabled() and q.requires_grad)):
+                    part = kernels.call(self._fused, self._fused_kind, q,
+                                        self._cells_block(self.cells, o0, o1), *self._fused_args)
+                    part = part.view(P, Lb)
+                    if self.dmin > 0:
+                        part = torch.where(skip, torch.zeros_like(part), part)
+                    I = I + part.sum(1)
+                    if stats is not None:
+                        stats.blocks += 1
+                    continue
                 hkl = self._miller(self.cells, q, loop_keys, state, o0, o1)
                 keep_latt = self.recurrence or recorder is not None
                 F_latt, rounded, parts = self._lattice(

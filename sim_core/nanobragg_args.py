@@ -32,7 +32,7 @@ from .errors import ArgumentError, ConfigError, InputFileError
 
 #: our own flags, in addition to the C program's
 EXTENSION_FLAGS = ("-dtype", "-device", "-phi_mode", "-trace_pixel", "-trace_file",
-                   "-memory_mb")
+                   "-memory_mb", "-compile")
 
 
 @dataclass
@@ -685,6 +685,13 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
     def _(f):
         d.set("run", "memory_budget_mb", _int(f, tok.value(f)))
 
+    @flag("-compile")
+    def _(f):
+        v = tok.value(f, "auto, on or off")
+        if v not in ("auto", "on", "off"):
+            raise ArgumentError(f"-compile: expected auto, on or off, got {v!r}", flag=f)
+        d.set("run", "compile", v)
+
     while tok.i < len(tok.argv):
         a = tok.argv[tok.i]
         if a.startswith("-") and a in handlers:
@@ -976,6 +983,8 @@ def config_to_args(config: SimulationConfig, *, file_names: dict[str, str] | Non
         add("-dtype", run.dtype)
     if run.phi_mode != "default":
         add("-phi_mode", run.phi_mode)
+    if run.compile != "auto":
+        add("-compile", run.compile)
     for s, f in run.trace_pixels:
         add("-trace_pixel", s, f)
     return a

@@ -127,7 +127,9 @@ def _serve_one(conn: socket.socket) -> None:
 def serve(idle_seconds: float = IDLE_SECONDS) -> None:
     """Run the server in this process until it has been idle for ``idle_seconds``."""
     # warm everything a render needs before accepting requests
-    from . import cli, outputs, simulate  # noqa: F401
+    from . import cli, kernels, outputs, simulate  # noqa: F401
+
+    kernels.warm_up("cpu")  # compile the fused kernels before taking requests
     from .noise import poisson_noise
     import numpy as np
 
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = subprocess.Popen([sys.executable, "-m", "sim_core.server", "run", "--idle", str(a.idle)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    for _ in range(600):
+    for _ in range(6000):  # compiling the kernels the first time on a machine takes a while
         if ping():
             print(f"started (pid {proc.pid}) at {socket_path()}")
             return 0
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             print("nanobragg-server: the server exited during start-up", file=sys.stderr)
             return 1
         time.sleep(0.1)
-    print("nanobragg-server: no answer after 60 s", file=sys.stderr)
+    print("nanobragg-server: no answer after 600 s", file=sys.stderr)
     return 1
 
 

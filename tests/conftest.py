@@ -8,3 +8,8 @@ import os
 # default spinning is fastest, is what the benchmarks measure; see docs/performance.md.) This must
 # be set before torch loads its OpenMP runtime; subprocesses inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Workers and nanobragg-server compile their fused kernels at start (seconds to a minute of CPU);
+# the tests start many of them, so they leave that off. tests/sim_core/test_kernels.py turns it on
+# for itself.
+os.environ.setdefault("BRAGG_COMPILE", "off")

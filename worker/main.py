@@ -56,6 +56,9 @@ def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
         print(f"bragg worker: error: {exc}", file=sys.stderr)
         return 2
     context.install(ctx)
+    from sim_core import kernels
+    # compile the fused kernels while already taking jobs; big jobs use them once ready
+    kernels.warm_up_in_background(ctx.device)
     if settings.worker_warmup:
         log.info("warm-up on %s took %.2f s", ctx.device, warm_up(ctx.device))
     hb = Heartbeat(ctx)

@@ -1,0 +1,162 @@
+"""A fused kernel for the most common evaluations, compiled with ``torch.compile`` where it pays.
+
+The eager engine spends most of its time moving whole (orientations x evaluations) slabs through
+memory, about thirty times per evaluation. For the common case (a parallelepiped crystal, nearest-node
+or constant structure factors, none of the order-dependent modes) this module states the same
+arithmetic as one function that ``torch.compile`` turns into a single loop: Miller indices from q,
+the three lattice factors, the structure factor lookup and the sum over orientations.
+
+Compiling costs seconds (tens, the first time on a machine; Inductor caches the result on disk), so
+it is used where that pays: long-lived processes (the job workers, ``nanobragg-server``) compile the
+kernels once at start (``warm_up``; a worker does it in the background while it takes jobs) and then
+use them for renders above ``COMPILE_MIN_EVALUATIONS``; a config can also ask for it outright
+(``run.compile = "on"``, compiled on first use) or refuse it (``"off"``). ``BRAGG_COMPILE=off`` in
+the environment turns it off everywhere.
+When compilation is unavailable (no C++ compiler, an unsupported platform) the eager engine runs.
+The results agree with the eager path to rounding (tests/sim_core/test_kernels.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+
+import torch
+
+log = logging.getLogger("sim_core.kernels")
+
+#: smallest render (evaluations) for which "auto" compiles in a long-lived process
+COMPILE_MIN_EVALUATIONS = 20_000_000
+
+_lock = threading.Lock()
+_compiled: dict[str, object] = {}
+_failed = False
+#: (kind, dtype, device) combinations compiled by warm_up, which "auto" may use
+_ready: set[tuple[str, str, str]] = set()
+
+
+def disabled() -> bool:
+    return os.environ.get("BRAGG_COMPILE", "").lower() in ("0", "off", "no", "false")
+
+
+def wants_compile(mode: str, evaluations: int, kind: str, dtype: torch.dtype,
+                  device: torch.device) -> bool:
+    if disabled() or mode == "off":
+        return False
+    if mode == "on":
+        return True
+    return (evaluations >= COMPILE_MIN_EVALUATIONS
+            and (kind, str(dtype), torch.device(device).type) in _ready)
+
+
+def _example(kind: str, dtype: torch.dtype, device) -> tuple:
+    """Small inputs (no size 0 or 1, which compilation would specialise on) for a warm-up call."""
+    g = torch.Generator().manual_seed(0)
+    q = (torch.rand(3, 1000, generator=g, dtype=torch.float64) * 2e9).to(dtype).to(device)
+    cells = (torch.rand(21, 3, generator=g, dtype=torch.float64) * 1e-8).to(dtype).to(device)
+    Nvec = torch.tensor([5.0, 1.0, 7.0], dtype=dtype, device=device).view(3, 1, 1)
+    if kind == "constant":
+        return q, cells, Nvec, torch.tensor(4.0, dtype=dtype, device=device)
+    F = torch.rand(9 * 9 * 9, generator=g, dtype=torch.float64).to(dtype).to(device)
+    lo = torch.tensor([-4.0, -4.0, -4.0], dtype=dtype, device=device).view(3, 1, 1)
+    hi = torch.tensor([8.0, 8.0, 8.0], dtype=dtype, device=device).view(3, 1, 1)
+    strides = torch.tensor([81, 9, 1], device=device).view(3, 1, 1)
+    return q, cells, Nvec, F, lo, hi, strides
+
+
+def warm_up(device="cpu", dtypes=(torch.float64, torch.float32)) -> float:
+    """Compile every kernel for ``dtypes`` on ``device`` now; returns the seconds it took."""
+    import time
+    t0 = time.perf_counter()
+    if disabled():
+        return 0.0
+    dev = torch.device(device)
+    for kind in _EAGER:
+        for dtype in dtypes:
+            fn = kernel(kind, compiled=True)
+            with torch.no_grad():
+                call(fn, kind, *_example(kind, dtype, dev))
+            if _failed:
+                return time.perf_counter() - t0
+            _ready.add((kind, str(dtype), dev.type))
+    return time.perf_counter() - t0
+
+
+def warm_up_in_background(device="cpu") -> threading.Thread:
+    """``warm_up`` in a daemon thread, for a process that should not wait for it."""
+    def run():
+        try:
+            log.info("compiled kernels ready after %.1f s", warm_up(device))
+        except Exception as exc:  # pragma: no cover - platform dependent
+            log.warning("kernel warm-up failed: %s", exc)
+
+    t = threading.Thread(target=run, name="kernel-warm-up", daemon=True)
+    t.start()
+    return t
+
+
+def _lattice_squared(hkl: torch.Tensor, n: torch.Tensor, Nvec: torch.Tensor) -> torch.Tensor:
+    """F_latt^2 of the parallelepiped from h, k, l (3, n_o, N) and their nearest nodes ``n``."""
+    x = (hkl - n) * math.pi
+    r = torch.sin(x * Nvec) / torch.sin(x)
+    r = torch.where(x == 0, Nvec.expand_as(r), r)
+    r = torch.where(Nvec > 1, r, torch.ones_like(r))
+    f = r[0] * r[1] * r[2]
+    return f * f
+
+
+def orientation_sum_constant(q: torch.Tensor, cells: torch.Tensor, Nvec: torch.Tensor,
+                             F2: torch.Tensor) -> torch.Tensor:
+    """sum over orientations of F^2 F_latt^2 with a constant F; q (3, N), cells (3 n_o, 3)."""
+    hkl = (cells @ q).view(3, -1, q.shape[1])
+    return (_lattice_squared(hkl, torch.round(hkl), Nvec) * F2).sum(0)
+
+
+def orientation_sum_grid(q: torch.Tensor, cells: torch.Tensor, Nvec: torch.Tensor,
+                         F_flat: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                         strides: torch.Tensor) -> torch.Tensor:
+    """The same with F from the bordered HKL grid (``lo``: index of the border node, ``hi``: last
+    index, ``strides``: of the flattened grid; each (3, 1, 1))."""
+    hkl = (cells @ q).view(3, -1, q.shape[1])
+    n = torch.ceil(hkl - 0.5)
+    lat2 = _lattice_squared(hkl, n, Nvec)
+    i = torch.minimum(torch.clamp(n - lo, min=0), hi).to(torch.int64)
+    idx = (i * strides).sum(0)
+    F = F_flat[idx]
+    return (lat2 * F * F).sum(0)
+
+
+_EAGER = {"constant": orientation_sum_constant, "grid": orientation_sum_grid}
+
+
+def kernel(kind: str, compiled: bool):
+    """The kernel ``kind`` ("constant" or "grid"), compiled when asked and possible."""
+    global _failed
+    if not compiled or _failed:
+        return _EAGER[kind]
+    with _lock:
+        fn = _compiled.get(kind)
+        if fn is None:
+            try:
+                fn = torch.compile(_EAGER[kind], dynamic=True, fullgraph=True)
+            except Exception as exc:  # pragma: no cover - platform dependent
+                log.warning("torch.compile unavailable (%s); using the eager engine", exc)
+                _failed = True
+                return _EAGER[kind]
+            _compiled[kind] = fn
+    return fn
+
+
+def call(fn, kind: str, *args):
+    """Run ``fn``; if a compiled kernel fails to build, fall back to the eager one for good."""
+    global _failed
+    try:
+        return fn(*args)
+    except Exception as exc:
+        if fn is _EAGER[kind]:
+            raise
+        log.warning("compiled kernel failed (%s); using the eager engine from now on", exc)
+        _failed = True
+        return _EAGER[kind](*args)

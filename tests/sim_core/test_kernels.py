@@ -1,0 +1,67 @@
+"""The fused kernel (sim_core.kernels) gives the eager engine's images, compiled or not."""
+
+import numpy as np
+import pytest
+import torch
+
+from sim_core import kernels
+from sim_core.engine import Engine
+from sim_core.experiment import build_experiment, local_files
+from sim_core.nanobragg_args import parse_nanobragg_args
+from tests.golden import load_case, meets_bar
+
+
+def engine(name, *extra, dtype=torch.float64):
+    case = load_case(name)
+    cfg = parse_nanobragg_args(case.our_args + list(extra), base_dir=case.folder).config
+    return case, Engine(build_experiment(cfg, local_files(case.folder)), dtype=dtype)
+
+
+@pytest.fixture(autouse=True)
+def compile_allowed(monkeypatch):
+    monkeypatch.delenv("BRAGG_COMPILE", raising=False)
+
+
+@pytest.mark.parametrize("name,kind", [("cubic_default_F", "constant"), ("mosflm_matrix", "grid"),
+                                       ("dmin_roi", "grid"), ("phi_oscillation", "grid")])
+def test_fused_arithmetic_matches_the_engine(name, kind, monkeypatch):
+    """The kernel's eager form, swapped in for the engine's own loop, gives the same image."""
+    case, ref_engine = engine(name, "-compile", "off")
+    ref, _ = ref_engine.render()
+    monkeypatch.setattr(kernels, "kernel", lambda k, compiled: kernels._EAGER[k])
+    _, fused_engine = engine(name, "-compile", "on")
+    assert fused_engine._fused is kernels._EAGER[kind]
+    got, _ = fused_engine.render()
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-12, atol=0)
+    assert meets_bar(got.numpy(), case.reference())[0]
+
+
+def test_modes_that_need_the_full_engine_do_not_fuse():
+    for name in ("oversample_flags", "hkl_interpolate", "round_xtal", "phi0_carryover_c_parity"):
+        _, eng = engine(name, "-compile", "on")
+        assert eng._fused is None, name
+    _, eng = engine("cubic_default_F", "-compile", "off")
+    assert eng._fused is None
+    _, eng = engine("cubic_default_F")  # auto: too small to be worth it, even when warmed
+    assert eng._fused is None
+
+
+def test_environment_switch_turns_it_off(monkeypatch):
+    monkeypatch.setenv("BRAGG_COMPILE", "off")
+    _, eng = engine("cubic_default_F", "-compile", "on")
+    assert eng._fused is None
+
+
+def test_compiled_kernel_matches_eager():
+    """torch.compile of the kernel (Inductor, C++ on the CPU) against the eager engine; the
+    warm-up compiles it, after which "auto" uses it for big renders."""
+    kernels.warm_up("cpu", dtypes=(torch.float64,))
+    assert ("grid", str(torch.float64), "cpu") in kernels._ready or kernels._failed
+    _, off = engine("mosflm_matrix", "-compile", "off")
+    ref, _ = off.render()
+    _, on = engine("mosflm_matrix", "-compile", "on")
+    if on._fused is kernels._EAGER["grid"]:
+        pytest.skip("torch.compile is not available here")
+    got, _ = on.render()
+    assert not kernels._failed, "the compiled kernel failed and fell back to eager"
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-10, atol=0)
