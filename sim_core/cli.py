@@ -7,7 +7,7 @@ It writes the same files with the same names and defaults as nanoBragg (floatima
 image.pgm, noiseimage.img unless -nonoise, Fdump.bin after reading -hkl), prints a summary of what it
 rendered, and shows progress on renders that take more than a couple of seconds. Our own flags:
 ``-dtype float64|float32``, ``-device auto|cpu|cuda``, ``-phi_mode default|c-parity``,
-``-trace_pixel S F`` (repeatable), ``-trace_file PATH``, ``-memory_mb N``.
+``-trace_pixel S F`` (repeatable), ``-trace_file PATH``, ``-memory_mb N``, ``-compile auto|on|off``.
 """
 
 from __future__ import annotations
