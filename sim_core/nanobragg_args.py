@@ -45,6 +45,71 @@ class ParsedArgs:
     input_files: dict[str, str] = field(default_factory=dict)
 
 
+#: flags that set one config field from one number: flag -> (section, field, kind); kind "num" is
+#: a float, "int" an integer (atoi truncates "5.7"), "count" an integer where a negative means 0
+_VALUE_FLAGS = {
+    "-Na": ("crystal", "Na", "int"), "-Nb": ("crystal", "Nb", "int"),
+    "-Nc": ("crystal", "Nc", "int"),
+    "-fudge": ("crystal", "fudge", "num"),
+    "-mosaic_domains": ("crystal", "mosaic_domains", "count"),
+    "-mosaic_dom": ("crystal", "mosaic_domains", "count"),
+    "-mosaic_seed": ("crystal", "mosaic_seed", "int"),
+    "-phi": ("crystal", "phi_start_deg", "num"), "-osc": ("crystal", "osc_range_deg", "num"),
+    "-phistep": ("crystal", "phi_step_deg", "num"), "-phisteps": ("crystal", "phi_steps", "count"),
+    "-default_F": ("structure_factors", "default_F", "num"),
+    "-dispersion": ("beam", "dispersion_pct", "num"),
+    "-dispsteps": ("beam", "dispersion_steps", "count"),
+    "-hdivrange": ("beam", "hdiv_range_mrad", "num"), "-vdivrange": ("beam", "vdiv_range_mrad", "num"),
+    "-hdivstep": ("beam", "hdiv_step_mrad", "num"), "-vdivstep": ("beam", "vdiv_step_mrad", "num"),
+    "-hdivsteps": ("beam", "hdiv_steps", "count"), "-vdivsteps": ("beam", "vdiv_steps", "count"),
+    "-fluence": ("beam", "fluence_photons_per_m2", "num"),
+    "-flux": ("beam", "flux_photons_per_s", "num"), "-exposure": ("beam", "exposure_s", "num"),
+    "-beamsize": ("beam", "beam_size_mm", "num"),
+    "-pixel": ("detector", "pixel_size_mm", "num"),
+    "-detpixels_x": ("detector", "fast_pixels", "int"),
+    "-detpixels_f": ("detector", "fast_pixels", "int"),
+    "-detpixels_y": ("detector", "slow_pixels", "int"),
+    "-detpixels_s": ("detector", "slow_pixels", "int"),
+    "-detsize_f": ("detector", "size_fast_mm", "num"),
+    "-detsize_s": ("detector", "size_slow_mm", "num"),
+    "-detector_rotx": ("detector", "rotx_deg", "num"),
+    "-detector_roty": ("detector", "roty_deg", "num"),
+    "-detector_rotz": ("detector", "rotz_deg", "num"),
+    "-detector_thick": ("detector", "thickness_um", "num"),
+    "-detector_thicksteps": ("detector", "thickness_steps", "count"),
+    "-thicksteps": ("detector", "thickness_steps", "count"),
+    "-dmin": ("sampling", "dmin_A", "num"), "-water": ("background", "water_um", "num"),
+    "-seed": ("noise", "seed", "int"), "-adc": ("outputs", "adc_offset", "num"),
+    "-memory_mb": ("run", "memory_budget_mb", "int"),
+}
+for _alias in ("-mosaic", "-mosaicity", "-mosaici", "-mosaic_spread", "-mosaic_spr"):
+    _VALUE_FLAGS[_alias] = ("crystal", "mosaic_spread_deg", "num")
+for _alias in ("-lambda", "-wave", "-wavelength"):
+    _VALUE_FLAGS[_alias] = ("beam", "wavelength_A", "num")
+
+#: flags that set a detector length and select a pivot: flag -> (field, pivot)
+_PIVOT_FLAGS = {
+    "-distance": ("distance_mm", "beam"), "-close_distance": ("close_distance_mm", "sample"),
+    "-Xbeam": ("beam_x_mm", "beam"), "-Ybeam": ("beam_y_mm", "beam"),
+    "-Xclose": ("close_x_mm", "sample"), "-Yclose": ("close_y_mm", "sample"),
+    "-ORGX": ("org_x_px", "sample"), "-ORGY": ("org_y_px", "sample"),
+}
+
+#: flags that give a vector and so select the custom convention: flag -> (section, field)
+_VECTOR_FLAGS = {
+    "-fdet_vector": ("detector", "fdet_vector"), "-sdet_vector": ("detector", "sdet_vector"),
+    "-odet_vector": ("detector", "odet_vector"), "-pix0_vector": ("detector", "pix0_vector_m"),
+    "-pix0_vector_mm": ("detector", "pix0_vector_m"), "-beam_vector": ("beam", "beam_vector"),
+    "-polar_vector": ("beam", "polar_vector"), "-spindle_axis": ("crystal", "spindle_axis"),
+}
+
+#: our own flags with a choice of words: flag -> (field of run, choices)
+_CHOICE_FLAGS = {
+    "-dtype": ("dtype", ("float64", "float32")), "-device": ("device", ("auto", "cpu", "cuda")),
+    "-phi_mode": ("phi_mode", ("default", "c-parity")), "-compile": ("compile", ("auto", "on", "off")),
+}
+
+
 class _Tokens:
     def __init__(self, argv: list[str]):
         self.argv = list(argv)
@@ -177,10 +242,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         for k in ("Na", "Nb", "Nc"):
             d.set("crystal", k, n)
 
-    @flag("-Na", "-Nb", "-Nc")
-    def _(f):
-        d.set("crystal", f[1:], _int(f, tok.value(f)))
-
     @flag("-cell")
     def _(f):
         vals = []
@@ -258,53 +319,11 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
             f, "tophat")
         d.set("crystal", "shape", shape)
 
-    @flag("-fudge")
-    def _(f):
-        d.set("crystal", "fudge", _num(f, tok.value(f)))
-
-    @flag("-mosaic", "-mosaicity", "-mosaici", "-mosaic_spread", "-mosaic_spr")
-    def _(f):
-        d.set("crystal", "mosaic_spread_deg", _num(f, tok.value(f)))
-
-    @flag("-mosaic_domains", "-mosaic_dom")
-    def _(f):
-        d.set("crystal", "mosaic_domains", max(0, _int(f, tok.value(f))))
-
-    @flag("-mosaic_seed")
-    def _(f):
-        d.set("crystal", "mosaic_seed", _int(f, tok.value(f)))
-
-    @flag("-phi")
-    def _(f):
-        d.set("crystal", "phi_start_deg", _num(f, tok.value(f)))
-
-    @flag("-osc")
-    def _(f):
-        d.set("crystal", "osc_range_deg", _num(f, tok.value(f)))
-
-    @flag("-phistep")
-    def _(f):
-        d.set("crystal", "phi_step_deg", _num(f, tok.value(f)))
-
-    @flag("-phisteps")
-    def _(f):
-        d.set("crystal", "phi_steps", max(0, _int(f, tok.value(f))))
-
-    @flag("-spindle_axis")
-    def _(f):
-        d.set("crystal", "spindle_axis", vec3(f))
-        d.convention = "custom"
-
-    # ---- structure factors ------------------------------------------------------------------------
     @flag("-hkl")
     def _(f):
         nonlocal hkl_given
         d.set("structure_factors", "hkl_file", tok.value(f, "a file name"))
         hkl_given = True
-
-    @flag("-default_F")
-    def _(f):
-        d.set("structure_factors", "default_F", _num(f, tok.value(f)))
 
     @flag("-interpolate")
     def _(f):
@@ -324,10 +343,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         dump_name = tok.value(f, "a file name")
 
     # ---- beam -----------------------------------------------------------------------------------
-    @flag("-lambda", "-wave", "-wavelength")
-    def _(f):
-        d.set("beam", "wavelength_A", _num(f, tok.value(f)))
-
     @flag("-energy")
     def _(f):
         e = _num(f, tok.value(f))
@@ -336,37 +351,17 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         # nanoBragg: lambda0 = (12398.42 / E) / 1e10 metres
         d.set("beam", "wavelength_A", 12398.42 / e)
 
-    @flag("-dispersion")
+    @flag("-divsteps")
     def _(f):
-        d.set("beam", "dispersion_pct", _num(f, tok.value(f)))
-
-    @flag("-dispsteps")
-    def _(f):
-        d.set("beam", "dispersion_steps", max(0, _int(f, tok.value(f))))
+        n = max(0, _int(f, tok.value(f)))
+        d.set("beam", "hdiv_steps", n)
+        d.set("beam", "vdiv_steps", n)
 
     @flag("-divergence")
     def _(f):
         v = _num(f, tok.value(f))
         d.set("beam", "hdiv_range_mrad", v)
         d.set("beam", "vdiv_range_mrad", v)
-
-    for _name, _key in (("-hdivrange", "hdiv_range_mrad"), ("-vdivrange", "vdiv_range_mrad"),
-                        ("-hdivstep", "hdiv_step_mrad"), ("-vdivstep", "vdiv_step_mrad")):
-        def _mk(key):
-            def h(f):
-                d.set("beam", key, _num(f, tok.value(f)))
-            return h
-        handlers[_name] = _mk(_key)
-
-    for _name, _keys in (("-hdivsteps", ("hdiv_steps",)), ("-vdivsteps", ("vdiv_steps",)),
-                         ("-divsteps", ("hdiv_steps", "vdiv_steps"))):
-        def _mk2(keys):
-            def h(f):
-                n = max(0, _int(f, tok.value(f)))
-                for k in keys:
-                    d.set("beam", k, n)
-            return h
-        handlers[_name] = _mk2(_keys)
 
     @flag("-round_div")
     def _(f):
@@ -385,16 +380,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         _num(f, tok.value(f))
         d.warnings.append(f"{f} is ignored, as nanoBragg ignores it (sources sit 10 m away)")
 
-    @flag("-beam_vector")
-    def _(f):
-        d.set("beam", "beam_vector", vec3(f))
-        d.convention = "custom"
-
-    @flag("-polar_vector")
-    def _(f):
-        d.set("beam", "polar_vector", vec3(f))
-        d.convention = "custom"
-
     @flag("-polar")
     def _(f):
         d.set("beam", "polarization", _num(f, tok.value(f)))
@@ -404,74 +389,17 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
     def _(f):
         d.set("beam", "polarization_off", True)
 
-    @flag("-fluence")
-    def _(f):
-        d.set("beam", "fluence_photons_per_m2", _num(f, tok.value(f)))
-
-    @flag("-flux")
-    def _(f):
-        d.set("beam", "flux_photons_per_s", _num(f, tok.value(f)))
-
-    @flag("-exposure")
-    def _(f):
-        d.set("beam", "exposure_s", _num(f, tok.value(f)))
-
-    @flag("-beamsize")
-    def _(f):
-        d.set("beam", "beam_size_mm", _num(f, tok.value(f)))
-
-    # ---- detector ---------------------------------------------------------------------------------
-    @flag("-distance")
-    def _(f):
-        d.set("detector", "distance_mm", _num(f, tok.value(f)))
-        d.pivot = "beam"
-
-    @flag("-close_distance")
-    def _(f):
-        d.set("detector", "close_distance_mm", _num(f, tok.value(f)))
-        d.pivot = "sample"
-
-    @flag("-pixel")
-    def _(f):
-        d.set("detector", "pixel_size_mm", _num(f, tok.value(f)))
-
     @flag("-detpixels")
     def _(f):
         n = _int(f, tok.value(f))
         d.set("detector", "fast_pixels", n)
         d.set("detector", "slow_pixels", n)
 
-    @flag("-detpixels_x", "-detpixels_f")
-    def _(f):
-        d.set("detector", "fast_pixels", _int(f, tok.value(f)))
-
-    @flag("-detpixels_y", "-detpixels_s")
-    def _(f):
-        d.set("detector", "slow_pixels", _int(f, tok.value(f)))
-
     @flag("-detsize")
     def _(f):
         v = _num(f, tok.value(f))
         d.set("detector", "size_fast_mm", v)
         d.set("detector", "size_slow_mm", v)
-
-    @flag("-detsize_f")
-    def _(f):
-        d.set("detector", "size_fast_mm", _num(f, tok.value(f)))
-
-    @flag("-detsize_s")
-    def _(f):
-        d.set("detector", "size_slow_mm", _num(f, tok.value(f)))
-
-    for _name, _key, _pv in (("-Xbeam", "beam_x_mm", "beam"), ("-Ybeam", "beam_y_mm", "beam"),
-                             ("-Xclose", "close_x_mm", "sample"), ("-Yclose", "close_y_mm", "sample"),
-                             ("-ORGX", "org_x_px", "sample"), ("-ORGY", "org_y_px", "sample")):
-        def _mk3(key, pv):
-            def h(f):
-                d.set("detector", key, _num(f, tok.value(f)))
-                d.pivot = pv
-            return h
-        handlers[_name] = _mk3(_key, _pv)
 
     @flag("-pivot")
     def _(f):
@@ -488,16 +416,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
     def _(f):
         d.convention = f[1:]
         d.pivot = "sample" if f == "-xds" else "beam"
-
-    for _name, _key in (("-fdet_vector", "fdet_vector"), ("-sdet_vector", "sdet_vector"),
-                        ("-odet_vector", "odet_vector"), ("-pix0_vector", "pix0_vector_m"),
-                        ("-pix0_vector_mm", "pix0_vector_m")):
-        def _mk4(key):
-            def h(f):
-                d.set("detector", key, vec3(f))
-                d.convention = "custom"
-            return h
-        handlers[_name] = _mk4(_key)
 
     @flag("-twotheta")
     def _(f):
@@ -516,13 +434,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         d.warnings.append("-twotheta_axis: as in nanoBragg, its first component also sets -twotheta "
                           f"({axis[0]:g} deg) and the sample pivot; give -twotheta after it")
 
-    for _name in ("-detector_rotx", "-detector_roty", "-detector_rotz"):
-        def _mk5(key):
-            def h(f):
-                d.set("detector", key, _num(f, tok.value(f)))
-            return h
-        handlers[_name] = _mk5(_name.replace("-detector_", "") + "_deg")
-
     @flag("-curved_det", "-curved_detector")
     def _(f):
         if tok.remaining() == 0:
@@ -536,10 +447,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
     def _(f):
         d.set("detector", "point_pixel", True)
 
-    @flag("-detector_thick")
-    def _(f):
-        d.set("detector", "thickness_um", _num(f, tok.value(f)))
-
     @flag("-detector_abs", "-detector_absorb", "-detector_absorption")
     def _(f):
         v = tok.value(f, "an attenuation length (um) or 'inf'")
@@ -548,10 +455,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
             d.set("detector", "absorption_length_um", 0.0)
         else:
             d.set("detector", "absorption_length_um", _num(f, v))
-
-    @flag("-detector_thicksteps", "-thicksteps")
-    def _(f):
-        d.set("detector", "thickness_steps", max(0, _int(f, tok.value(f))))
 
     @flag("-mask")
     def _(f):
@@ -576,15 +479,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         d.set("sampling", "roi", tuple(_int(f, tok.value(f, "xmin xmax ymin ymax"))
                                        for _ in range(4)))
 
-    @flag("-dmin")
-    def _(f):
-        d.set("sampling", "dmin_A", _num(f, tok.value(f)))
-
-    @flag("-water")
-    def _(f):
-        d.set("background", "water_um", _num(f, tok.value(f)))
-
-    # ---- outputs ----------------------------------------------------------------------------------
     for _name, _key in (("-floatfile", "float_file"), ("-floatimage", "float_file"),
                         ("-intfile", "int_file"), ("-intimage", "int_file"),
                         ("-noisefile", "noise_file"), ("-noiseimage", "noise_file"),
@@ -607,10 +501,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
     def _(f):
         d.write_pgm = False
 
-    @flag("-seed")
-    def _(f):
-        d.set("noise", "seed", _int(f, tok.value(f)))
-
     @flag("-scale")
     def _(f):
         v = _num(f, tok.value(f))
@@ -622,11 +512,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         d.set("outputs", "pgm_scale", v if v > 0 else None)
         d.write_pgm = True
 
-    @flag("-adc")
-    def _(f):
-        d.set("outputs", "adc_offset", _num(f, tok.value(f)))
-
-    # ---- no effect on the image -------------------------------------------------------------------
     @flag("-printout", "-coherent")
     def _(f):
         pass
@@ -647,27 +532,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         progress = f == "-progress"
 
     # ---- our extensions ---------------------------------------------------------------------------
-    @flag("-dtype")
-    def _(f):
-        v = tok.value(f, "float64 or float32")
-        if v not in ("float64", "float32"):
-            raise ArgumentError(f"-dtype: expected float64 or float32, got {v!r}", flag=f)
-        d.set("run", "dtype", v)
-
-    @flag("-device")
-    def _(f):
-        v = tok.value(f, "auto, cpu or cuda")
-        if v not in ("auto", "cpu", "cuda"):
-            raise ArgumentError(f"-device: expected auto, cpu or cuda, got {v!r}", flag=f)
-        d.set("run", "device", v)
-
-    @flag("-phi_mode")
-    def _(f):
-        v = tok.value(f, "default or c-parity")
-        if v not in ("default", "c-parity"):
-            raise ArgumentError(f"-phi_mode: expected default or c-parity, got {v!r}", flag=f)
-        d.set("run", "phi_mode", v)
-
     @flag("-trace_pixel")
     def _(f):
         s = _int(f, tok.value(f, "slow and fast pixel"))
@@ -681,16 +545,35 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         nonlocal trace_file
         trace_file = tok.value(f, "a file name")
 
-    @flag("-memory_mb")
-    def _(f):
-        d.set("run", "memory_budget_mb", _int(f, tok.value(f)))
+    # ---- table-driven flags ------------------------------------------------------------------
+    def _value_flag(f):
+        section, key, kind = _VALUE_FLAGS[f]
+        text = tok.value(f)
+        v = _num(f, text) if kind == "num" else _int(f, text)
+        d.set(section, key, max(0, v) if kind == "count" else v)
 
-    @flag("-compile")
-    def _(f):
-        v = tok.value(f, "auto, on or off")
-        if v not in ("auto", "on", "off"):
-            raise ArgumentError(f"-compile: expected auto, on or off, got {v!r}", flag=f)
-        d.set("run", "compile", v)
+    def _pivot_flag(f):
+        key, pivot = _PIVOT_FLAGS[f]
+        d.set("detector", key, _num(f, tok.value(f)))
+        d.pivot = pivot
+
+    def _vector_flag(f):
+        section, key = _VECTOR_FLAGS[f]
+        d.set(section, key, vec3(f))
+        d.convention = "custom"
+
+    def _choice_flag(f):
+        key, choices = _CHOICE_FLAGS[f]
+        v = tok.value(f, " or ".join(choices))
+        if v not in choices:
+            raise ArgumentError(f"{f}: expected {', '.join(choices[:-1])} or {choices[-1]}, "
+                                f"got {v!r}", flag=f)
+        d.set("run", key, v)
+
+    for table, fn in ((_VALUE_FLAGS, _value_flag), (_PIVOT_FLAGS, _pivot_flag),
+                      (_VECTOR_FLAGS, _vector_flag), (_CHOICE_FLAGS, _choice_flag)):
+        for name in table:
+            handlers[name] = fn
 
     while tok.i < len(tok.argv):
         a = tok.argv[tok.i]

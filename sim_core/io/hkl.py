@@ -24,6 +24,7 @@ from typing import Union
 import numpy as np
 
 from ..errors import InputFileError
+from .textfile import read_text
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -72,18 +73,6 @@ def _snippet(line: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _read_text(path: PathLike, what: str) -> str:
-    name = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            return fh.read().decode("latin-1")
-    except FileNotFoundError as exc:
-        raise InputFileError(f"{name}: {what} not found", path=name) from exc
-    except OSError as exc:
-        raise InputFileError(f"{name}: cannot read {what} ({exc.strerror or exc})",
-                             path=name) from exc
-
-
 def _grid_shape(name: str, lo: np.ndarray, hi: np.ndarray) -> tuple[int, int, int]:
     shape = tuple(int(n) for n in (hi - lo + 1))
     points = shape[0] * shape[1] * shape[2]
@@ -102,7 +91,7 @@ def read_hkl(path: PathLike, default_F: float = 0.0) -> HklGrid:
             non-integer index, or a file without any reflection.
     """
     name = os.fspath(path)
-    text = _read_text(path, "HKL file")
+    text = read_text(path, "HKL file")
     fields: list[str] = []
     lines: list[int] = []
     for number, line in enumerate(text.split("\n"), start=1):

@@ -16,6 +16,7 @@ from typing import Union
 import numpy as np
 
 from ..errors import InputFileError
+from .textfile import read_text
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -31,14 +32,7 @@ def read_mosflm_matrix(path: PathLike) -> np.ndarray:
             fewer than nine numbers.
     """
     name = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("latin-1")
-    except FileNotFoundError as exc:
-        raise InputFileError(f"{name}: matrix file not found", path=name) from exc
-    except OSError as exc:
-        raise InputFileError(f"{name}: cannot read matrix file ({exc.strerror or exc})",
-                             path=name) from exc
+    text = read_text(path, "matrix file")
     values: list[float] = []
     for number, line in enumerate(text.split("\n"), start=1):
         for token in line.split():

@@ -23,6 +23,7 @@ import re
 from typing import NamedTuple, Optional, Union
 
 from ..errors import InputFileError
+from .textfile import read_text
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -50,14 +51,7 @@ def read_source_file(path: PathLike) -> list[SourceRow]:
             without any source.
     """
     name = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("latin-1")
-    except FileNotFoundError as exc:
-        raise InputFileError(f"{name}: source file not found", path=name) from exc
-    except OSError as exc:
-        raise InputFileError(f"{name}: cannot read source file ({exc.strerror or exc})",
-                             path=name) from exc
+    text = read_text(path, "source file")
     rows: list[SourceRow] = []
     for number, line in enumerate(text.split("\n"), start=1):
         fields = [f for f in _DELIMITERS.split(line) if f]
