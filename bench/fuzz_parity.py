@@ -1086,7 +1086,7 @@ def write_summary(out: Path, results: list[dict]):
     by = {}
     for r in results:
         by.setdefault(r["status"], []).append(r)
-    lines = [f"# fuzz_parity summary", "",
+    lines = ["# fuzz_parity summary", "",
              f"{len(results)} cases: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(by.items())), ""]
     tc = sum(r.get("c_seconds", 0) for r in results)
     to = sum(r.get("ours_seconds", 0) for r in results)

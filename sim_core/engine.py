@@ -23,7 +23,6 @@ Sequence-dependent behaviour of the C program is reproduced with global evaluati
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 

@@ -23,9 +23,10 @@ from .config import SimulationConfig
 from .errors import ConfigError, InputFileError
 from .geometry.crystal import CrystalGeometry, build_crystal
 from .geometry.detector import DetectorGeometry, build_detector
-from .geometry.rotations import axis_rotation_matrix, deg2rad
+from .geometry.rotations import axis_rotation_matrix
+from .units import deg2rad
 from .geometry.sources import Sources, file_sources, generated_sources
-from .physics import R_E_SQR, fluence_from_beam, water_background
+from .physics import fluence_from_beam, water_background
 from .sampling import ResolvedSampling, recommended_oversample, resolve_sampling
 from .structure_factors import StructureFactorTable
 

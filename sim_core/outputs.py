@@ -11,7 +11,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from .io.floatimage import write_float_image
 from .io.pgm import auto_pgm_scale, write_pgm

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..config import Crystal
-from .rotations import deg2rad, rotate_xyz
+from ..units import deg2rad
+from .rotations import rotate_xyz
 
 
 @dataclass

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import Beam, Crystal, Detector
-from .rotations import axis_rotation_matrix, deg2rad, rotate_axis, rotate_xyz
+from ..units import deg2rad
+from .rotations import axis_rotation_matrix, rotate_axis, rotate_xyz
 
 DBL_MIN = sys.float_info.min
 

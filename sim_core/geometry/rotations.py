@@ -12,9 +12,6 @@ import math
 
 import torch
 
-from ..units import RTD, deg2rad  # noqa: F401  (re-exported for the geometry modules)
-
-
 def _cos_sin(angle, like: torch.Tensor):
     if isinstance(angle, torch.Tensor):
         return torch.cos(angle), torch.sin(angle)

@@ -16,7 +16,6 @@ integer image, :func:`read_smv` reads such files back (any ``HEADER_BYTES``, eit
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys

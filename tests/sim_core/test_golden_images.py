@@ -1,6 +1,5 @@
 """Every golden case of the C program, rendered by the library, meets the README's agreement bar."""
 
-import numpy as np
 import pytest
 
 from sim_core.experiment import local_files
