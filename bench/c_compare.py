@@ -222,6 +222,16 @@ def _num_equal(a: str, b: str) -> bool:
         or abs(x - y) <= 1e-9 + 2e-6 * max(abs(x), abs(y)) for x, y in zip(pa, pb))
 
 
+def _pixel_diff(pc, po, out: dict):
+    """Absolute pixel differences of two images, with their counts recorded in ``out``."""
+    d = np.abs(pc - po)
+    out["pixels"] = int(d.size)
+    out["pixels_differing"] = int((d > 0).sum())
+    out["pixels_off_by_more_than_1"] = int((d > 1).sum())
+    out["max_pixel_diff"] = int(d.max()) if d.size else 0
+    return d
+
+
 def smv_metrics(c_path: Path, o_path: Path, kind: str, dtype: str = "float64") -> dict:
     """Header and pixels of two SMV images. In float32 the pixels may differ by a few counts where
     the float images differ in their last bits: only the header decides there."""
@@ -249,11 +259,7 @@ def smv_metrics(c_path: Path, o_path: Path, kind: str, dtype: str = "float64") -
         out["shape"] = [list(pc.shape), list(po.shape)]
         out["pass"] = False
         return out
-    d = np.abs(pc - po)
-    out["pixels"] = int(d.size)
-    out["pixels_differing"] = int((d > 0).sum())
-    out["pixels_off_by_more_than_1"] = int((d > 1).sum())
-    out["max_pixel_diff"] = int(d.max()) if d.size else 0
+    d = _pixel_diff(pc, po, out)
     out["sum_c"], out["sum_ours"] = int(pc.sum()), int(po.sum())
     if kind == "int":
         ok_pix = out["pixels_off_by_more_than_1"] == 0 and out["pixels_differing"] <= max(
@@ -442,11 +448,7 @@ def pgm_metrics(c_path: Path, o_path: Path, dtype: str = "float64") -> dict:
         out["shape"] = [list(pc.shape), list(po.shape)]
         out["pass"] = False
         return out
-    d = np.abs(pc - po)
-    out["pixels"] = int(d.size)
-    out["pixels_differing"] = int((d > 0).sum())
-    out["pixels_off_by_more_than_1"] = int((d > 1).sum())
-    out["max_pixel_diff"] = int(d.max()) if d.size else 0
+    d = _pixel_diff(pc, po, out)
     ok_pix = dtype == "float32" or (out["pixels_off_by_more_than_1"] == 0
                                      and out["pixels_differing"] <= max(1, int(1e-3 * d.size)))
     out["pass"] = not hdiff and ok_pix

@@ -45,9 +45,15 @@ class ParsedArgs:
     input_files: dict[str, str] = field(default_factory=dict)
 
 
-#: flags that set one config field from one number: flag -> (section, field, kind); kind "num" is
-#: a float, "int" an integer (atoi truncates "5.7"), "count" an integer where a negative means 0
+#: flags that set config fields from one number: flag -> (section, field or fields, kind); kind
+#: "num" is a float, "int" an integer (atoi truncates "5.7"), "count" an integer where a negative
+#: means 0
 _VALUE_FLAGS = {
+    "-N": ("crystal", ("Na", "Nb", "Nc"), "int"),
+    "-divergence": ("beam", ("hdiv_range_mrad", "vdiv_range_mrad"), "num"),
+    "-divsteps": ("beam", ("hdiv_steps", "vdiv_steps"), "count"),
+    "-detpixels": ("detector", ("fast_pixels", "slow_pixels"), "int"),
+    "-detsize": ("detector", ("size_fast_mm", "size_slow_mm"), "num"),
     "-Na": ("crystal", "Na", "int"), "-Nb": ("crystal", "Nb", "int"),
     "-Nc": ("crystal", "Nc", "int"),
     "-fudge": ("crystal", "fudge", "num"),
@@ -236,12 +242,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         return deco
 
     # ---- crystal --------------------------------------------------------------------------------
-    @flag("-N")
-    def _(f):
-        n = _int(f, tok.value(f))
-        for k in ("Na", "Nb", "Nc"):
-            d.set("crystal", k, n)
-
     @flag("-cell")
     def _(f):
         vals = []
@@ -351,18 +351,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         # nanoBragg: lambda0 = (12398.42 / E) / 1e10 metres
         d.set("beam", "wavelength_A", 12398.42 / e)
 
-    @flag("-divsteps")
-    def _(f):
-        n = max(0, _int(f, tok.value(f)))
-        d.set("beam", "hdiv_steps", n)
-        d.set("beam", "vdiv_steps", n)
-
-    @flag("-divergence")
-    def _(f):
-        v = _num(f, tok.value(f))
-        d.set("beam", "hdiv_range_mrad", v)
-        d.set("beam", "vdiv_range_mrad", v)
-
     @flag("-round_div")
     def _(f):
         d.set("beam", "round_div", True)
@@ -388,18 +376,6 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
     @flag("-nopolar")
     def _(f):
         d.set("beam", "polarization_off", True)
-
-    @flag("-detpixels")
-    def _(f):
-        n = _int(f, tok.value(f))
-        d.set("detector", "fast_pixels", n)
-        d.set("detector", "slow_pixels", n)
-
-    @flag("-detsize")
-    def _(f):
-        v = _num(f, tok.value(f))
-        d.set("detector", "size_fast_mm", v)
-        d.set("detector", "size_slow_mm", v)
 
     @flag("-pivot")
     def _(f):
@@ -547,10 +523,11 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
 
     # ---- table-driven flags ------------------------------------------------------------------
     def _value_flag(f):
-        section, key, kind = _VALUE_FLAGS[f]
+        section, keys, kind = _VALUE_FLAGS[f]
         text = tok.value(f)
         v = _num(f, text) if kind == "num" else _int(f, text)
-        d.set(section, key, max(0, v) if kind == "count" else v)
+        for key in (keys,) if isinstance(keys, str) else keys:
+            d.set(section, key, max(0, v) if kind == "count" else v)
 
     def _pivot_flag(f):
         key, pivot = _PIVOT_FLAGS[f]
