@@ -139,5 +139,5 @@ def write_nanobragg_files(result, directory: Path | str = ".") -> OutputReport:
                          noise_file=o.noise_file, pgm_file=o.pgm_file)
 
 
-__all__ = ["write_outputs", "write_nanobragg_files", "write_cbf_file", "smv_geometry", "OutputReport", "atomic_path",
-           "int_scale_of"]
+__all__ = ["write_outputs", "write_nanobragg_files", "write_cbf_file", "smv_geometry",
+           "OutputReport", "atomic_path", "int_scale_of"]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from app.records import iso
-from app.store import sha256_file, write_atomic
+from app.store import sha256_file, sha256sum_text, write_atomic
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -66,7 +66,7 @@ def seal(folder: Path) -> list[dict]:
     for p in sorted(folder.iterdir()):
         if p.is_file() and not p.name.startswith(".") and p.name != "sha256.txt":
             entries.append({"name": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)})
-    text = "".join(f"{e['sha256']}  {e['name']}\n" for e in entries)
+    text = sha256sum_text((e["name"], e["sha256"]) for e in entries)
     write_atomic(folder / "sha256.txt", text)
     seal_entry = {"name": "sha256.txt", "size": len(text.encode()),
                   "sha256": sha256_file(folder / "sha256.txt")}
