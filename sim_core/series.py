@@ -146,7 +146,8 @@ def series_command_loop(args: Sequence[str], images: Iterable[SeriesImage], *,
     ``per_image_flags`` (with their value) are dropped, each image gets ``-phi`` and ``-seed`` from
     the table at the end of the loop, and every output flag's file name is numbered
     (``-intfile intimage_"$n".img``). Angles are written exactly (``repr``), so the command
-    reproduces the image bit for bit.
+    reproduces the image bit for bit. The loop stops at the first command that fails, with its
+    exit status.
     """
     from .nanobragg_args import _g as number_text
 
@@ -164,7 +165,9 @@ def series_command_loop(args: Sequence[str], images: Iterable[SeriesImage], *,
             i += 2
             continue
         i += 1
-    command = " ".join([shlex.quote(program)] + words + ['-phi "$phi"', '-seed "$seed"'])
+    # stdin from /dev/null: a command reading it would swallow the table; stop at a failed image
+    command = " ".join([shlex.quote(program)] + words +
+                       ['-phi "$phi"', '-seed "$seed"', "</dev/null", "|| exit"])
     rows = [f"{im.n:0{width}d} {number_text(im.phi_start_deg)} {im.seed}" for im in images]
     return "\n".join(["while read -r n phi seed; do", f"  {command}", "done <<'EOF'", *rows,
                       "EOF"]) + "\n"

@@ -150,3 +150,13 @@ def test_command_loop_reproduces_the_image_bit_for_bit(tmp_path, monkeypatch):
         numbered = numbered_name(name, 2)
         assert (tmp_path / "cli" / numbered).read_bytes() == \
             (tmp_path / "direct" / name).read_bytes(), name
+
+
+def test_command_loop_keeps_its_table_from_stdin_readers_and_stops_at_a_failure(tmp_path):
+    images = series_images(0.0, 1.0, 4, 1, series_seed=1)
+    loop = series_command_loop(["-intfile", "x.img"], images)
+    # a command that reads its stdin must not eat the rows; image 3 fails and ends the loop
+    script = 'nanobragg() { cat; echo "$n" >> ran; [ "$n" != 00003 ]; }\n' + loop
+    run = subprocess.run(["bash", "-c", script], cwd=tmp_path)
+    assert run.returncode == 1
+    assert (tmp_path / "ran").read_text().split() == ["00001", "00002", "00003"]
