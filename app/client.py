@@ -24,18 +24,18 @@ from typing import Callable, Iterator, Optional
 
 import httpx
 
+from sim_core.inputs import FLAG_KINDS, INPUT_FILES
+
 from .store import sha256_file
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = ("finished", "failed", "canceled")
 #: nanoBragg flags that name an input file -> the upload kind
-ARG_FILE_KINDS = {"-hkl": "hkl", "-mat": "matrix", "-sourcefile": "sources", "-mask": "mask",
-                  "-img": "mask"}
-#: config fields that name an input file -> the upload kind
+ARG_FILE_KINDS = FLAG_KINDS
 OPTIONS = ("trace_pixels", "outputs", "device", "dtype", "label")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$")
-CONFIG_FILE_KINDS = {("crystal", "matrix_file"): "matrix", ("structure_factors", "hkl_file"): "hkl",
-                     ("beam", "source_file"): "sources", ("detector", "mask_file"): "mask"}
+#: config fields that name an input file -> the upload kind
+CONFIG_FILE_KINDS = {tuple(f.field.split(".")): f.kind for f in INPUT_FILES}
 
 
 class ClientError(Exception):

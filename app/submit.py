@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from sim_core.config import SimulationConfig
+from sim_core.config import SimulationConfig, set_field
 from sim_core.errors import ArgumentError, ConfigError, InputFileError, SimCoreError
+from sim_core.inputs import BY_FIELD, HEADER_FLAGS
 
 from . import queue as rq_queue
 from .errors import ApiError, invalid, invalid_field, limit_exceeded
@@ -32,9 +33,6 @@ from .schemas import JobSubmission
 from .store import safe_name
 
 _ID = re.compile(r"^sha256:([0-9a-f]{64})$")
-#: config field holding a file -> the nanoBragg flag that names it
-FILE_FLAGS = {"crystal.matrix_file": "-mat", "structure_factors.hkl_file": "-hkl",
-              "beam.source_file": "-sourcefile", "detector.mask_file": "-mask"}
 OUTPUT_FILES = {"float": "floatimage.bin", "smv": "intimage.img", "noise": "noiseimage.img",
                 "png": "preview.png"}
 
@@ -65,11 +63,6 @@ def _owned_file(ctx, owner: str, ref: str, where: str) -> dict:
     return rec
 
 
-def _set_ref(cfg: SimulationConfig, path: str, value: str) -> None:
-    section, key = path.split(".")
-    setattr(getattr(cfg, section), key, value)
-
-
 # -- the two forms --------------------------------------------------------------------------------
 def _from_config(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, dict, list]:
     cfg = sub.config.model_copy(deep=True)
@@ -84,7 +77,7 @@ def _from_config(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig,
             name = f"{len(names) + 1}_{name}"
         used.add(name)
         names[ref] = name
-    return cfg, names, []
+    return cfg, names, cfg.deprecations
 
 
 def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, dict, list]:
@@ -99,7 +92,7 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
     # -img and -mask headers are read while parsing: only uploaded files may be named there
     header_files = {}
     for i, a in enumerate(argv[:-1]):
-        if a in ("-img", "-mask"):
+        if a in HEADER_FLAGS:
             name = argv[i + 1]
             if name not in ids:
                 raise invalid_field(f"nanobragg_args.{i + 1}",
@@ -129,12 +122,12 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
         warnings.append("-trace_file is ignored: traces are artifacts trace_<slow>_<fast>.log")
     names: dict[str, str] = {}
     for path, name in parsed.input_files.items():
-        flag = FILE_FLAGS[path]
+        flag = BY_FIELD[path].flag
         if name not in ids:
             raise invalid_field("files", f"{flag} names {name!r}, which is not in 'files' (map it "
                                          "to an uploaded id: \"files\": {\"" + name
                                          + "\": \"sha256:...\"})")
-        _set_ref(cfg, path, ids[name])
+        set_field(cfg, path, ids[name])
         names[ids[name]] = name
     return cfg, names, warnings
 
@@ -268,4 +261,4 @@ def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_nam
     return job_id
 
 
-__all__ = ["prepare", "create_job", "PreparedJob", "parse_file_id", "OUTPUT_FILES", "FILE_FLAGS"]
+__all__ = ["prepare", "create_job", "PreparedJob", "parse_file_id", "OUTPUT_FILES"]

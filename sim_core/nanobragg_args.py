@@ -60,8 +60,8 @@ _VALUE_FLAGS = {
     "-mosaic_domains": ("crystal", "mosaic_domains", "count"),
     "-mosaic_dom": ("crystal", "mosaic_domains", "count"),
     "-mosaic_seed": ("crystal", "mosaic_seed", "int"),
-    "-phi": ("crystal", "phi_start_deg", "num"), "-osc": ("crystal", "osc_range_deg", "num"),
-    "-phistep": ("crystal", "phi_step_deg", "num"), "-phisteps": ("crystal", "phi_steps", "count"),
+    "-phi": ("scan", "phi_start_deg", "num"), "-osc": ("scan", "osc_range_deg", "num"),
+    "-phistep": ("scan", "phi_step_deg", "num"), "-phisteps": ("scan", "phi_steps", "count"),
     "-default_F": ("structure_factors", "default_F", "num"),
     "-dispersion": ("beam", "dispersion_pct", "num"),
     "-dispsteps": ("beam", "dispersion_steps", "count"),
@@ -106,7 +106,7 @@ _VECTOR_FLAGS = {
     "-fdet_vector": ("detector", "fdet_vector"), "-sdet_vector": ("detector", "sdet_vector"),
     "-odet_vector": ("detector", "odet_vector"), "-pix0_vector": ("detector", "pix0_vector_m"),
     "-pix0_vector_mm": ("detector", "pix0_vector_m"), "-beam_vector": ("beam", "beam_vector"),
-    "-polar_vector": ("beam", "polar_vector"), "-spindle_axis": ("crystal", "spindle_axis"),
+    "-polar_vector": ("beam", "polar_vector"), "-spindle_axis": ("goniometer", "spindle_axis"),
 }
 
 #: our own flags with a choice of words: flag -> (field of run, choices)
@@ -154,7 +154,7 @@ class _Draft:
     """The C program's variables, in the config's units, with None for "not given"."""
 
     def __init__(self):
-        self.cfg: dict = {k: {} for k in ("crystal", "structure_factors", "beam", "detector",
+        self.cfg: dict = {k: {} for k in ("crystal", "structure_factors", "beam", "detector", "goniometer", "scan",
                                           "sampling", "background", "noise", "outputs", "run")}
         self.cell: list[float] | None = None
         self.pivot: str | None = None  # "beam" or "sample", as the flags last set it
@@ -199,10 +199,10 @@ def _apply_smv_header(d: _Draft, path: Path, kind: str):
         det["beam_y_mm"] = (pixel_mm * S - v) if kind == "mask" else v
     v = header_value(header, "PHI")
     if v is not None:
-        d.set("crystal", "phi_start_deg", v)
+        d.set("scan", "phi_start_deg", v)
     v = header_value(header, "OSC_RANGE")
     if v is not None:
-        d.set("crystal", "osc_range_deg", v)
+        d.set("scan", "osc_range_deg", v)
 
 
 def _size(d: _Draft, axes: str, value: float):
@@ -630,7 +630,7 @@ def _finish(d: _Draft) -> SimulationConfig:
         for section, key in (("detector", "fdet_vector"), ("detector", "sdet_vector"),
                              ("detector", "odet_vector"), ("detector", "pix0_vector_m"),
                              ("detector", "twotheta_axis"), ("beam", "beam_vector"),
-                             ("beam", "polar_vector"), ("crystal", "spindle_axis")):
+                             ("beam", "polar_vector"), ("goniometer", "spindle_axis")):
             if cfg[section].pop(key, None) is not None:
                 d.warnings.append(f"{section}.{key} is ignored: the {d.convention} convention, "
                                   "selected after it, sets its own axes (as in nanoBragg)")
@@ -712,14 +712,14 @@ def config_to_args(config: SimulationConfig, *, file_names: dict[str, str] | Non
         add("-mosaic_domains", cr.mosaic_domains)
     if cr.mosaic_seed != 12345678:
         add("-mosaic_seed", cr.mosaic_seed)
-    if cr.phi_start_deg != 0.0:
-        add("-phi", cr.phi_start_deg)
-    if cr.osc_range_deg is not None:
-        add("-osc", cr.osc_range_deg)
-    if cr.phi_step_deg is not None:
-        add("-phistep", cr.phi_step_deg)
-    if cr.phi_steps is not None:
-        add("-phisteps", cr.phi_steps)
+    if config.scan.phi_start_deg != 0.0:
+        add("-phi", config.scan.phi_start_deg)
+    if config.scan.osc_range_deg is not None:
+        add("-osc", config.scan.osc_range_deg)
+    if config.scan.phi_step_deg is not None:
+        add("-phistep", config.scan.phi_step_deg)
+    if config.scan.phi_steps is not None:
+        add("-phisteps", config.scan.phi_steps)
     if sf.hkl_file:
         add("-hkl", names.get(sf.hkl_file, sf.hkl_file))
     if sf.default_F != 0.0:
@@ -773,8 +773,8 @@ def config_to_args(config: SimulationConfig, *, file_names: dict[str, str] | Non
         add("-beam_vector", *bm.beam_vector)
     if bm.polar_vector is not None:
         add("-polar_vector", *bm.polar_vector)
-    if cr.spindle_axis is not None:
-        add("-spindle_axis", *cr.spindle_axis)
+    if config.goniometer.spindle_axis is not None:
+        add("-spindle_axis", *config.goniometer.spindle_axis)
     if det.convention == "custom" and "-fdet_vector" not in a and not any(
             f in a for f in ("-sdet_vector", "-odet_vector", "-pix0_vector", "-twotheta_axis",
                              "-beam_vector", "-polar_vector", "-spindle_axis")):
