@@ -106,10 +106,8 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
         for name, ref in header_files.items():
             (base / name).symlink_to(ctx.store.input_path(parse_file_id(ref)))
         parsed = parse_nanobragg_args(argv, base_dir=base, allow_fdump=False)
-    except ArgumentError as exc:
-        idx = argv.index(exc.flag) if exc.flag in argv else None
-        raise invalid_field("nanobragg_args" + (f".{idx}" if idx is not None else ""),
-                            str(exc)) from None
+    except (ArgumentError, ConfigError) as exc:
+        raise invalid_field(_arg_field(argv, exc), str(exc)) from None
     except InputFileError as exc:
         raise invalid_field("nanobragg_args", str(exc).replace(str(base) + "/", "")) from None
     except SimCoreError as exc:
@@ -130,6 +128,18 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
         set_field(cfg, path, ids[name])
         names[ids[name]] = name
     return cfg, names, warnings
+
+
+def _arg_field(argv: list[str], exc: SimCoreError) -> str:
+    """``nanobragg_args.<index>`` of the flag at fault: the flag the error names, or the last flag
+    that sets the config field it names."""
+    from sim_core.nanobragg_args import flag_position
+
+    flag = getattr(exc, "flag", None)
+    idx = len(argv) - 1 - argv[::-1].index(flag) if flag in argv else None
+    if idx is None and exc.field:
+        idx = flag_position(argv, exc.field)
+    return "nanobragg_args" + (f".{idx}" if idx is not None else "")
 
 
 # -- checks -----------------------------------------------------------------------------------------
@@ -158,7 +168,7 @@ def _check_trace_pixels(settings, pixels, shape, field_name: str) -> None:
         raise invalid(errs)
 
 
-def _experiment(ctx, cfg: SimulationConfig, form: str):
+def _experiment(ctx, cfg: SimulationConfig, form: str, argv: list[str] | None = None):
     from sim_core.experiment import build_experiment  # imports torch
 
     def resolve(ref: str) -> Path:
@@ -167,8 +177,14 @@ def _experiment(ctx, cfg: SimulationConfig, form: str):
     try:
         return build_experiment(cfg, resolve)
     except (ConfigError, InputFileError) as exc:
-        where = form if form == "nanobragg_args" else f"config.{exc.field}" if exc.field \
-            else "config"
+        if form == "nanobragg_args":
+            where = _arg_field(argv or [], exc)
+            flag = argv[int(where.rsplit(".", 1)[1])] if "." in where else None
+            named = [x for x in (flag, exc.field) if x and x not in str(exc)]
+            if named:
+                exc = type(exc)(f"{' / '.join(named)}: {exc}", field=exc.field)
+        else:
+            where = f"config.{exc.field}" if exc.field else "config"
         raise invalid_field(where, _unpath(ctx, str(exc))) from None
     except SimCoreError as exc:
         raise invalid_field(form, str(exc)) from None
@@ -203,7 +219,7 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     _check_pixels(settings, _pixels_estimate(cfg))
     from sim_core.simulate import with_seeds  # imports torch
     cfg = with_seeds(cfg)
-    exp = _experiment(ctx, cfg, form)
+    exp = _experiment(ctx, cfg, form, sub.nanobragg_args)
     shape = tuple(int(x) for x in exp.shape)
     _check_pixels(settings, shape[0] * shape[1])
     _check_trace_pixels(settings, run.trace_pixels, shape,

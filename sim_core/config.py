@@ -140,6 +140,16 @@ class Beam(_Model):
         return _nonzero(info.field_name, v)
 
     @model_validator(mode="after")
+    def _bounded_steps(self) -> "Beam":
+        for axis in ("hdiv", "vdiv"):
+            rng, step = getattr(self, f"{axis}_range_mrad"), getattr(self, f"{axis}_step_mrad")
+            if getattr(self, f"{axis}_steps") is None and rng and step and rng / step > MAX_STEPS:
+                raise FieldError(f"{axis}_step_mrad", f"a range of {rng:g} mrad in steps of "
+                                                      f"{step:g} mrad makes more than {MAX_STEPS} "
+                                                      "steps")
+        return self
+
+    @model_validator(mode="after")
     def _flux_needs_a_beam_size(self) -> "Beam":
         if self.flux_photons_per_s > 0 and self.beam_size_mm <= 0:
             raise FieldError("beam_size_mm", "a flux needs a beam size above 0 (fluence = flux "
