@@ -321,6 +321,9 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
     """Resolve ``config`` into an :class:`Experiment` (float64, CPU; the engine moves it)."""
     from . import rng as crng
 
+    if config.scan.images != 1:
+        raise ConfigError(f"scan.images: a series of {config.scan.images} images is not rendered "
+                          "yet; give images = 1 (one image per job)", field="scan.images")
     files = files or local_files()
     notes: list[str] = []
     seeds: dict = {}

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 from .config import SimulationConfig, get_field
 from .errors import ArgumentError
 from .inputs import INPUT_FILES
-from .lab_frame import fixed_pivot
+from .lab_frame import given_vectors
 
 #: value kinds: how one token reads (see read_value)
 KINDS = ("num", "int", "count", "pos_or_none", "posint_or_none", "str", "file", "choice", "switch",
@@ -301,7 +301,6 @@ def write_convention(config, row, names):
     custom config that gives no vector selects custom with nanoBragg's own fast axis."""
     conv = config.detector.convention
     if conv == "custom":
-        from .lab_frame import given_vectors
         return [] if given_vectors(config) else ["-fdet_vector", "0", "0", "1"]
     return [] if conv == declared_default("detector.convention") else [f"-{conv}"]
 
@@ -544,4 +543,4 @@ def rows_setting(path: str) -> list[Flag]:
 
 
 __all__ = ["Flag", "FLAGS", "FLAGS_BY_NAME", "OUR_FLAGS", "read_value", "format_value", "what",
-           "declared_default", "rows_setting", "fixed_pivot"]
+           "declared_default", "rows_setting"]

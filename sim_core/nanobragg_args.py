@@ -29,10 +29,10 @@ from pydantic import ValidationError
 
 from .config import SimulationConfig, get_field, validation_errors
 from .errors import ArgumentError, ConfigError, InputFileError
-from .flag_table import (FLAGS, FLAGS_BY_NAME, OUR_FLAGS, Flag, declared_default, fixed_pivot,
-                         format_value, read_value, rows_setting, what)
+from .flag_table import (FLAGS, FLAGS_BY_NAME, OUR_FLAGS, Flag, declared_default, format_value,
+                         read_value, rows_setting, what)
 from .inputs import INPUT_FILES
-from .lab_frame import VECTOR_FIELDS
+from .lab_frame import VECTOR_FIELDS, fixed_pivot
 
 #: our own flags, in addition to the C program's
 EXTENSION_FLAGS = OUR_FLAGS

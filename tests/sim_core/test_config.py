@@ -151,3 +151,13 @@ def test_out_of_range_flags_name_flag_and_field(args, flag, field):
         parse_nanobragg_args(["-cell", "100", "-default_F", "1"] + args)
     assert exc.value.flag == flag
     assert flag in str(exc.value) and field in str(exc.value)
+
+
+def test_a_series_validates_and_round_trips_but_is_not_rendered_yet():
+    from sim_core.experiment import build_experiment
+    c = load_config(with_(scan={"images": 3, "first_image": 10, "osc_range_deg": 0.5}))
+    again = load_config(json.loads(c.canonical_json()))
+    assert (again.scan.images, again.scan.first_image) == (3, 10)
+    with pytest.raises(ConfigError) as exc:
+        build_experiment(c)
+    assert exc.value.field == "scan.images"
