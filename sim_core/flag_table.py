@@ -537,9 +537,9 @@ assert all(r.kind in KINDS for r in FLAGS)
 
 
 def rows_setting(path: str) -> list[Flag]:
-    """The rows whose flag sets ``path`` or a field inside it (``crystal.cell.a_A`` <- ``-cell``)."""
-    return [r for r in FLAGS for f in r.fields if path == f or path.startswith(f + ".")
-            or f.startswith(path + ".")]
+    """The rows whose flag sets the field ``path`` (or the field it is part of: ``crystal.cell.a_A``
+    <- ``-cell``)."""
+    return [r for r in FLAGS for f in r.fields if path == f or path.startswith(f + ".")]
 
 
 __all__ = ["Flag", "FLAGS", "FLAGS_BY_NAME", "OUR_FLAGS", "read_value", "format_value", "what",
