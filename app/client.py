@@ -24,18 +24,14 @@ from typing import Callable, Iterator, Optional
 
 import httpx
 
+from sim_core.inputs import FLAG_KINDS, INPUT_FILES
+
 from .store import sha256_file
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = ("finished", "failed", "canceled")
-#: nanoBragg flags that name an input file -> the upload kind
-ARG_FILE_KINDS = {"-hkl": "hkl", "-mat": "matrix", "-sourcefile": "sources", "-mask": "mask",
-                  "-img": "mask"}
-#: config fields that name an input file -> the upload kind
 OPTIONS = ("trace_pixels", "outputs", "device", "dtype", "label")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$")
-CONFIG_FILE_KINDS = {("crystal", "matrix_file"): "matrix", ("structure_factors", "hkl_file"): "hkl",
-                     ("beam", "source_file"): "sources", ("detector", "mask_file"): "mask"}
 
 
 class ClientError(Exception):
@@ -176,7 +172,7 @@ class BraggClient:
         by_path: dict[Path, str] = {}
         out = list(args)
         for i, a in enumerate(args[:-1]):
-            kind = ARG_FILE_KINDS.get(a)
+            kind = FLAG_KINDS.get(a)
             value = args[i + 1]
             if kind is None or value in files:
                 continue
@@ -197,10 +193,11 @@ class BraggClient:
         return out, files
 
     def upload_config_files(self, config: dict, base_dir: Path) -> dict:
-        for (section, key), kind in CONFIG_FILE_KINDS.items():
+        for f in INPUT_FILES:
+            section, key = f.field.split(".")
             ref = (config.get(section) or {}).get(key)
             if isinstance(ref, str) and not ref.startswith("sha256:"):
-                config[section][key] = self.upload(base_dir / ref, kind)["id"]
+                config[section][key] = self.upload(base_dir / ref, f.kind)["id"]
         return config
 
     def get(self, job_id: str) -> dict:

@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sim_core.config import FieldError
+
 
 class ApiError(StarletteHTTPException):
     def __init__(self, status: int, detail: str, *, errors: Optional[list[dict]] = None,
@@ -66,7 +68,11 @@ def validation_errors(exc: RequestValidationError) -> list[dict]:
         msg = err.get("msg", "invalid")
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        out.append({"field": _loc_path(err.get("loc", ())), "message": msg})
+        loc = list(err.get("loc", ()))
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError):  # a check across fields names the field at fault
+            loc.append(cause.field)
+        out.append({"field": _loc_path(loc), "message": msg})
     return out
 
 

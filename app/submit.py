@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from sim_core.config import SimulationConfig
+from sim_core.config import SimulationConfig, set_field
 from sim_core.errors import ArgumentError, ConfigError, InputFileError, SimCoreError
+from sim_core.inputs import BY_FIELD, HEADER_FLAGS
 
 from . import queue as rq_queue
 from .errors import ApiError, invalid, invalid_field, limit_exceeded
@@ -32,9 +33,6 @@ from .schemas import JobSubmission
 from .store import safe_name
 
 _ID = re.compile(r"^sha256:([0-9a-f]{64})$")
-#: config field holding a file -> the nanoBragg flag that names it
-FILE_FLAGS = {"crystal.matrix_file": "-mat", "structure_factors.hkl_file": "-hkl",
-              "beam.source_file": "-sourcefile", "detector.mask_file": "-mask"}
 OUTPUT_FILES = {"float": "floatimage.bin", "smv": "intimage.img", "noise": "noiseimage.img",
                 "png": "preview.png"}
 
@@ -65,11 +63,6 @@ def _owned_file(ctx, owner: str, ref: str, where: str) -> dict:
     return rec
 
 
-def _set_ref(cfg: SimulationConfig, path: str, value: str) -> None:
-    section, key = path.split(".")
-    setattr(getattr(cfg, section), key, value)
-
-
 # -- the two forms --------------------------------------------------------------------------------
 def _from_config(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, dict, list]:
     cfg = sub.config.model_copy(deep=True)
@@ -84,7 +77,7 @@ def _from_config(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig,
             name = f"{len(names) + 1}_{name}"
         used.add(name)
         names[ref] = name
-    return cfg, names, []
+    return cfg, names, cfg.deprecations
 
 
 def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, dict, list]:
@@ -99,7 +92,7 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
     # -img and -mask headers are read while parsing: only uploaded files may be named there
     header_files = {}
     for i, a in enumerate(argv[:-1]):
-        if a in ("-img", "-mask"):
+        if a in HEADER_FLAGS:
             name = argv[i + 1]
             if name not in ids:
                 raise invalid_field(f"nanobragg_args.{i + 1}",
@@ -113,10 +106,8 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
         for name, ref in header_files.items():
             (base / name).symlink_to(ctx.store.input_path(parse_file_id(ref)))
         parsed = parse_nanobragg_args(argv, base_dir=base, allow_fdump=False)
-    except ArgumentError as exc:
-        idx = argv.index(exc.flag) if exc.flag in argv else None
-        raise invalid_field("nanobragg_args" + (f".{idx}" if idx is not None else ""),
-                            str(exc)) from None
+    except (ArgumentError, ConfigError) as exc:
+        raise invalid_field(_arg_field(argv, exc), str(exc)) from None
     except InputFileError as exc:
         raise invalid_field("nanobragg_args", str(exc).replace(str(base) + "/", "")) from None
     except SimCoreError as exc:
@@ -129,14 +120,26 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
         warnings.append("-trace_file is ignored: traces are artifacts trace_<slow>_<fast>.log")
     names: dict[str, str] = {}
     for path, name in parsed.input_files.items():
-        flag = FILE_FLAGS[path]
+        flag = BY_FIELD[path].flag
         if name not in ids:
             raise invalid_field("files", f"{flag} names {name!r}, which is not in 'files' (map it "
                                          "to an uploaded id: \"files\": {\"" + name
                                          + "\": \"sha256:...\"})")
-        _set_ref(cfg, path, ids[name])
+        set_field(cfg, path, ids[name])
         names[ids[name]] = name
     return cfg, names, warnings
+
+
+def _arg_field(argv: list[str], exc: SimCoreError) -> str:
+    """``nanobragg_args.<index>`` of the flag at fault: the flag the error names, or the last flag
+    that sets the config field it names."""
+    from sim_core.nanobragg_args import flag_position
+
+    flag = getattr(exc, "flag", None)
+    idx = len(argv) - 1 - argv[::-1].index(flag) if flag in argv else None
+    if idx is None and exc.field:
+        idx = flag_position(argv, exc.field)
+    return "nanobragg_args" + (f".{idx}" if idx is not None else "")
 
 
 # -- checks -----------------------------------------------------------------------------------------
@@ -165,7 +168,7 @@ def _check_trace_pixels(settings, pixels, shape, field_name: str) -> None:
         raise invalid(errs)
 
 
-def _experiment(ctx, cfg: SimulationConfig, form: str):
+def _experiment(ctx, cfg: SimulationConfig, form: str, argv: list[str] | None = None):
     from sim_core.experiment import build_experiment  # imports torch
 
     def resolve(ref: str) -> Path:
@@ -174,8 +177,14 @@ def _experiment(ctx, cfg: SimulationConfig, form: str):
     try:
         return build_experiment(cfg, resolve)
     except (ConfigError, InputFileError) as exc:
-        where = form if form == "nanobragg_args" else f"config.{exc.field}" if exc.field \
-            else "config"
+        if form == "nanobragg_args":
+            where = _arg_field(argv or [], exc)
+            flag = argv[int(where.rsplit(".", 1)[1])] if "." in where else None
+            named = [x for x in (flag, exc.field) if x and x not in str(exc)]
+            if named:
+                exc = type(exc)(f"{' / '.join(named)}: {exc}", field=exc.field)
+        else:
+            where = f"config.{exc.field}" if exc.field else "config"
         raise invalid_field(where, _unpath(ctx, str(exc))) from None
     except SimCoreError as exc:
         raise invalid_field(form, str(exc)) from None
@@ -210,7 +219,7 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     _check_pixels(settings, _pixels_estimate(cfg))
     from sim_core.simulate import with_seeds  # imports torch
     cfg = with_seeds(cfg)
-    exp = _experiment(ctx, cfg, form)
+    exp = _experiment(ctx, cfg, form, sub.nanobragg_args)
     shape = tuple(int(x) for x in exp.shape)
     _check_pixels(settings, shape[0] * shape[1])
     _check_trace_pixels(settings, run.trace_pixels, shape,
@@ -268,4 +277,4 @@ def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_nam
     return job_id
 
 
-__all__ = ["prepare", "create_job", "PreparedJob", "parse_file_id", "OUTPUT_FILES", "FILE_FLAGS"]
+__all__ = ["prepare", "create_job", "PreparedJob", "parse_file_id", "OUTPUT_FILES"]

@@ -68,7 +68,7 @@ def _summary(result, report, wrote: list[str]) -> str:
         f"distance {float(det.distance) * 1e3:g} mm (close {float(det.close_distance) * 1e3:g} mm)",
         f"  Fbeam={float(det.Fbeam):g} Sbeam={float(det.Sbeam):g}  Fclose={float(det.Fclose):g} "
         f"Sclose={float(det.Sclose):g} m",
-        f"wavelength {cfg.beam.wavelength_A:g} A, {exp.sources.count} sources, "
+        f"wavelength {cfg.beam.wavelength_A:g} A, {exp.beam.sources.count} sources, "
         f"{s.mosaic_domains} mosaic domains over {math.degrees(s.mosaic_spread):g} deg, "
         f"{s.phi_steps} phi steps from {math.degrees(s.phi0):g} to "
         f"{math.degrees(s.phi0 + s.osc):g} deg",

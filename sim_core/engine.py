@@ -119,7 +119,7 @@ class Engine:
         self.O = exp.oversample
         self.S = self.O * self.O
         self.T = exp.thick_steps
-        self.K = exp.sources.count
+        self.K = exp.beam.sources.count
         self.n_orient = exp.orientations
         self.L = self.T * self.S * self.K
         cfg_s = cfg.sampling
@@ -140,7 +140,7 @@ class Engine:
         self.dmin = cfg_s.dmin_A * 1e-10
         self.I_bg = exp.water_I_bg
         self.water = cfg.background.water_um > 0
-        self.scale = physics.R_E_SQR * exp.fluence / exp.steps
+        self.scale = physics.R_E_SQR * exp.beam.fluence / exp.steps
         self.ov_thick = cfg_s.oversample_thick
         self.ov_polar = cfg_s.oversample_polar
         self.ov_omega = cfg_s.oversample_omega
@@ -156,10 +156,10 @@ class Engine:
         g64 = self._t64
         self.frame = PixelFrame(
             pix0=g64(det.pix0), fdet=g64(det.fdet), sdet=g64(det.sdet),
-            odet=g64(det.odet), beam=g64(det.beam), polar_axis=g64(det.polar),
+            odet=g64(det.odet), beam=g64(exp.beam.direction), polar_axis=g64(exp.beam.polarization_vector),
             pixel_size=g64(det.pixel_size), distance=g64(det.distance),
-            close_distance=g64(det.close_distance), incident=g64(exp.sources.incident),
-            lambdas=g64(exp.sources.wavelengths), oversample=self.O,
+            close_distance=g64(det.close_distance), incident=g64(exp.beam.sources.incident),
+            lambdas=g64(exp.beam.sources.wavelengths), oversample=self.O,
             thick_step=thick.step, thick=thick.range, mu=exp.sampling.detector_mu,
             kahn=cfg.beam.polarization, nopolar=self.nopolar, dmin=self.dmin,
             curved=det.curved, point_pixel=det.point_pixel, oversample_thick=self.ov_thick,

@@ -20,7 +20,14 @@ class SimCoreError(Exception):
 
 
 class ConfigError(SimCoreError):
-    """A simulation config that cannot describe a physical experiment."""
+    """A simulation config that cannot describe a physical experiment.
+
+    ``flag`` names the command-line flag that gave the bad value, when the config came from one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, flag: str | None = None):
+        super().__init__(message, field=field)
+        self.flag = flag
 
 
 class ArgumentError(SimCoreError):

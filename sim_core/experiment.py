@@ -1,5 +1,8 @@
-"""Resolve a config (plus its input files) into an :class:`Experiment`: geometry, sampling, sources,
-cell orientations for every (phi, mosaic domain), structure factors, scaling constants.
+"""Resolve a config (plus its input files) into an :class:`Experiment`, in parts shaped like the
+experiment (as DIALS' dxtbx models): a :class:`Beam` (direction, polarization, sources, fluence), a
+detector (geometry only), a :class:`Goniometer` and a :class:`Scan` (spindle axis, φ values), and a
+crystal (cell vectors, size; with the cell matrix of every (φ, mosaic domain) and the structure
+factors). Plain models built by the factories below from the config's sections.
 
 This is the "config -> geometry" step of the pipeline; the engine only does arithmetic on what is
 resolved here. Random draws (random misset, mosaic domains) use the C program's generators in the
@@ -20,9 +23,12 @@ import numpy as np
 import torch
 
 from .config import SimulationConfig
+from .devices import resolve_device
 from .errors import ConfigError, InputFileError
 from .geometry.crystal import CrystalGeometry, build_crystal
-from .geometry.detector import DetectorGeometry, build_detector
+from .geometry.detector import DetectorGeometry, build_detector, c_unitize
+from .inputs import is_fdump
+from .lab_frame import LabFrame, resolve_frame
 from .geometry.rotations import axis_rotation_matrix
 from .units import deg2rad
 from .geometry.sources import Sources, file_sources, generated_sources
@@ -53,23 +59,59 @@ def local_files(base: Path | str = ".") -> FileResolver:
 
 
 @dataclass
+class Beam:
+    """The incident beam: unit direction, unit E-vector, the sources it is made of, its fluence."""
+
+    direction: torch.Tensor
+    polarization_vector: torch.Tensor
+    #: unit(direction x polarization_vector), the second divergence axis
+    vertical: torch.Tensor
+    #: Kahn polarization factor
+    polarization: float
+    sources: Sources
+    #: photons per square metre
+    fluence: float
+
+
+@dataclass
+class Goniometer:
+    #: unit spindle (φ rotation) axis
+    axis: torch.Tensor
+
+
+@dataclass
+class Scan:
+    """The φ rotation of one image, as the sampling rules resolve it."""
+
+    phi_start_rad: float
+    phi_step_rad: float
+    phi_steps: int
+    osc_range_rad: float
+
+    @property
+    def phi_values_rad(self) -> list[float]:
+        return [self.phi_start_rad + self.phi_step_rad * i for i in range(self.phi_steps)]
+
+
+@dataclass
 class Experiment:
     config: SimulationConfig
+    frame: LabFrame
+    beam: Beam
     detector: DetectorGeometry
+    goniometer: Goniometer
+    scan: Scan
     crystal: CrystalGeometry
     sampling: ResolvedSampling
-    sources: Sources
     oversample: int
     recommended_oversample: int
     #: real-space cell matrices (rows a, b, c in metres) per (phi step, mosaic domain), phi-major
     cell_matrices: torch.Tensor  # (F*M, 3, 3)
     #: c-parity only: the matrices with a fresh (unrotated) cell at phi == 0
     cell_matrices_fresh: torch.Tensor | None
-    phi_values_rad: list[float]
     mosaic_umats: np.ndarray  # (M, 3, 3)
     structure_factors: StructureFactorTable
     interpolate: bool
-    fluence: float
     water_I_bg: float
     roi: tuple[int, int, int, int]  # xmin, xmax, ymin, ymax inclusive
     mask: np.ndarray | None  # (slow, fast) bool, True = render
@@ -100,12 +142,12 @@ class Experiment:
     @property
     def steps(self) -> int:
         """nanoBragg's normalisation: sources x domains x phi steps x subpixels (not layers)."""
-        return (self.sources.count * self.sampling.mosaic_domains * self.sampling.phi_steps
+        return (self.beam.sources.count * self.sampling.mosaic_domains * self.scan.phi_steps
                 * self.subpixels)
 
     @property
     def loops_per_pixel(self) -> int:
-        return self.thick_steps * self.subpixels * self.sources.count
+        return self.thick_steps * self.subpixels * self.beam.sources.count
 
     @property
     def evaluations_per_pixel(self) -> int:
@@ -156,20 +198,6 @@ def _load_hkl(path: str, mtime_ns: int, size: int, default_F: float):
     return read_hkl(path, default_F)
 
 
-def is_fdump(path: Path) -> bool:
-    """True for a file that starts like nanoBragg's Fdump.bin (six integers, newline, form feed)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(256)
-    except OSError:
-        return False
-    end = head.find(b"\n\f")
-    if end < 0:
-        return False
-    parts = head[:end].split()
-    return len(parts) == 6 and all(p.lstrip(b"-").isdigit() for p in parts)
-
-
 def _read_mask(resolve: FileResolver, ref: str, shape: tuple[int, int]) -> np.ndarray:
     from .io.smv import read_smv
     path = resolve(ref)
@@ -190,18 +218,121 @@ def choose_seed() -> int:
     return int(time.time())
 
 
+def _unit(v) -> torch.Tensor:
+    return torch.as_tensor(c_unitize(v)[0], dtype=torch.float64)
+
+
+def build_goniometer(frame: LabFrame) -> Goniometer:
+    return Goniometer(axis=_unit(frame.spindle))
+
+
+def build_scan(sampling: ResolvedSampling) -> Scan:
+    return Scan(phi_start_rad=sampling.phi0, phi_step_rad=sampling.phi_step,
+                phi_steps=sampling.phi_steps, osc_range_rad=sampling.osc)
+
+
+def build_beam(config: SimulationConfig, frame: LabFrame, sampling: ResolvedSampling,
+               lam_m: torch.Tensor, files: FileResolver) -> Beam:
+    """The beam's unit vectors (nanoBragg's unitize), its sources and its fluence."""
+    bm = config.beam
+    direction, polar = _unit(frame.beam), _unit(frame.polar)
+    vert = torch.linalg.cross(direction, polar)
+    vert_len = torch.linalg.vector_norm(vert)
+    vert = vert / vert_len if float(vert_len) > 0 else vert
+    if bm.source_file:
+        from .io.sources import read_source_file
+        sources = file_sources(read_source_file(files(bm.source_file)), direction, lam_m)
+    else:
+        sources = generated_sources(sampling, direction, polar, vert, lam_m,
+                                    round_div=bm.round_div)
+    fluence = fluence_from_beam(bm.fluence_photons_per_m2, bm.flux_photons_per_s, bm.exposure_s,
+                                bm.beam_size_mm / 1000.0)
+    return Beam(direction=direction, polarization_vector=polar, vertical=vert,
+                polarization=bm.polarization, sources=sources, fluence=fluence)
+
+
+def _misset(config: SimulationConfig, generator, seeds: dict, notes: list[str]):
+    """The misset angles in radians: given, or drawn as nanoBragg draws them (first of all draws)."""
+    from . import rng as crng
+
+    cr = config.crystal
+    if cr.misset_random:
+        seed = cr.misset_seed if cr.misset_seed is not None else choose_seed()
+        seeds["misset_seed"] = seed
+        misset = tuple(crng.random_misset(generator, crng.SeedCell(-seed)))
+        notes.append("random orientation misset angles: %f %f %f deg"
+                     % tuple(math.degrees(x) for x in misset))
+        return misset
+    if cr.misset_deg is not None:
+        return tuple(deg2rad(x) for x in cr.misset_deg)
+    return None
+
+
+def _structure_factors(config: SimulationConfig, files: FileResolver, crystal: CrystalGeometry):
+    """(table, interpolate, grid); interpolation decided on the flag-level crystal size, as in C."""
+    sf_cfg = config.structure_factors
+    grid = _read_hkl(files, sf_cfg.hkl_file, sf_cfg.default_F) if sf_cfg.hkl_file else None
+    sf = StructureFactorTable.from_grid(grid, sf_cfg.default_F)
+    if sf_cfg.interpolate == "auto":
+        interpolate = any(n <= 2 for n in crystal.N_flags)
+    else:
+        interpolate = sf_cfg.interpolate == "on"
+    return sf, interpolate and sf.has_grid, grid
+
+
+def _orientations(config: SimulationConfig, crystal: CrystalGeometry, goniometer: Goniometer,
+                  scan: Scan, sampling: ResolvedSampling, generator, seeds: dict):
+    """(cell matrices, c-parity fresh matrices, mosaic rotations) for every (φ, domain)."""
+    from . import rng as crng
+
+    # mosaic domains (the generator runs even for one domain, as in C)
+    mosaic_seed = config.crystal.mosaic_seed
+    seeds["mosaic_seed"] = mosaic_seed
+    umats = crng.mosaic_umats(sampling.mosaic_spread, sampling.mosaic_domains, generator,
+                              crng.SeedCell(-mosaic_seed))
+    if sampling.mosaic_spread <= 0.0:
+        umats = np.broadcast_to(np.eye(3), (sampling.mosaic_domains, 3, 3)).copy()
+    phis = scan.phi_values_rad
+    A0 = torch.stack((crystal.a, crystal.b, crystal.c))  # rows a, b, c
+    U = torch.as_tensor(umats, dtype=torch.float64)
+    axis = goniometer.axis
+    cell = _cell_matrices(A0, axis, phis, U)
+    fresh = None
+    if config.run.phi_mode == "c-parity" and any(p == 0.0 for p in phis):
+        nonzero = [p for p in phis if p != 0.0]
+        last = nonzero[-1] if nonzero else 0.0
+        cell = _cell_matrices(A0, axis, _phi_carried(phis, last), U)
+        fresh = _cell_matrices(A0, axis, _phi_carried(phis, 0.0), U)
+    return cell, fresh, np.asarray(umats)
+
+
+def _roi(config: SimulationConfig, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    S, F = shape
+    roi = config.sampling.roi
+    if roi is None:
+        return (0, F, 0, S)
+    roi = tuple(int(x) for x in roi)
+    return (roi[0] if roi[0] >= 0 else 0, roi[1] if roi[1] >= 0 else F,
+            roi[2] if roi[2] >= 0 else 0, roi[3] if roi[3] >= 0 else S)
+
+
 def build_experiment(config: SimulationConfig, files: FileResolver | None = None, *,
                      params: dict | None = None) -> Experiment:
     """Resolve ``config`` into an :class:`Experiment` (float64, CPU; the engine moves it)."""
     from . import rng as crng
 
+    if config.scan.images != 1:
+        raise ConfigError(f"scan.images: a series of {config.scan.images} images is not rendered "
+                          "yet; give images = 1 (one image per job)", field="scan.images")
     files = files or local_files()
     notes: list[str] = []
     seeds: dict = {}
     sampling = resolve_sampling(config)
     notes.extend(sampling.notes)
-    det = build_detector(config.detector, config.beam, config.crystal, params)
+    frame = resolve_frame(config)
+    det = build_detector(config.detector, frame, params)
     notes.extend(det.notes)
+    goniometer, scan = build_goniometer(frame), build_scan(sampling)
 
     wavelength_A = params["wavelength_A"] if params and "wavelength_A" in params \
         else config.beam.wavelength_A
@@ -210,17 +341,8 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
 
     # random generators in the C program's order: misset, then mosaic domains (noise comes last)
     generator = crng.CRandom()
+    misset = _misset(config, generator, seeds, notes)
     cr = config.crystal
-    misset = None
-    if cr.misset_random:
-        seed = cr.misset_seed if cr.misset_seed is not None else choose_seed()
-        seeds["misset_seed"] = seed
-        misset = tuple(crng.random_misset(generator, crng.SeedCell(-seed)))
-        notes.append("random orientation misset angles: %f %f %f deg"
-                     % tuple(math.degrees(x) for x in misset))
-    elif cr.misset_deg is not None:
-        misset = tuple(deg2rad(x) for x in cr.misset_deg)
-
     matrix = _read_matrix(files, cr.matrix_file) if cr.matrix_file else None
     crystal = build_crystal(cr, wavelength_A, matrix=matrix, misset_rad=misset,
                             beam_size_mm=config.beam.beam_size_mm, params=params)
@@ -234,70 +356,23 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
         notes.append(f"oversample {oversample} is below the recommended {rec}: intensity may vary "
                      "significantly across a pixel")
 
-    # structure factors; interpolation decided on the flag-level crystal size as nanoBragg does
-    sf_cfg = config.structure_factors
-    grid = _read_hkl(files, sf_cfg.hkl_file, sf_cfg.default_F) if sf_cfg.hkl_file else None
-    sf = StructureFactorTable.from_grid(grid, sf_cfg.default_F)
-    if sf_cfg.interpolate == "auto":
-        interpolate = any(n <= 2 for n in crystal.N_flags)
-    else:
-        interpolate = sf_cfg.interpolate == "on"
-    if not sf.has_grid:
-        interpolate = False
-
-    # sources
-    if config.beam.source_file:
-        from .io.sources import read_source_file
-        rows = read_source_file(files(config.beam.source_file))
-        sources = file_sources(rows, det.beam, lam_m)
-    else:
-        sources = generated_sources(sampling, det.beam, det.polar, det.vert, lam_m,
-                                    round_div=config.beam.round_div)
-
-    # mosaic domains (the generator runs even for one domain, as in C)
-    mosaic_seed = cr.mosaic_seed
-    seeds["mosaic_seed"] = mosaic_seed
-    umats = crng.mosaic_umats(sampling.mosaic_spread, sampling.mosaic_domains, generator,
-                              crng.SeedCell(-mosaic_seed))
-    if sampling.mosaic_spread <= 0.0:
-        umats = np.broadcast_to(np.eye(3), (sampling.mosaic_domains, 3, 3)).copy()
-
-    # cell matrices per (phi, domain)
-    phis = sampling.phi_values
-    A0 = torch.stack((crystal.a, crystal.b, crystal.c))  # rows a, b, c
-    U = torch.as_tensor(umats, dtype=torch.float64)
-    cell = _cell_matrices(A0, det.spindle, phis, U)
-    fresh = None
-    if config.run.phi_mode == "c-parity" and any(p == 0.0 for p in phis):
-        nonzero = [p for p in phis if p != 0.0]
-        last = nonzero[-1] if nonzero else 0.0
-        cell = _cell_matrices(A0, det.spindle, _phi_carried(phis, last), U)
-        fresh = _cell_matrices(A0, det.spindle, _phi_carried(phis, 0.0), U)
-
-    # scaling
-    beam_cfg = config.beam
-    fluence = fluence_from_beam(beam_cfg.fluence_photons_per_m2, beam_cfg.flux_photons_per_s,
-                                beam_cfg.exposure_s, beam_cfg.beam_size_mm / 1000.0)
-    I_bg = water_background(config.background.water_um * 1e-6, fluence)
-
-    S, F = det.spixels, det.fpixels
-    roi = config.sampling.roi
-    if roi is None:
-        roi = (0, F, 0, S)
-    else:
-        roi = tuple(int(x) for x in roi)
-        roi = (roi[0] if roi[0] >= 0 else 0, roi[1] if roi[1] >= 0 else F,
-               roi[2] if roi[2] >= 0 else 0, roi[3] if roi[3] >= 0 else S)
-    mask = _read_mask(files, config.detector.mask_file, (S, F)) if config.detector.mask_file else None
+    sf, interpolate, grid = _structure_factors(config, files, crystal)
+    beam = build_beam(config, frame, sampling, lam_m, files)
+    cell, fresh, umats = _orientations(config, crystal, goniometer, scan, sampling, generator,
+                                       seeds)
+    I_bg = water_background(config.background.water_um * 1e-6, beam.fluence)
+    shape = (det.spixels, det.fpixels)
+    mask = _read_mask(files, config.detector.mask_file, shape) if config.detector.mask_file \
+        else None
     if config.noise.seed is not None:
         seeds["seed"] = config.noise.seed
 
     return Experiment(
-        config=config, detector=det, crystal=crystal, sampling=sampling, sources=sources,
-        oversample=oversample, recommended_oversample=rec, cell_matrices=cell,
-        cell_matrices_fresh=fresh, phi_values_rad=phis, mosaic_umats=np.asarray(umats),
-        structure_factors=sf, interpolate=interpolate, fluence=fluence, water_I_bg=I_bg, roi=roi,
-        mask=mask, seeds=seeds, rng=generator, hkl_grid=grid, notes=notes)
+        config=config, frame=frame, beam=beam, detector=det, goniometer=goniometer, scan=scan,
+        crystal=crystal, sampling=sampling, oversample=oversample, recommended_oversample=rec,
+        cell_matrices=cell, cell_matrices_fresh=fresh, mosaic_umats=umats, structure_factors=sf,
+        interpolate=interpolate, water_I_bg=I_bg, roi=_roi(config, shape), mask=mask, seeds=seeds,
+        rng=generator, hkl_grid=grid, notes=notes)
 
 
 def _phi_carried(phis: list[float], previous: float) -> list[float]:
@@ -327,13 +402,8 @@ def _cell_matrices(A0: torch.Tensor, spindle: torch.Tensor, phis: list[float],
 
 
 def check_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        from .errors import DeviceError
-        raise DeviceError("device 'cuda' was requested but no CUDA device is available here")
-    return torch.device(device)
+    return torch.device(resolve_device(device))
 
 
-__all__ = ["Experiment", "build_experiment", "local_files", "FileResolver", "GRAD_PARAMETERS",
+__all__ = ["Experiment", "Beam", "Goniometer", "Scan", "build_experiment", "is_fdump", "local_files", "FileResolver", "GRAD_PARAMETERS",
            "check_device", "choose_seed", "ConfigError"]

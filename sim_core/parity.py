@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ArgumentError, DeviceError, SimCoreError
+from .devices import resolve_device
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_USAGE, EXIT_NO_CUDA = 0, 1, 2, 3
 
@@ -166,10 +167,7 @@ def sides_for(mode: str = "devices", device: str = "cpu", dtype: str = "float64"
                               "float32 against float64 without a GPU")
         return ("cpu", dtype), ("cuda", dtype)
     if mode == "dtypes":
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise DeviceError("--device cuda: no CUDA device is available here")
+        device = resolve_device(device)
         return (device, "float64"), (device, "float32")
     raise ValueError(f"unknown comparison {mode!r} (devices or dtypes)")
 

@@ -107,10 +107,10 @@ def _sane(g: Grid) -> Grid:
 
 def resolve_sampling(config: SimulationConfig) -> ResolvedSampling:
     notes: list[str] = []
-    cr, bm, det = config.crystal, config.beam, config.detector
-    osc = None if cr.osc_range_deg is None else deg2rad(cr.osc_range_deg)
-    phistep = None if cr.phi_step_deg is None else deg2rad(cr.phi_step_deg)
-    osc_r, phistep_r, phisteps = _phi(deg2rad(cr.phi_start_deg), osc, phistep, cr.phi_steps)
+    cr, bm, det, scan = config.crystal, config.beam, config.detector, config.scan
+    osc = None if scan.osc_range_deg is None else deg2rad(scan.osc_range_deg)
+    phistep = None if scan.phi_step_deg is None else deg2rad(scan.phi_step_deg)
+    osc_r, phistep_r, phisteps = _phi(deg2rad(scan.phi_start_deg), osc, phistep, scan.phi_steps)
 
     def mrad(x):
         return None if x is None else x / 1000.0
@@ -151,11 +151,11 @@ def resolve_sampling(config: SimulationConfig) -> ResolvedSampling:
 
     if phisteps <= 0:
         from .errors import ConfigError
-        raise ConfigError("crystal: an oscillation range of 0 with a phi step gives no phi steps "
+        raise ConfigError("scan: an oscillation range of 0 with a phi step gives no phi steps "
                           "at all (nanoBragg would write an image of NaN); give a range, or "
-                          "phi_steps", field="crystal.osc_range_deg")
+                          "phi_steps", field="scan.osc_range_deg")
     return ResolvedSampling(
-        phi0=deg2rad(cr.phi_start_deg), phi_step=phistep_r, phi_steps=phisteps, osc=osc_r,
+        phi0=deg2rad(scan.phi_start_deg), phi_step=phistep_r, phi_steps=phisteps, osc=osc_r,
         hdiv=hdiv, vdiv=vdiv, dispersion=disp, thickness=thickness, detector_mu=mu,
         mosaic_spread=spread, mosaic_domains=domains, notes=tuple(notes))
 

@@ -156,7 +156,7 @@ def build_trace(engine: Engine, rec: Recorder, slow: int, fast: int, state: Sequ
                 out.add("F_latt", float(F_latt[l, 0]))
             if not (float(F_latt[l, 0]) == 0.0 and not water):
                 out.add("F_cell", float(F_cell[l, 0]))
-            for f, phi in enumerate(exp.phi_values_rad):
+            for f, phi in enumerate(exp.scan.phi_values_rad):
                 o = f * M
                 fc = float(F_cell[l, o])
                 fl = float(F_latt[l, o])
@@ -169,7 +169,7 @@ def build_trace(engine: Engine, rec: Recorder, slow: int, fast: int, state: Sequ
     out.add("I_before_scaling", I)
     out.add("r_e_meters", math.sqrt(physics.R_E_SQR))
     out.add("r_e_sqr", physics.R_E_SQR)
-    out.add("fluence_photons_per_m2", exp.fluence)
+    out.add("fluence_photons_per_m2", exp.beam.fluence)
     out.add("steps", int(exp.steps))
     out.add("oversample_thick", int(engine.ov_thick))
     out.add("oversample_polar", int(engine.ov_polar))

@@ -40,12 +40,12 @@ class WorkerContext:
 
 
 def resolve_device(device: str) -> str:
-    import torch
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA device is available in this process")
-    return device
+    from sim_core.devices import resolve_device as resolve
+    from sim_core.errors import DeviceError
+    try:
+        return resolve(device)
+    except DeviceError as exc:
+        raise RuntimeError(f"--device {device}: {exc}") from None
 
 
 def device_name(device: str) -> str:

@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request as StarletteRequest
 
 from sim_core.errors import InputFileError
+from sim_core.inputs import KINDS, check_input
 
 from ..auth import current_owner
 from ..errors import ApiError, invalid_field, limit_exceeded, not_found
@@ -20,7 +21,6 @@ from ..store import safe_name
 
 router = APIRouter(tags=["files"])
 
-KINDS = ("hkl", "matrix", "sources", "mask")
 #: room for the multipart boundaries and the other fields around the file
 FORM_OVERHEAD = 64 * 1024
 
@@ -30,37 +30,12 @@ _UPLOAD_BODY = {
         "schema": {"type": "object", "required": ["file", "kind"], "properties": {
             "file": {"type": "string", "format": "binary"},
             "kind": {"type": "string", "enum": list(KINDS),
-                     "description": "hkl: 'h k l F' lines (or an Fdump.bin); matrix: MOSFLM A "
-                                    "matrix; sources: 'X Y Z weight lambda' lines; mask: SMV image"},
+                     "description": "; ".join(f"{k}: {about}" for k, about in KINDS.items())},
         }},
         "examples": {"hkl": {"summary": "an HKL file",
                              "value": {"file": "(P1.hkl bytes)", "kind": "hkl"}}},
     }},
 }
-
-
-def _is_fdump(path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(256)
-    end = head.find(b"\n\f")
-    parts = head[:end].split() if end >= 0 else []
-    return len(parts) == 6 and all(p.lstrip(b"-").isdigit() for p in parts)
-
-
-def check_input(path, kind: str) -> None:
-    """Read the file as the simulator will; raises InputFileError naming the line."""
-    if kind == "hkl":
-        from sim_core.io.hkl import read_fdump, read_hkl
-        (read_fdump if _is_fdump(path) else read_hkl)(path)
-    elif kind == "matrix":
-        from sim_core.io.mosflm import read_mosflm_matrix
-        read_mosflm_matrix(path)
-    elif kind == "sources":
-        from sim_core.io.sources import read_source_file
-        read_source_file(path)
-    elif kind == "mask":
-        from sim_core.io.smv import read_smv
-        read_smv(path)
 
 
 def _receive_limited(request: Request, cap: int, limit: int):

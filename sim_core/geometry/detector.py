@@ -23,26 +23,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..config import Beam, Crystal, Detector
+from ..config import Detector
+from ..lab_frame import LabFrame
 from ..units import deg2rad
-from .rotations import axis_rotation_matrix, rotate_axis, rotate_xyz
+from .rotations import rotate_axis, rotate_xyz
 
 DBL_MIN = sys.float_info.min
-
-#: (beam, fdet, sdet, odet, twotheta_axis, polar, spindle) of each named convention
-_CONVENTION_VECTORS = {
-    "adxv": ((0, 0, 1), (1, 0, 0), (0, -1, 0), (0, 0, 1), (-1, 0, 0), (1, 0, 0), (1, 0, 0)),
-    "mosflm": ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1)),
-    "denzo": ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1)),
-    "xds": ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 0), (1, 0, 0), (1, 0, 0)),
-    "dials": ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 0), (0, 1, 0), (0, 1, 0)),
-}
-#: nanoBragg's initial vectors, which the CUSTOM convention keeps unless a flag replaces them
-_CUSTOM_DEFAULTS = {
-    "beam": (1, 0, 0), "fdet": (0, 0, 1), "sdet": (0, -1, 0), "odet": (1, 0, 0),
-    "twotheta_axis": (0, 1, 0), "polar": (0, 0, 1), "spindle": (0, 0, 1),
-}
-
 
 @dataclass
 class DetectorGeometry:
@@ -55,10 +41,6 @@ class DetectorGeometry:
     sdet: torch.Tensor
     odet: torch.Tensor
     pix0: torch.Tensor  # m, lab position of the first pixel's corner
-    beam: torch.Tensor  # unit vector along the beam
-    polar: torch.Tensor  # unit E-vector
-    vert: torch.Tensor  # unit(beam x polar)
-    spindle: torch.Tensor
     twotheta_axis: torch.Tensor
     distance: torch.Tensor  # m, sample to beam spot
     close_distance: torch.Tensor  # m, sample to detector plane
@@ -88,7 +70,7 @@ def _vec(v, dtype=torch.float64) -> torch.Tensor:
     return torch.as_tensor(v, dtype=dtype)
 
 
-def _c_unitize(v: tuple[float, float, float]) -> tuple[tuple[float, float, float], float]:
+def c_unitize(v: tuple[float, float, float]) -> tuple[tuple[float, float, float], float]:
     """nanoBragg's unitize on plain floats: (unit vector, magnitude as C computes it)."""
     mag = math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
     if mag == 0:
@@ -108,9 +90,10 @@ def _pixel_counts(det: Detector, pixel: float) -> tuple[int, int, float, float]:
     return fpixels, spixels, detsize_f, detsize_s
 
 
-def build_detector(det: Detector, beam: Beam, crystal: Crystal, params: dict | None = None
+def build_detector(det: Detector, frame: LabFrame, params: dict | None = None
                    ) -> DetectorGeometry:
-    """Resolve the detector of a config into vectors and positions (a port of nanoBragg's rules).
+    """Resolve the detector of a config into vectors and positions (a port of nanoBragg's rules),
+    in the lab frame ``frame`` (its beam direction places the beam spot).
 
     ``params`` may hold tensors that replace config values so that gradients reach them:
     ``distance_mm``, ``beam_x_mm``, ``beam_y_mm``, ``rotx_deg``, ``roty_deg``, ``rotz_deg``,
@@ -154,26 +137,16 @@ def build_detector(det: Detector, beam: Beam, crystal: Crystal, params: dict | N
     if Yclose is None:
         Yclose = Sclose
 
-    conv = det.convention
+    conv, pivot = frame.convention, frame.pivot
+    vecs = {"beam": frame.beam, "fdet": frame.fdet, "sdet": frame.sdet, "odet": frame.odet}
     if conv == "custom":
-        vecs = dict(_CUSTOM_DEFAULTS)
-        for key, value in (("beam", beam.beam_vector), ("polar", beam.polar_vector),
-                           ("fdet", det.fdet_vector), ("sdet", det.sdet_vector),
-                           ("odet", det.odet_vector), ("twotheta_axis", det.twotheta_axis),
-                           ("spindle", crystal.spindle_axis)):
-            if value is not None:
-                vecs[key] = tuple(float(x) for x in value)
         if Xbeam is None:
             Xbeam = Xclose
         if Ybeam is None:
             Ybeam = Yclose
         Fbeam, Sbeam = Xbeam, Ybeam
         Fclose, Sclose = Xbeam, Ybeam
-        pivot = det.pivot or "beam"
     else:
-        b, f, s, o, tt, p, sp = _CONVENTION_VECTORS[conv]
-        vecs = {"beam": b, "fdet": f, "sdet": s, "odet": o, "twotheta_axis": tt, "polar": p,
-                "spindle": sp}
         half = pixel_f / 2.0
         if conv == "adxv":
             if Xbeam is None:
@@ -181,7 +154,6 @@ def build_detector(det: Detector, beam: Beam, crystal: Crystal, params: dict | N
             if Ybeam is None:
                 Ybeam = _vec((detsize_s - pixel_f) / 2.0)
             Fbeam, Sbeam = Xbeam, detsize_s - Ybeam
-            pivot = "beam"
         elif conv in ("mosflm", "denzo"):
             if Xbeam is None:
                 Xbeam = _vec((detsize_s + pixel_f) / 2.0)
@@ -189,34 +161,26 @@ def build_detector(det: Detector, beam: Beam, crystal: Crystal, params: dict | N
                 Ybeam = _vec((detsize_f + pixel_f) / 2.0)
             shift = half if conv == "mosflm" else 0.0
             Fbeam, Sbeam = Ybeam + shift, Xbeam + shift
-            pivot = "beam"
         else:  # xds, dials
             if Xbeam is None:
                 Xbeam = Xclose
             if Ybeam is None:
                 Ybeam = Yclose
             Fbeam, Sbeam = Xbeam, Ybeam
-            pivot = "sample"
 
     # straighten up the vectors, with nanoBragg's odet check on the raw magnitude
-    beam_u, _ = _c_unitize(vecs["beam"])
-    fdet_u, _ = _c_unitize(vecs["fdet"])
-    sdet_u, _ = _c_unitize(vecs["sdet"])
-    odet_u, odet_mag = _c_unitize(vecs["odet"])
+    beam_u, _ = c_unitize(vecs["beam"])
+    fdet_u, _ = c_unitize(vecs["fdet"])
+    sdet_u, _ = c_unitize(vecs["sdet"])
+    odet_u, odet_mag = c_unitize(vecs["odet"])
     if odet_mag != 1.0:
         notes.append("odet_vector is not a unit vector: using unit(fdet x sdet) as nanoBragg does")
         cr = (fdet_u[1] * sdet_u[2] - fdet_u[2] * sdet_u[1],
               fdet_u[2] * sdet_u[0] - fdet_u[0] * sdet_u[2],
               fdet_u[0] * sdet_u[1] - fdet_u[1] * sdet_u[0])
-        odet_u, _ = _c_unitize(cr)
-    polar_u, _ = _c_unitize(vecs["polar"])
-    spindle_u, _ = _c_unitize(vecs["spindle"])
-    tt_axis = _vec(vecs["twotheta_axis"])
+        odet_u, _ = c_unitize(cr)
+    tt_axis = _vec(frame.twotheta_axis)
     beam_v, fdet, sdet, odet = _vec(beam_u), _vec(fdet_u), _vec(sdet_u), _vec(odet_u)
-    polar_v, spindle_v = _vec(polar_u), _vec(spindle_u)
-    vert = torch.linalg.cross(beam_v, polar_v)
-    vert_len = torch.linalg.vector_norm(vert)
-    vert = vert / vert_len if float(vert_len) > 0 else vert
 
     rx = deg2rad(param("rotx_deg", det.rotx_deg))
     ry = deg2rad(param("roty_deg", det.roty_deg))
@@ -260,8 +224,7 @@ def build_detector(det: Detector, beam: Beam, crystal: Crystal, params: dict | N
         notes.append("-pix0_vector is ignored: nanoBragg recomputes pix0 from the beam centre")
     return DetectorGeometry(
         fpixels=fpixels, spixels=spixels, pixel_size=pixel, fdet=fdet, sdet=sdet, odet=odet,
-        pix0=pix0, beam=beam_v, polar=polar_v, vert=vert, spindle=spindle_v,
-        twotheta_axis=tt_axis, distance=distance, close_distance=close_distance,
+        pix0=pix0, twotheta_axis=tt_axis, distance=distance, close_distance=close_distance,
         convention=conv, pivot=pivot, Xbeam=_t(Xbeam), Ybeam=_t(Ybeam), Fbeam=Fbeam,
         Sbeam=Sbeam, Xclose=_t(Xclose), Yclose=_t(Yclose), Fclose=Fclose, Sclose=Sclose,
         ORGX=ORGX, ORGY=ORGY, dials_origin_mm=dials, detsize_f=detsize_f, detsize_s=detsize_s,
@@ -272,4 +235,4 @@ def _t(x) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else _vec(x)
 
 
-__all__ = ["DetectorGeometry", "build_detector", "axis_rotation_matrix"]
+__all__ = ["DetectorGeometry", "build_detector", "c_unitize"]

@@ -37,8 +37,8 @@ def test_detector_matches_c_stdout(name):
         "Fbeam=": [det.Fbeam], "Sbeam=": [det.Sbeam], "Fclose=": [det.Fclose],
         "Sclose=": [det.Sclose], "Xbeam=": [det.Xbeam], "Ybeam=": [det.Ybeam],
         "DIRECTION_OF_DETECTOR_X-AXIS=": det.fdet, "DIRECTION_OF_DETECTOR_Y-AXIS=": det.sdet,
-        "DIRECTION_OF_DETECTOR_Z-AXIS=": det.odet, "INCIDENT_BEAM_DIRECTION=": det.beam,
-        "spindle ROTATION_AXIS=": det.spindle, "dials origin=": det.dials_origin_mm,
+        "DIRECTION_OF_DETECTOR_Z-AXIS=": det.odet, "INCIDENT_BEAM_DIRECTION=": exp.beam.direction,
+        "spindle ROTATION_AXIS=": exp.goniometer.axis, "dials origin=": det.dials_origin_mm,
     }
     for key, ours in pairs.items():
         want = c_values(out, key)
@@ -55,7 +55,7 @@ def test_detector_matches_c_stdout(name):
 def test_sampling_matches_c_stdout(name):
     case, exp = experiment(name)
     out = (case.folder / "c_stdout.log").read_text()
-    assert f"created a total of {exp.sources.count} sources" in out
+    assert f"created a total of {exp.beam.sources.count} sources" in out
     assert f"created a total of {exp.sampling.mosaic_domains} mosaic domains" in out
     assert f"  {exp.sampling.phi_steps} phi steps from" in out
     assert f"  {exp.oversample}x{exp.oversample} pixel oversample steps" in out
@@ -99,11 +99,10 @@ def test_rotations_follow_nanobragg_order():
         assert (R[i] @ v).tolist() == pytest.approx(rotate_axis(v, axis, phi).tolist())
 
 
-def _cfg(**crystal):
+def _cfg(scan=None, **crystal):
     from sim_core.config import load_config
-    base = {"cell": {"a_A": 50, "b_A": 50, "c_A": 50}}
-    base.update(crystal)
-    return load_config({"crystal": base, "structure_factors": {"default_F": 1}})
+    return load_config({"crystal": {"cell": {"a_A": 50, "b_A": 50, "c_A": 50}, **crystal},
+                        "scan": scan or {}, "structure_factors": {"default_F": 1}})
 
 
 @pytest.mark.parametrize("given,expected", [
@@ -116,7 +115,7 @@ def _cfg(**crystal):
     ({"phi_steps": 0}, (1, 1.0, 1.0)),                         # 0 steps counts as 1
 ])
 def test_phi_rules(given, expected):
-    s = resolve_sampling(_cfg(**given))
+    s = resolve_sampling(_cfg(given))
     steps, osc, step = expected
     assert s.phi_steps == steps
     assert math.degrees(s.osc) == pytest.approx(osc)

@@ -10,7 +10,8 @@ from sim_core.experiment import GRAD_PARAMETERS, build_experiment
 CONFIG = load_config({
     "crystal": {"cell": {"a_A": 40, "b_A": 50, "c_A": 60, "alpha_deg": 85, "beta_deg": 95,
                          "gamma_deg": 100}, "Na": 3, "Nb": 3, "Nc": 3, "misset_deg": [5, 10, 15],
-                "mosaic_spread_deg": 0.5, "mosaic_domains": 2, "phi_steps": 2, "osc_range_deg": 1},
+                "mosaic_spread_deg": 0.5, "mosaic_domains": 2},
+    "scan": {"phi_steps": 2, "osc_range_deg": 1},
     "structure_factors": {"default_F": 10},
     "beam": {"wavelength_A": 1.0},
     "detector": {"distance_mm": 50, "fast_pixels": 5, "slow_pixels": 4, "pixel_size_mm": 2.0,

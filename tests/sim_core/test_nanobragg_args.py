@@ -24,7 +24,7 @@ def test_basic_values_and_units():
     assert (c.crystal.Na, c.crystal.Nb, c.crystal.Nc) == (5, 5, 5)
     assert c.crystal.misset_deg == (1.0, 2.0, 3.0)
     assert c.crystal.mosaic_spread_deg == 0.3
-    assert c.crystal.phi_start_deg == 10 and c.crystal.osc_range_deg == 1
+    assert c.scan.phi_start_deg == 10 and c.scan.osc_range_deg == 1
     assert c.background.water_um == 5 and c.sampling.dmin_A == 2
     assert c.sampling.roi == (1, 10, 2, 20)
     assert c.crystal.cell.a_A == 50 and c.crystal.cell.gamma_deg == 90
@@ -173,7 +173,7 @@ def test_named_convention_after_vectors_replaces_them():
     p = parse("-spindle_axis", "0", "1", "0", "-twotheta_axis", "0", "0", "-1", "-mosflm")
     c = p.config
     assert c.detector.convention == "mosflm"
-    assert c.crystal.spindle_axis is None and c.detector.twotheta_axis is None
+    assert c.goniometer.spindle_axis is None and c.detector.twotheta_axis is None
     assert c.detector.twotheta_deg == 0.0  # still set from the axis' first component
     assert sum("is ignored" in w for w in p.warnings) == 2
 

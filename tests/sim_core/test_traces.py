@@ -143,7 +143,7 @@ def test_per_phi_lines(name):
     phi = [r for r in recs if r.family == "phi"]
     steps = exp.sampling.phi_steps
     blocks = [r for r in main if r.key == "hkl_frac"]
-    assert blocks and steps == len(exp.phi_values_rad)
+    assert blocks and steps == len(exp.scan.phi_values_rad)
     text_phi = [ln for ln in _trace_text(name).splitlines() if ln.startswith("TRACE_PY_PHI ")]
     assert len(text_phi) == len(blocks) * steps
     # one run of phi_tic = 0..steps-1 per block, after the block's F_cell line
@@ -160,7 +160,7 @@ def test_per_phi_lines(name):
             fc = by[(f"PHI[phi_tic={t}].F_cell", n)][0]
             assert math.isclose(by[(f"PHI[phi_tic={t}].I_term", n)][0], fc * fc * fl * fl,
                                 rel_tol=1e-13)  # %.15g rounding of the factors
-    for t, rad in enumerate(exp.phi_values_rad):
+    for t, rad in enumerate(exp.scan.phi_values_rad):
         degs = {r.values[0] for r in phi if r.key == f"PHI[phi_tic={t}].phi_deg"}
         assert len(degs) == 1 and math.isclose(degs.pop(), math.degrees(rad), abs_tol=1e-12)
 
