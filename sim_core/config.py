@@ -101,6 +101,18 @@ class StructureFactors(_Model):
     default_F: FiniteFloat = 0.0
     #: tricubic interpolation between reflections; auto turns it on for crystals of 2 cells or fewer
     interpolate: Literal["auto", "on", "off"] = "auto"
+    #: coordinate model (PDB or mmCIF) whose |F| are computed; the cell comes from it unless given
+    model_file: Optional[FileRef] = None
+    #: MTZ file and the label of its amplitude (or intensity) column; None: the first F column
+    mtz_file: Optional[FileRef] = None
+    mtz_column: Optional[Annotated[str, Field(min_length=1, max_length=64)]] = None
+    #: compute F from the model or MTZ to this resolution; None: as far as the detector reaches
+    dmin_F_A: Optional[PositiveFloat] = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "StructureFactors":
+        from .structure_sources import check_structure_sources
+        return check_structure_sources(self)
 
 
 class Beam(_Model):
@@ -271,9 +283,11 @@ class SimulationConfig(_Model):
 
     @model_validator(mode="after")
     def _complete(self) -> "SimulationConfig":
-        if self.crystal.cell is None and self.crystal.matrix_file is None:
-            raise ValueError("crystal: give a unit cell (crystal.cell) or an orientation matrix "
-                             "(crystal.matrix_file)")
+        sf = self.structure_factors
+        if self.crystal.cell is None and self.crystal.matrix_file is None and not (
+                sf.model_file or sf.mtz_file):
+            raise ValueError("crystal: give a unit cell (crystal.cell), an orientation matrix "
+                             "(crystal.matrix_file) or a model / MTZ file that has one")
         if self.detector.convention != "custom":
             for path, value in (("beam.beam_vector", self.beam.beam_vector),
                                 ("beam.polar_vector", self.beam.polar_vector),
@@ -281,9 +295,10 @@ class SimulationConfig(_Model):
                 if value is not None:
                     raise ValueError(f"{path} needs detector.convention='custom' (the "
                                      f"{self.detector.convention} convention sets its own axes)")
-        if self.structure_factors.hkl_file is None and self.structure_factors.default_F == 0:
-            raise ValueError("structure_factors: give an HKL file (structure_factors.hkl_file) or a "
-                             "non-zero structure_factors.default_F")
+        if not (sf.hkl_file or sf.model_file or sf.mtz_file) and sf.default_F == 0:
+            raise ValueError("structure_factors: give an HKL, model or MTZ file "
+                             "(structure_factors.hkl_file, model_file, mtz_file) or a non-zero "
+                             "structure_factors.default_F")
         return self
 
     # -- identity ---------------------------------------------------------------------------------
@@ -299,6 +314,8 @@ class SimulationConfig(_Model):
         refs = {
             "crystal.matrix_file": self.crystal.matrix_file,
             "structure_factors.hkl_file": self.structure_factors.hkl_file,
+            "structure_factors.model_file": self.structure_factors.model_file,
+            "structure_factors.mtz_file": self.structure_factors.mtz_file,
             "beam.source_file": self.beam.source_file,
             "detector.mask_file": self.detector.mask_file,
         }

@@ -76,7 +76,7 @@ class Experiment:
     seeds: dict
     #: the C program's generator state after the misset and mosaic draws (the noise continues it)
     rng: object = None
-    #: the HKL grid read from the structure-factor file (None without one)
+    #: the HKL grid read from the structure-factor file or computed from a model / MTZ file
     hkl_grid: object = None
     notes: list[str] = field(default_factory=list)
 
@@ -191,9 +191,15 @@ def choose_seed() -> int:
 
 
 def build_experiment(config: SimulationConfig, files: FileResolver | None = None, *,
-                     params: dict | None = None) -> Experiment:
-    """Resolve ``config`` into an :class:`Experiment` (float64, CPU; the engine moves it)."""
+                     params: dict | None = None, compute_F: bool = True) -> Experiment:
+    """Resolve ``config`` into an :class:`Experiment` (float64, CPU; the engine moves it).
+
+    ``compute_F=False`` reads a model or MTZ file and checks it against the experiment but leaves
+    its structure factors uncomputed (a submission check needs the shape and the counts only).
+    """
     from . import rng as crng
+    from .structure_input import check_cell, crystal_with_cell, experiment_table, \
+        open_structure_input
 
     files = files or local_files()
     notes: list[str] = []
@@ -208,9 +214,15 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
     lam_m = (wavelength_A.to(torch.float64) if isinstance(wavelength_A, torch.Tensor)
              else torch.tensor(float(wavelength_A), dtype=torch.float64)) * 1e-10
 
+    # a model or MTZ file gives the unit cell unless the config does
+    structure = open_structure_input(config, files)
+    cr = config.crystal
+    if structure is not None:
+        cr, cell_notes = crystal_with_cell(structure, cr)
+        notes.extend(cell_notes + structure.data.warnings)
+
     # random generators in the C program's order: misset, then mosaic domains (noise comes last)
     generator = crng.CRandom()
-    cr = config.crystal
     misset = None
     if cr.misset_random:
         seed = cr.misset_seed if cr.misset_seed is not None else choose_seed()
@@ -225,6 +237,8 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
     crystal = build_crystal(cr, wavelength_A, matrix=matrix, misset_rad=misset,
                             beam_size_mm=config.beam.beam_size_mm, params=params)
     notes.extend(crystal.notes)
+    if structure is not None:
+        check_cell(structure, config.crystal, tuple(crystal.cell_report["cell_A_deg"]))
 
     # oversampling from the crystal size, as nanoBragg chooses it
     rec = recommended_oversample(crystal.xtal_size_max_m, float(lam_m.detach()),
@@ -234,17 +248,6 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
         notes.append(f"oversample {oversample} is below the recommended {rec}: intensity may vary "
                      "significantly across a pixel")
 
-    # structure factors; interpolation decided on the flag-level crystal size as nanoBragg does
-    sf_cfg = config.structure_factors
-    grid = _read_hkl(files, sf_cfg.hkl_file, sf_cfg.default_F) if sf_cfg.hkl_file else None
-    sf = StructureFactorTable.from_grid(grid, sf_cfg.default_F)
-    if sf_cfg.interpolate == "auto":
-        interpolate = any(n <= 2 for n in crystal.N_flags)
-    else:
-        interpolate = sf_cfg.interpolate == "on"
-    if not sf.has_grid:
-        interpolate = False
-
     # sources
     if config.beam.source_file:
         from .io.sources import read_source_file
@@ -253,6 +256,23 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
     else:
         sources = generated_sources(sampling, det.beam, det.polar, det.vert, lam_m,
                                     round_div=config.beam.round_div)
+
+    # structure factors (a model's or MTZ file's for the reflections the detector reaches);
+    # interpolation decided on the flag-level crystal size as nanoBragg does
+    sf_cfg = config.structure_factors
+    if structure is not None:
+        grid, sf_notes = experiment_table(structure, config, crystal, det, sources, sampling,
+                                          compute=compute_F)
+        notes.extend(sf_notes)
+    else:
+        grid = _read_hkl(files, sf_cfg.hkl_file, sf_cfg.default_F) if sf_cfg.hkl_file else None
+    sf = StructureFactorTable.from_grid(grid, sf_cfg.default_F)
+    if sf_cfg.interpolate == "auto":
+        interpolate = any(n <= 2 for n in crystal.N_flags)
+    else:
+        interpolate = sf_cfg.interpolate == "on"
+    if not sf.has_grid:
+        interpolate = False
 
     # mosaic domains (the generator runs even for one domain, as in C)
     mosaic_seed = cr.mosaic_seed

@@ -32,7 +32,7 @@ from .errors import ArgumentError, ConfigError, InputFileError
 
 #: our own flags, in addition to the C program's
 EXTENSION_FLAGS = ("-dtype", "-device", "-phi_mode", "-trace_pixel", "-trace_file",
-                   "-memory_mb", "-compile")
+                   "-memory_mb", "-compile", "-model", "-mtz", "-mtz_column", "-dmin_F")
 
 
 @dataclass
@@ -63,6 +63,7 @@ _VALUE_FLAGS = {
     "-phi": ("crystal", "phi_start_deg", "num"), "-osc": ("crystal", "osc_range_deg", "num"),
     "-phistep": ("crystal", "phi_step_deg", "num"), "-phisteps": ("crystal", "phi_steps", "count"),
     "-default_F": ("structure_factors", "default_F", "num"),
+    "-dmin_F": ("structure_factors", "dmin_F_A", "num"),
     "-dispersion": ("beam", "dispersion_pct", "num"),
     "-dispsteps": ("beam", "dispersion_steps", "count"),
     "-hdivrange": ("beam", "hdiv_range_mrad", "num"), "-vdivrange": ("beam", "vdiv_range_mrad", "num"),
@@ -324,6 +325,15 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
         nonlocal hkl_given
         d.set("structure_factors", "hkl_file", tok.value(f, "a file name"))
         hkl_given = True
+
+    # ---- structure factors from a model (PDB / mmCIF) or an MTZ file ----------------------------
+    @flag("-model", "-mtz", "-mtz_column")
+    def _(f):
+        nonlocal hkl_given  # a model or an MTZ file replaces Fdump.bin as -hkl does
+        key = {"-model": "model_file", "-mtz": "mtz_file", "-mtz_column": "mtz_column"}[f]
+        d.set("structure_factors", key,
+              tok.value(f, "a column label" if f == "-mtz_column" else "a file name"))
+        hkl_given = hkl_given or f != "-mtz_column"
 
     @flag("-interpolate")
     def _(f):
@@ -601,6 +611,7 @@ def _suggest(a: str, handlers) -> str:
 def _inputs(d: _Draft) -> dict[str, str]:
     out = {}
     for section, key in (("crystal", "matrix_file"), ("structure_factors", "hkl_file"),
+                         ("structure_factors", "model_file"), ("structure_factors", "mtz_file"),
                          ("beam", "source_file"), ("detector", "mask_file")):
         v = d.cfg[section].get(key)
         if v:
@@ -722,6 +733,13 @@ def config_to_args(config: SimulationConfig, *, file_names: dict[str, str] | Non
         add("-phisteps", cr.phi_steps)
     if sf.hkl_file:
         add("-hkl", names.get(sf.hkl_file, sf.hkl_file))
+    for key, flag in (("model_file", "-model"), ("mtz_file", "-mtz")):
+        if getattr(sf, key):
+            add(flag, names.get(getattr(sf, key), getattr(sf, key)))
+    if sf.mtz_column:
+        add("-mtz_column", sf.mtz_column)
+    if sf.dmin_F_A is not None:
+        add("-dmin_F", sf.dmin_F_A)
     if sf.default_F != 0.0:
         add("-default_F", sf.default_F)
     if sf.interpolate != "auto":
