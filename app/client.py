@@ -30,12 +30,14 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = ("finished", "failed", "canceled")
 #: nanoBragg flags that name an input file -> the upload kind
 ARG_FILE_KINDS = {"-hkl": "hkl", "-mat": "matrix", "-sourcefile": "sources", "-mask": "mask",
-                  "-img": "mask"}
+                  "-img": "mask", "-model": "model", "-mtz": "mtz"}
 #: config fields that name an input file -> the upload kind
 OPTIONS = ("trace_pixels", "outputs", "device", "dtype", "label")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$")
 CONFIG_FILE_KINDS = {("crystal", "matrix_file"): "matrix", ("structure_factors", "hkl_file"): "hkl",
-                     ("beam", "source_file"): "sources", ("detector", "mask_file"): "mask"}
+                     ("beam", "source_file"): "sources", ("detector", "mask_file"): "mask",
+                     ("structure_factors", "model_file"): "model",
+                     ("structure_factors", "mtz_file"): "mtz"}
 
 
 class ClientError(Exception):

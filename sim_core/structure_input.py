@@ -57,7 +57,8 @@ class StructureInput:
 
     @property
     def name(self) -> str:
-        return os.path.basename(self.data.path)
+        """The file as the reader saw it (the service maps its store paths to upload names)."""
+        return self.data.path
 
     def describe(self) -> str:
         what = (f"{self.data.atoms} atoms" if self.kind == "model"

@@ -20,7 +20,7 @@ from ..store import safe_name
 
 router = APIRouter(tags=["files"])
 
-KINDS = ("hkl", "matrix", "sources", "mask")
+KINDS = ("hkl", "matrix", "sources", "mask", "model", "mtz")
 #: room for the multipart boundaries and the other fields around the file
 FORM_OVERHEAD = 64 * 1024
 
@@ -31,7 +31,8 @@ _UPLOAD_BODY = {
             "file": {"type": "string", "format": "binary"},
             "kind": {"type": "string", "enum": list(KINDS),
                      "description": "hkl: 'h k l F' lines (or an Fdump.bin); matrix: MOSFLM A "
-                                    "matrix; sources: 'X Y Z weight lambda' lines; mask: SMV image"},
+                                    "matrix; sources: 'X Y Z weight lambda' lines; mask: SMV image; "
+                                    "model: PDB or mmCIF coordinates; mtz: MTZ reflections"},
         }},
         "examples": {"hkl": {"summary": "an HKL file",
                              "value": {"file": "(P1.hkl bytes)", "kind": "hkl"}}},
@@ -47,8 +48,14 @@ def _is_fdump(path) -> bool:
     return len(parts) == 6 and all(p.lstrip(b"-").isdigit() for p in parts)
 
 
-def check_input(path, kind: str) -> None:
-    """Read the file as the simulator will; raises InputFileError naming the line."""
+def check_input(path, kind: str) -> dict | None:
+    """Read the file as the simulator will; raises InputFileError naming the line (or column).
+
+    Models and MTZ files return a summary for the upload's answer.
+    """
+    if kind in ("model", "mtz"):
+        from ..structure_uploads import check_model, check_mtz
+        return (check_model if kind == "model" else check_mtz)(path)
     if kind == "hkl":
         from sim_core.io.hkl import read_fdump, read_hkl
         (read_fdump if _is_fdump(path) else read_hkl)(path)
@@ -96,28 +103,34 @@ def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> 
         if size == 0:
             raise invalid_field("file", "the file is empty")
         try:
-            check_input(tmp, kind)
+            summary = check_input(tmp, kind)
         except InputFileError as exc:
             message = str(exc).replace(str(tmp), name)
             err = {"field": "file", "message": message}
             if exc.line is not None:
                 err["line"] = exc.line
+            if exc.column is not None:
+                err["column"] = exc.column
             raise ApiError(422, f"{name} is not a valid {kind} file", errors=[err]) from None
         digest = h.hexdigest()
         ctx.store.put_input(tmp, digest)
         rec = ctx.records.put_file(owner, digest, name, size, kind)
-        return {"id": rec["id"], "name": name, "size": size, "kind": kind}
+        out = {"id": rec["id"], "name": name, "size": size, "kind": kind}
+        if summary is not None:
+            out["summary"] = summary
+        return out
     finally:
         if tmp.exists():
             os.unlink(tmp)
 
 
 @router.post("/v1/files", status_code=201, response_model=FileRecord,
-             summary="Upload an input file (HKL, MOSFLM matrix, source list, SMV mask)",
+             summary="Upload an input file (HKL, matrix, sources, mask, model, MTZ)",
              responses=error_responses(401, 422), openapi_extra={"requestBody": _UPLOAD_BODY})
 async def upload_file(request: Request, owner: str = Depends(current_owner)):
     """Stores the bytes under their sha256. The same bytes give the same id. The file is read as
-    its ``kind`` on upload: a malformed file is 422 naming the line."""
+    its ``kind`` on upload: a malformed file is 422 naming the line (or the MTZ column); a model or
+    MTZ file is answered with a summary (cell, space group, atoms or reflections)."""
     ctx = request.app.state.ctx
     limit = ctx.settings.max_upload_bytes
     length = request.headers.get("content-length")

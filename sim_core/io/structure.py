@@ -121,7 +121,7 @@ def _check_pdb_atoms(name: str, text: str) -> list[str]:
                              line=len(lines))
     warnings = []
     if not any(x.startswith("END") and x[3:].strip() == "" for x in lines[-3:]):
-        warnings.append(f"{os.path.basename(name)} has no END record: check that it is complete")
+        warnings.append(f"{name} has no END record: check that it is complete")
     for number, line in enumerate(lines, start=1):
         if not line.startswith(("ATOM  ", "HETATM")):
             continue
@@ -191,7 +191,7 @@ def read_model(path: PathLike) -> ModelFile:
         raise InputFileError(f"{name}" + (f" line {line}" if line else "")
                              + f": unknown space group '{st.spacegroup_hm}'", path=name, line=line)
     if len(st) > 1:
-        warnings.append(f"{os.path.basename(name)} holds {len(st)} models: the first is used")
+        warnings.append(f"{name} holds {len(st)} models: the first is used")
         while len(st) > 1:
             del st[len(st) - 1]
     if any(not op.given for op in st.ncs):
@@ -233,8 +233,11 @@ def _list_columns(columns) -> str:
     return ", ".join(f"{lab} ({t})" for lab, t in columns if t != "H")
 
 
-def read_mtz(path: PathLike, column: str | None = None) -> MtzFile:
+def read_mtz(path: PathLike, column: str | None = None, *,
+             intensities_too: bool = False) -> MtzFile:
     """Read the amplitudes of ``column`` (default: the first column of type F) from an MTZ file.
+
+    ``intensities_too`` lets a file without amplitudes default to its first intensity column.
 
     Raises:
         InputFileError: missing, truncated or corrupt file; no cell; unknown space group; no such
@@ -253,17 +256,20 @@ def read_mtz(path: PathLike, column: str | None = None) -> MtzFile:
         raise InputFileError(f"{name}: unknown space group '{mtz.spacegroup_name}' (SYMINF record)",
                              path=name)
     warnings: list[str] = []
-    base = os.path.basename(name)
     if column is None:
-        picked = next((c for c in mtz.columns if c.type == "F"), None)
+        usable = ("F", "J", "K") if intensities_too else ("F",)
+        picked = next((c for t in usable for c in mtz.columns if c.type == t), None)
         if picked is None:
-            raise InputFileError(f"{name}: no amplitude column (type F); the file has "
+            wanted = "amplitude or intensity column (type F or J)" if intensities_too \
+                else "amplitude column (type F)"
+            raise InputFileError(f"{name}: no {wanted}; the file has "
                                  f"{_list_columns(columns) or 'no data columns'}"
                                  + ("; name an intensity column to use it" if any(
                                      t in INTENSITY_TYPES for _, t in columns) else ""),
                                  path=name)
-        warnings.append(f"{base}: amplitudes from column {picked.label}, the first amplitude "
-                        "column (choose another with mtz_column / -mtz_column)")
+        which = "amplitude" if picked.type == "F" else "intensity"
+        warnings.append(f"{name}: data from column {picked.label}, the first {which} column "
+                        "(choose another with mtz_column / -mtz_column)")
     else:
         picked = next((c for c in mtz.columns if c.label == column), None)
         if picked is None:
@@ -284,10 +290,10 @@ def read_mtz(path: PathLike, column: str | None = None) -> MtzFile:
     if picked.type in INTENSITY_TYPES:
         negative = int((values < 0).sum())
         values = np.sqrt(np.maximum(values, 0.0))
-        warnings.append(f"{base}: column {picked.label} holds intensities: F = sqrt(max(I, 0))"
+        warnings.append(f"{name}: column {picked.label} holds intensities: F = sqrt(max(I, 0))"
                         + (f" ({negative} negative intensities set to 0)" if negative else ""))
     if picked.type == "G":
-        warnings.append(f"{base}: column {picked.label} is one hand of an anomalous pair; its "
+        warnings.append(f"{name}: column {picked.label} is one hand of an anomalous pair; its "
                         "Friedel mates get the same amplitude")
     reso = (float(mtz.resolution_low()), float(mtz.resolution_high())) if len(data) else (0.0, 0.0)
     return MtzFile(path=name, cell=_cell_tuple(cell), spacegroup=mtz.spacegroup.hm,

@@ -134,7 +134,7 @@ def test_mtz_in_p43212_renders_like_the_equivalent_p1_hkl_file(tmp_path):
         a = _render(tmp_path, mtz_file="data.mtz", interpolate="off", **extra)
         b = _render(tmp_path, CELL, hkl_file="P1.hkl", interpolate="off", **extra)
         assert a.image.max() > 0 and np.array_equal(a.image, b.image)
-    assert any("amplitudes from column FP" in n for n in a.experiment.notes)
+    assert any("data from column FP, the first amplitude column" in n for n in a.experiment.notes)
 
 
 def test_intensity_column_is_converted_with_a_warning(tmp_path):
