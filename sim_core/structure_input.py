@@ -7,9 +7,10 @@ from the file's by more than 0.5 % in any length or angle is an error naming bot
 
 ``resolution_needed`` says which reflections the render can reach: every one with
 ``1/d <= q_cut``, where ``q_cut`` is the largest |q| of any pixel corner for any source
-(:mod:`sim_core.reach`), plus two reciprocal cells in each direction (the tricubic interpolation's
-neighbourhood), rounded up to a 1 % step so that renders of similar geometry share a table; or
-exactly ``1 / dmin_F_A`` when the config gives it.
+(:mod:`sim_core.reach`), plus 1 % and half a reciprocal cell in each direction (the nearest node),
+or two cells when the render may interpolate (the tricubic neighbourhood), rounded up to a 1 % step
+so that renders of similar geometry share a table; or exactly ``1 / dmin_F_A`` when the config
+gives it.
 
 ``structure_table`` computes the P1 table (:mod:`sim_core.fcalc`) once per (file sha256, column,
 cell, q_cut, default_F) and keeps the most recent tables in a cache bounded in bytes, so a warm
@@ -142,9 +143,13 @@ def reciprocal_lengths(cell: Cell) -> np.ndarray:
     return np.sqrt(np.diag(reciprocal_metric(cell)))
 
 
-def resolution_needed(config: SimulationConfig, cell: Cell, detector, sources, sampling
-                      ) -> tuple[float, str]:
-    """``q_cut`` (1/Angstrom) and how it was chosen (for the notes)."""
+def resolution_needed(config: SimulationConfig, cell: Cell, detector, sources, sampling,
+                      interpolating: bool = True) -> tuple[float, str]:
+    """``q_cut`` (1/Angstrom) and how it was chosen (for the notes).
+
+    The margin beyond the detector's reach is half a reciprocal cell in each direction for the
+    nearest-node lookup, two for the tricubic interpolation's neighbourhood.
+    """
     dmin_F = config.structure_factors.dmin_F_A
     if dmin_F:
         return 1.0 / dmin_F, f"dmin_F {dmin_F:g} A"
@@ -153,7 +158,7 @@ def resolution_needed(config: SimulationConfig, cell: Cell, detector, sources, s
     thick = sampling.thickness
     depth = max(thick.range, thick.step * max(thick.steps - 1, 0))
     q = max_q_inv_A(detector, sources, depth, config.sampling.dmin_A)
-    q_cut = q * 1.01 + 2.0 * float(reciprocal_lengths(cell).sum())
+    q_cut = q * 1.01 + (2.0 if interpolating else 0.5) * float(reciprocal_lengths(cell).sum())
     q_cut = 1.01 ** math.ceil(math.log(q_cut) / math.log(1.01))
     return q_cut, f"the detector reaches {1 / q:.3g} A" if q > 0 else "the detector"
 
@@ -222,7 +227,9 @@ def experiment_table(inp: StructureInput, config: SimulationConfig, crystal, det
     from .fcalc import check_box
 
     cell = tuple(float(x) for x in crystal.cell_report["cell_A_deg"])
-    q_cut, why = resolution_needed(config, cell, detector, sources, sampling)
+    mode = config.structure_factors.interpolate
+    interpolating = mode == "on" or (mode == "auto" and any(n <= 2 for n in crystal.N_flags))
+    q_cut, why = resolution_needed(config, cell, detector, sources, sampling, interpolating)
     try:
         if not compute:
             check_box(cell, q_cut, inp.data.path)

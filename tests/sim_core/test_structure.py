@@ -102,7 +102,7 @@ def test_pdb_and_mmcif_of_one_model_give_the_same_image(model_files):
     a = _render(pdb.parent, model_file=pdb.name)
     b = _render(pdb.parent, model_file=cif.name)
     assert a.image.max() > 0 and np.array_equal(a.image, b.image)
-    assert "unit cell from m.pdb: 40 40 30 90 90 90 (P 43 21 2)" in a.experiment.notes
+    assert f"unit cell from {pdb}: 40 40 30 90 90 90 (P 43 21 2)" in a.experiment.notes
 
 
 @pytest.mark.parametrize("sg", ["P 43 21 2", "C 1 2 1", "P 61 2 2"])
@@ -189,10 +189,14 @@ def test_table_covers_what_the_detector_reaches(model_files):
     # the corner of the detector: 24 mm off the beam in both directions, 60 mm away
     two_theta = math.atan(math.hypot(24, 24) / 60)
     q_corner = 2 * math.sin(two_theta / 2) / 1.0
-    grid = exp.hkl_grid
-    assert grid.h_max >= q_corner * 40 + 2 and grid.l_max >= q_corner * 30 + 2
+    grid = exp.hkl_grid  # the nearest node of any point is within half a cell
+    assert grid.h_max >= q_corner * 40 + 0.5 and grid.l_max >= q_corner * 30 + 0.5
     note = next(n for n in exp.notes if n.startswith("structure factors"))
     assert f"the detector reaches {1 / q_corner:.3g} A" in note
+    interpolating = build_experiment(_config(model_file=pdb.name, interpolate="on"),
+                                     local_files(pdb.parent))
+    grid = interpolating.hkl_grid  # tricubic needs two nodes beyond the point on every axis
+    assert grid.h_max >= q_corner * 40 + 2 and grid.l_max >= q_corner * 30 + 2
     limited = build_experiment(_config(model_file=pdb.name, dmin_F_A=5.0),
                                local_files(pdb.parent))
     g = limited.hkl_grid
