@@ -8,7 +8,8 @@ Models: the electron density of all atoms (IT92 form factors, isotropic or aniso
 the asymmetric unit expanded by the space group) is put on a grid by gemmi's DensityCalculatorX and
 Fourier transformed. The grid oversamples the highest resolution 1.5 times and every atom is blurred
 by the same extra B (refmac's choice), which is divided out afterwards; |F| then agrees with direct
-summation to about 3e-5 RMS. No bulk solvent is modelled.
+summation to about 3e-5 RMS. No bulk solvent is modelled. F(000), which would fall on the direct
+beam (not modelled by nanoBragg), keeps ``default_F`` as in an HKL file made by CCP4's sfall.
 
 MTZ: every reflection of the column is copied to all its symmetry mates h·R and their Friedel
 mates -h·R (amplitudes are the same; only phases would change).
@@ -51,7 +52,7 @@ def check_box(cell: Cell, q_cut: float, name: str) -> np.ndarray:
 
 
 def _within(cell: Cell, q_cut: float, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (n, 3) of every reflection with 1/d <= q_cut, and their 1/d^2."""
+    """Indices (n, 3) of every reflection with 0 < 1/d <= q_cut, and their 1/d^2."""
     Gs = reciprocal_metric(cell)
     lim = check_box(cell, q_cut, name)
     k, l = np.meshgrid(np.arange(-lim[1], lim[1] + 1), np.arange(-lim[2], lim[2] + 1),
@@ -61,7 +62,7 @@ def _within(cell: Cell, q_cut: float, name: str) -> tuple[np.ndarray, np.ndarray
     parts, s2s = [], []
     for h in range(-lim[0], lim[0] + 1):  # one slab at a time keeps the memory to the sphere
         s2 = h * h * Gs[0, 0] + 2 * h * (kl @ Gs[0, 1:]) + kl_s2
-        keep = s2 <= q_cut * q_cut * (1 + 1e-12)
+        keep = (s2 <= q_cut * q_cut * (1 + 1e-12)) & (s2 > 0)
         parts.append(np.column_stack((np.full(int(keep.sum()), h), kl[keep])))
         s2s.append(s2[keep])
     return np.concatenate(parts), np.concatenate(s2s)
