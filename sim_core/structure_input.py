@@ -20,7 +20,6 @@ process (a job worker, ``nanobragg-server``) computes a series' table once.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
 import threading
@@ -36,6 +35,7 @@ from .config import Crystal, SimulationConfig, UnitCell
 from .errors import ConfigError, InputFileError
 from .io.hkl import HklGrid
 from .io.structure import Cell, ModelFile, MtzFile, read_model, read_mtz
+from .io.textfile import sha256_file
 
 #: the largest relative difference between a given cell and the file's
 CELL_TOLERANCE = 0.005
@@ -67,18 +67,10 @@ class StructureInput:
         return f"{self.name} ({self.data.spacegroup}, {what})"
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @functools.lru_cache(maxsize=4)
 def _read(path: str, mtime_ns: int, size: int, kind: str, column: str | None):
     data = read_model(path) if kind == "model" else read_mtz(path, column)
-    return data, _sha256(path)
+    return data, sha256_file(path)
 
 
 def open_structure_input(config: SimulationConfig, files: Callable[[str], Path]
