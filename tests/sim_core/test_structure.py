@@ -206,6 +206,26 @@ def test_table_covers_what_the_detector_reaches(model_files):
     assert np.all(F[s2 > 1 / 25 + 1e-9] == 0) and np.all(F[(s2 <= 1 / 25) & (s2 > 0)] > 0)
 
 
+@pytest.mark.parametrize("interpolate", ["off", "on"])
+def test_the_reached_table_renders_like_a_much_larger_one(model_files, interpolate):
+    _, pdb, _ = model_files
+
+    def render(**sf):
+        # turned 45 degrees about the beam, c* points at a corner of the detector: the corner
+        # pixels reach the edge of the table along l
+        cfg = _config(model_file=pdb.name, interpolate=interpolate, **sf)
+        cfg.crystal.misset_deg = (45.0, 0.0, 0.0)
+        return simulate(cfg, local_files(pdb.parent))
+
+    reached, larger = render(), render(dmin_F_A=1.0)
+    assert reached.experiment.hkl_grid.count < 0.6 * larger.experiment.hkl_grid.count
+    # no point of the render left the table (the tricubic fallback would have said so)
+    assert reached.stats.sequence.interp_trigger == larger.stats.sequence.interp_trigger
+    # the tables differ only by the FFT's rounding (their grids differ): no reflection is missing
+    np.testing.assert_allclose(reached.image, larger.image, rtol=2e-4,
+                               atol=2e-4 * float(larger.image.max()))
+
+
 def test_tables_are_computed_once_per_file_cell_and_resolution(model_files):
     _, pdb, _ = model_files
     TABLES.clear()
