@@ -11,10 +11,11 @@ from typing import Annotated, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim_core.config import SimulationConfig
+from sim_core.inputs import KINDS
 
 NonNeg = Annotated[int, Field(ge=0)]
 Pixel = tuple[NonNeg, NonNeg]
-Output = Literal["float", "smv", "noise", "png"]
+Output = Literal["float", "smv", "noise", "png", "hkl"]
 Status = Literal["queued", "running", "finished", "failed", "canceled"]
 DEFAULT_OUTPUTS: list[str] = ["float", "smv", "png"]
 
@@ -33,7 +34,9 @@ class FileRecord(BaseModel):
     id: str = Field(description="'sha256:<hex>' of the bytes: the same bytes give the same id")
     name: str
     size: int
-    kind: Literal["hkl", "matrix", "sources", "mask"]
+    kind: Literal[tuple(KINDS)]  # the upload kinds of sim_core.inputs
+    summary: Optional[dict] = Field(
+        None, description="model and mtz uploads: cell, space group, atoms or reflections")
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"id": EXAMPLE_FILE_ID, "name": "P1.hkl", "size": 312504, "kind": "hkl"}]})
 
@@ -59,7 +62,8 @@ class JobSubmission(BaseModel):
     trace_pixels: list[Pixel] = Field(default_factory=list,
                                       description="(slow, fast) pixels to trace")
     outputs: list[Output] = Field(default_factory=lambda: list(DEFAULT_OUTPUTS),
-                                  description="image files to write")
+                                  description="files to write: images, and 'hkl' the P1 structure "
+                                              "factors of a model or MTZ file")
     device: Optional[Literal["auto", "cpu", "cuda"]] = None
     dtype: Optional[Literal["float64", "float32"]] = None
     label: Optional[Annotated[str, Field(max_length=200)]] = None

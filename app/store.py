@@ -14,7 +14,6 @@ this class by implementing the same methods (``input_path`` would then download 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -24,6 +23,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import BinaryIO
 
+from sim_core.io.textfile import sha256_file
+
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _JOB = re.compile(r"^[0-9a-zA-Z_-]{1,64}$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$")
@@ -32,14 +33,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$")
 def safe_name(name: str) -> bool:
     """A plain file name: no directories, no leading dot."""
     return bool(_NAME.match(name)) and ".." not in name
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256sum_text(entries) -> str:

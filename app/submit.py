@@ -34,7 +34,7 @@ from .store import safe_name
 
 _ID = re.compile(r"^sha256:([0-9a-f]{64})$")
 OUTPUT_FILES = {"float": "floatimage.bin", "smv": "intimage.img", "noise": "noiseimage.img",
-                "png": "preview.png"}
+                "png": "preview.png", "hkl": "structure_factors.hkl"}
 
 
 @dataclass
@@ -168,26 +168,34 @@ def _check_trace_pixels(settings, pixels, shape, field_name: str) -> None:
         raise invalid(errs)
 
 
-def _experiment(ctx, cfg: SimulationConfig, form: str, argv: list[str] | None = None):
+def _experiment(ctx, cfg: SimulationConfig, form: str, names: dict[str, str],
+                argv: list[str] | None = None):
     from sim_core.experiment import build_experiment  # imports torch
 
     def resolve(ref: str) -> Path:
         return ctx.store.input_path(parse_file_id(ref))
 
-    try:
-        return build_experiment(cfg, resolve)
+    try:  # a model's or MTZ file's structure factors are left to the worker
+        return build_experiment(cfg, resolve, compute_F=False)
     except (ConfigError, InputFileError) as exc:
         if form == "nanobragg_args":
             where = _arg_field(argv or [], exc)
             flag = argv[int(where.rsplit(".", 1)[1])] if "." in where else None
-            named = [x for x in (flag, exc.field) if x and x not in str(exc)]
-            if named:
-                exc = type(exc)(f"{' / '.join(named)}: {exc}", field=exc.field)
+            which = [x for x in (flag, exc.field) if x and x not in str(exc)]
+            if which:
+                exc = type(exc)(f"{' / '.join(which)}: {exc}", field=exc.field)
         else:
             where = f"config.{exc.field}" if exc.field else "config"
-        raise invalid_field(where, _unpath(ctx, str(exc))) from None
+        raise invalid_field(where, named(_unpath(ctx, str(exc)), names)) from None
     except SimCoreError as exc:
         raise invalid_field(form, str(exc)) from None
+
+
+def named(message: str, names: dict[str, str]) -> str:
+    """``message`` with uploaded ids replaced by the names the job gives its files."""
+    for ref, name in names.items():
+        message = message.replace(ref, name)
+    return message
 
 
 def _unpath(ctx, message: str) -> str:
@@ -211,6 +219,9 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     if sub.dtype:
         run.dtype = sub.dtype
     outputs = [o for o in OUTPUT_FILES if o in set(sub.outputs)]
+    if "hkl" in outputs and not (cfg.structure_factors.model_file or cfg.structure_factors.mtz_file):
+        raise invalid_field("outputs", "'hkl' writes the P1 structure factors of a model or MTZ "
+                                       "file; the job has neither")
     out = cfg.outputs
     out.float_file = OUTPUT_FILES["float"]
     out.int_file = OUTPUT_FILES["smv"] if "smv" in outputs else None
@@ -219,7 +230,7 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     _check_pixels(settings, _pixels_estimate(cfg))
     from sim_core.simulate import with_seeds  # imports torch
     cfg = with_seeds(cfg)
-    exp = _experiment(ctx, cfg, form, sub.nanobragg_args)
+    exp = _experiment(ctx, cfg, form, names, sub.nanobragg_args)
     shape = tuple(int(x) for x in exp.shape)
     _check_pixels(settings, shape[0] * shape[1])
     _check_trace_pixels(settings, run.trace_pixels, shape,
@@ -230,7 +241,7 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
         raise limit_exceeded(form, "max_evaluations", evaluations, settings.max_evaluations,
                              "the job's evaluations (pixels x subpixels x layers x sources x phi "
                              "steps x mosaic domains)")
-    warnings += [f"note: {n}" for n in exp.notes]
+    warnings += [f"note: {named(_unpath(ctx, n), names)}" for n in exp.notes]
     return PreparedJob(config=cfg, file_names=names, outputs=outputs, shape=shape,
                        evaluations=evaluations, warnings=warnings)
 

@@ -110,8 +110,9 @@ def run(argv: list[str], cancel=None) -> int:
         print(f"note: {note}", file=sys.stderr)
     report = write_nanobragg_files(result, ".")
     wrote = [f"{p} ({kind})" for kind, p in report.paths.items()]
-    hkl = config.structure_factors.hkl_file
-    if hkl and not is_fdump(Path(hkl)) and result.experiment.hkl_grid is not None:
+    sf = config.structure_factors
+    from_text = sf.hkl_file and not is_fdump(Path(sf.hkl_file))
+    if (from_text or sf.model_file or sf.mtz_file) and result.experiment.hkl_grid is not None:
         from .io.hkl import write_fdump
         write_fdump("Fdump.bin", result.experiment.hkl_grid)
         wrote.append("Fdump.bin (structure factor cache)")

@@ -282,6 +282,18 @@ class StructureFactors(_Model):
     default_F: Num(ge=-1e12, le=1e12) = 0.0
     #: tricubic interpolation between reflections; auto turns it on for crystals of 2 cells or fewer
     interpolate: Literal["auto", "on", "off"] = "auto"
+    #: coordinate model (PDB or mmCIF) whose |F| are computed; the cell comes from it unless given
+    model_file: Optional[FileRef] = None
+    #: MTZ file and the label of its amplitude (or intensity) column; None: the first F column
+    mtz_file: Optional[FileRef] = None
+    mtz_column: Optional[Annotated[str, Field(min_length=1, max_length=64)]] = None
+    #: compute F from the model or MTZ to this resolution; None: as far as the detector reaches
+    dmin_F_A: Optional[Num(ge=1e-3, le=1e6)] = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "StructureFactors":
+        from .structure_sources import check_structure_sources
+        return check_structure_sources(self)
 
 
 class Sampling(_Model):
@@ -405,14 +417,17 @@ class SimulationConfig(_Model):
 
     @model_validator(mode="after")
     def _complete(self) -> "SimulationConfig":
-        if self.crystal.cell is None and self.crystal.matrix_file is None:
-            raise FieldError("crystal", "give a unit cell (crystal.cell) or an orientation matrix "
-                                        "(crystal.matrix_file)")
+        sf = self.structure_factors
+        if self.crystal.cell is None and self.crystal.matrix_file is None and not (
+                sf.model_file or sf.mtz_file):
+            raise FieldError("crystal", "give a unit cell (crystal.cell), an orientation matrix "
+                                        "(crystal.matrix_file) or a model / MTZ file that has one")
         for path, message in frame_errors(self):
             raise FieldError(path, message)
-        if self.structure_factors.hkl_file is None and self.structure_factors.default_F == 0:
-            raise FieldError("structure_factors", "give an HKL file (structure_factors.hkl_file) "
-                                                  "or a non-zero structure_factors.default_F")
+        if not (sf.hkl_file or sf.model_file or sf.mtz_file) and sf.default_F == 0:
+            raise FieldError("structure_factors", "give an HKL, model or MTZ file "
+                                                  "(structure_factors.hkl_file, model_file, "
+                                                  "mtz_file) or a non-zero structure_factors.default_F")
         return self
 
     @property

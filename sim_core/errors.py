@@ -39,13 +39,17 @@ class ArgumentError(SimCoreError):
 
 
 class InputFileError(SimCoreError):
-    """An input file (HKL, matrix, source list, mask) that is missing or malformed."""
+    """An input file (HKL, matrix, source list, mask, model, MTZ) that is missing or malformed.
+
+    ``line`` locates the problem in a text file, ``column`` names the MTZ column concerned.
+    """
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 field: str | None = None):
+                 field: str | None = None, column: str | None = None):
         super().__init__(message, field=field)
         self.path = path
         self.line = line
+        self.column = column
 
 
 class DeviceError(SimCoreError):

@@ -118,7 +118,7 @@ class Experiment:
     seeds: dict
     #: the C program's generator state after the misset and mosaic draws (the noise continues it)
     rng: object = None
-    #: the HKL grid read from the structure-factor file (None without one)
+    #: the HKL grid read from the structure-factor file or computed from a model / MTZ file
     hkl_grid: object = None
     notes: list[str] = field(default_factory=list)
 
@@ -268,10 +268,20 @@ def _misset(config: SimulationConfig, generator, seeds: dict, notes: list[str]):
     return None
 
 
-def _structure_factors(config: SimulationConfig, files: FileResolver, crystal: CrystalGeometry):
-    """(table, interpolate, grid); interpolation decided on the flag-level crystal size, as in C."""
+def _structure_factors(config: SimulationConfig, files: FileResolver, crystal: CrystalGeometry,
+                       structure, det: DetectorGeometry, beam: Beam, sampling: ResolvedSampling,
+                       compute: bool, notes: list[str]):
+    """(table, interpolate, grid): an HKL file's, or a model's or MTZ file's for the reflections
+    the detector reaches; interpolation decided on the flag-level crystal size, as in C."""
+    from .structure_input import experiment_table
+
     sf_cfg = config.structure_factors
-    grid = _read_hkl(files, sf_cfg.hkl_file, sf_cfg.default_F) if sf_cfg.hkl_file else None
+    if structure is not None:
+        grid, sf_notes = experiment_table(structure, config, crystal, det, beam, sampling,
+                                          compute=compute)
+        notes.extend(sf_notes)
+    else:
+        grid = _read_hkl(files, sf_cfg.hkl_file, sf_cfg.default_F) if sf_cfg.hkl_file else None
     sf = StructureFactorTable.from_grid(grid, sf_cfg.default_F)
     if sf_cfg.interpolate == "auto":
         interpolate = any(n <= 2 for n in crystal.N_flags)
@@ -317,9 +327,14 @@ def _roi(config: SimulationConfig, shape: tuple[int, int]) -> tuple[int, int, in
 
 
 def build_experiment(config: SimulationConfig, files: FileResolver | None = None, *,
-                     params: dict | None = None) -> Experiment:
-    """Resolve ``config`` into an :class:`Experiment` (float64, CPU; the engine moves it)."""
+                     params: dict | None = None, compute_F: bool = True) -> Experiment:
+    """Resolve ``config`` into an :class:`Experiment` (float64, CPU; the engine moves it).
+
+    ``compute_F=False`` reads a model or MTZ file and checks it against the experiment but leaves
+    its structure factors uncomputed (a submission check needs the shape and the counts only).
+    """
     from . import rng as crng
+    from .structure_input import check_cell, crystal_with_cell, open_structure_input
 
     if config.scan.images != 1:
         raise ConfigError(f"scan.images: a series of {config.scan.images} images is not rendered "
@@ -339,14 +354,22 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
     lam_m = (wavelength_A.to(torch.float64) if isinstance(wavelength_A, torch.Tensor)
              else torch.tensor(float(wavelength_A), dtype=torch.float64)) * 1e-10
 
+    # a model or MTZ file gives the unit cell unless the config does
+    structure = open_structure_input(config, files)
+    cr = config.crystal
+    if structure is not None:
+        cr, cell_notes = crystal_with_cell(structure, cr)
+        notes.extend(cell_notes + structure.data.warnings)
+
     # random generators in the C program's order: misset, then mosaic domains (noise comes last)
     generator = crng.CRandom()
     misset = _misset(config, generator, seeds, notes)
-    cr = config.crystal
     matrix = _read_matrix(files, cr.matrix_file) if cr.matrix_file else None
     crystal = build_crystal(cr, wavelength_A, matrix=matrix, misset_rad=misset,
                             beam_size_mm=config.beam.beam_size_mm, params=params)
     notes.extend(crystal.notes)
+    if structure is not None:
+        check_cell(structure, config.crystal, tuple(crystal.cell_report["cell_A_deg"]))
 
     # oversampling from the crystal size, as nanoBragg chooses it
     rec = recommended_oversample(crystal.xtal_size_max_m, float(lam_m.detach()),
@@ -356,8 +379,9 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
         notes.append(f"oversample {oversample} is below the recommended {rec}: intensity may vary "
                      "significantly across a pixel")
 
-    sf, interpolate, grid = _structure_factors(config, files, crystal)
     beam = build_beam(config, frame, sampling, lam_m, files)
+    sf, interpolate, grid = _structure_factors(config, files, crystal, structure, det, beam,
+                                               sampling, compute_F, notes)
     cell, fresh, umats = _orientations(config, crystal, goniometer, scan, sampling, generator,
                                        seeds)
     I_bg = water_background(config.background.water_um * 1e-6, beam.fluence)

@@ -390,7 +390,7 @@ def _ignored(names: tuple[str, ...], nargs: int, note: str, what: str = "") -> F
 
 
 _NO_EFFECT = "{flag} has no effect on the image (nanoBragg only reports it)"
-_FILE_ROWS = [Flag(f.flag, (f.field,), "file") for f in INPUT_FILES]
+_FILE_ROWS = [Flag(f.flag, (f.field,), "file", ours=f.ours) for f in INPUT_FILES]
 _FILE_ROW = {r.name: r for r in _FILE_ROWS}
 
 FLAGS: tuple[Flag, ...] = (
@@ -527,6 +527,12 @@ FLAGS: tuple[Flag, ...] = (
     Flag("-trace_pixel", ("run.trace_pixels",), "int", nargs=2, read=read_trace_pixel,
          write=write_trace_pixels, ours=True),
     Flag("-trace_file", (), "str", read=read_into_draft("trace_file"), writes=False, ours=True),
+    # structure factors computed from a coordinate model or read from an MTZ file
+    _FILE_ROW["-model"],
+    _FILE_ROW["-mtz"],
+    Flag("-mtz_column", ("structure_factors.mtz_column",), "str", ours=True,
+         what="a column label"),
+    Flag("-dmin_F", ("structure_factors.dmin_F_A",), ours=True),
 )
 
 FLAGS_BY_NAME: dict[str, Flag] = {n: row for row in FLAGS for n in row.names}

@@ -47,6 +47,17 @@ def _read_smv(path):
     return read_smv(path)
 
 
+def _read_model(path):
+    from .io.structure import read_model
+    return read_model(path)
+
+
+def _read_mtz(path):
+    # an intensity column is taken too (converted to amplitudes with a warning when used)
+    from .io.structure import read_mtz
+    return read_mtz(path, intensities_too=True)
+
+
 @dataclass(frozen=True)
 class InputFile:
     #: the config field that holds the file's reference
@@ -59,6 +70,10 @@ class InputFile:
     read: Callable
     #: what the file holds, for the API's documentation
     about: str
+    #: one of our own flags, not the C program's
+    ours: bool = False
+    #: the upload's answer carries the read file's ``summary()`` (cell, space group, counts)
+    summarized: bool = False
 
 
 INPUT_FILES: tuple[InputFile, ...] = (
@@ -68,6 +83,10 @@ INPUT_FILES: tuple[InputFile, ...] = (
     InputFile("beam.source_file", "-sourcefile", "sources", _read_sources,
               "'X Y Z weight lambda' lines"),
     InputFile("detector.mask_file", "-mask", "mask", _read_smv, "SMV image"),
+    InputFile("structure_factors.model_file", "-model", "model", _read_model,
+              "PDB or mmCIF coordinates", ours=True, summarized=True),
+    InputFile("structure_factors.mtz_file", "-mtz", "mtz", _read_mtz, "MTZ reflections",
+              ours=True, summarized=True),
 )
 #: -img names an SMV image whose header presets the detector, like -mask, but is kept nowhere
 HEADER_FLAGS = {"-img": "mask", "-mask": "mask"}
@@ -80,14 +99,20 @@ KINDS = {f.kind: f.about for f in INPUT_FILES}
 FLAG_KINDS = {**{f.flag: f.kind for f in INPUT_FILES}, **HEADER_FLAGS}
 
 
-def check_input(path: Path | str, kind: str) -> None:
-    """Read the file as the simulator will; raises InputFileError naming the line."""
+#: the config fields of the files that give structure factors (one of them at most)
+STRUCTURE_FACTOR_FIELDS = tuple(f.field for f in INPUT_FILES
+                                if f.field.startswith("structure_factors."))
+
+
+def check_input(path: Path | str, kind: str) -> dict | None:
+    """Read the file as the simulator will; raises InputFileError naming the line (or the MTZ
+    column). Models and MTZ files return a summary for the upload's answer."""
     for f in INPUT_FILES:
         if f.kind == kind:
-            f.read(path)
-            return
+            data = f.read(path)
+            return data.summary() if f.summarized else None
     raise ValueError(f"unknown input kind {kind!r}")
 
 
 __all__ = ["InputFile", "INPUT_FILES", "HEADER_FLAGS", "BY_FIELD", "BY_FLAG", "KINDS",
-           "FLAG_KINDS", "check_input", "is_fdump"]
+           "FLAG_KINDS", "STRUCTURE_FACTOR_FIELDS", "check_input", "is_fdump"]

@@ -31,7 +31,7 @@ from .config import SimulationConfig, get_field, validation_errors
 from .errors import ArgumentError, ConfigError, InputFileError
 from .flag_table import (FLAGS, FLAGS_BY_NAME, OUR_FLAGS, Flag, declared_default, format_value,
                          read_value, rows_setting, what)
-from .inputs import INPUT_FILES
+from .inputs import INPUT_FILES, STRUCTURE_FACTOR_FIELDS
 from .lab_frame import VECTOR_FIELDS, fixed_pivot
 
 #: our own flags, in addition to the C program's
@@ -170,6 +170,12 @@ def _unknown(a: str) -> ArgumentError:
     return ArgumentError(f"unexpected argument {a!r} (not a value of any flag)", flag=a)
 
 
+def structure_file_given(d: Draft) -> bool:
+    """A structure-factor file (-hkl, or our -model / -mtz, which replace it) is on the command line:
+    then Fdump.bin, nanoBragg's cache of the last -hkl, is not read (and is written afterwards)."""
+    return any(d.get(path) is not None for path in STRUCTURE_FACTOR_FIELDS)
+
+
 def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
                          allow_fdump: bool = False) -> ParsedArgs:
     """Build a config from nanoBragg flags. ``base_dir`` resolves -img/-mask/Fdump.bin reads."""
@@ -190,8 +196,7 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
                 exc.args = (exc.message,)
             raise
         tok.i += 1
-    if d.get("structure_factors.hkl_file") is None and allow_fdump \
-            and (base / d.dump_name).is_file():
+    if allow_fdump and not structure_file_given(d) and (base / d.dump_name).is_file():
         d.set("structure_factors.hkl_file", d.dump_name)
         d.warnings.append(f"no -hkl given: reading structure factors from {d.dump_name}, "
                           "nanoBragg's cache of the last -hkl file")

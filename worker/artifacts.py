@@ -27,8 +27,13 @@ def _inputs_check(config, file_names: dict[str, str]) -> list[str]:
     return lines
 
 
-def commands_text(job_id: str, config, file_names: dict[str, str], version: str | None) -> str:
-    """A shell script: check the inputs by sha256, then the ``nanobragg`` command line."""
+def commands_text(job_id: str, config, file_names: dict[str, str], version: str | None, *,
+                  cell=None, hkl_artifact: str | None = None) -> str:
+    """A shell script: check the inputs by sha256, then the ``nanobragg`` command line.
+
+    For structure factors from a model or MTZ file it also shows the C program's command line,
+    reading the job's P1 table (``hkl_artifact``) with the unit cell the job used (``cell``).
+    """
     from sim_core.nanobragg_args import config_to_args, format_command
 
     command = format_command(config_to_args(config, file_names=file_names))
@@ -36,7 +41,11 @@ def commands_text(job_id: str, config, file_names: dict[str, str], version: str 
         f"# Reproduces the image of bragg job {job_id} with the nanobragg command line",
         f"# (bragg-service {version or 'unknown'}; config_sha256 {config.config_sha256()}).",
     ]
-    return "\n".join(lines + _inputs_check(config, file_names) + [command]) + "\n"
+    lines += _inputs_check(config, file_names) + [command]
+    sf = config.structure_factors
+    if sf.model_file or sf.mtz_file:
+        lines += c_program_lines(config, file_names, cell, hkl_artifact)
+    return "\n".join(lines) + "\n"
 
 
 def series_commands_text(job_id: str, config, file_names: dict[str, str], version: str | None,
@@ -58,6 +67,31 @@ def series_commands_text(job_id: str, config, file_names: dict[str, str], versio
     ]
     loop = series_command_loop(config_to_args(config, file_names=file_names), images, width=width)
     return "\n".join(lines + _inputs_check(config, file_names)) + "\n" + loop
+
+
+def c_program_lines(config, file_names: dict[str, str], cell, hkl_artifact: str | None
+                    ) -> list[str]:
+    """Commented lines: the C program's command for a job whose F come from a model or MTZ file."""
+    from sim_core.config import SimulationConfig
+    from sim_core.nanobragg_args import config_to_args, format_command
+
+    if hkl_artifact is None:
+        return ["# The C program nanoBragg reads P1 'h k l F' files only: submit the job with the",
+                "# output 'hkl' to get its structure factors as structure_factors.hkl."]
+    data = config.model_dump()
+    sf = data["structure_factors"]
+    data["structure_factors"] = {"hkl_file": hkl_artifact, "default_F": sf["default_F"],
+                                 "interpolate": sf["interpolate"]}
+    crystal = data["crystal"]
+    if crystal["cell"] is None and crystal["matrix_file"] is None and cell is not None:
+        # the cell from the file, as the job used it (rounding only the last bits of float noise)
+        crystal["cell"] = dict(zip(("a_A", "b_A", "c_A", "alpha_deg", "beta_deg", "gamma_deg"),
+                                   (round(float(x), 10) for x in cell)))
+    data["run"] = {}  # our own flags (dtype, phi mode, traces) mean nothing to the C program
+    args = config_to_args(SimulationConfig.model_validate(data), file_names=file_names)
+    return ["# The same image with the C program nanoBragg, from the job's P1 structure factors",
+            "# (the artifact structure_factors.hkl) and the unit cell it used:",
+            "# " + format_command(args, program="nanoBragg")]
 
 
 def seal(folder: Path) -> list[dict]:

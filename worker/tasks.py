@@ -150,9 +150,15 @@ def _render(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict
                            noise_file=names["noise"], png_file=names["png"])
     for t in result.traces:
         write_atomic(staging / f"trace_{t.slow}_{t.fast}.log", t.text)
+    hkl_name = names["hkl"] if result.experiment.hkl_grid is not None else None
+    if hkl_name:  # the P1 table of a model or MTZ file, for the C program
+        from sim_core.io.hkl import write_hkl
+        write_hkl(staging / hkl_name, result.experiment.hkl_grid)
     write_atomic(staging / "commands.txt",
                  commands_text(rec["id"], result.config, rec.get("file_names") or {},
-                               ctx.versions.get("project")))
+                               ctx.versions.get("project"), hkl_artifact=hkl_name,
+                               cell=result.experiment.crystal.cell_report["cell_A_deg"]))
+    result.experiment.notes = [_clean_message(ctx, rec, n) for n in result.experiment.notes]
     ended = time.time()
     write_json(staging / "run_metadata.json",
                metadata(ctx, rec, attempt=job.attempt, started=job.started, ended=ended,

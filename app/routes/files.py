@@ -71,28 +71,34 @@ def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> 
         if size == 0:
             raise invalid_field("file", "the file is empty")
         try:
-            check_input(tmp, kind)
+            summary = check_input(tmp, kind)
         except InputFileError as exc:
             message = str(exc).replace(str(tmp), name)
             err = {"field": "file", "message": message}
             if exc.line is not None:
                 err["line"] = exc.line
+            if exc.column is not None:
+                err["column"] = exc.column
             raise ApiError(422, f"{name} is not a valid {kind} file", errors=[err]) from None
         digest = h.hexdigest()
         ctx.store.put_input(tmp, digest)
         rec = ctx.records.put_file(owner, digest, name, size, kind)
-        return {"id": rec["id"], "name": name, "size": size, "kind": kind}
+        out = {"id": rec["id"], "name": name, "size": size, "kind": kind}
+        if summary is not None:
+            out["summary"] = summary
+        return out
     finally:
         if tmp.exists():
             os.unlink(tmp)
 
 
 @router.post("/v1/files", status_code=201, response_model=FileRecord,
-             summary="Upload an input file (HKL, MOSFLM matrix, source list, SMV mask)",
+             summary="Upload an input file (HKL, matrix, sources, mask, model, MTZ)",
              responses=error_responses(401, 422), openapi_extra={"requestBody": _UPLOAD_BODY})
 async def upload_file(request: Request, owner: str = Depends(current_owner)):
     """Stores the bytes under their sha256. The same bytes give the same id. The file is read as
-    its ``kind`` on upload: a malformed file is 422 naming the line."""
+    its ``kind`` on upload: a malformed file is 422 naming the line (or the MTZ column); a model or
+    MTZ file is answered with a summary (cell, space group, atoms or reflections)."""
     ctx = request.app.state.ctx
     limit = ctx.settings.max_upload_bytes
     length = request.headers.get("content-length")

@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const FILE_FLAGS = {"-hkl": "hkl", "-mat": "matrix", "-sourcefile": "sources", "-mask": "mask", "-img": "mask"};
+const FILE_FLAGS = {"-hkl": "hkl", "-mat": "matrix", "-sourcefile": "sources", "-mask": "mask", "-img": "mask",
+                    "-model": "model", "-mtz": "mtz"};
 const TERMINAL = ["finished", "failed", "canceled"];
 const state = {examples: [], jobs: [], selected: null, selectedVersion: null, blobs: [], extra: {}};
 
@@ -82,7 +83,7 @@ async function uploadFiles(args) {
   for (const f of $("#files").files) {
     const i = args.indexOf(f.name);
     const kind = i > 0 ? FILE_FLAGS[args[i - 1]] : undefined;
-    if (!kind) throw new Error(`${f.name}: no -hkl, -mat, -sourcefile, -mask or -img argument names it`);
+    if (!kind) throw new Error(`${f.name}: no -hkl, -model, -mtz, -mat, -sourcefile, -mask or -img argument names it`);
     const form = new FormData();
     form.append("kind", kind);
     form.append("file", f, f.name);

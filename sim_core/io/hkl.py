@@ -128,6 +128,19 @@ def read_hkl(path: PathLike, default_F: float = 0.0) -> HklGrid:
                    grid, count=len(lines))
 
 
+def write_hkl(path: PathLike, grid: HklGrid) -> None:
+    """Write every node of ``grid`` as an ``h k l F`` line (F to full double precision).
+
+    Nodes holding ``default_F`` are written too, so that nanoBragg (or :func:`read_hkl`) rebuilds
+    the same box and the same values.
+    """
+    idx = np.indices(grid.F.shape).reshape(3, -1).T + np.array([grid.h_min, grid.k_min,
+                                                                grid.l_min])
+    rows = zip(idx.tolist(), grid.F.reshape(-1).tolist())
+    with open(path, "w") as fh:
+        fh.writelines(f"{h} {k} {l} {f!r}\n" for (h, k, l), f in rows)
+
+
 def write_fdump(path: PathLike, grid: HklGrid) -> None:
     """Write ``grid`` in nanoBragg's ``Fdump.bin`` layout."""
     hr, kr, lr = grid.h_range, grid.k_range, grid.l_range
@@ -182,4 +195,4 @@ def read_fdump(path: PathLike) -> HklGrid:
     return HklGrid(*bounds, F=full[:hr, :kr, :lr].astype(np.float64), count=hr * kr * lr)
 
 
-__all__ = ["HklGrid", "MAX_GRID_POINTS", "read_hkl", "write_fdump", "read_fdump"]
+__all__ = ["HklGrid", "MAX_GRID_POINTS", "read_hkl", "write_hkl", "write_fdump", "read_fdump"]

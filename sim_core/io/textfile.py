@@ -1,7 +1,9 @@
-"""Reading an input text file with errors that name it (shared by the HKL, matrix and source readers)."""
+"""Reading an input text file with errors that name it (shared by the HKL, matrix and source readers),
+and the sha256 that identifies an input file."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Union
 
@@ -21,3 +23,12 @@ def read_text(path: PathLike, what: str) -> str:
     except OSError as exc:
         raise InputFileError(f"{name}: cannot read {what} ({exc.strerror or exc})",
                              path=name) from exc
+
+
+def sha256_file(path: PathLike) -> str:
+    """Hex sha256 of the file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -11,6 +11,7 @@ from sim_core.experiment import local_files
 from sim_core.flag_table import FLAGS, FLAGS_BY_NAME, Flag
 from sim_core.nanobragg_args import config_to_args, parse_nanobragg_args
 from sim_core.simulate import simulate
+from tests.structures import synthetic_structure, write_model, write_mtz
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 BASE = ["-cell", "50", "60", "70", "90", "90", "90", "-default_F", "10", "-detpixels", "6",
@@ -28,7 +29,9 @@ SAMPLES = {
     "-detpixels_x": ["5"], "-detpixels_y": ["4"], "-detpixels": ["5"], "-ORGX": ["3"],
     "-ORGY": ["2"], "-detector_abs": ["50"], "-detector_thick": ["20"],
     "-hkl": ["P1.hkl"], "-mat": ["A.mat"], "-sourcefile": ["sources.txt"], "-mask": ["mask.img"],
-    "-img": ["mask.img"],
+    "-img": ["mask.img"], "-model": ["model.pdb"], "-mtz": ["data.mtz"],
+    # the MTZ column and the resolution of F come with the file they apply to
+    "-mtz_column": ["FP", "-mtz", "data.mtz"], "-dmin_F": ["4", "-model", "model.pdb"],
 }
 #: more than one way to read some flags
 EXTRA = [["-misset", "random", "-misset_seed", "7"], ["-detector_abs", "inf"],
@@ -59,6 +62,10 @@ def folder(tmp_path_factory):
     mask = np.ones((6, 6), np.uint16)
     mask[0, 0] = 0
     write_smv(d / "mask.img", mask, geom)
+    # a model and an MTZ file in the cell of BASE
+    cell = (50, 60, 70, 90, 90, 90)
+    write_model(synthetic_structure(8, "P 21 21 21", cell), d / "model.pdb")
+    write_mtz(d / "data.mtz", "P 21 21 21", cell, dmin=5.0)
     return d
 
 
