@@ -105,7 +105,7 @@ SERIES_ARGS = ["-cell", "60", "60", "60", "90", "90", "90", "-default_F", "100",
 
 def _image_config(config, image: SeriesImage):
     cfg = config.model_copy(deep=True)
-    cfg.crystal.phi_start_deg = image.phi_start_deg
+    cfg.scan.phi_start_deg = image.phi_start_deg
     cfg.noise.seed = image.seed
     return cfg
 
