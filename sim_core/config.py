@@ -71,7 +71,7 @@ Seed = Annotated[int, Field(ge=-MAX_SEED, le=MAX_SEED)]
 Vector3 = tuple[Num(ge=-1e6, le=1e6), Num(ge=-1e6, le=1e6), Num(ge=-1e6, le=1e6)]
 #: a local path (CLI) or an uploaded file id ``sha256:<hex>`` (service)
 FileRef = Annotated[str, Field(min_length=1, max_length=4096)]
-#: nanoBragg's "not given" for a range or a step is any negative value; sizes of the lab
+#: lengths and positions in the lab, in millimetres
 Length_mm = Num(ge=1e-6, le=1e6)
 Offset_mm = Num(ge=-1e6, le=1e6)
 
