@@ -1,7 +1,8 @@
 """The web page at ``/``: plain HTML and JavaScript over the REST API (no build step).
 
-``install(app)`` adds ``/`` (app/static/index.html), ``/static/*`` and ``/examples.json`` (the example
-submissions of app/examples/). All three are public, like /docs; the page sends the bearer token
+``install(app)`` adds ``/`` (app/static/index.html), ``/static/*``, ``/examples.json`` (the example
+submissions of app/examples/) and ``/file_flags.json`` (the flags that name an input file, with their
+upload kinds, from sim_core.inputs). All are public, like /docs; the page sends the bearer token
 its user types in with every API call.
 """
 
@@ -41,3 +42,8 @@ def install(app: FastAPI) -> None:
     @app.get("/examples.json", include_in_schema=False)
     def example_list():
         return JSONResponse(examples())
+
+    @app.get("/file_flags.json", include_in_schema=False)
+    def file_flags():
+        from sim_core.inputs import FLAG_KINDS
+        return JSONResponse(FLAG_KINDS)

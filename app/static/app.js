@@ -2,8 +2,8 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const FILE_FLAGS = {"-hkl": "hkl", "-mat": "matrix", "-sourcefile": "sources", "-mask": "mask", "-img": "mask",
-                    "-model": "model", "-mtz": "mtz"};
+// flag -> upload kind, from the server's table of input files (sim_core.inputs)
+let FILE_FLAGS = {};
 const TERMINAL = ["finished", "failed", "canceled"];
 const state = {examples: [], jobs: [], selected: null, selectedVersion: null, blobs: [], extra: {}};
 
@@ -48,6 +48,7 @@ async function blobOf(url) {
 
 // -- submitting -----------------------------------------------------------------------------------
 async function loadExamples() {
+  FILE_FLAGS = await (await fetch("/file_flags.json")).json();
   state.examples = await (await fetch("/examples.json")).json();
   const sel = $("#example");
   for (const ex of state.examples) {
@@ -83,7 +84,7 @@ async function uploadFiles(args) {
   for (const f of $("#files").files) {
     const i = args.indexOf(f.name);
     const kind = i > 0 ? FILE_FLAGS[args[i - 1]] : undefined;
-    if (!kind) throw new Error(`${f.name}: no -hkl, -model, -mtz, -mat, -sourcefile, -mask or -img argument names it`);
+    if (!kind) throw new Error(`${f.name}: no ${Object.keys(FILE_FLAGS).join(", ")} argument names it`);
     const form = new FormData();
     form.append("kind", kind);
     form.append("file", f, f.name);

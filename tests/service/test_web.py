@@ -17,6 +17,10 @@ def test_page_and_assets_are_served_without_a_token(service):
     assert httpx.get(f"{service.base_url}/static/nope.js").status_code == 404
     # the page is no API route: it stays out of the OpenAPI document
     assert "/" not in httpx.get(f"{service.base_url}/openapi.json").json()["paths"]
+    # the page's map of file flags is the input-file table's
+    assert httpx.get(f"{service.base_url}/file_flags.json").json() == {
+        "-mat": "matrix", "-hkl": "hkl", "-sourcefile": "sources", "-mask": "mask",
+        "-model": "model", "-mtz": "mtz", "-img": "mask"}
 
 
 def test_every_example_is_accepted_and_renders(service, alice):
