@@ -11,11 +11,12 @@ from pathlib import Path
 import redis
 import redis.asyncio as aredis
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from . import errors, web
 from .metrics import make_registry
 from .records import AsyncRecords, Records
-from .routes import artifacts, events, files, health, jobs, traces
+from .routes import artifacts, events, files, health, images, jobs, traces
 from .settings import Settings, get_settings
 from .store import ArtifactStore, open_store
 
@@ -70,12 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await aconn.aclose()
         conn.close()
 
-    app = FastAPI(title="bragg-service", version=_version(), description=DESCRIPTION,
-                  lifespan=lifespan)
+    # /docs and /redoc from Swagger UI and ReDoc files installed with the project, not a CDN
+    app = FastAPIOffline(title="bragg-service", version=_version(), description=DESCRIPTION,
+                         lifespan=lifespan)
     app.state.ctx = ctx
     errors.install(app)
-    for r in (files.router, jobs.router, traces.router, artifacts.router, events.router,
-              health.router):
+    for r in (files.router, jobs.router, traces.router, artifacts.router, images.router,
+              events.router, health.router):
         app.include_router(r)
     web.install(app)  # the web page at / (app/web.py)
     return app
