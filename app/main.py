@@ -11,9 +11,8 @@ from pathlib import Path
 import redis
 import redis.asyncio as aredis
 from fastapi import FastAPI
-from fastapi_offline import FastAPIOffline
 
-from . import errors, web
+from . import apidocs, errors, web
 from .metrics import make_registry
 from .records import AsyncRecords, Records
 from .routes import artifacts, events, files, health, images, jobs, traces
@@ -71,14 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await aconn.aclose()
         conn.close()
 
-    # /docs and /redoc from Swagger UI and ReDoc files installed with the project, not a CDN
-    app = FastAPIOffline(title="bragg-service", version=_version(), description=DESCRIPTION,
-                         lifespan=lifespan)
+    app = FastAPI(title="bragg-service", version=_version(), description=DESCRIPTION,
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     errors.install(app)
     for r in (files.router, jobs.router, traces.router, artifacts.router, images.router,
               events.router, health.router):
         app.include_router(r)
+    apidocs.install(app)  # /docs and /redoc without a CDN (app/apidocs.py)
     web.install(app)  # the web page at / (app/web.py)
     return app
 
