@@ -21,6 +21,8 @@ from sim_core.io.png import reduce_max
 _SERIES = re.compile(r"^floatimage(?:_(\d+))?\.bin$")
 #: the percentiles of the positive pixels that the statistics report (the viewer's contrast slider)
 PERCENTILES = (50.0, 90.0, 99.0, 99.5, 99.9, 99.99)
+#: percentiles of larger images come from every k-th finite pixel, at most this many
+PERCENTILE_SAMPLE = 1 << 20
 
 
 def float_images(rec: dict) -> list[str]:
@@ -54,16 +56,20 @@ def read_region(img: np.ndarray, r: Region) -> np.ndarray:
 
 
 def image_stats(img: np.ndarray) -> dict:
-    """Minimum, maximum, mean and counts over the finite pixels; percentiles of the positive ones."""
+    """Minimum, maximum, mean and counts over the finite pixels; percentiles of the positive ones
+    (of every k-th finite pixel where there are more than ``PERCENTILE_SAMPLE``: ``sampled_every``).
+    """
     flat = np.asarray(img, dtype=np.float32).reshape(-1)
-    finite = np.isfinite(flat)
-    vals = flat[finite]
-    pos = vals[vals > 0]
-    out = {"pixels": int(flat.size), "finite": int(vals.size), "positive": int(pos.size),
+    vals = flat[np.isfinite(flat)]
+    k = max(1, -(-vals.size // PERCENTILE_SAMPLE))
+    sample = vals[::k]
+    pos = sample[sample > 0]
+    out = {"pixels": int(flat.size), "finite": int(vals.size),
+           "positive": int(np.count_nonzero(vals > 0)),
            "min": float(vals.min()) if vals.size else None,
            "max": float(vals.max()) if vals.size else None,
            "mean": float(vals.mean(dtype=np.float64)) if vals.size else None,
-           "percentiles": {}}
+           "sampled_every": k, "percentiles": {}}
     if pos.size:
         qs = np.percentile(pos, PERCENTILES)
         out["percentiles"] = {f"{p:g}": float(q) for p, q in zip(PERCENTILES, qs)}

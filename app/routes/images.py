@@ -133,7 +133,7 @@ def get_image_region(job_id: str, request: Request,
                 "shape": [2527, 2463], "n": 1, "images": 1, "name": "floatimage.bin",
                 "tile": 256, "max_region_values": MAX_REGION_VALUES,
                 "stats": {"pixels": 6224001, "finite": 6224001, "positive": 6224001,
-                          "min": 0.0, "max": 812.5, "mean": 0.41,
+                          "min": 0.0, "max": 812.5, "mean": 0.41, "sampled_every": 6,
                           "percentiles": {"50": 0.07, "90": 0.2, "99": 2.3, "99.5": 5.1,
                                           "99.9": 40.2, "99.99": 310.0}}}}}},
                        **error_responses(401, 404, 409, 422)})
@@ -141,7 +141,8 @@ def get_image_info(job_id: str, request: Request,
                    n: int = Query(1, ge=1, description="the image of a series (1 = the first)"),
                    owner: str = Depends(current_owner)):
     """What the viewer needs before it asks for pixels: the shape, how many images the job has,
-    and the statistics its automatic contrast uses (percentiles of the positive pixels)."""
+    and the statistics its automatic contrast uses (percentiles of the positive pixels; of every
+    ``sampled_every``-th finite pixel for images of more than 1,048,576 pixels)."""
     rec = owned_job(request, job_id, owner)
     name, entry, img = _image(request, rec, n)
     stats = _stats_cache.get_or_make(entry["sha256"], lambda: image_stats(img))

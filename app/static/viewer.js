@@ -249,10 +249,21 @@ class ImageViewer {
         if (this.job !== job) return;
         const rows = Math.ceil((t.s1 - t.s0) / t.step), cols = Math.ceil((t.f1 - t.f0) / t.step);
         this.tiles.set(t.url, Object.assign({}, t, {data: new Float32Array(buf), rows, cols}));
+        this.evict();
         this.draw();
       }).catch((e) => { this.setStatus(`could not load the image: ${e.message}`); })
         .finally(() => { this.inFlight--; this.pending.delete(t.url); this.pump(); });
       this.pending.set(t.url, p);
+    }
+  }
+
+  // keep at most 256 tiles (64 MB): drop the oldest but the overview
+  evict() {
+    if (this.tiles.size <= 256) return;
+    const overview = `step=${2 ** this.levels}`;
+    for (const key of this.tiles.keys()) {
+      if (this.tiles.size <= 192) break;
+      if (!key.endsWith(overview)) this.tiles.delete(key);
     }
   }
 
