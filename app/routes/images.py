@@ -18,8 +18,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from sim_core.config import load_config
-from sim_core.geometry.detector import build_detector
-from sim_core.geometry.resolution import describe_detector, pixel_resolution
 
 from ..auth import current_owner
 from ..errors import ApiError, invalid_field, not_found
@@ -153,6 +151,9 @@ def get_image_info(job_id: str, request: Request,
 
 
 def _detector(rec: dict):
+    # torch comes in with the first geometry asked for, not when the API starts
+    from sim_core.geometry.detector import build_detector
+
     def build():
         cfg = load_config(rec["config"])
         return build_detector(cfg.detector, cfg.beam, cfg.crystal), cfg.beam.wavelength_A
@@ -183,6 +184,8 @@ def get_geometry(job_id: str, request: Request,
     ``beam`` and d = ``wavelength_A`` / (2 sin θ). ``beam_center_px`` is where the direct beam
     meets the detector, in pixels from the first pixel's outer corner. ``pixel=`` adds sim_core's
     values for given pixels (d is null where 2θ is 0)."""
+    from sim_core.geometry.resolution import describe_detector, pixel_resolution
+
     rec = owned_job(request, job_id, owner)
     det, wavelength = _detector(rec)
     out = describe_detector(det, wavelength)
