@@ -49,7 +49,8 @@ function renderTrace(box, text, rawName) {
   out.id = "trace-final";
   head.append(out, ` · ${t.blocks} block${t.blocks === 1 ? "" : "s"} · `);
   const raw = document.createElement("a");
-  raw.href = URL.createObjectURL(new Blob([text], {type: "text/plain"}));
+  if (renderTrace.rawUrl) URL.revokeObjectURL(renderTrace.rawUrl);
+  raw.href = renderTrace.rawUrl = URL.createObjectURL(new Blob([text], {type: "text/plain"}));
   raw.download = rawName;
   raw.textContent = "raw log";
   raw.id = "trace-raw";
