@@ -111,6 +111,19 @@ def test_cuda_matches_cpu_in_float64(name):
     assert np.abs(a - b).max() / np.abs(a).max() <= 1e-10
 
 
+def test_float32_builds_a_float64_twin_only_for_order_dependent_modes():
+    """The twin decides order-dependent events in float64; a plain render has none to decide, so
+    it must not pay for a second engine (a float64 copy of the HKL grid on the device)."""
+    _, exp = experiment("mosflm_matrix", "-roi", "120", "130", "120", "130")
+    eng = Engine(exp, dtype=torch.float32)
+    eng.render()
+    assert getattr(eng, "_twin", None) is None
+    _, exp = experiment("hkl_interpolate_out_of_range", "-roi", "60", "66", "60", "66")
+    eng = Engine(exp, dtype=torch.float32)
+    image, _ = eng.render()
+    assert eng._twin.dtype == torch.float64 and float(image.max()) > 0
+
+
 def test_oversample_polar_overrides_nopolar_as_in_nanobragg():
     """The C program recomputes the polarization for every subpixel with -oversample_polar even
     when -nopolar reset it to 1 (found by comparing random command lines with the C program)."""
