@@ -30,7 +30,7 @@ ORDER = ("tests", "parity", "bench", "service")
 TITLES = {"tests": "CUDA-marked tests", "parity": "CPU/CUDA parity (float64)",
           "bench": "render speed", "service": "the service on the device"}
 #: seconds per section: (on CUDA, on the CPU dry run)
-TIME_BOX = {"setup": (150, 900), "tests": (90, 180), "parity": (90, 240), "bench": (210, 600),
+TIME_BOX = {"setup": (150, 900), "tests": (150, 180), "parity": (90, 240), "bench": (210, 600),
             "service": (180, 400)}
 
 
@@ -118,7 +118,7 @@ def run_section(name: str, python: str, env: dict, ctx: dict, timeout: float, wo
     except subprocess.TimeoutExpired:
         timed_out = True
         _say(f"gpu-check: {name} ran out of its {timeout:.0f} s; stopping it")
-        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        for sig, grace in ((signal.SIGTERM, 25), (signal.SIGKILL, 10)):
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
@@ -183,6 +183,9 @@ def main(argv=None) -> int:
     report["setup"]["time_box_s"] = box
     if chosen["python"] is None:
         report["setup"]["status"] = "failed"
+        for name in ORDER:
+            report["sections"][name] = {"name": name, "title": TITLES[name], "items": [],
+                                        "status": "not run: no usable interpreter (set-up)"}
     else:
         report["setup"]["status"] = "ran"
         ctx = {"device": device, "quick": args.quick, "work": str(work)}

@@ -48,7 +48,7 @@ def check(label: str, args: list[str], folder, device: str, emit) -> None:
     for (s, f), tr in rep.traces:
         keys = key_table(tr)
         traces.append({"pixel_slow_fast": [s, f], "rel": tr.max_rel, "ok": tr.ok,
-                       "worst_key": tr.worst_key.key if tr.worst_key else None,
+                       "worst_key": tr.worst_key.key if tr.worst_key and tr.max_rel else None,
                        "structural_mismatch": tr.structural_mismatch,
                        "first_divergence": tr.first_divergence, "keys": keys})
     S, F = rep.a.image.shape

@@ -13,6 +13,7 @@ def _items(report: dict, section: str) -> list[dict]:
 
 
 def _ran(report: dict, section: str) -> bool:
+    """Whether the section's process ran (finished, broke or ran out of time)."""
     return report.get("sections", {}).get(section, {}).get("status") in ("ran", "error",
                                                                          "timed out")
 
@@ -103,6 +104,13 @@ def _g(x, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def _n(x) -> str:
+    """An evaluation count: 4,096 or 13.8M."""
+    if not x:
+        return "-"
+    return f"{x:,}" if x < 1e6 else f"{x / 1e6:.1f}M"
+
+
 def _s(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -178,7 +186,7 @@ def _bench(sec: dict) -> list[str]:
         mode = i["mode"] + (" 8 GiB" if i.get("memory_budget_mb", 1024) > 1024 else "")
         peak = i.get("peak", {})
         out.append(
-            f"  {i['case']:18s} {i['dtype']:8s} {mode:22s} {i.get('evaluations', 0) / 1e6:7.1f}M "
+            f"  {i['case']:18s} {i['dtype']:8s} {mode:22s} {_n(i.get('evaluations')):>8s} "
             f"{_s(i.get('median_s')):>9s} {i.get('evals_per_s', 0) / 1e6:9.1f} "
             f"{peak.get('bytes', 0) / 2**20:9.0f} {_s(i.get('first_render_s')):>8s} "
             f"{_g(i.get('rel_to_eager')):>9s} {_mark(i.get('ok'))}"
@@ -209,7 +217,7 @@ def _service(sec: dict) -> list[str]:
     for j in jobs:
         shape = j.get("shape_slow_fast") or ["?", "?"]
         out.append(f"  {j.get('label', '?')[:28]:28s} {j.get('dtype', '?'):8s} "
-                   f"{f'{shape[1]}x{shape[0]}':>10s} {(j.get('evaluations') or 0) / 1e6:7.1f}M "
+                   f"{f'{shape[1]}x{shape[0]}':>10s} {_n(j.get('evaluations')):>8s} "
                    f"{_s(j.get('queued_s')):>9s} {_s(j.get('run_s')):>7s} "
                    f"{_s(j.get('submit_to_finished_s')):>13s} {str(j.get('artifacts', '-')):>5s} "
                    f"{_g(j.get('image_rel_to_cpu')):>8s} {_mark(j.get('ok'))}"
@@ -252,7 +260,8 @@ def format_report(report: dict) -> str:
                 + (f" in {sec['elapsed_s']:.1f} s (time box {sec['time_box_s']:.0f} s)"
                    if "elapsed_s" in sec else ""))
         lines += ["", head]
-        lines += FORMATTERS[name](sec)
+        if sec.get("items"):
+            lines += FORMATTERS[name](sec)
         for nr in sec.get("not_run", []):
             not_run.append(f"{sec.get('title', name)}: {nr['what']}: {nr['why']}")
         for note in sec.get("notes", []):

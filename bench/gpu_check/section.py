@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import signal
 import sys
 import time
 import traceback
@@ -67,6 +68,11 @@ def main(argv=None) -> int:
     name, ctx_path = argv[0], Path(argv[1])
     ctx = json.loads(ctx_path.read_text())
     emit = Emitter(Path(ctx["out"]))
+
+    def stop(signum, _frame):  # the time box: unwind, so that cleanups (bragg up's stop) run
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     module = importlib.import_module(f"{__package__}.{SECTIONS[name]}")
     try:
         module.run(ctx, emit)

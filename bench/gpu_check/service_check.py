@@ -39,7 +39,7 @@ class Stack:
     """``bragg up`` in its own session, its output in a log file."""
 
     def __init__(self, work: Path, device: str):
-        from app.launcher import free_port
+        from app.launcher import _child_setup, free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -55,7 +55,10 @@ class Stack:
             [sys.executable, "-m", "app.cli", "up", "--device", device, "--port", str(self.port),
              "--data-dir", str(work / "data")],
             cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=open(self.log, "ab"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT, start_new_session=True,
+            # SIGTERM to `bragg up` (which then stops Redis, the API and the worker) should this
+            # section's process die first, killed by its time box
+            preexec_fn=_child_setup)
 
     def wait_ready(self, timeout: float) -> float:
         import httpx
@@ -79,7 +82,7 @@ class Stack:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(40)
+                self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)

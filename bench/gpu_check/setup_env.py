@@ -123,9 +123,11 @@ def choose(device: str, work: Path, *, python: str | None = None, wheels: Path |
                 "elapsed_s": time.perf_counter() - t0}
 
     env = base_env()
+    info: dict = {}
     candidates = [python] if python else [sys.executable, str(ROOT / ".venv" / "bin" / "python")]
     for py in dict.fromkeys(candidates):
         if not py or not Path(py).exists():
+            tried.append(f"{py}: no such interpreter")
             continue
         info = probe(py, env, timeout=max(1.0, left()))
         if _usable(info, device):
@@ -162,4 +164,5 @@ def choose(device: str, work: Path, *, python: str | None = None, wheels: Path |
             return result(py, env, "make setup (.venv)", info)
         tried.append(f"make setup: exit {r.returncode} {(r.stderr or r.stdout)[-300:]}; "
                      f"{_why(info, device)}")
-    return result(None, env, "none", {})
+    # the last probe still tells the report what the machine has
+    return result(None, env, "none: no usable interpreter", info)

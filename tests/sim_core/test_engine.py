@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sim_core.engine import Engine
+from sim_core.engine import Engine, SequenceState
 from sim_core.errors import InputFileError, RenderCancelled
 from sim_core.experiment import build_experiment, local_files
 from sim_core.nanobragg_args import parse_nanobragg_args
@@ -109,6 +109,31 @@ def test_cuda_matches_cpu_in_float64(name):
     gpu, _ = Engine(exp, device="cuda").render()
     a, b = cpu.numpy(), gpu.cpu().numpy()
     assert np.abs(a - b).max() / np.abs(a).max() <= 1e-10
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("name", ["cubic_default_F", "mosflm_matrix", "dmin_roi",
+                                  "divergence_dispersion"])
+def test_cuda_render_loop_never_waits_for_the_device(name, dtype):
+    """No host synchronisation (``.item()``, a copy to the host, a data-dependent shape) in the
+    loop of a render without order-dependent modes: it would stall the GPU once per block."""
+    _, exp = experiment(name)
+    eng = Engine(exp, device="cuda", dtype=dtype, target_chunk_evals=1 << 14)
+    order = exp.render_pixels()[:4096]
+    pixels = torch.as_tensor(order, device="cuda")
+    ranks = torch.arange(order.size, device="cuda")
+    plan = eng.plan(order.size)
+    state = SequenceState()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for start in range(0, order.size, plan[0]):
+            eng.render_chunk(pixels[start:start + plan[0]], ranks[start:start + plan[0]], state,
+                             plan)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 def test_float32_builds_a_float64_twin_only_for_order_dependent_modes():
