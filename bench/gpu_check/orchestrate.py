@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..host import cpu_model
 from . import setup_env
 from .report import format_report, judge
 
@@ -65,14 +66,7 @@ def _say(msg: str) -> None:
 
 def machine_facts() -> dict:
     facts = {"host_python": platform.python_version(), "platform": platform.platform(),
-             "cpus": os.cpu_count()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                facts["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+             "cpus": os.cpu_count(), "cpu": cpu_model()}
     smi = shutil.which("nvidia-smi")
     if smi:
         try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cases import ROOT, series_args, service_jobs
+from .cases import series_args, service_jobs
 
 #: float image of a job against the CPU render here, max|a-b| / max|a| (both rounded to float32)
 IMAGE_BAR = {"float64": 1e-6, "float32": 1e-4}

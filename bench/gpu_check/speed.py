@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .cases import BENCH, BENCH_CASES, ROOT, bench_args, set_flag, shrink
+from .cases import BENCH, BENCH_CASES, bench_args, set_flag, shrink
 
 BAR_CASE, BAR_DTYPE, BAR_EVALS_PER_S = "heavy_mosaic_phi", "float32", 1e9
 #: compiled against eager: float64 to rounding; float32 as nanobragg-parity's float32 default
