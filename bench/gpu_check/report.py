@@ -78,7 +78,8 @@ def judge(report: dict) -> list[dict]:
                     (best["evals_per_s"] > SPEED_BAR) if on_cuda else None,
                     f"best {best['evals_per_s'] / 1e6:,.0f} M/s ({best['mode']})"
                     + (f" ({dry}, reduced size: not judged)" if dry else ""))
-    compiled = [i for i in bench if i.get("mode") == "compiled"]
+    compiled = [i for i in bench if i.get("mode") == "compiled"
+                and i.get("memory_budget_mb", 1024) <= 1024]
     section_bar("compiled kernels run compiled and agree with the eager engine", "bench",
                 _verdict(compiled, on_cuda, judged_on_cpu=True) if compiled else None,
                 f"{sum(1 for i in compiled if i.get('ok'))} of {len(compiled)} combinations"
