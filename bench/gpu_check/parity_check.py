@@ -73,7 +73,6 @@ def run(ctx: dict, emit) -> None:
         # --quick: a quarter of the pixels per side, traced at the brightest pixel
         args = shrink(golden_args(name, trace=False), 4) if quick else golden_args(name)
         check(name, args, GOLDEN / name, device, emit)
-    args = supervisor_phi0_args()
-    if quick:
-        args = shrink(args, 24)
+    # 62 M evaluations a side in float64, with the c-parity scans: shrunk on the CPU
+    args = shrink(supervisor_phi0_args(), 24 if quick else (1 if device == "cuda" else 4))
     check("supervisor_full at phi=0, c-parity", args, BENCH, device, emit)
