@@ -134,6 +134,11 @@ def test_bars_on_cuda():
                                        "traces": []}],
                            "bench": [heavy(2e9), heavy(2e9, False, "compiled")]})
     assert "FAIL: 2 of" in format_report(bad)
+    spent = _report("cuda", {"tests": [{"ok": True, "passed": 9}]})
+    spent["sections"]["service"] = {"name": "service", "title": "s", "items": [],
+                                    "status": "not run: the budget was spent"}
+    last = judge(spent)[-1]
+    assert last["held"] is False and "service: not run" in last["detail"]
 
 
 def test_bars_on_the_cpu_dry_run_are_not_judged_unless_something_broke():

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..host import cpu_model
 from . import setup_env
-from .report import format_report, judge
+from .report import BUDGET_SPENT, format_report, judge
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDER = ("tests", "parity", "bench", "service")
@@ -191,8 +191,7 @@ def main(argv=None) -> int:
             left = deadline - time.monotonic()
             if left < 15:
                 report["sections"][name] = {"name": name, "title": TITLES[name],
-                                            "status": "not run: the budget was spent",
-                                            "items": []}
+                                            "status": BUDGET_SPENT, "items": []}
                 continue
             timeout = min(TIME_BOX[name][0 if on_cuda else 1], left)
             _say(f"gpu-check: {TITLES[name]} (time box {timeout:.0f} s)")
