@@ -153,10 +153,13 @@ def get_image_info(job_id: str, request: Request,
 def _detector(rec: dict):
     # torch comes in with the first geometry asked for, not when the API starts
     from sim_core.geometry.detector import build_detector
+    from sim_core.geometry.resolution import beam_direction
+    from sim_core.lab_frame import resolve_frame
 
     def build():
         cfg = load_config(rec["config"])
-        return build_detector(cfg.detector, cfg.beam, cfg.crystal), cfg.beam.wavelength_A
+        frame = resolve_frame(cfg)
+        return build_detector(cfg.detector, frame), beam_direction(frame), cfg.beam.wavelength_A
     return _geometry_cache.get_or_make(rec.get("config_sha256") or rec["config"], build)
 
 
@@ -187,8 +190,8 @@ def get_geometry(job_id: str, request: Request,
     from sim_core.geometry.resolution import describe_detector, pixel_resolution
 
     rec = owned_job(request, job_id, owner)
-    det, wavelength = _detector(rec)
-    out = describe_detector(det, wavelength)
+    det, beam, wavelength = _detector(rec)
+    out = describe_detector(det, beam, wavelength)
     S, F = out["shape"]
     wanted = []
     for i, text in enumerate(pixel):
@@ -201,7 +204,8 @@ def get_geometry(job_id: str, request: Request,
                                               f"{S} slow x {F} fast")
         wanted.append((s, f))
     if wanted:
-        d, tt = pixel_resolution(det, wavelength, [p[0] for p in wanted], [p[1] for p in wanted])
+        d, tt = pixel_resolution(det, beam, wavelength,
+                                 [p[0] for p in wanted], [p[1] for p in wanted])
         out["pixels"] = [{"pixel": list(p), "d_A": _finite(float(d[i])),
                           "twotheta_deg": float(tt[i])} for i, p in enumerate(wanted)]
     return JSONResponse(out)

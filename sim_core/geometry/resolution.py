@@ -14,12 +14,18 @@ import math
 
 import torch
 
-from .detector import DetectorGeometry
+from .detector import DetectorGeometry, c_unitize
 from .rotations import rotate_axis
 
 
-def pixel_centres(det: DetectorGeometry, slow, fast) -> torch.Tensor:
-    """Lab positions (metres, shape (N, 3)) of the centres of pixels ``slow``, ``fast`` (N each)."""
+def beam_direction(frame) -> torch.Tensor:
+    """The unit direction of the incident beam of a resolved lab frame, as the render uses it."""
+    return torch.as_tensor(c_unitize(frame.beam)[0], dtype=torch.float64)
+
+
+def pixel_centres(det: DetectorGeometry, beam: torch.Tensor, slow, fast) -> torch.Tensor:
+    """Lab positions (metres, shape (N, 3)) of the centres of pixels ``slow``, ``fast`` (N each);
+    ``beam`` is the unit direction of the incident beam (it places a curved detector)."""
     s = torch.as_tensor(slow, dtype=torch.float64).reshape(-1)
     f = torch.as_tensor(fast, dtype=torch.float64).reshape(-1)
     px = det.pixel_size.detach().to(torch.float64)
@@ -29,18 +35,18 @@ def pixel_centres(det: DetectorGeometry, slow, fast) -> torch.Tensor:
     if det.curved:
         # every pixel at the same distance: the flat y and z coordinates become angles
         dist = det.distance.detach()
-        start = (dist * det.beam.detach()).expand(pos.shape[0], 3)
+        start = (dist * beam.detach()).expand(pos.shape[0], 3)
         turned = rotate_axis(start, det.sdet.detach(), pos[:, 1] / dist)
         pos = rotate_axis(turned, det.fdet.detach(), pos[:, 2] / dist)
     return pos
 
 
-def pixel_resolution(det: DetectorGeometry, wavelength_A: float, slow, fast
+def pixel_resolution(det: DetectorGeometry, beam: torch.Tensor, wavelength_A: float, slow, fast
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """(d in Å, 2θ in degrees) at the centres of pixels ``slow``, ``fast``; d is inf at 2θ = 0."""
-    pos = pixel_centres(det, slow, fast)
+    pos = pixel_centres(det, beam, slow, fast)
     diffracted = pos / torch.linalg.vector_norm(pos, dim=-1, keepdim=True)
-    cos2t = (diffracted * det.beam.detach()).sum(-1).clamp(-1.0, 1.0)
+    cos2t = (diffracted * beam.detach()).sum(-1).clamp(-1.0, 1.0)
     two_theta = torch.arccos(cos2t)
     sin_t = torch.sin(two_theta / 2.0)
     d = torch.where(sin_t > 0, wavelength_A / (2.0 * torch.where(sin_t > 0, sin_t, 1.0)),
@@ -48,7 +54,7 @@ def pixel_resolution(det: DetectorGeometry, wavelength_A: float, slow, fast
     return d, torch.rad2deg(two_theta)
 
 
-def describe_detector(det: DetectorGeometry, wavelength_A: float) -> dict:
+def describe_detector(det: DetectorGeometry, beam: torch.Tensor, wavelength_A: float) -> dict:
     """The geometry a client needs for d, 2θ, rings and the beam centre, as JSON-ready numbers.
 
     A pixel (slow ``s``, fast ``f``) has its centre at
@@ -66,7 +72,7 @@ def describe_detector(det: DetectorGeometry, wavelength_A: float) -> dict:
         "pixel_size_m": px,
         "pix0_m": vec(det.pix0),
         "fdet": vec(det.fdet), "sdet": vec(det.sdet), "odet": vec(det.odet),
-        "beam": vec(det.beam),
+        "beam": vec(beam),
         "wavelength_A": float(wavelength_A),
         "distance_m": float(det.distance),
         "close_distance_m": float(det.close_distance),
@@ -79,4 +85,4 @@ def describe_detector(det: DetectorGeometry, wavelength_A: float) -> dict:
     }
 
 
-__all__ = ["pixel_centres", "pixel_resolution", "describe_detector"]
+__all__ = ["beam_direction", "pixel_centres", "pixel_resolution", "describe_detector"]

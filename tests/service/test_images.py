@@ -9,7 +9,8 @@ import pytest
 
 from sim_core.config import load_config
 from sim_core.geometry.detector import build_detector
-from sim_core.geometry.resolution import pixel_resolution
+from sim_core.geometry.resolution import beam_direction, pixel_resolution
+from sim_core.lab_frame import resolve_frame
 from sim_core.io.png import reduce_max
 from tests.service.helpers import SMALL_CONFIG, submit, wait_status
 from tests.service.stored_jobs import spots_image, store_finished_job
@@ -83,8 +84,10 @@ def test_info_statistics_and_geometry_match_sim_core(alice, tilted_job):
     g = alice.get(f"/v1/jobs/{rec['id']}/geometry",
                   params=[("pixel", f"{s},{f}") for s, f in pixels]).json()
     cfg = load_config(TILTED)
-    det = build_detector(cfg.detector, cfg.beam, cfg.crystal)
-    d, tt = pixel_resolution(det, 1.2, [p[0] for p in pixels], [p[1] for p in pixels])
+    frame = resolve_frame(cfg)
+    det = build_detector(cfg.detector, frame)
+    d, tt = pixel_resolution(det, beam_direction(frame), 1.2,
+                             [p[0] for p in pixels], [p[1] for p in pixels])
     assert [p["pixel"] for p in g["pixels"]] == [list(p) for p in pixels]
     assert [p["d_A"] for p in g["pixels"]] == pytest.approx(d.tolist(), rel=1e-12)
     assert [p["twotheta_deg"] for p in g["pixels"]] == pytest.approx(tt.tolist(), rel=1e-12)

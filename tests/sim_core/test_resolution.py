@@ -54,7 +54,8 @@ def test_resolution_matches_the_c_trace(name):
     c_two_theta = math.degrees(math.acos(cos2t))
     c_d = lam / (2.0 * math.sin(math.radians(c_two_theta) / 2.0))
     s, f = case.trace_pixel
-    d, tt = pixel_resolution(exp.detector, cfg.beam.wavelength_A, [s], [f])
+    d, tt = pixel_resolution(exp.detector, exp.beam.direction, cfg.beam.wavelength_A,
+                             [s], [f])
     # the C program prints %.15g; its positions round-trip to ~1e-15 m
     assert float(tt[0]) == pytest.approx(c_two_theta, rel=1e-9, abs=1e-9)
     assert float(d[0]) == pytest.approx(c_d, rel=1e-9)
@@ -81,10 +82,10 @@ def _from_description(g: dict, s: float, f: float) -> tuple[float, float]:
                                   "custom_vectors", "xds_convention"])
 def test_the_description_gives_the_same_numbers(name):
     _, cfg, exp = built(name)
-    g = describe_detector(exp.detector, cfg.beam.wavelength_A)
+    g = describe_detector(exp.detector, exp.beam.direction, cfg.beam.wavelength_A)
     S, F = g["shape"]
     pixels = [(0, 0), (S - 1, F - 1), (S // 3, 2 * F // 3), (S - 1, 0)]
-    d, tt = pixel_resolution(exp.detector, cfg.beam.wavelength_A,
+    d, tt = pixel_resolution(exp.detector, exp.beam.direction, cfg.beam.wavelength_A,
                              [p[0] for p in pixels], [p[1] for p in pixels])
     for i, (s, f) in enumerate(pixels):
         dd, tt2 = _from_description(g, s, f)
@@ -94,13 +95,14 @@ def test_the_description_gives_the_same_numbers(name):
 
 def test_beam_centre_has_infinite_d():
     _, cfg, exp = built("cubic_default_F")
-    g = describe_detector(exp.detector, cfg.beam.wavelength_A)
+    g = describe_detector(exp.detector, exp.beam.direction, cfg.beam.wavelength_A)
     bc = g["beam_center_px"]
     # the default MOSFLM beam centre sits on a pixel corner's half-pixel shift: find the pixel
     s, f = int(bc["slow"]), int(bc["fast"])
-    d, tt = pixel_resolution(exp.detector, cfg.beam.wavelength_A, [s], [f])
+    d, tt = pixel_resolution(exp.detector, exp.beam.direction, cfg.beam.wavelength_A,
+                             [s], [f])
     assert float(tt[0]) < math.degrees(exp.detector.pixel_size / exp.detector.distance)
     assert torch.isfinite(d).all()
-    d0, tt0 = pixel_resolution(exp.detector, cfg.beam.wavelength_A,
+    d0, tt0 = pixel_resolution(exp.detector, exp.beam.direction, cfg.beam.wavelength_A,
                                torch.tensor([bc["slow"] - 0.5]), torch.tensor([bc["fast"] - 0.5]))
     assert float(tt0[0]) == pytest.approx(0.0, abs=1e-6) and math.isinf(float(d0[0]))
