@@ -12,10 +12,10 @@ import redis
 import redis.asyncio as aredis
 from fastapi import FastAPI
 
-from . import errors, web
+from . import apidocs, errors, web
 from .metrics import make_registry
 from .records import AsyncRecords, Records
-from .routes import artifacts, events, files, health, jobs, traces
+from .routes import artifacts, events, files, health, images, jobs, traces
 from .settings import Settings, get_settings
 from .store import ArtifactStore, open_store
 
@@ -71,12 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         conn.close()
 
     app = FastAPI(title="bragg-service", version=_version(), description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     errors.install(app)
-    for r in (files.router, jobs.router, traces.router, artifacts.router, events.router,
-              health.router):
+    for r in (files.router, jobs.router, traces.router, artifacts.router, images.router,
+              events.router, health.router):
         app.include_router(r)
+    apidocs.install(app)  # /docs and /redoc without a CDN (app/apidocs.py)
     web.install(app)  # the web page at / (app/web.py)
     return app
 

@@ -42,6 +42,11 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def sha256sum_text(entries) -> str:
+    """``sha256sum`` output for ``(name, hex digest)`` pairs: ``<hex>  <name>`` lines, in order."""
+    return "".join(f"{digest}  {name}\n" for name, digest in entries)
+
+
 def write_atomic(path: Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
@@ -198,4 +203,5 @@ def open_store(settings) -> ArtifactStore:
     return LocalStore(settings.data_dir)
 
 
-__all__ = ["ArtifactStore", "LocalStore", "open_store", "write_atomic", "sha256_file", "safe_name"]
+__all__ = ["ArtifactStore", "LocalStore", "open_store", "write_atomic", "sha256_file",
+           "sha256sum_text", "safe_name"]

@@ -487,6 +487,8 @@ class Engine:
     def resolve_sequence(self, pixels: torch.Tensor, ranks: torch.Tensor, state: SequenceState,
                          plan):
         """Find the order-dependent events among ``pixels`` (in rank order) not yet resolved."""
+        if not self.interpolate and self.cells_fresh is None:
+            return  # no order-dependent mode: nothing to find (and no float64 twin to build)
         eng = self._sequence_engine()
         if eng is not self:
             step = eng.plan(pixels.shape[0])[0]

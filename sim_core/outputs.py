@@ -1,4 +1,5 @@
-"""The files of a render: nanoBragg's float, SMV int, SMV noise and PGM images, and a PNG preview.
+"""The files of a render: nanoBragg's float, SMV int, SMV noise and PGM images, a miniCBF image and
+a PNG preview.
 
 Each writer takes a :class:`~sim_core.simulate.SimulationResult`. Files are written to a temporary
 name in the target folder and renamed, so that a reader never sees half a file.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+from .io.cbf import write_cbf
 from .io.floatimage import write_float_image
 from .io.pgm import auto_pgm_scale, write_pgm
 from .io.png import write_png_preview
@@ -71,10 +73,29 @@ def int_scale_of(result) -> float:
     return result.config.outputs.int_scale or auto_int_scale(result.image_stats.max_I)
 
 
+def write_cbf_file(result, path: Path | str, counts) -> Path:
+    """Write ``counts`` (the int or noise image of ``result``) as a miniCBF at ``path``.
+
+    The header takes the SMV header's geometry, the exposure time (``beam.exposure_s``) and the
+    sensor thickness (``detector.thickness_um``); the count cutoff is 65535, where the SMV images
+    clamp.
+    """
+    cfg = result.config
+    return write_cbf(path, counts, smv_geometry(result), exposure_s=float(cfg.beam.exposure_s),
+                     sensor_thickness_m=float(cfg.detector.thickness_um or 0.0) * 1e-6)
+
+
 def write_outputs(result, directory: Path | str, *, float_file: str | None = None,
                   int_file: str | None = None, noise_file: str | None = None,
-                  pgm_file: str | None = None, png_file: str | None = None) -> OutputReport:
-    """Write the requested files into ``directory``; names of None are skipped."""
+                  pgm_file: str | None = None, png_file: str | None = None,
+                  cbf_file: str | None = None, cbf_counts: str = "int") -> OutputReport:
+    """Write the requested files into ``directory``; names of None are skipped.
+
+    ``cbf_file`` holds the counts of the int image (``cbf_counts="int"``) or of the noise image
+    (``"noise"``, drawn with the config's seed, the same pixels as ``noise_file``).
+    """
+    if cbf_counts not in ("int", "noise"):
+        raise ValueError(f"cbf_counts must be 'int' or 'noise', not {cbf_counts!r}")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     cfg = result.config.outputs
@@ -88,18 +109,24 @@ def write_outputs(result, directory: Path | str, *, float_file: str | None = Non
     scale = int_scale_of(result)
     report.int_scale = scale
     geom = smv_geometry(result)
-    if int_file:
+    ints = None
+    if int_file or (cbf_file and cbf_counts == "int"):
         ints = int_image(image, scale, cfg.adc_offset, roi)
+    if int_file:
         paths["int"] = _atomic(out / int_file, lambda p: write_smv(p, ints, geom))
     if pgm_file:
         pscale = cfg.pgm_scale or auto_pgm_scale(result.image_stats.rmsd, scale)
         report.pgm_scale = pscale
         paths["pgm"] = _atomic(out / pgm_file, lambda p: write_pgm(p, image, pscale, roi))
+    if noise_file or (cbf_file and cbf_counts == "noise"):
+        report.noise = poisson_noise(image, result.config.noise.seed, adc_offset=cfg.adc_offset,
+                                     roi=roi, rng=exp.rng)
     if noise_file:
-        noise = poisson_noise(image, result.config.noise.seed, adc_offset=cfg.adc_offset, roi=roi,
-                              rng=exp.rng)
-        report.noise = noise
-        paths["noise"] = _atomic(out / noise_file, lambda p: write_smv(p, noise.image, geom))
+        noisy = report.noise.image
+        paths["noise"] = _atomic(out / noise_file, lambda p: write_smv(p, noisy, geom))
+    if cbf_file:
+        counts = ints if cbf_counts == "int" else report.noise.image
+        paths["cbf"] = write_cbf_file(result, out / cbf_file, counts)
     if png_file:
         paths["png"] = _atomic(out / png_file, lambda p: write_png_preview(p, image))
     return report
@@ -112,5 +139,5 @@ def write_nanobragg_files(result, directory: Path | str = ".") -> OutputReport:
                          noise_file=o.noise_file, pgm_file=o.pgm_file)
 
 
-__all__ = ["write_outputs", "write_nanobragg_files", "smv_geometry", "OutputReport", "atomic_path",
-           "int_scale_of"]
+__all__ = ["write_outputs", "write_nanobragg_files", "write_cbf_file", "smv_geometry",
+           "OutputReport", "atomic_path", "int_scale_of"]

@@ -6,11 +6,25 @@ import json
 from pathlib import Path
 
 from app.records import iso
-from app.store import sha256_file, write_atomic
+from app.store import sha256_file, sha256sum_text, write_atomic
 
 
 def write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _inputs_check(config, file_names: dict[str, str]) -> list[str]:
+    """Lines that check the job's input files by sha256 (none when it has none)."""
+    refs = config.file_refs()
+    if not refs:
+        return []
+    lines = ["# Put the input files in the working directory under these names; the check",
+             "# below compares them with the files the job used.",
+             "sha256sum -c - <<'EOF'"]
+    for ref in sorted(set(refs.values()), key=lambda r: file_names.get(r, r)):
+        lines.append(f"{ref.removeprefix('sha256:')}  {file_names.get(ref, ref)}")
+    lines.append("EOF")
+    return lines
 
 
 def commands_text(job_id: str, config, file_names: dict[str, str], version: str | None) -> str:
@@ -22,16 +36,28 @@ def commands_text(job_id: str, config, file_names: dict[str, str], version: str 
         f"# Reproduces the image of bragg job {job_id} with the nanobragg command line",
         f"# (bragg-service {version or 'unknown'}; config_sha256 {config.config_sha256()}).",
     ]
-    refs = config.file_refs()
-    if refs:
-        lines += ["# Put the input files in the working directory under these names; the check",
-                  "# below compares them with the files the job used.",
-                  "sha256sum -c - <<'EOF'"]
-        for ref in sorted(set(refs.values()), key=lambda r: file_names.get(r, r)):
-            lines.append(f"{ref.removeprefix('sha256:')}  {file_names.get(ref, ref)}")
-        lines.append("EOF")
-    lines.append(command)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _inputs_check(config, file_names) + [command]) + "\n"
+
+
+def series_commands_text(job_id: str, config, file_names: dict[str, str], version: str | None,
+                         images, *, width: int = 5) -> str:
+    """A bash script: check the inputs by sha256, then one ``nanobragg`` command per image.
+
+    ``config`` is the series' config (image 1's φ range, the fixed crystal seeds); ``images`` the
+    :class:`~sim_core.series.SeriesImage` of every image, whose ``-phi`` and ``-seed`` the loop sets
+    and whose output files it numbers.
+    """
+    from sim_core.nanobragg_args import config_to_args
+    from sim_core.series import series_command_loop
+
+    images = list(images)
+    lines = [
+        f"# Reproduces the {len(images)} images of bragg series {job_id} with the nanobragg command",
+        f"# line, one image at a time (bragg-service {version or 'unknown'}; config_sha256",
+        f"# {config.config_sha256()}). Each row below: image number, start angle, noise seed.",
+    ]
+    loop = series_command_loop(config_to_args(config, file_names=file_names), images, width=width)
+    return "\n".join(lines + _inputs_check(config, file_names)) + "\n" + loop
 
 
 def seal(folder: Path) -> list[dict]:
@@ -40,7 +66,7 @@ def seal(folder: Path) -> list[dict]:
     for p in sorted(folder.iterdir()):
         if p.is_file() and not p.name.startswith(".") and p.name != "sha256.txt":
             entries.append({"name": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)})
-    text = "".join(f"{e['sha256']}  {e['name']}\n" for e in entries)
+    text = sha256sum_text((e["name"], e["sha256"]) for e in entries)
     write_atomic(folder / "sha256.txt", text)
     seal_entry = {"name": "sha256.txt", "size": len(text.encode()),
                   "sha256": sha256_file(folder / "sha256.txt")}

@@ -39,6 +39,15 @@ function describeError(status, data) {
   return msg;
 }
 
+async function binaryOf(url) {
+  const r = await fetch(url, {headers: authHeaders()});
+  if (!r.ok) {
+    const type = r.headers.get("content-type") || "";
+    throw new Error(describeError(r.status, type.includes("json") ? await r.json() : await r.text()));
+  }
+  return r.arrayBuffer();
+}
+
 async function blobOf(url) {
   const r = await fetch(url, {headers: authHeaders()});
   if (!r.ok) throw new Error(`${r.status} for ${url}`);
@@ -195,7 +204,8 @@ async function showArtifacts(rec) {
   const list = $("#artifacts"), traces = $("#traces");
   list.replaceChildren();
   traces.replaceChildren();
-  $("#trace-text").hidden = true;
+  $("#trace-view").replaceChildren();
+  $("#trace-raw-box").hidden = true;
   $("#preview-box").hidden = true;
   $("#preview").removeAttribute("src");
   for (const a of rec.artifacts) {
@@ -208,13 +218,18 @@ async function showArtifacts(rec) {
     if (a.name.startsWith("trace_")) {
       const show = document.createElement("button");
       show.textContent = "show";
-      show.addEventListener("click", () => showTrace(a.url));
+      show.addEventListener("click", () => showTrace(a.url, a.name));
       li.append(" ", show);
       traces.appendChild(li);
     } else list.appendChild(li);
   }
+  const viewable = rec.status === "finished" && rec.kind !== "trace" &&
+    rec.artifacts.some((a) => /^floatimage(_\d+)?\.bin$/.test(a.name));
+  if (viewable) {
+    try { await state.viewer.open(rec.id); } catch (e) { $("#detail-error").textContent = e.message; }
+  } else state.viewer.close();
   const png = rec.artifacts.find((a) => a.name === "preview.png");
-  if (png) {
+  if (png && !viewable) {
     const url = URL.createObjectURL(await blobOf(png.url));
     state.blobs.push(url);
     $("#preview").src = url;
@@ -237,33 +252,46 @@ async function download(a) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
-async function showTrace(url) {
-  const pre = $("#trace-text");
-  pre.hidden = false;
-  pre.textContent = await (await blobOf(url)).text();
+function showTraceText(text, name) {
+  $("#trace-text").textContent = text;
+  $("#trace-raw-box").hidden = false;
+  renderTrace($("#trace-view"), text, name);
 }
 
+function traceMessage(text, isError) {
+  const p = document.createElement("p");
+  p.className = isError ? "error" : "muted";
+  p.textContent = text;
+  $("#trace-view").replaceChildren(p);
+}
+
+async function showTrace(url, name) {
+  showTraceText(await (await blobOf(url)).text(), name);
+}
+
+// a pixel's trace: shown at once when it exists, else traced by a small job and shown when done
 async function tracePixel() {
   const id = state.selected, s = +$("#trace-s").value, f = +$("#trace-f").value;
-  const pre = $("#trace-text");
-  pre.hidden = false;
-  const path = `/v1/jobs/${id}/trace?pixel=${s},${f}`;
+  const path = `/v1/jobs/${id}/trace?pixel=${s},${f}`, name = `trace_${s}_${f}.log`;
+  const ticket = state.traceTicket = (state.traceTicket || 0) + 1;
+  const current = () => ticket === state.traceTicket && id === state.selected;
   try {
-    pre.textContent = await api("GET", path);
+    showTraceText(await api("GET", path), name);
     return;
   } catch (e) {
-    if (e.status !== 404) { pre.textContent = e.message; return; }
+    if (e.status !== 404) { traceMessage(e.message, true); return; }
   }
   try {
     await api("POST", `/v1/jobs/${id}/traces`, {pixels: [[s, f]]});
-    pre.textContent = `tracing pixel (${s}, ${f})…`;
-    for (let i = 0; i < 600; i++) {
+    traceMessage(`tracing pixel (${s}, ${f})…`);
+    for (let i = 0; i < 600 && current(); i++) {
       await new Promise((ok) => setTimeout(ok, 500));
-      try { pre.textContent = await api("GET", path); return; } catch (e) {
-        if (e.status !== 404 || (e.body && /ended/.test(e.body.hint || ""))) { pre.textContent = e.message; return; }
+      if (!current()) return;
+      try { showTraceText(await api("GET", path), name); return; } catch (e) {
+        if (e.status !== 404 || (e.body && /ended/.test(e.body.hint || ""))) { traceMessage(e.message, true); return; }
       }
     }
-  } catch (e) { pre.textContent = e.message; }
+  } catch (e) { if (current()) traceMessage(e.message, true); }
 }
 
 async function cancelSelected() {
@@ -288,7 +316,10 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("#example").addEventListener("change", chooseExample);
   $("#submission").addEventListener("input", () => { if (!$("#submission").value.trim()) state.extra = {}; });
   $("#submit").addEventListener("click", submit);
-  $("#trace-go").addEventListener("click", tracePixel);
+  $("#trace-form").addEventListener("submit", (ev) => { ev.preventDefault(); tracePixel(); });
+  state.viewer = new ImageViewer($("#viewer"), {binary: binaryOf, json: (url) => api("GET", url)},
+    (s, f) => { $("#trace-s").value = s; $("#trace-f").value = f; tracePixel(); });
+  window.viewer = state.viewer;
   $("#cancel").addEventListener("click", cancelSelected);
   await loadExamples();
   await Promise.all([refreshJobs(), health()]);

@@ -11,7 +11,9 @@ def test_page_and_assets_are_served_without_a_token(service):
     r = httpx.get(f"{service.base_url}/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert '<script src="/static/app.js"' in r.text and 'id="submit"' in r.text
-    for name, ctype in (("app.js", "javascript"), ("style.css", "text/css")):
+    assert 'id="view"' in r.text and '<script src="/static/viewer.js"' in r.text
+    for name, ctype in (("app.js", "javascript"), ("viewer.js", "javascript"),
+                        ("trace.js", "javascript"), ("style.css", "text/css")):
         a = httpx.get(f"{service.base_url}/static/{name}")
         assert a.status_code == 200 and ctype in a.headers["content-type"], name
     assert httpx.get(f"{service.base_url}/static/nope.js").status_code == 404

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sim_core.engine import Engine
+from sim_core.engine import Engine, SequenceState
 from sim_core.errors import InputFileError, RenderCancelled
 from sim_core.experiment import build_experiment, local_files
 from sim_core.nanobragg_args import parse_nanobragg_args
@@ -109,6 +109,44 @@ def test_cuda_matches_cpu_in_float64(name):
     gpu, _ = Engine(exp, device="cuda").render()
     a, b = cpu.numpy(), gpu.cpu().numpy()
     assert np.abs(a - b).max() / np.abs(a).max() <= 1e-10
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("name", ["cubic_default_F", "mosflm_matrix", "dmin_roi",
+                                  "divergence_dispersion"])
+def test_cuda_render_loop_never_waits_for_the_device(name, dtype):
+    """No host synchronisation (``.item()``, a copy to the host, a data-dependent shape) in the
+    loop of a render without order-dependent modes: it would stall the GPU once per block."""
+    _, exp = experiment(name)
+    eng = Engine(exp, device="cuda", dtype=dtype, target_chunk_evals=1 << 14)
+    order = exp.render_pixels()[:4096]
+    pixels = torch.as_tensor(order, device="cuda")
+    ranks = torch.arange(order.size, device="cuda")
+    plan = eng.plan(order.size)
+    state = SequenceState()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for start in range(0, order.size, plan[0]):
+            eng.render_chunk(pixels[start:start + plan[0]], ranks[start:start + plan[0]], state,
+                             plan)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_float32_builds_a_float64_twin_only_for_order_dependent_modes():
+    """The twin decides order-dependent events in float64; a plain render has none to decide, so
+    it must not pay for a second engine (a float64 copy of the HKL grid on the device)."""
+    _, exp = experiment("mosflm_matrix", "-roi", "120", "130", "120", "130")
+    eng = Engine(exp, dtype=torch.float32)
+    eng.render()
+    assert getattr(eng, "_twin", None) is None
+    _, exp = experiment("hkl_interpolate_out_of_range", "-roi", "60", "66", "60", "66")
+    eng = Engine(exp, dtype=torch.float32)
+    image, _ = eng.render()
+    assert eng._twin.dtype == torch.float64 and float(image.max()) > 0
 
 
 def test_oversample_polar_overrides_nopolar_as_in_nanobragg():

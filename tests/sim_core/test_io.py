@@ -17,7 +17,7 @@ from sim_core.io.floatimage import read_float_image, write_float_image
 from sim_core.io.hkl import HklGrid, read_fdump, read_hkl, write_fdump
 from sim_core.io.mosflm import read_mosflm_matrix
 from sim_core.io.pgm import auto_pgm_scale, pgm_bytes, pgm_pixels, write_pgm
-from sim_core.io.png import preview_pixels, write_png_preview
+from sim_core.io.png import placeholder, preview_pixels, write_png_preview
 from sim_core.io.smv import (SmvGeometry, auto_int_scale, header_value, int_image, read_smv,
                              smv_header, write_smv)
 from sim_core.io.sources import SourceRow, read_source_file
@@ -229,16 +229,38 @@ def _decode_png(data: bytes) -> np.ndarray:
     return rows[:, 1:]
 
 
-def test_png_preview_is_log_scaled_greyscale(tmp_path):
+def test_png_preview_contrast_comes_from_the_image(tmp_path):
     img = np.zeros((3, 5), np.float32)
-    img[0, 0], img[1, 2], img[2, 4], img[2, 3] = 1000.0, math.e - 1, -5.0, np.nan
+    img[0, 0], img[1, 2], img[2, 4], img[2, 3] = 1000.0, 250.0, -5.0, np.nan
     write_png_preview(tmp_path / "p.png", img)
     px = _decode_png((tmp_path / "p.png").read_bytes())
     assert px.shape == (3, 5)
-    assert px[0, 0] == 255 and px[2, 4] == 0 and px[2, 3] == 0 and px[0, 1] == 0
-    assert px[1, 2] == round(255 / math.log1p(1000.0))  # log1p(e - 1) = 1
     assert np.array_equal(px, preview_pixels(img))
-    assert not preview_pixels(np.zeros((2, 2))).any()
+    # white is the 99.5th percentile of the positive pixels; square-root scale
+    white = np.percentile([250.0, 1000.0], 99.5)
+    assert px[0, 0] == 255 and px[1, 2] == round(255 * math.sqrt(250.0 / white))
+    assert px[2, 4] == 0 and px[2, 3] == 0 and px[0, 1] == 0
+
+
+def test_png_preview_keeps_single_pixel_spots_of_a_large_image():
+    img = np.zeros((2500, 2100), np.float32)
+    img[1234, 2099] = 1.0  # in the last, partial block
+    img[7, 8] = 50.0
+    img[2499, 0] = np.inf  # not finite: black, and not the white level
+    px = preview_pixels(img)
+    assert px.shape == (834, 700)  # blocks of 3 x 3, the last row partial
+    assert px.max() == 255 and px[7 // 3, 8 // 3] == 255
+    assert px[1234 // 3, 2099 // 3] == round(255 * math.sqrt(1 / np.percentile([1.0, 50.0], 99.5)))
+    assert px[2499 // 3, 0] == 0
+
+
+def test_png_preview_placeholders_are_not_black():
+    for img, text in ((np.zeros((300, 200)), "NO SIGNAL"), (np.full((40, 60), np.nan), "NOT FINITE"),
+                      (-np.ones((8, 8)), "NO SIGNAL")):
+        px = preview_pixels(img)
+        assert px.shape == img.shape and px.min() >= 70 and len(np.unique(px)) > 1, text
+    assert np.array_equal(preview_pixels(np.zeros((300, 200))), placeholder((300, 200), "NO SIGNAL"))
+    assert (placeholder((300, 200), "NO SIGNAL") == 255).any()
 
 
 # --- HKL and Fdump ----------------------------------------------------------------------------

@@ -1,0 +1,207 @@
+"""The image viewer's routes: regions of a job's float image at any zoom level, the image's
+statistics, and the detector geometry (resolution and 2θ of any pixel, rings, beam centre).
+
+``GET /v1/jobs/{id}/image?slow=a:b&fast=c:d&step=k`` answers raw little-endian float32: each value
+the maximum of a k x k block, so the viewer fetches a 6-megapixel image as a few small tiles of a
+coarse level and finer tiles as it zooms in, never the whole float file. ``n`` picks an image of a
+series (1 = the first and, today, only one).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from sim_core.config import load_config
+
+from ..auth import current_owner
+from ..errors import ApiError, invalid_field, not_found
+from ..imagedata import LruCache, Region, float_images, image_stats, read_region
+from ..schemas import error_responses
+from ..views import etag_matches
+from .jobs import owned_job
+
+router = APIRouter(tags=["images"])
+
+#: the most values one region answer may hold (4 MiB of float32)
+MAX_REGION_VALUES = 1 << 20
+#: the tile size the web page's viewer asks for (a hint in the image description)
+TILE = 256
+_RANGE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+_PIXEL = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*$")
+_IMMUTABLE = "private, max-age=31536000, immutable"
+
+_stats_cache = LruCache(32)
+_geometry_cache = LruCache(64)
+_bytes_cache = LruCache(2)  # whole images, only for stores that cannot give a local path
+
+
+def _image(request: Request, rec: dict, n: int) -> tuple[str, dict, np.ndarray]:
+    """(artifact name, artifact entry, the image as a read-only (slow, fast) float32 array)."""
+    if rec["status"] != "finished":
+        raise ApiError(409, f"job is {rec['status']}, not finished",
+                       hint="the image can be viewed once the job is finished")
+    names = float_images(rec)
+    if not names:
+        raise not_found("float image", hint="the job has no floatimage.bin: submit it with "
+                                            "\"float\" among its outputs (trace jobs have none)")
+    if not 1 <= n <= len(names):
+        raise invalid_field("n", f"image {n} does not exist; the job has {len(names)} "
+                                 f"image{'s' if len(names) > 1 else ''} (n = 1..{len(names)})")
+    name = names[n - 1]
+    entry = next(a for a in rec["artifacts"] if a["name"] == name)
+    S, F = (int(x) for x in rec["shape"])
+    if entry["size"] != S * F * 4:
+        raise ApiError(409, f"{name} holds {entry['size']} bytes, not the {S} x {F} float32 "
+                            "pixels of the job's shape")
+    store = request.app.state.ctx.store
+    path = store.artifact_path(rec["id"], name)
+    if path is not None:
+        return name, entry, np.memmap(path, dtype="<f4", mode="r", shape=(S, F))
+
+    def read_all():
+        with store.open_artifact(rec["id"], name) as fh:
+            return np.frombuffer(fh.read(), dtype="<f4").reshape(S, F)
+    return name, entry, _bytes_cache.get_or_make(entry["sha256"], read_all)
+
+
+def _range(field: str, text: str | None, size: int) -> tuple[int, int]:
+    if text is None:
+        return 0, size
+    m = _RANGE.match(text)
+    if not m:
+        raise invalid_field(field, f"expected 'start:stop' (pixels, stop excluded), e.g. {field}=0:256")
+    a, b = int(m.group(1)), int(m.group(2))
+    if not a < b <= size:
+        raise invalid_field(field, f"{a}:{b} is not a non-empty range within 0:{size}")
+    return a, b
+
+
+@router.get("/v1/jobs/{job_id}/image", summary="Pixels of the float image (a region, any zoom)",
+            response_class=Response,
+            responses={200: {"description": "raw little-endian float32, `X-Image-Shape` rows x "
+                                            "columns; each value the maximum of a step x step "
+                                            "block (NaN only where the whole block is)",
+                             "content": {"application/octet-stream": {}}},
+                       **error_responses(401, 404, 409, 422)})
+def get_image_region(job_id: str, request: Request,
+                     slow: str | None = Query(None, description="rows start:stop (default all)",
+                                              examples=["0:1024"]),
+                     fast: str | None = Query(None, description="columns start:stop (default all)",
+                                              examples=["1024:2048"]),
+                     step: int = Query(1, ge=1, le=65536,
+                                       description="block size: 1 = every pixel, 4 = the maximum "
+                                                   "of each 4 x 4 block"),
+                     n: int = Query(1, ge=1, description="the image of a series (1 = the first)"),
+                     owner: str = Depends(current_owner)):
+    """A region of the image, reduced by ``step``: at most 1,048,576 values per answer. The answer
+    is gzip-compressed when the request accepts it; its ETag never changes for a finished job."""
+    rec = owned_job(request, job_id, owner)
+    name, entry, img = _image(request, rec, n)
+    S, F = img.shape
+    r = Region(*_range("slow", slow, S), *_range("fast", fast, F), step=step)
+    rows, cols = r.out_shape
+    if rows * cols > MAX_REGION_VALUES:
+        raise invalid_field("step", f"the region {r.s0}:{r.s1} x {r.f0}:{r.f1} at step {step} is "
+                                    f"{rows} x {cols} = {rows * cols:,} values; at most "
+                                    f"{MAX_REGION_VALUES:,} per answer: ask for a larger step or "
+                                    "a smaller region")
+    etag = f'"{entry["sha256"][:32]}-{n}-{r.s0}-{r.s1}-{r.f0}-{r.f1}-{step}"'
+    headers = {"ETag": etag, "Cache-Control": _IMMUTABLE, "Vary": "Accept-Encoding",
+               "X-Image-Shape": f"{rows},{cols}", "X-Image-Step": str(step),
+               "X-Image-Region": f"{r.s0}:{r.s1},{r.f0}:{r.f1}",
+               "Access-Control-Expose-Headers": "X-Image-Shape, X-Image-Step, X-Image-Region"}
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    body = read_region(img, r).tobytes()
+    if len(body) > 2048 and "gzip" in request.headers.get("accept-encoding", ""):
+        gz = zlib.compressobj(1, zlib.DEFLATED, 31)  # fast; sparse images shrink many times
+        body = gz.compress(body) + gz.flush()
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/v1/jobs/{job_id}/image/info", summary="Size, series and statistics of the image",
+            responses={200: {"content": {"application/json": {"example": {
+                "shape": [2527, 2463], "n": 1, "images": 1, "name": "floatimage.bin",
+                "tile": 256, "max_region_values": MAX_REGION_VALUES,
+                "stats": {"pixels": 6224001, "finite": 6224001, "positive": 6224001,
+                          "min": 0.0, "max": 812.5, "mean": 0.41, "sampled_every": 6,
+                          "percentiles": {"50": 0.07, "90": 0.2, "99": 2.3, "99.5": 5.1,
+                                          "99.9": 40.2, "99.99": 310.0}}}}}},
+                       **error_responses(401, 404, 409, 422)})
+def get_image_info(job_id: str, request: Request,
+                   n: int = Query(1, ge=1, description="the image of a series (1 = the first)"),
+                   owner: str = Depends(current_owner)):
+    """What the viewer needs before it asks for pixels: the shape, how many images the job has,
+    and the statistics its automatic contrast uses (percentiles of the positive pixels; of every
+    ``sampled_every``-th finite pixel for images of more than 1,048,576 pixels)."""
+    rec = owned_job(request, job_id, owner)
+    name, entry, img = _image(request, rec, n)
+    stats = _stats_cache.get_or_make(entry["sha256"], lambda: image_stats(img))
+    return JSONResponse({"shape": list(img.shape), "n": n, "images": len(float_images(rec)),
+                         "name": name, "sha256": entry["sha256"], "tile": TILE,
+                         "max_region_values": MAX_REGION_VALUES, "stats": stats},
+                        headers={"Cache-Control": "private, no-cache"})
+
+
+def _detector(rec: dict):
+    # torch comes in with the first geometry asked for, not when the API starts
+    from sim_core.geometry.detector import build_detector
+
+    def build():
+        cfg = load_config(rec["config"])
+        return build_detector(cfg.detector, cfg.beam, cfg.crystal), cfg.beam.wavelength_A
+    return _geometry_cache.get_or_make(rec.get("config_sha256") or rec["config"], build)
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+@router.get("/v1/jobs/{job_id}/geometry", summary="The detector geometry; d and 2θ of pixels",
+            responses={200: {"content": {"application/json": {"example": {
+                "shape": [256, 256], "pixel_size_m": 0.0001, "pix0_m": [0.1, 0.0128, -0.0128],
+                "fdet": [0, 0, 1], "sdet": [0, -1, 0], "odet": [1, 0, 0], "beam": [1, 0, 0],
+                "wavelength_A": 6.2, "distance_m": 0.1, "close_distance_m": 0.1,
+                "twotheta_deg": 0.0, "curved": False, "convention": "mosflm",
+                "beam_center_px": {"slow": 128.5, "fast": 128.5},
+                "pixels": [{"pixel": [10, 20], "d_A": 52.1, "twotheta_deg": 6.82}]}}}},
+                       **error_responses(401, 404, 422)})
+def get_geometry(job_id: str, request: Request,
+                 pixel: list[str] = Query([], description="slow,fast (repeatable): the d (Å) "
+                                                          "and 2θ (degrees) of these pixels' "
+                                                          "centres", examples=["10,20"]),
+                 owner: str = Depends(current_owner)):
+    """The detector as plain numbers: a pixel (s, f) has its centre at
+    ``pix0_m + (f + 0.5) * pixel_size_m * fdet + (s + 0.5) * pixel_size_m * sdet`` (a curved
+    detector then turns that onto the sphere of radius ``distance_m``); 2θ is its angle to
+    ``beam`` and d = ``wavelength_A`` / (2 sin θ). ``beam_center_px`` is where the direct beam
+    meets the detector, in pixels from the first pixel's outer corner. ``pixel=`` adds sim_core's
+    values for given pixels (d is null where 2θ is 0)."""
+    from sim_core.geometry.resolution import describe_detector, pixel_resolution
+
+    rec = owned_job(request, job_id, owner)
+    det, wavelength = _detector(rec)
+    out = describe_detector(det, wavelength)
+    S, F = out["shape"]
+    wanted = []
+    for i, text in enumerate(pixel):
+        m = _PIXEL.match(text)
+        if not m:
+            raise invalid_field(f"pixel.{i}", "expected 'slow,fast', e.g. pixel=128,129")
+        s, f = int(m.group(1)), int(m.group(2))
+        if not (s < S and f < F):
+            raise invalid_field(f"pixel.{i}", f"pixel ({s}, {f}) is outside the detector of "
+                                              f"{S} slow x {F} fast")
+        wanted.append((s, f))
+    if wanted:
+        d, tt = pixel_resolution(det, wavelength, [p[0] for p in wanted], [p[1] for p in wanted])
+        out["pixels"] = [{"pixel": list(p), "d_A": _finite(float(d[i])),
+                          "twotheta_deg": float(tt[i])} for i, p in enumerate(wanted)]
+    return JSONResponse(out)

@@ -1,0 +1,73 @@
+"""Finished jobs written straight into a test deployment's store and Redis, the way a worker
+publishes one (record created, started, files committed, record finished through the guarded
+transitions), for images a test render would take too long to make: a 2463 x 2527 detector, a
+series of images. The API then serves them through its real routes."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+
+from app.records import Records, now
+from app.store import LocalStore
+from sim_core.config import load_config
+from sim_core.io.png import write_png_preview
+from worker.artifacts import seal
+
+WRITER = "test-writer"
+
+
+def store_finished_job(service, owner: str, config: dict, images: list[np.ndarray],
+                       label: str = "") -> str:
+    """A finished render job of ``config`` whose float images are ``images`` (one: floatimage.bin;
+    more: floatimage_00001.bin, ... a series). Returns its id."""
+    cfg = load_config(config)
+    shape = images[0].shape
+    records = Records(service.redis, "bragg")
+    store = LocalStore(service.data_dir)
+    job_id = uuid.uuid4().hex
+    fields = {
+        "id": job_id, "owner": owner, "kind": "render", "parent": "", "label": label,
+        "status": "queued", "progress": "0", "created_at": now(), "started_at": "",
+        "finished_at": "", "requested_device": "cpu", "device": "cpu", "dtype": "float32",
+        "config": cfg.canonical_json(), "config_sha256": cfg.config_sha256(),
+        "outputs": ["float", "png"], "trace_pixels": [], "file_names": {}, "warnings": [],
+        "artifacts": [], "shape": list(shape), "evaluations": int(np.prod(shape)),
+        "timeout_s": 60, "attempts": 0, "max_attempts": 1, "worker": "", "cancel": "0",
+        "queue": "", "rq_id": "", "error_type": "", "error_message": "",
+    }
+    ok, _ = records.create(job_id, owner, fields, 0)
+    assert ok
+    status, attempt = records.start(job_id, WRITER, "cpu", 60)
+    assert status == "running"
+    staging = store.staging_dir(job_id, attempt)
+    names = (["floatimage.bin"] if len(images) == 1
+             else [f"floatimage_{i:05d}.bin" for i in range(1, len(images) + 1)])
+    for name, img in zip(names, images):
+        assert img.shape == shape
+        np.asarray(img, dtype="<f4").tofile(staging / name)
+    write_png_preview(staging / "preview.png", images[0])
+    artifacts = seal(staging)
+    store.commit(job_id, staging)
+    out = records.finish(job_id, owner, WRITER, attempt, "finished",
+                         {"artifacts": artifacts, "progress": "1"})
+    assert out == "finished", out
+    return job_id
+
+
+def spots_image(shape: tuple[int, int], spots: int, seed: int = 1,
+                background: float = 0.0) -> np.ndarray:
+    """A synthetic diffraction-like image: single- and few-pixel spots on an optional noisy
+    background (seeded)."""
+    rng = np.random.default_rng(seed)
+    S, F = shape
+    img = (rng.exponential(background, size=shape) if background > 0
+           else np.zeros(shape)).astype(np.float32)
+    ss = rng.integers(1, S - 1, spots)
+    ff = rng.integers(1, F - 1, spots)
+    peak = rng.uniform(50, 5000, spots).astype(np.float32)
+    img[ss, ff] += peak
+    img[ss + 1, ff] += 0.2 * peak
+    img[ss, ff + 1] += 0.1 * peak
+    return img
