@@ -322,8 +322,10 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
     from . import rng as crng
 
     if config.scan.images != 1:
-        raise ConfigError(f"scan.images: a series of {config.scan.images} images is not rendered "
-                          "yet; give images = 1 (one image per job)", field="scan.images")
+        raise ConfigError(f"scan.images: a series of {config.scan.images} images is rendered one "
+                          "image at a time: sim_core.simulate.render_series(config), or "
+                          "sim_core.series.image_config(config, n) for image n",
+                          field="scan.images")
     files = files or local_files()
     notes: list[str] = []
     seeds: dict = {}

@@ -527,6 +527,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("-trace_pixel", ("run.trace_pixels",), "int", nargs=2, read=read_trace_pixel,
          write=write_trace_pixels, ours=True),
     Flag("-trace_file", (), "str", read=read_into_draft("trace_file"), writes=False, ours=True),
+    Flag("-cbf", ("outputs.cbf_file",), "str", aliases=("-cbffile",), output=True, ours=True),
+    # a rotation series: image n starts at -phi + (n - first_image) * -osc (see sim_core.series)
+    Flag("-images", ("scan.images",), "int", ours=True),
+    Flag("-first_image", ("scan.first_image",), "int", ours=True),
 )
 
 FLAGS_BY_NAME: dict[str, Flag] = {n: row for row in FLAGS for n in row.names}
