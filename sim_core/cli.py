@@ -129,14 +129,19 @@ def _run_series(parsed, progress, cancel) -> int:
 
     config = with_seeds(parsed.config)
     total = len(series_of(config))
-    wrote: list[str] = []
+    per_kind: dict[str, list] = {}
+    extra: list[str] = []
     result = report = None
     for k, (im, result) in enumerate(render_series(config, local_files("."), progress=progress,
                                                    cancel=cancel)):
         if k == 0:
             for note in result.experiment.notes:
                 print(f"note: {note}", file=sys.stderr)
-        report = _write_image(result, parsed, wrote, number=im.n, fdump=k == 0)
+        lines: list[str] = []
+        report = _write_image(result, parsed, lines, number=im.n, fdump=k == 0)
+        for kind, path in report.paths.items():
+            per_kind.setdefault(kind, []).append(path)
+        extra += lines[len(report.paths):]
         progress.close()
         print(f"image {k + 1}/{total} (number {im.n}): phi {im.phi_start_deg:g} to "
               f"{im.phi_start_deg + im.osc_deg:g} deg, seed {im.seed}, {result.elapsed_s:.2f} s",
@@ -144,8 +149,11 @@ def _run_series(parsed, progress, cancel) -> int:
     meta = {"config": json.loads(config.canonical_json()), "series": series_metadata(config)}
     _atomic(Path("series_metadata.json"),
             lambda p: Path(p).write_text(json.dumps(meta, indent=1) + "\n"))
-    wrote.append("series_metadata.json (every image's phi range and noise seed)")
-    print(f"series of {total} images, the last one:")
+    wrote = [f"{paths[0]} ... {paths[-1]} ({kind}, {len(paths)} files)"
+             for kind, paths in per_kind.items()]
+    wrote += extra + ["series_metadata.json (every image's phi range and noise seed)"]
+    print(f"series of {total} images from number {config.scan.first_image}, series seed "
+          f"{config.noise.seed}; the last image:")
     print(_summary(result, report, wrote))
     return 0
 
