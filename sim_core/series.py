@@ -143,6 +143,15 @@ def _check_image(config, n: int) -> None:
                           "it once with sim_core.simulate.with_seeds(config)", field="noise.seed")
 
 
+def _osc_deg(config) -> float:
+    """The φ range of each image: ``scan.osc_range_deg`` (a series of several images has one), or
+    for a single image without it, the range nanoBragg's rules give."""
+    if config.scan.osc_range_deg is not None:
+        return config.scan.osc_range_deg
+    from .sampling import resolve_sampling
+    return math.degrees(resolve_sampling(config).osc)
+
+
 def series_of(config) -> list[SeriesImage]:
     """Every image of the series ``config`` describes (``scan.images`` from ``scan.first_image``;
     one image for a config of ``images = 1``), with its φ range and noise seed.
@@ -151,9 +160,17 @@ def series_of(config) -> list[SeriesImage]:
     """
     scan = config.scan
     _check_image(config, scan.first_image)
-    osc = scan.osc_range_deg if scan.osc_range_deg is not None else 0.0
-    return series_images(scan.phi_start_deg, osc, scan.images, scan.first_image,
+    return series_images(scan.phi_start_deg, _osc_deg(config), scan.images, scan.first_image,
                          config.noise.seed)
+
+
+def series_image(config, n: int) -> SeriesImage:
+    """Image ``n`` of the series ``config``: its φ range and noise seed."""
+    _check_image(config, n)
+    scan = config.scan
+    osc = _osc_deg(config)
+    return SeriesImage(n, image_phi_start(scan.phi_start_deg, osc, n, scan.first_image), osc,
+                       image_seed(config.noise.seed, n))
 
 
 def image_config(config, n: int):
@@ -166,16 +183,14 @@ def image_config(config, n: int):
     takes the series seed (as ``with_seeds`` fixes it for a single render), drawn once for every
     image. Rendering the result is rendering image ``n``; a child job renders exactly this.
     """
-    _check_image(config, n)
-    scan = config.scan
-    osc = scan.osc_range_deg if scan.osc_range_deg is not None else 0.0
+    image = series_image(config, n)
     cfg = config.model_copy(deep=True)
     if cfg.crystal.misset_random and cfg.crystal.misset_seed is None:
         cfg.crystal.misset_seed = config.noise.seed
     cfg.scan.images = 1
-    cfg.scan.phi_start_deg = image_phi_start(scan.phi_start_deg, osc, n, scan.first_image)
+    cfg.scan.phi_start_deg = image.phi_start_deg
     cfg.scan.first_image = 1
-    cfg.noise.seed = image_seed(config.noise.seed, n)
+    cfg.noise.seed = image.seed
     return cfg
 
 
@@ -185,14 +200,16 @@ def series_metadata(config) -> dict:
     scan = config.scan
     images = series_of(config)
     cr = config.crystal
+    misset_seed = cr.misset_seed
+    if cr.misset_random and misset_seed is None:
+        misset_seed = config.noise.seed  # as image_config fixes it
     return {
         "images": scan.images,
         "first_image": scan.first_image,
         "phi_start_deg": scan.phi_start_deg,
         "osc_range_deg": images[0].osc_deg,
         "series_seed": config.noise.seed,
-        "misset_seed": (cr.misset_seed if cr.misset_seed is not None else config.noise.seed)
-        if cr.misset_random else cr.misset_seed,
+        "misset_seed": misset_seed,
         "mosaic_seed": cr.mosaic_seed,
         "image_seed_rule": "image_seed(series_seed, n): the series seed moved n * SEED_STRIDE "
                            f"({SEED_STRIDE}) states along ran1's cycle",
@@ -246,5 +263,5 @@ def series_command_loop(args: Sequence[str], images: Iterable[SeriesImage], *,
 
 __all__ = ["CYCLE", "SEED_STRIDE", "NUMBER_WIDTH", "OUTPUT_FLAGS", "PER_IMAGE_FLAGS",
            "image_phi_start", "image_seed", "numbered_name", "plan_children", "SeriesImage",
-           "series_images", "series_of", "image_config", "series_metadata",
+           "series_images", "series_of", "series_image", "image_config", "series_metadata",
            "series_command_loop"]

@@ -14,7 +14,7 @@ from sim_core import cli
 from sim_core.errors import ConfigError
 from sim_core.nanobragg_args import config_to_args, parse_nanobragg_args
 from sim_core.series import (image_config, image_seed, numbered_name, series_command_loop,
-                             series_metadata, series_of)
+                             series_image, series_metadata, series_of)
 from sim_core.simulate import render_series, simulate
 
 # a random misset, mosaic domains and 3 φ steps per image, on a 20 x 16 detector
@@ -87,6 +87,7 @@ def test_series_metadata_lists_every_image(config):
     assert (md["images"], md["first_image"], md["series_seed"], md["misset_seed"]) == (4, 2, 321,
                                                                                       321)
     assert md["image"] == [im.as_dict() for im in series_of(config)]
+    assert series_image(config, 3) == series_of(config)[1]
     assert md["image"][1] == {"n": 3, "phi_start_deg": 10.5, "osc_deg": 0.5,
                               "seed": image_seed(321, 3)}
     json.dumps(md)
