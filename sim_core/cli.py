@@ -7,7 +7,10 @@ It writes the same files with the same names and defaults as nanoBragg (floatima
 image.pgm, noiseimage.img unless -nonoise, Fdump.bin after reading -hkl), prints a summary of what it
 rendered, and shows progress on renders that take more than a couple of seconds. Our own flags:
 ``-dtype float64|float32``, ``-device auto|cpu|cuda``, ``-phi_mode default|c-parity``,
-``-trace_pixel S F`` (repeatable), ``-trace_file PATH``, ``-memory_mb N``, ``-compile auto|on|off``.
+``-trace_pixel S F`` (repeatable), ``-trace_file PATH``, ``-memory_mb N``, ``-compile auto|on|off``,
+``-cbf FILE`` (a miniCBF of the int image), and ``-images N`` / ``-first_image N`` for a rotation
+series: N images of consecutive φ ranges (image n starts at ``-phi`` + (n − first)·``-osc``), each
+written under numbered names (``intimage_00001.img``, …) with one line per image.
 """
 
 from __future__ import annotations
@@ -88,10 +91,77 @@ def _summary(result, report, wrote: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run(argv: list[str], cancel=None) -> int:
-    from .experiment import is_fdump, local_files
-    from .nanobragg_args import parse_nanobragg_args
+def _write_image(result, parsed, wrote: list[str], *, number: int | None = None,
+                 fdump: bool = True):
+    """Write the files of one rendered image (numbered as image ``number`` of a series), the
+    Fdump.bin cache after reading an HKL file, and the traces; returns the OutputReport."""
+    from .experiment import is_fdump
     from .outputs import write_nanobragg_files
+    from .series import numbered_name
+
+    report = write_nanobragg_files(result, ".", number=number)
+    wrote += [f"{p} ({kind})" for kind, p in report.paths.items()]
+    sf = result.config.structure_factors
+    from_text = sf.hkl_file and not is_fdump(Path(sf.hkl_file))
+    if fdump and (from_text or sf.model_file or sf.mtz_file) and result.experiment.hkl_grid is not None:
+        from .io.hkl import write_fdump
+        write_fdump("Fdump.bin", result.experiment.hkl_grid)
+        wrote.append("Fdump.bin (structure factor cache)")
+    if result.traces:
+        text = "".join(t.text for t in result.traces)
+        if parsed.trace_file:
+            name = parsed.trace_file if number is None else numbered_name(parsed.trace_file, number)
+            Path(name).write_text(text)
+            wrote.append(f"{name} (traces)")
+        else:
+            sys.stdout.write(text)
+    return report
+
+
+def _run_series(parsed, progress, cancel) -> int:
+    """Every image of a ``-images N`` series: numbered files, one line per image, then the summary
+    of the last image and series_metadata.json (every image's φ range and noise seed)."""
+    import json
+
+    from .experiment import local_files
+    from .outputs import _atomic
+    from .series import series_metadata, series_of
+    from .simulate import render_series, with_seeds
+
+    config = with_seeds(parsed.config)
+    total = len(series_of(config))
+    per_kind: dict[str, list] = {}
+    extra: list[str] = []
+    result = report = None
+    for k, (im, result) in enumerate(render_series(config, local_files("."), progress=progress,
+                                                   cancel=cancel)):
+        if k == 0:
+            for note in result.experiment.notes:
+                print(f"note: {note}", file=sys.stderr)
+        lines: list[str] = []
+        report = _write_image(result, parsed, lines, number=im.n, fdump=k == 0)
+        for kind, path in report.paths.items():
+            per_kind.setdefault(kind, []).append(path)
+        extra += lines[len(report.paths):]
+        progress.close()
+        print(f"image {k + 1}/{total} (number {im.n}): phi {im.phi_start_deg:g} to "
+              f"{im.phi_start_deg + im.osc_deg:g} deg, seed {im.seed}, {result.elapsed_s:.2f} s",
+              flush=True)
+    meta = {"config": json.loads(config.canonical_json()), "series": series_metadata(config)}
+    _atomic(Path("series_metadata.json"),
+            lambda p: Path(p).write_text(json.dumps(meta, indent=1) + "\n"))
+    wrote = [f"{paths[0]} ... {paths[-1]} ({kind}, {len(paths)} files)"
+             for kind, paths in per_kind.items()]
+    wrote += extra + ["series_metadata.json (every image's phi range and noise seed)"]
+    print(f"series of {total} images from number {config.scan.first_image}, series seed "
+          f"{config.noise.seed}; the last image:")
+    print(_summary(result, report, wrote))
+    return 0
+
+
+def run(argv: list[str], cancel=None) -> int:
+    from .experiment import local_files
+    from .nanobragg_args import parse_nanobragg_args
     from .simulate import simulate
 
     if not argv or argv[0] in ("-h", "-help", "--help"):
@@ -102,27 +172,15 @@ def run(argv: list[str], cancel=None) -> int:
     parsed = parse_nanobragg_args(argv, base_dir=Path("."), allow_fdump=True)
     for w in parsed.warnings:
         print(f"WARNING: {w}", file=sys.stderr)
-    config = parsed.config
     progress = _Progress(parsed.progress)
-    result = simulate(config, local_files("."), progress=progress, cancel=cancel)
+    if parsed.config.scan.images > 1:
+        return _run_series(parsed, progress, cancel)
+    result = simulate(parsed.config, local_files("."), progress=progress, cancel=cancel)
     progress.close()
     for note in result.experiment.notes:
         print(f"note: {note}", file=sys.stderr)
-    report = write_nanobragg_files(result, ".")
-    wrote = [f"{p} ({kind})" for kind, p in report.paths.items()]
-    sf = config.structure_factors
-    from_text = sf.hkl_file and not is_fdump(Path(sf.hkl_file))
-    if (from_text or sf.model_file or sf.mtz_file) and result.experiment.hkl_grid is not None:
-        from .io.hkl import write_fdump
-        write_fdump("Fdump.bin", result.experiment.hkl_grid)
-        wrote.append("Fdump.bin (structure factor cache)")
-    if result.traces:
-        text = "".join(t.text for t in result.traces)
-        if parsed.trace_file:
-            Path(parsed.trace_file).write_text(text)
-            wrote.append(f"{parsed.trace_file} (traces)")
-        else:
-            sys.stdout.write(text)
+    wrote: list[str] = []
+    report = _write_image(result, parsed, wrote)
     print(_summary(result, report, wrote))
     return 0
 

@@ -251,6 +251,20 @@ class Scan(_Model):
                                              f"deg makes more than {MAX_STEPS} phi steps")
         return self
 
+    @model_validator(mode="after")
+    def _series(self) -> "Scan":
+        if self.images == 1:
+            return self
+        osc = self.osc_range_deg
+        if osc is None or osc < 0:
+            raise FieldError("osc_range_deg", f"a series of {self.images} images needs the phi "
+                                              "range of each image (osc_range_deg, -osc)")
+        last = self.phi_start_deg + (self.images - 1) * osc
+        if abs(last) > MAX_ANGLE_DEG:
+            raise FieldError("images", f"the last of {self.images} images would start at "
+                                       f"{last:g} deg, beyond {MAX_ANGLE_DEG:g}")
+        return self
+
 
 class Crystal(_Model):
     cell: Optional[UnitCell] = None
@@ -331,6 +345,8 @@ class Outputs(_Model):
     int_file: Optional[str] = "intimage.img"
     noise_file: Optional[str] = "noiseimage.img"
     pgm_file: Optional[str] = "image.pgm"
+    #: a miniCBF of the int image's counts (``-cbf``); None writes none
+    cbf_file: Optional[str] = None
     #: counts per photon of the SMV int image; None scales the maximum to 55000
     int_scale: Optional[Num(gt=0, le=1e30)] = None
     pgm_scale: Optional[Num(gt=0, le=1e30)] = None

@@ -337,8 +337,10 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
     from .structure_input import check_cell, crystal_with_cell, open_structure_input
 
     if config.scan.images != 1:
-        raise ConfigError(f"scan.images: a series of {config.scan.images} images is not rendered "
-                          "yet; give images = 1 (one image per job)", field="scan.images")
+        raise ConfigError(f"scan.images: a series of {config.scan.images} images is rendered one "
+                          "image at a time: sim_core.simulate.render_series(config), or "
+                          "sim_core.series.image_config(config, n) for image n",
+                          field="scan.images")
     files = files or local_files()
     notes: list[str] = []
     seeds: dict = {}

@@ -533,6 +533,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("-mtz_column", ("structure_factors.mtz_column",), "str", ours=True,
          what="a column label"),
     Flag("-dmin_F", ("structure_factors.dmin_F_A",), ours=True),
+    Flag("-cbf", ("outputs.cbf_file",), "str", aliases=("-cbffile",), output=True, ours=True),
+    # a rotation series: image n starts at -phi + (n - first_image) * -osc (see sim_core.series)
+    Flag("-images", ("scan.images",), "int", ours=True),
+    Flag("-first_image", ("scan.first_image",), "int", ours=True),
 )
 
 FLAGS_BY_NAME: dict[str, Flag] = {n: row for row in FLAGS for n in row.names}

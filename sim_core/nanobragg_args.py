@@ -277,16 +277,17 @@ def flag_for_field(argv: list[str], path: str) -> str | None:
 # config -> command line
 # ------------------------------------------------------------------------------------------------
 
-def write_flag(config: SimulationConfig, row: Flag, names: dict[str, str]) -> list[str]:
+def write_flag(config: SimulationConfig, row: Flag, names: dict[str, str], *,
+               explicit: bool = False) -> list[str]:
     """The tokens of one row: its own writer, or the table's rule (only a value that differs from
-    the model's declared default is written)."""
+    the model's declared default is written, unless ``explicit``)."""
     if row.write is not None:
         return row.write(config, row, names)
     if not row.writes or len(row.fields) != 1:
         return []
     path = row.fields[0]
     value = get_field(config, path)
-    if value == declared_default(path):
+    if value == declared_default(path) and not explicit:
         return []
     if row.kind == "switch":
         return [row.name] if value == row.value else []
@@ -299,18 +300,19 @@ def write_flag(config: SimulationConfig, row: Flag, names: dict[str, str]) -> li
 
 
 def config_to_args(config: SimulationConfig, *, file_names: dict[str, str] | None = None,
-                   outputs: bool = True) -> list[str]:
+                   outputs: bool | str = True) -> list[str]:
     """A nanoBragg command line (with our extension flags) that reproduces ``config``.
 
     ``file_names`` maps the config's file references to the names to print (e.g. uploaded ids to
-    local file names); ``outputs=False`` leaves the output file names out.
+    local file names); ``outputs=False`` leaves the output file names out; ``outputs="explicit"``
+    writes every output file name, the default ones too (a series' loop numbers each of them).
     """
     names = file_names or {}
     args: list[str] = []
     for row in FLAGS:
         if row.output and not outputs:
             continue
-        args += write_flag(config, row, names)
+        args += write_flag(config, row, names, explicit=row.output and outputs == "explicit")
     return args
 
 

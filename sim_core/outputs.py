@@ -132,11 +132,21 @@ def write_outputs(result, directory: Path | str, *, float_file: str | None = Non
     return report
 
 
-def write_nanobragg_files(result, directory: Path | str = ".") -> OutputReport:
-    """The files the C program would write for this config, under its names."""
+def write_nanobragg_files(result, directory: Path | str = ".", *,
+                          number: int | None = None) -> OutputReport:
+    """The files the C program would write for this config, under its names (and the miniCBF of
+    ``outputs.cbf_file``); ``number``: image ``number`` of a series, each name numbered
+    (``intimage_00003.img``)."""
+    from .series import numbered_name
+
     o = result.config.outputs
-    return write_outputs(result, directory, float_file=o.float_file, int_file=o.int_file,
-                         noise_file=o.noise_file, pgm_file=o.pgm_file)
+
+    def name(n: str | None) -> str | None:
+        return n if n is None or number is None else numbered_name(n, number)
+
+    return write_outputs(result, directory, float_file=name(o.float_file),
+                         int_file=name(o.int_file), noise_file=name(o.noise_file),
+                         pgm_file=name(o.pgm_file), cbf_file=name(o.cbf_file))
 
 
 __all__ = ["write_outputs", "write_nanobragg_files", "write_cbf_file", "smv_geometry",

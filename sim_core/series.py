@@ -37,9 +37,9 @@ SEED_STRIDE = 1327217887
 #: the widest numbering :func:`numbered_name` pads to by default
 NUMBER_WIDTH = 5
 #: the nanoBragg flags that name output files (each is numbered per image in the shell loop)
-OUTPUT_FLAGS = ("-floatfile", "-intfile", "-noisefile", "-pgmfile")
+OUTPUT_FLAGS = ("-floatfile", "-intfile", "-noisefile", "-pgmfile", "-cbf")
 #: flags with one value that the loop sets per image or that describe the whole series
-PER_IMAGE_FLAGS = ("-phi", "-seed", "-images")
+PER_IMAGE_FLAGS = ("-phi", "-seed", "-images", "-first_image")
 
 P = TypeVar("P", str, os.PathLike)
 
@@ -130,6 +130,93 @@ def series_images(phi0_deg: float, osc_deg: float, images: int, first_image: int
             for n in range(first_image, first_image + images)]
 
 
+def _check_image(config, n: int) -> None:
+    from .errors import ConfigError
+
+    scan = config.scan
+    last = scan.first_image + scan.images - 1
+    if not scan.first_image <= n <= last:
+        raise ConfigError(f"image {n} is not in the series (images {scan.first_image} to {last})",
+                          field="scan.first_image")
+    if config.noise.seed is None:
+        raise ConfigError("the series' noise seed is not fixed: give noise.seed (-seed) or fix "
+                          "it once with sim_core.simulate.with_seeds(config)", field="noise.seed")
+
+
+def _osc_deg(config) -> float:
+    """The φ range of each image: ``scan.osc_range_deg`` (a series of several images has one), or
+    for a single image without it, the range nanoBragg's rules give."""
+    if config.scan.osc_range_deg is not None:
+        return config.scan.osc_range_deg
+    from .sampling import resolve_sampling
+    return math.degrees(resolve_sampling(config).osc)
+
+
+def series_of(config) -> list[SeriesImage]:
+    """Every image of the series ``config`` describes (``scan.images`` from ``scan.first_image``;
+    one image for a config of ``images = 1``), with its φ range and noise seed.
+
+    The noise seed of the config is the series seed: it must be fixed (``with_seeds``).
+    """
+    scan = config.scan
+    _check_image(config, scan.first_image)
+    return series_images(scan.phi_start_deg, _osc_deg(config), scan.images, scan.first_image,
+                         config.noise.seed)
+
+
+def series_image(config, n: int) -> SeriesImage:
+    """Image ``n`` of the series ``config``: its φ range and noise seed."""
+    _check_image(config, n)
+    scan = config.scan
+    osc = _osc_deg(config)
+    return SeriesImage(n, image_phi_start(scan.phi_start_deg, osc, n, scan.first_image), osc,
+                       image_seed(config.noise.seed, n))
+
+
+def image_config(config, n: int):
+    """The single-image config of image ``n`` of the series ``config``: the series' config with
+    ``scan.phi_start_deg`` at the image's start, ``noise.seed = image_seed(series seed, n)`` and
+    ``scan.images = scan.first_image = 1`` (a plain single image: the config that the
+    ``series_command_loop`` command of image ``n`` parses to, the number being the series').
+
+    Everything else is the series': the same crystal, so a random misset whose seed is not given
+    takes the series seed (as ``with_seeds`` fixes it for a single render), drawn once for every
+    image. Rendering the result is rendering image ``n``; a child job renders exactly this.
+    """
+    image = series_image(config, n)
+    cfg = config.model_copy(deep=True)
+    if cfg.crystal.misset_random and cfg.crystal.misset_seed is None:
+        cfg.crystal.misset_seed = config.noise.seed
+    cfg.scan.images = 1
+    cfg.scan.phi_start_deg = image.phi_start_deg
+    cfg.scan.first_image = 1
+    cfg.noise.seed = image.seed
+    return cfg
+
+
+def series_metadata(config) -> dict:
+    """The series part of ``run_metadata.json``: the series' numbering, angles and seeds, and
+    every image with its φ range and noise seed (``SeriesImage.as_dict``)."""
+    scan = config.scan
+    images = series_of(config)
+    cr = config.crystal
+    misset_seed = cr.misset_seed
+    if cr.misset_random and misset_seed is None:
+        misset_seed = config.noise.seed  # as image_config fixes it
+    return {
+        "images": scan.images,
+        "first_image": scan.first_image,
+        "phi_start_deg": scan.phi_start_deg,
+        "osc_range_deg": images[0].osc_deg,
+        "series_seed": config.noise.seed,
+        "misset_seed": misset_seed,
+        "mosaic_seed": cr.mosaic_seed,
+        "image_seed_rule": "image_seed(series_seed, n): the series seed moved n * SEED_STRIDE "
+                           f"({SEED_STRIDE}) states along ran1's cycle",
+        "image": [im.as_dict() for im in images],
+    }
+
+
 def _shell_numbered(path: str) -> str:
     """A shell word for ``numbered_name(path, $n)``, with ``$n`` the loop's padded number."""
     head, ext = _number_parts(path)
@@ -162,7 +249,8 @@ def series_command_loop(args: Sequence[str], images: Iterable[SeriesImage], *,
                         per_image_flags: Sequence[str] = PER_IMAGE_FLAGS) -> str:
     """A bash loop that renders every image with ``program``, one command per image.
 
-    ``args`` is the single-image command line (``config_to_args`` of the series' config): its
+    ``args`` is the series' command line (``config_to_args(config, outputs="explicit")``, which
+    names every output file, the default names too, so that each is numbered): its
     ``per_image_flags`` (with their value) are dropped, each image gets ``-phi`` and ``-seed`` from
     the table at the end of the loop, and every output flag's file name is numbered
     (``-intfile intimage_"$n".img``). Angles are written exactly (``repr``), so the command
@@ -196,4 +284,5 @@ def series_command_loop(args: Sequence[str], images: Iterable[SeriesImage], *,
 
 __all__ = ["CYCLE", "SEED_STRIDE", "NUMBER_WIDTH", "OUTPUT_FLAGS", "PER_IMAGE_FLAGS",
            "image_phi_start", "image_seed", "numbered_name", "plan_children", "SeriesImage",
-           "series_images", "series_command_loop", "with_default_outputs"]
+           "series_images", "series_of", "series_image", "image_config", "series_metadata",
+           "series_command_loop", "with_default_outputs"]

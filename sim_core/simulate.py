@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from .engine import CancelFn, Engine, ProgressFn, Recorder, RenderStats, Sequenc
 from .errors import ConfigError
 from .experiment import Experiment, FileResolver, build_experiment, check_device, choose_seed
 from .image import ImageStats, image_stats
+from .series import SeriesImage, image_config, series_of
 from .trace import PixelTrace, build_trace
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -86,6 +88,35 @@ def simulate(config: SimulationConfig, files: FileResolver | None = None, *,
         dtype=str(engine.dtype).replace("torch.", ""), elapsed_s=elapsed, seeds=dict(exp.seeds))
 
 
+def render_series(config: SimulationConfig, files: FileResolver | None = None, *,
+                  images: Iterable[int] | None = None, progress: ProgressFn | None = None,
+                  cancel: CancelFn | None = None, device: str | None = None,
+                  dtype: str | None = None) -> Iterator[tuple[SeriesImage, SimulationResult]]:
+    """Render the images of the series ``config`` one after the other: (image, result) pairs.
+
+    The seeds are fixed once for the whole series (``with_seeds``: a clock-chosen noise seed is the
+    series seed, a random misset's seed is fixed with it), then image ``n`` is
+    ``simulate(image_config(config, n))``: the same crystal and mosaic domains for every image, its
+    own φ range and noise seed (``result.config`` holds them). ``images``: the numbers to render
+    (default: all). ``progress`` gets the fraction of the whole series. Structure factors read from
+    a file are parsed once (the reader keeps them cached).
+    """
+    config = with_seeds(config)
+    plan = series_of(config)
+    wanted = None if images is None else set(images)
+    if wanted is not None:
+        known = {im.n for im in plan}
+        if not wanted <= known:
+            raise ConfigError(f"images {sorted(wanted - known)} are not in the series (images "
+                              f"{plan[0].n} to {plan[-1].n})", field="scan.images")
+        plan = [im for im in plan if im.n in wanted]
+    for k, im in enumerate(plan):
+        part = None if progress is None else \
+            (lambda f, k=k: progress((k + f) / len(plan)))
+        yield im, simulate(image_config(config, im.n), files, progress=part, cancel=cancel,
+                           device=device, dtype=dtype)
+
+
 def trace_with(engine: Engine, pixels, state: SequenceState | None = None, *,
                progress: ProgressFn | None = None, cancel: CancelFn | None = None
                ) -> list[PixelTrace]:
@@ -128,4 +159,4 @@ def trace_pixels(config: SimulationConfig, pixels, files: FileResolver | None = 
     return trace_with(make_engine(exp, device, dtype), pixels, progress=progress, cancel=cancel)
 
 
-__all__ = ["simulate", "trace_pixels", "SimulationResult", "with_seeds", "make_engine"]
+__all__ = ["simulate", "render_series", "trace_pixels", "SimulationResult", "with_seeds", "make_engine"]

@@ -65,7 +65,8 @@ def series_commands_text(job_id: str, config, file_names: dict[str, str], versio
         f"# line, one image at a time (bragg-service {version or 'unknown'}; config_sha256",
         f"# {config.config_sha256()}). Each row below: image number, start angle, noise seed.",
     ]
-    loop = series_command_loop(config_to_args(config, file_names=file_names), images, width=width)
+    loop = series_command_loop(config_to_args(config, file_names=file_names, outputs="explicit"),
+                               images, width=width)
     return "\n".join(lines + _inputs_check(config, file_names)) + "\n" + loop
 
 

@@ -13,8 +13,9 @@ from sim_core import cli
 from sim_core.nanobragg_args import config_to_args, parse_nanobragg_args
 from sim_core.outputs import write_nanobragg_files
 from sim_core.rng import CRandom, SeedCell
-from sim_core.series import (CYCLE, SEED_STRIDE, SeriesImage, image_phi_start, image_seed,
-                             numbered_name, plan_children, series_command_loop, series_images)
+from sim_core.series import (CYCLE, SEED_STRIDE, SeriesImage, image_config, image_phi_start,
+                             image_seed, numbered_name, plan_children, series_command_loop,
+                             series_images, series_of)
 from sim_core.simulate import simulate
 
 
@@ -103,19 +104,12 @@ SERIES_ARGS = ["-cell", "60", "60", "60", "90", "90", "90", "-default_F", "100",
                "-intfile", "int.img", "-noisefile", "noise", "-pgmfile", "image.pgm"]
 
 
-def _image_config(config, image: SeriesImage):
-    cfg = config.model_copy(deep=True)
-    cfg.scan.phi_start_deg = image.phi_start_deg
-    cfg.noise.seed = image.seed
-    return cfg
-
-
 def test_command_loop_runs_one_numbered_command_per_image(tmp_path):
-    config = parse_nanobragg_args(SERIES_ARGS).config
-    images = series_images(30.0, 0.75, 3, 1, series_seed=4242)
+    config = parse_nanobragg_args(SERIES_ARGS + ["-images", "3"]).config
+    images = series_of(config)
     assert [im.phi_start_deg for im in images] == [30.0, 30.75, 31.5]
-    assert images[1] == SeriesImage(2, 30.75, 0.75, image_seed(4242, 2))
-    loop = series_command_loop(config_to_args(config), images)
+    assert images[1] == SeriesImage(2, 30.75, 0.75, image_seed(5, 2))
+    loop = series_command_loop(config_to_args(config, outputs="explicit"), images)
     # bash runs the loop with a stand-in nanobragg that records its argument vector
     script = 'nanobragg() { printf "%s\\0" "$@" > "argv_$n"; }\n' + loop
     subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True)
@@ -124,7 +118,7 @@ def test_command_loop_runs_one_numbered_command_per_image(tmp_path):
         argv = (tmp_path / f"argv_{im.n:05d}").read_bytes().split(b"\0")[:-1]
         argv = [a.decode() for a in argv]
         got = parse_nanobragg_args(argv).config
-        want = _image_config(config, im)
+        want = image_config(config, im.n)
         want.outputs.float_file = numbered_name("float image.bin", im.n)
         want.outputs.int_file = numbered_name("int.img", im.n)
         want.outputs.noise_file = numbered_name("noise", im.n)
@@ -135,16 +129,16 @@ def test_command_loop_runs_one_numbered_command_per_image(tmp_path):
 
 def test_command_loop_reproduces_the_image_bit_for_bit(tmp_path, monkeypatch):
     """The loop's command for image 2 gives the same files as rendering its config directly."""
-    config = parse_nanobragg_args(SERIES_ARGS).config
-    image = series_images(30.0, 0.75, 3, 1, series_seed=4242)[1]
-    loop = series_command_loop(config_to_args(config), [image])
+    config = parse_nanobragg_args(SERIES_ARGS + ["-images", "3"]).config
+    image = series_of(config)[1]
+    loop = series_command_loop(config_to_args(config, outputs="explicit"), [image])
     script = 'nanobragg() { printf "%s\\0" "$@" > argv; }\n' + loop
     subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True)
     argv = [a.decode() for a in (tmp_path / "argv").read_bytes().split(b"\0")[:-1]]
     (tmp_path / "cli").mkdir()
     monkeypatch.chdir(tmp_path / "cli")
     assert cli.run(argv) == 0
-    direct = simulate(_image_config(config, image), device="cpu", dtype="float64")
+    direct = simulate(image_config(config, image.n), device="cpu", dtype="float64")
     write_nanobragg_files(direct, tmp_path / "direct")
     for name in ("float image.bin", "int.img", "noise", "image.pgm"):
         numbered = numbered_name(name, 2)
