@@ -7,12 +7,16 @@ paths into the request body (``config.detector.fast_pixels``, ``trace_pixels.0``
 
 from __future__ import annotations
 
+import errno
+import logging
 from typing import Optional
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("bragg.api")
 
 
 class ApiError(StarletteHTTPException):
@@ -89,11 +93,36 @@ async def redis_down_handler(request: Request, exc: Exception) -> JSONResponse:
                         headers={"Retry-After": "5"})
 
 
+#: errno -> (HTTP status, what the client is told); no server path is ever shown
+_DISK_ERRORS = {
+    errno.ENOSPC: (507, "the service's data folder is full"),
+    errno.EDQUOT: (507, "the service's data folder is over its quota"),
+    errno.EROFS: (503, "the service's data folder is read-only"),
+    errno.EACCES: (503, "the service may not write its data folder"),
+    errno.EPERM: (503, "the service may not write its data folder"),
+}
+
+
+def disk_error(exc: OSError) -> tuple[int, str] | None:
+    """The answer for a storage failure, or None for another OSError."""
+    return _DISK_ERRORS.get(exc.errno)
+
+
+async def os_error_handler(request: Request, exc: OSError) -> JSONResponse:
+    found = disk_error(exc)
+    status, detail = found or (503, "the service could not read or write its data folder")
+    log.error("%s %s: storage error: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": detail, "hint": "try again later; the operator has been told "
+                                                   "in the service's log"},
+                        status_code=status, headers={"Retry-After": "60"})
+
+
 def install(app) -> None:
     import redis
 
     app.add_exception_handler(redis.exceptions.ConnectionError, redis_down_handler)
     app.add_exception_handler(redis.exceptions.TimeoutError, redis_down_handler)
+    app.add_exception_handler(OSError, os_error_handler)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import redis
 import redis.asyncio as aredis
 from fastapi import FastAPI
 
 from . import errors, web
+from .context import AppContext
 from .metrics import make_registry
 from .records import AsyncRecords, Records
+from .sweeper import SweeperThread
 from .routes import artifacts, events, files, health, jobs, traces
 from .settings import Settings, get_settings
-from .store import ArtifactStore, open_store
+from .store import open_store
 
 log = logging.getLogger("bragg.api")
 
@@ -25,22 +27,6 @@ DESCRIPTION = """Remote nanoBragg simulations. Upload input files, submit a job 
 nanoBragg command line), poll it (or follow its events), download the image, traces and the
 reproducibility bundle. Every route but /healthz, /readyz, /metrics and the docs needs
 `Authorization: Bearer <token>` when tokens are configured."""
-
-
-@dataclass
-class AppContext:
-    settings: Settings
-    redis: redis.Redis
-    records: Records
-    store: ArtifactStore
-    tokens: dict[str, str]
-    metrics_registry: object
-    #: reads of the hot paths (status polls, events) without a worker thread
-    arecords: AsyncRecords | None = None
-
-    @property
-    def store_tmp(self) -> Path:
-        return self.settings.data_dir / "tmp"
 
 
 def _preload() -> None:
@@ -66,7 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threading.Thread(target=_preload, name="preload-sim-core", daemon=True).start()
         aconn = aredis.Redis.from_url(settings.redis_url)
         ctx.arecords = AsyncRecords(aconn, settings.namespace)
+        # recovery and retention also run where no worker is left
+        sweeper = SweeperThread(ctx, f"api.{socket.gethostname()}.{os.getpid()}")
+        sweeper.start()
         yield
+        sweeper.stop()
         await aconn.aclose()
         conn.close()
 

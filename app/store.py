@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -71,6 +72,10 @@ class ArtifactStore(ABC):
     def has_input(self, digest: str) -> bool: ...
 
     @abstractmethod
+    def remove_input(self, digest: str) -> None:
+        """Remove an input no owner keeps any more (retention)."""
+
+    @abstractmethod
     def input_path(self, digest: str) -> Path:
         """A readable local path of an input file."""
 
@@ -92,6 +97,11 @@ class ArtifactStore(ABC):
 
     @abstractmethod
     def remove_job(self, job_id: str) -> None: ...
+
+    @abstractmethod
+    def remove_stale_tmp(self, max_age_s: float, running: set[str] = frozenset()) -> int:
+        """Remove temporary files and folders older than ``max_age_s`` (but not the staging
+        folders of the ``running`` jobs); returns how many."""
 
     @abstractmethod
     def artifact_path(self, job_id: str, name: str) -> Path | None:
@@ -132,6 +142,9 @@ class LocalStore(ArtifactStore):
 
     def input_path(self, digest: str) -> Path:
         return self._input(digest)
+
+    def remove_input(self, digest: str) -> None:
+        self._input(digest).unlink(missing_ok=True)
 
     # -- job folders --------------------------------------------------------------------------------
     def _job(self, job_id: str) -> Path:
@@ -180,6 +193,24 @@ class LocalStore(ArtifactStore):
             except FileNotFoundError:
                 return
             shutil.rmtree(old, ignore_errors=True)
+
+    def remove_stale_tmp(self, max_age_s: float, running: set[str] = frozenset()) -> int:
+        cutoff = time.time() - max_age_s
+        n = 0
+        for p in self.tmp.iterdir():
+            if p.name.startswith("job-") and p.name[4:].partition("-a")[0] in running:
+                continue
+            try:
+                if p.lstat().st_mtime >= cutoff:
+                    continue
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+                n += 1
+            except FileNotFoundError:
+                continue
+        return n
 
     def artifact_path(self, job_id: str, name: str) -> Path | None:
         if not safe_name(name):

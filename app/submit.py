@@ -13,7 +13,11 @@ so the API starts without torch.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -26,11 +30,12 @@ from sim_core.config import SimulationConfig
 from sim_core.errors import ArgumentError, ConfigError, InputFileError, SimCoreError
 
 from . import queue as rq_queue
-from .errors import ApiError, invalid, invalid_field, limit_exceeded
+from .errors import invalid, invalid_field, limit_exceeded
 from .records import now
 from .schemas import JobSubmission
 from .store import safe_name
 
+log = logging.getLogger("bragg.api")
 _ID = re.compile(r"^sha256:([0-9a-f]{64})$")
 #: config field holding a file -> the nanoBragg flag that names it
 FILE_FLAGS = {"crystal.matrix_file": "-mat", "structure_factors.hkl_file": "-hkl",
@@ -231,11 +236,46 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+def idempotency(key: Optional[str], body: dict) -> Optional[tuple[str, str]]:
+    """(key hash, body hash) of an ``Idempotency-Key`` header and the submission it came with."""
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise invalid_field("Idempotency-Key", "1 to 255 printable characters, e.g. a UUID")
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return (hashlib.sha256(key.encode()).hexdigest(),
+            hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def replayed_job(ctx, owner: str, idem: Optional[tuple[str, str]]) -> Optional[str]:
+    """The job an earlier request with the same key created (None if there was none); 422 if
+    that request had another body."""
+    if idem is None:
+        return None
+    found = ctx.records.idempotent_job(owner, idem[0])
+    if found is None:
+        return None
+    job_id, body_hash = found
+    if body_hash != idem[1]:
+        raise _key_reused()
+    return job_id
+
+
+def _key_reused():
+    return invalid_field("Idempotency-Key", "this key was used with another request body in the "
+                                            "last 24 h: use a new key for a new job")
+
+
 def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_names: dict,
                outputs: list[str], shape, evaluations: int, warnings: list[str],
                label: Optional[str] = None, parent: Optional[str] = None,
-               trace_pixels=None) -> str:
-    """Write the record (refused when the owner has too many unfinished jobs) and enqueue it."""
+               trace_pixels=None, idem: Optional[tuple[str, str]] = None) -> str:
+    """Write the record (refused when the owner has too many unfinished jobs) and enqueue it.
+
+    The script that writes the record also puts it in the outbox (``ns:queued``): should this
+    process die before the enqueue below, or Redis refuse it, the sweeper enqueues the job one
+    lease time later. With an idempotency key the script returns the job an earlier request with
+    that key created instead."""
     settings = ctx.settings
     job_id = new_job_id()
     device = config.run.device
@@ -255,17 +295,26 @@ def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_nam
         "max_attempts": 1 + settings.job_retries, "worker": "", "cancel": "0", "queue": queue,
         "rq_id": rq_id, "error_type": "", "error_message": "",
     }
-    ok, n = ctx.records.create(job_id, owner, fields, settings.max_queued_jobs_per_owner)
-    if not ok:
-        raise limit_exceeded("(owner)", "max_queued_jobs_per_owner", n + 1,
+    code, val = ctx.records.create(job_id, owner, fields, settings.max_queued_jobs_per_owner,
+                                   idem, settings.idempotency_ttl_s)
+    if code == 2:  # a concurrent request with the same key won
+        earlier, _, body_hash = str(val).partition(" ")
+        if body_hash != idem[1]:
+            raise _key_reused()
+        return earlier
+    if code == 0:
+        raise limit_exceeded("(owner)", "max_queued_jobs_per_owner", int(val) + 1,
                              settings.max_queued_jobs_per_owner,
                              f"the number of unfinished jobs of {owner} with this one")
+    if file_names:
+        ctx.records.touch_files(owner, [parse_file_id(ref) for ref in file_names])
+    if settings.fault_injection == "exit-after-record":
+        os._exit(17)  # tests only: the crash window between the record and the queue entry
     try:
         rq_queue.enqueue(ctx.redis, queue, job_id, rq_id, timeout)
-    except Exception as exc:  # noqa: BLE001 - reported on the record
-        ctx.records.fail_unqueued(job_id, owner, f"could not enqueue: {exc}")
-        raise ApiError(503, "the queue is unavailable", hint="try again later") from exc
+    except Exception:  # noqa: BLE001 - the record is in the outbox: the sweeper enqueues it
+        log.warning("job %s: recorded, not enqueued yet (the sweeper will)", job_id, exc_info=True)
     return job_id
 
 
-__all__ = ["prepare", "create_job", "PreparedJob", "parse_file_id", "OUTPUT_FILES", "FILE_FLAGS"]
+__all__ = ["prepare", "create_job", "idempotency", "replayed_job", "PreparedJob", "parse_file_id", "OUTPUT_FILES", "FILE_FLAGS"]

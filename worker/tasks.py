@@ -16,6 +16,7 @@ from typing import Optional
 
 import redis
 
+from app.errors import disk_error
 from app.submit import OUTPUT_FILES, parse_file_id
 from app.store import write_atomic
 
@@ -63,13 +64,19 @@ class RunningJob:
     def pending_progress(self) -> Optional[float]:
         return self.progress_value if self.progress_value != self._written else None
 
-    def renew(self) -> None:
-        """Refresh the lease, write the progress, and learn about a cancel or a lost lease."""
+    def renew(self, wait: bool = False) -> None:
+        """Refresh the lease, write the progress, and learn about a cancel or a lost lease.
+        While Redis is unreachable the render goes on (the lease decides once Redis is back);
+        with ``wait`` this waits for Redis to answer instead (before publishing)."""
         s = self.ctx.settings
         p = self.pending_progress()
+
+        def call():
+            return self.ctx.records.renew(self.id, self.ctx.name, self.attempt, s.lease_ttl_s, p)
+
         try:
-            out = self.ctx.records.renew(self.id, self.ctx.name, self.attempt, s.lease_ttl_s, p)
-        except redis.RedisError as exc:  # keep rendering; the lease decides once Redis is back
+            out = until_redis_answers(self.ctx, call) if wait else call()
+        except redis.RedisError as exc:
             log.warning("job %s: could not renew its lease: %s", self.id, exc)
             self._last_write = self._last_check = time.monotonic()
             return
@@ -99,6 +106,22 @@ class RunningJob:
     def check(self) -> None:
         if self.should_stop():
             raise Stop(self.reason)
+
+
+def until_redis_answers(ctx, call):
+    """``call()``, retried with backoff while Redis is unreachable (at most
+    ``BRAGG_REDIS_OUTAGE_MAX_S``): a finished render is published after an outage, not lost."""
+    deadline = time.monotonic() + ctx.settings.redis_outage_max_s
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("Redis unreachable (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(5.0, delay * 2)
 
 
 def _device_for(ctx, requested: str) -> str:
@@ -193,7 +216,11 @@ def run_job(job_id: str) -> Optional[str]:
         return "missing"
     device = _device_for(ctx, rec.get("requested_device", "auto"))
     label = "cuda:0" if device == "cuda" else device
-    status, attempt = ctx.records.start(job_id, ctx.name, label, ctx.settings.lease_ttl_s)
+    from rq import get_current_job
+    current = get_current_job()
+    # the entry's id: an entry that the sweeper replaced (its taker seemed dead) is refused
+    status, attempt = ctx.records.start(job_id, ctx.name, label, ctx.settings.lease_ttl_s,
+                                        current.id if current is not None else "")
     if status != "running":
         log.info("job %s: %s, not started", job_id, status)
         return status
@@ -207,7 +234,7 @@ def run_job(job_id: str) -> Optional[str]:
         log.exception("job %s: could not be completed", job_id)
         try:
             return _fail(ctx, rec, job, type(exc).__name__, str(exc))
-        except Exception:  # noqa: BLE001 - the reaper will requeue it once the lease expires
+        except Exception:  # noqa: BLE001 - the sweeper requeues it once the lease expires
             return "error"
     finally:
         if hb is not None:
@@ -231,12 +258,14 @@ def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
         run = _trace if rec.get("kind") == "trace" else _render
         stats = run(ctx, rec, job, device, staging)
         artifacts = seal(staging)
-        job.renew()  # the attempt must still be ours (and not canceled) right before publishing
+        # the attempt must still be ours (and not canceled) right before publishing: after a
+        # Redis outage this waits for Redis, which then says whether the lease survived it
+        job.renew(wait=True)
         job.check()
         ctx.store.commit(job_id, staging)
-        out = ctx.records.finish(job_id, owner, name, attempt, "finished",
-                                 {"artifacts": artifacts, "progress": "1",
-                                  "device": stats["device"]})
+        out = until_redis_answers(ctx, lambda: ctx.records.finish(
+            job_id, owner, name, attempt, "finished",
+            {"artifacts": artifacts, "progress": "1", "device": stats["device"]}))
         if out == "cancel":
             ctx.store.remove_job(job_id)
             ctx.records.finish(job_id, owner, name, attempt, "canceled")
@@ -265,6 +294,14 @@ def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
         return _fail(ctx, rec, job, "JobTimeout", str(exc) or "the job exceeded its timeout")
     except SimCoreError as exc:
         return _fail(ctx, rec, job, type(exc).__name__, _clean_message(ctx, rec, str(exc)))
+    except OSError as exc:
+        found = disk_error(exc)
+        if found is None:
+            log.exception("job %s: unexpected error", job_id)
+            return _fail(ctx, rec, job, type(exc).__name__, _clean_message(ctx, rec, str(exc)))
+        log.error("job %s: storage error: %s", job_id, exc)
+        return _fail(ctx, rec, job, "StorageError",
+                     f"{found[1]} ({exc.strerror}); the job wrote nothing")
     except Exception as exc:  # noqa: BLE001 - the job fails, the worker goes on
         log.exception("job %s: unexpected error", job_id)
         return _fail(ctx, rec, job, type(exc).__name__, _clean_message(ctx, rec, str(exc)))
@@ -275,10 +312,14 @@ def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
 
 def _fail(ctx, rec: dict, job: RunningJob, etype: str, message: str) -> str:
     log.info("job %s: failed: %s: %s", rec["id"], etype, message)
-    out = ctx.records.finish(rec["id"], rec["owner"], ctx.name, job.attempt, "failed",
-                             {"error_type": etype, "error_message": message[:4000]})
+    out = until_redis_answers(ctx, lambda: ctx.records.finish(
+        rec["id"], rec["owner"], ctx.name, job.attempt, "failed",
+        {"error_type": etype, "error_message": message[:4000]}))
     if out == "failed":  # a folder this attempt may have published is not the job's result
-        ctx.store.remove_job(rec["id"])
+        try:
+            ctx.store.remove_job(rec["id"])
+        except OSError as exc:
+            log.error("job %s: could not remove its folder: %s", rec["id"], exc)
     return "failed"
 
 

@@ -6,8 +6,8 @@ worker forks a child per job, and CUDA cannot be used in a child forked after th
 initialised it; the fork would also throw away the warm state every time.
 
 The heartbeat thread keeps this worker visible (``ns:worker:<name>``, read by /readyz), renews the
-lease of the job in progress, writes its progress and sees cancel requests, and runs the reaper that
-requeues the jobs of dead workers.
+lease of the job in progress, writes its progress and sees cancel requests, and runs the sweeper
+(app/sweeper.py) that requeues the jobs of dead workers.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 
 from rq.worker import SimpleWorker
 
-from . import reaper
+from app import sweeper
 
 log = logging.getLogger("bragg.worker")
 
@@ -66,14 +66,20 @@ class Heartbeat(threading.Thread):
             job.renew()
         if time.monotonic() - self._last_sweep >= self.ctx.settings.reaper_interval_s:
             self._last_sweep = time.monotonic()
-            reaper.sweep(self.ctx)
+            sweeper.sweep(self.ctx, self.ctx.name)
 
     def run(self) -> None:
+        failing = False
         while not self.stopping.wait(self.ctx.settings.heartbeat_interval_s):
             try:
                 self.beat()
-            except Exception:  # noqa: BLE001 - keep beating (Redis may come back)
-                log.exception("heartbeat failed")
+                if failing:
+                    log.info("heartbeat: Redis answers again")
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - keep beating (Redis may come back)
+                if not failing:
+                    log.warning("heartbeat failed (%s: %s); retrying", type(exc).__name__, exc)
+                failing = True
 
     def stop(self) -> None:
         self.stopping.set()

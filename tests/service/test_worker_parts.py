@@ -1,6 +1,6 @@
 """The worker's parts run in this process against the real Redis of the session (a namespace of
 their own, which the session's workers do not serve): job timeout, the attempt fence that stops a
-worker presumed dead from publishing, the reaper; and the settings, store and bind rules."""
+worker presumed dead from publishing, the sweeper; and the settings, store and bind rules."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from app.store import LocalStore, safe_name
 from app.submit import create_job
 from sim_core.config import load_config
 from tests.service.helpers import SMALL_CONFIG, long_args
-from worker import context, reaper
+from app import sweeper
+from worker import context
 from worker.tasks import run_job
 
 
@@ -73,27 +74,29 @@ def test_attempt_fence(wctx):
     assert r.finish(rec_id, "tester", "w2", 2, "finished", {"artifacts": []}) == "finished"
 
 
-def test_reaper_requeues_then_fails(wctx):
+def test_sweeper_requeues_at_the_front_then_fails(wctx):
     job_id = _create(wctx, SMALL_CONFIG)
+    behind = _create(wctx, SMALL_CONFIG)
     r = wctx.records
     queue_key = f"rq:queue:{wctx.settings.namespace}:auto"
-    wctx.redis.delete(queue_key)
+    wctx.redis.lrem(queue_key, 1, r.get(job_id)["rq_id"])
     assert r.start(job_id, "dead-1", "cpu", 1)[0] == "running"
-    assert reaper.sweep(wctx) == []  # the lease is still alive
+    assert sweeper.sweep(wctx, "t").requeued == []  # the lease is still alive
     time.sleep(1.2)
-    wctx.redis.delete(r.k.reaper_lock)
-    assert reaper.sweep(wctx) == [(job_id, "queued")]
+    assert sweeper.sweep(wctx, "t").requeued == [(job_id, "queued")]
     rec = r.get(job_id)
     assert rec["status"] == "queued" and "dead-1" in rec["requeued_reason"]
-    assert wctx.redis.llen(queue_key) == 1  # put back on its queue
+    # put back on its queue, ahead of the job that was waiting
+    assert [m.decode() for m in wctx.redis.lrange(queue_key, 0, -1)] == [
+        rec["rq_id"], r.get(behind)["rq_id"]]
     assert r.start(job_id, "dead-2", "cpu", 1) == ("running", 2)
     time.sleep(1.2)
-    wctx.redis.delete(r.k.reaper_lock)
-    assert reaper.sweep(wctx) == [(job_id, "failed")]
+    assert sweeper.sweep(wctx, "t").requeued == [(job_id, "failed")]
     rec = r.get(job_id)
     assert rec["status"] == "failed" and rec["error_type"] == "WorkerLost"
     assert job_id not in r.running_ids()
     assert r.status_counts()["failed"] == 1 and r.status_counts()["running"] == 0
+    r.cancel(behind, "tester")
 
 
 def test_status_counts_follow_transitions(wctx):
