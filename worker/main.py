@@ -92,7 +92,8 @@ def _work(ctx, settings, burst: bool) -> int:
             worker.work(burst=burst, logging_level=settings.log_level.upper())
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("worker %s: Redis unreachable (%s)", ctx.name, exc)
-        if burst or worker._stop_requested:
+        # a SIGTERM or SIGINT (RQ notes when it came) ends the loop for good
+        if burst or worker._stop_requested or worker._shutdown_requested_date is not None:
             return 0
         log.warning("worker %s: the work loop ended without a stop request; starting it again "
                     "in %.0f s", ctx.name, delay)

@@ -58,6 +58,7 @@ class RunningJob:
         self._last_write = 0.0
         self._last_check = 0.0
         self.reason: Optional[str] = None
+        self._unreachable = False
         self.peak_rss = _rss()
 
     # -- shared with the heartbeat thread ---------------------------------------------------------
@@ -77,9 +78,12 @@ class RunningJob:
         try:
             out = until_redis_answers(self.ctx, call) if wait else call()
         except redis.RedisError as exc:
-            log.warning("job %s: could not renew its lease: %s", self.id, exc)
+            if not self._unreachable:
+                log.warning("job %s: could not renew its lease (%s); rendering on", self.id, exc)
+            self._unreachable = True
             self._last_write = self._last_check = time.monotonic()
             return
+        self._unreachable = False
         if p is not None:
             self._written = p
         self._last_write = self._last_check = time.monotonic()
