@@ -108,6 +108,57 @@ def test_status_counts_follow_transitions(wctx):
                                  "canceled": 1}
 
 
+def test_a_queued_job_on_no_queue_is_enqueued_again_at_the_front(wctx):
+    """The outbox: a record whose queue entry is gone (never written, or taken by a worker that
+    died) is enqueued again one lease time later; the old entry can no longer start it."""
+    r = wctx.records
+    waiting = _create(wctx, SMALL_CONFIG)
+    lost = _create(wctx, SMALL_CONFIG)
+    queue_key = f"rq:queue:{wctx.settings.namespace}:auto"
+    old_entry = r.get(lost)["rq_id"]
+    wctx.redis.lrem(queue_key, 1, old_entry)  # as a worker's pop does
+    assert sweeper.sweep(wctx, "t").reenqueued == []  # younger than a lease
+    time.sleep(wctx.settings.lease_ttl_s + 0.2)
+    assert sweeper.sweep(wctx, "t").reenqueued == [lost]
+    new_entry = r.get(lost)["rq_id"]
+    assert new_entry != old_entry
+    assert [m.decode() for m in wctx.redis.lrange(queue_key, 0, -1)] == [
+        new_entry, r.get(waiting)["rq_id"]]
+    assert r.start(lost, "late", "cpu", 2, old_entry) == ("superseded", 0)
+    assert r.start(lost, "w", "cpu", 2, new_entry) == ("running", 1)
+    assert sweeper.sweep(wctx, "t").reenqueued == []  # the waiting one is in line
+
+
+def test_retention_removes_old_jobs_uploads_and_tmp(wctx):
+    import os
+    s, r, store = wctx.settings, wctx.records, wctx.store
+    done = _create(wctx, SMALL_CONFIG)
+    assert run_job(done) == "finished"
+    live = _create(wctx, SMALL_CONFIG)
+    src = store.scratch_file()
+    src.write_bytes(b"1 2 3 4.0\n")
+    digest = "ab" * 32
+    store.put_input(src, digest)
+    r.put_file("tester", digest, "P1.hkl", 10, "hkl")
+    old_tmp = store.tmp / "upload-killed.part"
+    old_tmp.write_bytes(b"x")
+    os.utime(old_tmp, (time.time() - 7200, time.time() - 7200))
+    r.r.sadd(r.k.owner_active("tester"), "gone-job")  # a lost entry holding the quota
+    s.job_retention_s = s.upload_retention_s = 0.5
+    s.tmp_max_age_s = 3600
+    time.sleep(0.6)
+    removed = sweeper.apply_retention(wctx)
+    assert removed["jobs"] == 1 and removed["job_bytes"] > 0
+    assert removed == dict(removed, uploads=1, tmp=1, quota=1)
+    assert r.get(done) is None and not (s.data_dir / "jobs" / done).exists()
+    assert r.get(live)["status"] == "queued"  # live jobs stay whatever their age
+    assert r.get_file("tester", digest) is None and not store.has_input(digest)
+    assert not old_tmp.exists()
+    assert r.r.smembers(r.k.owner_active("tester")) == {live.encode()}
+    assert r.status_counts()["finished"] == 0
+    assert r.metrics()["retention_removed:jobs"] == "1"
+
+
 # -- settings, store, bind rule ---------------------------------------------------------------------
 def test_tokens_from_settings_and_file(tmp_path):
     f = tmp_path / "tokens"
