@@ -7,7 +7,6 @@ paths into the request body (``config.detector.fast_pixels``, ``trace_pixels.0``
 
 from __future__ import annotations
 
-import errno
 import logging
 from typing import Optional
 
@@ -15,6 +14,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .store import disk_error
 
 log = logging.getLogger("bragg.api")
 
@@ -91,21 +92,6 @@ async def redis_down_handler(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "the job store (Redis) is unavailable",
                          "hint": "try again later"}, status_code=503,
                         headers={"Retry-After": "5"})
-
-
-#: errno -> (HTTP status, what the client is told); no server path is ever shown
-_DISK_ERRORS = {
-    errno.ENOSPC: (507, "the service's data folder is full"),
-    errno.EDQUOT: (507, "the service's data folder is over its quota"),
-    errno.EROFS: (503, "the service's data folder is read-only"),
-    errno.EACCES: (503, "the service may not write its data folder"),
-    errno.EPERM: (503, "the service may not write its data folder"),
-}
-
-
-def disk_error(exc: OSError) -> tuple[int, str] | None:
-    """The answer for a storage failure, or None for another OSError."""
-    return _DISK_ERRORS.get(exc.errno)
 
 
 async def os_error_handler(request: Request, exc: OSError) -> JSONResponse:

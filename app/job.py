@@ -8,6 +8,7 @@ move is one guarded Lua script in ``app.records``). ``Job`` is the record's fiel
 from __future__ import annotations
 
 import json
+import re
 from enum import Enum
 from typing import Any, Optional
 
@@ -40,6 +41,18 @@ TRANSITIONS = {
                                              "REQUEUE of a lost job with a pending cancel",
     (JobStatus.running, JobStatus.queued): "REQUEUE: the lease expired, attempts are left",
 }
+
+#: the artifact name of each output a job may ask for
+OUTPUT_FILES = {"float": "floatimage.bin", "smv": "intimage.img", "noise": "noiseimage.img",
+                "png": "preview.png"}
+_FILE_ID = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+def parse_file_id(ref: str) -> Optional[str]:
+    """The hex digest of an uploaded file id ``sha256:<hex>`` (None if it is not one)."""
+    m = _FILE_ID.match(ref or "")
+    return m.group(1) if m else None
+
 
 #: fields stored as JSON text in the hash
 JSON_FIELDS = ("outputs", "trace_pixels", "file_names", "warnings", "artifacts", "shape")
@@ -88,19 +101,15 @@ class Job(BaseModel):
     @classmethod
     def from_hash(cls, raw: dict) -> "Job":
         """The hash as Redis returns it (bytes or str) -> a Job."""
-        rec: dict[str, Any] = {}
-        for k, v in raw.items():
-            k = k.decode() if isinstance(k, bytes) else k
-            v = v.decode() if isinstance(v, bytes) else v
-            if k in JSON_FIELDS:
-                v = json.loads(v) if v != "" else None
-            elif v == "":
-                v = None
-            if v is not None:
-                rec[k] = v
-        if "cancel" in rec:
-            rec["cancel"] = rec["cancel"] == "1"
-        return cls.model_validate(rec)
+        return cls.from_record(decode_hash(raw))
+
+    @classmethod
+    def from_record(cls, rec: dict) -> "Job":
+        """A decoded hash (``decode_hash``) -> a Job; unset ("") fields take their defaults."""
+        fields = {k: v for k, v in rec.items() if v != ""}
+        if "cancel" in fields:
+            fields["cancel"] = fields["cancel"] in ("1", True)
+        return cls.model_validate(fields)
 
     def to_hash(self) -> dict[str, str]:
         """The Job -> flat string fields for HSET."""
@@ -109,6 +118,16 @@ class Job(BaseModel):
     @property
     def ended(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+def decode_hash(raw: dict) -> dict:
+    """A job hash as stored (bytes) -> a dict of strings with the JSON fields parsed."""
+    rec = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+           for k, v in raw.items()}
+    for k in JSON_FIELDS:
+        if k in rec and rec[k] != "":
+            rec[k] = json.loads(rec[k])
+    return rec
 
 
 def encode_fields(fields: dict) -> dict[str, str]:
@@ -127,4 +146,5 @@ def encode_fields(fields: dict) -> dict[str, str]:
     return out
 
 
-__all__ = ["Job", "JobStatus", "TERMINAL_STATUSES", "TRANSITIONS", "JSON_FIELDS", "encode_fields"]
+__all__ = ["Job", "JobStatus", "OUTPUT_FILES", "parse_file_id", "TERMINAL_STATUSES", "TRANSITIONS", "JSON_FIELDS", "decode_hash",
+           "encode_fields"]

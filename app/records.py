@@ -27,14 +27,13 @@ can race without corrupting a record. ``version`` grows with every change: it is
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timezone
 from typing import Any, Iterable, Optional
 
 import redis
 
-from .job import JSON_FIELDS, TERMINAL_STATUSES, Job, JobStatus, encode_fields
+from .job import TERMINAL_STATUSES, Job, JobStatus, decode_hash, encode_fields
 
 STATUSES = tuple(s.value for s in JobStatus)
 TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
@@ -242,13 +241,9 @@ class Keys:
 
 
 def decode(raw: dict) -> dict:
-    """A job hash as stored (bytes) -> a dict with JSON fields parsed."""
-    rec = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-           for k, v in raw.items()}
-    for k in JSON_FIELDS:
-        if k in rec and rec[k] != "":
-            rec[k] = json.loads(rec[k])
-    return rec
+    """A job hash as stored (bytes) -> a dict with JSON fields parsed (``Job.from_record`` types
+    it)."""
+    return decode_hash(raw)
 
 
 def encode(fields: dict) -> list:

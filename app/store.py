@@ -14,6 +14,7 @@ this class by implementing the same methods (``input_path`` would then download 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -28,6 +29,21 @@ from typing import BinaryIO
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _JOB = re.compile(r"^[0-9a-zA-Z_-]{1,64}$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$")
+
+
+#: errno -> (HTTP status, what to say) of a data folder that cannot be written; no path in it
+_DISK_ERRORS = {
+    errno.ENOSPC: (507, "the service's data folder is full"),
+    errno.EDQUOT: (507, "the service's data folder is over its quota"),
+    errno.EROFS: (503, "the service's data folder is read-only"),
+    errno.EACCES: (503, "the service may not write its data folder"),
+    errno.EPERM: (503, "the service may not write its data folder"),
+}
+
+
+def disk_error(exc: OSError) -> tuple[int, str] | None:
+    """How to report a storage failure (None for another OSError)."""
+    return _DISK_ERRORS.get(exc.errno)
 
 
 def safe_name(name: str) -> bool:

@@ -31,17 +31,15 @@ from sim_core.errors import ArgumentError, ConfigError, InputFileError, SimCoreE
 
 from . import queue as rq_queue
 from .errors import invalid, invalid_field, limit_exceeded
+from .job import OUTPUT_FILES, Job, JobStatus, parse_file_id
 from .records import now
 from .schemas import JobSubmission
 from .store import safe_name
 
 log = logging.getLogger("bragg.api")
-_ID = re.compile(r"^sha256:([0-9a-f]{64})$")
 #: config field holding a file -> the nanoBragg flag that names it
 FILE_FLAGS = {"crystal.matrix_file": "-mat", "structure_factors.hkl_file": "-hkl",
               "beam.source_file": "-sourcefile", "detector.mask_file": "-mask"}
-OUTPUT_FILES = {"float": "floatimage.bin", "smv": "intimage.img", "noise": "noiseimage.img",
-                "png": "preview.png"}
 
 
 @dataclass
@@ -52,11 +50,6 @@ class PreparedJob:
     shape: tuple[int, int]
     evaluations: int
     warnings: list[str] = field(default_factory=list)
-
-
-def parse_file_id(ref: str) -> Optional[str]:
-    m = _ID.match(ref or "")
-    return m.group(1) if m else None
 
 
 def _owned_file(ctx, owner: str, ref: str, where: str) -> dict:
@@ -282,19 +275,17 @@ def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_nam
     queue = rq_queue.queue_name(settings.namespace, device)
     rq_id = rq_queue.new_rq_id(job_id)
     timeout = settings.job_timeout(evaluations)
-    fields = {
-        "id": job_id, "owner": owner, "kind": kind, "parent": parent or "", "label": label or "",
-        "status": "queued", "progress": "0", "created_at": now(), "started_at": "",
-        "finished_at": "", "requested_device": device, "device": device,
-        "dtype": config.run.dtype, "config": config.canonical_json(),
-        "config_sha256": config.config_sha256(), "outputs": outputs,
-        "trace_pixels": [list(p) for p in (trace_pixels if trace_pixels is not None
-                                           else config.run.trace_pixels)],
-        "file_names": file_names, "warnings": warnings, "artifacts": [], "shape": list(shape),
-        "evaluations": evaluations, "timeout_s": timeout, "attempts": 0,
-        "max_attempts": 1 + settings.job_retries, "worker": "", "cancel": "0", "queue": queue,
-        "rq_id": rq_id, "error_type": "", "error_message": "",
-    }
+    fields = Job(
+        id=job_id, owner=owner, kind=kind, parent=parent or "", label=label or "",
+        status=JobStatus.queued, created_at=now(), requested_device=device, device=device,
+        dtype=config.run.dtype, config=config.canonical_json(),
+        config_sha256=config.config_sha256(), outputs=outputs,
+        trace_pixels=[list(p) for p in (trace_pixels if trace_pixels is not None
+                                        else config.run.trace_pixels)],
+        file_names=file_names, warnings=warnings, shape=list(shape), evaluations=evaluations,
+        timeout_s=timeout, max_attempts=1 + settings.job_retries, queue=queue, rq_id=rq_id,
+    ).to_hash()
+    del fields["seq"], fields["version"]  # the script numbers the record
     code, val = ctx.records.create(job_id, owner, fields, settings.max_queued_jobs_per_owner,
                                    idem, settings.idempotency_ttl_s)
     if code == 2:  # a concurrent request with the same key won

@@ -137,23 +137,20 @@ def repair_outbox(ctx) -> list[str]:
 
 def reconcile_registries(ctx) -> int:
     """Drop RQ's started/failed entries whose record has moved on (ended, or another entry)."""
-    r, records, s = ctx.redis, ctx.records, ctx.settings
+    r, s = ctx.redis, ctx.settings
     removed = 0
     for device in rq_queue.DEVICES:
         qname = rq_queue.queue_name(s.namespace, device)
         for registry in (StartedJobRegistry(qname, connection=r),
                          FailedJobRegistry(qname, connection=r)):
-            try:
-                ids = registry.get_job_ids(cleanup=False)
-            except Exception:  # noqa: BLE001 - RQ internals: best effort
-                continue
-            for rq_id in ids[:200]:
-                if _stale_entry(ctx, rq_id, isinstance(registry, StartedJobRegistry)):
-                    try:
-                        registry.remove(rq_id, delete_job=True)
-                        removed += 1
-                    except Exception:  # noqa: BLE001
-                        log.debug("could not remove %s from %s", rq_id, registry.key)
+            started = isinstance(registry, StartedJobRegistry)
+            for member in r.zrange(registry.key, 0, 199):
+                # RQ ids hold no ':'; a started entry is "<rq id>:<execution id>"
+                rq_id = member.decode().partition(":")[0]
+                if _stale_entry(ctx, rq_id, started):
+                    r.zrem(registry.key, member)
+                    r.delete(RQJob.key_for(rq_id))
+                    removed += 1
     return removed
 
 

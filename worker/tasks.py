@@ -16,9 +16,8 @@ from typing import Optional
 
 import redis
 
-from app.errors import disk_error
-from app.submit import OUTPUT_FILES, parse_file_id
-from app.store import write_atomic
+from app.job import OUTPUT_FILES, parse_file_id
+from app.store import disk_error, write_atomic
 
 from . import context
 from .artifacts import commands_text, metadata, seal, write_json

@@ -127,6 +127,14 @@ def test_a_queued_job_on_no_queue_is_enqueued_again_at_the_front(wctx):
     assert r.start(lost, "late", "cpu", 2, old_entry) == ("superseded", 0)
     assert r.start(lost, "w", "cpu", 2, new_entry) == ("running", 1)
     assert sweeper.sweep(wctx, "t").reenqueued == []  # the waiting one is in line
+    # RQ's failed registry holds the replaced entry (as RQ puts one there once its worker is
+    # found dead): the sweeper drops it and its RQ job; the current entry stays
+    failed = f"rq:failed:{wctx.settings.namespace}:auto"
+    wctx.redis.zadd(failed, {old_entry: time.time() + 1000, new_entry: time.time() + 1000})
+    wctx.redis.hset(f"rq:job:{old_entry}", "status", "failed")
+    assert sweeper.sweep(wctx, "t").registry_entries == 1
+    assert wctx.redis.zrange(failed, 0, -1) == [new_entry.encode()]
+    assert not wctx.redis.exists(f"rq:job:{old_entry}")
 
 
 def test_retention_removes_old_jobs_uploads_and_tmp(wctx):
@@ -209,4 +217,15 @@ def test_the_api_starts_without_torch(tmp_path):
     env = {"BRAGG_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_worker_never_imports_the_http_layer():
+    import subprocess
+    import sys
+    code = ("import sys, worker.main, worker.tasks, worker.worker\n"
+            "web = [m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette')\n"
+            "       or m in ('app.main', 'app.routes', 'app.errors', 'app.submit')]\n"
+            "assert not web, web\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
