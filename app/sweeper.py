@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 
 from rq.job import Job as RQJob
@@ -158,13 +157,12 @@ def _stale_entry(ctx, rq_id: str, started: bool) -> bool:
     rec = ctx.records.get(rq_queue.job_id_of(rq_id))
     if rec is not None and rec.get("rq_id") == rq_id and rec["status"] in ("queued", "running"):
         return False
-    if started:  # leave a live worker the time to finish its own bookkeeping
+    if started:  # a live worker removes its own entry once it has done its bookkeeping
         try:
             job = RQJob.fetch(rq_id, connection=ctx.redis)
         except Exception:  # noqa: BLE001 - no such RQ job: the entry is stale
             return True
-        started_at = job.started_at.timestamp() if job.started_at else 0.0
-        return time.time() - started_at > 2 * ctx.settings.lease_ttl_s
+        return not (job.worker_name and ctx.redis.exists(ctx.records.k.worker(job.worker_name)))
     return True
 
 

@@ -4,8 +4,8 @@
 
 A deployment of its own (redis-server with its append-only file, fsync on every write; `bragg api`;
 CPU workers) in a temporary folder. 16 client threads submit the jobs with app.client (an
-Idempotency-Key each, retried through outages). Meanwhile a busy worker is SIGKILLed every 10 s (and
-a new one started), the API is SIGKILLed twice (and started again 2 s later) and Redis is SIGKILLed
+Idempotency-Key each, retried through outages). Meanwhile a worker (a busy one where there is one,
+never the last live one) is SIGKILLed every 10 s (and a new one started), the API is SIGKILLed twice (and started again 2 s later) and Redis is SIGKILLed
 once (and started again 5 s later on the same port and folder). Then every job must end
 ``finished`` and every job folder must verify against its sha256.txt.
 
@@ -22,7 +22,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import httpx
 import redis
 
 from app.client import BraggClient, ClientError
+from app.launcher import _child_setup, free_port  # children get SIGTERM should this run die
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "chaos-token"
@@ -45,12 +45,6 @@ CONFIG = {
     "beam": {"wavelength_A": 6.2},
     "detector": {"distance_mm": 100, "fast_pixels": 64, "slow_pixels": 64},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(pred, timeout: float, what: str) -> None:
@@ -73,7 +67,7 @@ def pct(values: list[float], q: float) -> float:
 class Deployment:
     def __init__(self, workers: int):
         self.dir = Path(tempfile.mkdtemp(prefix="bragg-chaos-"))
-        self.rport, self.port = _free_port(), _free_port()
+        self.rport, self.port = free_port(), free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.redis_url = f"redis://127.0.0.1:{self.rport}/0"
         (self.dir / "redis").mkdir()
@@ -94,14 +88,15 @@ class Deployment:
     def _spawn(self, args, log) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=self.dir,
                                 env=self.env, stdout=open(self.dir / f"{log}.log", "ab"),
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, preexec_fn=_child_setup)
 
     def start_redis(self) -> None:
         self.redis = subprocess.Popen(
             [shutil.which("redis-server"), "--port", str(self.rport), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "yes", "--appendfsync", "always",
              "--dir", str(self.dir / "redis")],
-            stdout=open(self.dir / "redis.log", "ab"), stderr=subprocess.STDOUT)
+            stdout=open(self.dir / "redis.log", "ab"), stderr=subprocess.STDOUT,
+            preexec_fn=_child_setup)
         _wait(redis.Redis.from_url(self.redis_url).ping, 30, "redis")
 
     def start_api(self) -> None:
@@ -159,15 +154,16 @@ def chaos(dep: Deployment, done: threading.Event, recoveries: list, events: list
         now = time.monotonic() - t0
         if not done.is_set() and time.monotonic() - last_worker_kill >= worker_every:
             last_worker_kill = time.monotonic()
-            busy = []
+            live = []  # started workers (a new one needs a while to import torch and warm up)
             try:
                 for name in dep.workers:
-                    job = r.hget(f"bragg:worker:{name}", "job")
-                    busy.append((name, job.decode() if job else ""))
+                    w = r.hgetall(f"bragg:worker:{name}")
+                    if w:
+                        live.append((name, w.get(b"job", b"").decode()))
             except redis.RedisError:
                 pass
-            running = [(n, j) for n, j in busy if j] or busy
-            if running:
+            running = [(n, j) for n, j in live if j] or live
+            if len(live) >= 2:  # never the last live worker: the run would only stall
                 name, job_id = random.choice(running)
                 dep.kill(dep.workers.pop(name))
                 events.append(f"{now:6.1f} s: SIGKILL worker {name} (job {job_id[:8] or '-'})")
@@ -228,6 +224,7 @@ def main(argv=None) -> int:
     ap.add_argument("--settle-s", type=float, default=180.0)
     ap.add_argument("--keep", action="store_true", help="keep the deployment's folder (logs)")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on a plain kill too
 
     dep = Deployment(args.workers)
     t_start = time.monotonic()
@@ -244,10 +241,11 @@ def main(argv=None) -> int:
         chaos_t = threading.Thread(target=chaos, args=(dep, done, recoveries, events,
                                                        args.worker_kill_every,
                                                        tuple(args.api_kills_at),
-                                                       args.redis_kill_at))
+                                                       args.redis_kill_at), daemon=True)
         chaos_t.start()
         threads = [threading.Thread(target=submitter,
-                                    args=(dep, bodies[k::args.clients], out, lat, lock))
+                                    args=(dep, bodies[k::args.clients], out, lat, lock),
+                                    daemon=True)
                    for k in range(args.clients)]
         for t in threads:
             t.start()

@@ -92,6 +92,8 @@ def _work(ctx, settings, burst: bool) -> int:
             worker.work(burst=burst, logging_level=settings.log_level.upper())
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("worker %s: Redis unreachable (%s)", ctx.name, exc)
+        except Exception:  # noqa: BLE001 - RQ's bookkeeping failed: the worker carries on
+            log.exception("worker %s: the work loop failed", ctx.name)
         # a SIGTERM or SIGINT (RQ notes when it came) ends the loop for good
         if burst or worker._stop_requested or worker._shutdown_requested_date is not None:
             return 0
