@@ -229,3 +229,17 @@ def test_the_worker_never_imports_the_http_layer():
             "assert not web, web\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_job_model_round_trips_the_hash():
+    from app.job import TERMINAL_STATUSES, TRANSITIONS, Job, JobStatus
+    job = Job(id="j1", owner="alice", outputs=["float"], trace_pixels=[[1, 2]],
+              file_names={"sha256:" + "a" * 64: "P1.hkl"}, cancel=True, parent="p0")
+    raw = {k.encode(): v.encode() for k, v in job.to_hash().items()}
+    back = Job.from_hash(raw)
+    assert back == job and back.status is JobStatus.queued and back.cancel is True
+    assert raw[b"cancel"] == b"1" and raw[b"started_at"] == b""
+    # every status is reachable and every terminal status is a dead end (but for retention)
+    reached = {to for (_, to) in TRANSITIONS}
+    assert reached == set(JobStatus)
+    assert not [t for (frm, t) in TRANSITIONS if frm in TERMINAL_STATUSES]
