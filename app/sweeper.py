@@ -75,9 +75,10 @@ def requeue_lost(ctx) -> list[tuple[str, str]]:
         if records.lease_holder(job_id):
             continue
         rec = records.get(job_id)
-        if rec is None or rec["status"] != "running":
+        if rec is None:
             r.srem(records.k.running, job_id)
             continue
+        # not running any more (or again, on another attempt): REQUEUE itself decides, atomically
         attempt = int(rec.get("attempts") or 0)
         rq_id = rq_queue.new_rq_id(job_id)
         reason = f"no heartbeat for {s.lease_ttl_s} s"

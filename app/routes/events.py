@@ -9,10 +9,10 @@ import time
 
 import redis
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ..auth import current_owner
+from ..deps import CtxDep, OwnerDep
 from ..errors import not_found
 from ..records import TERMINAL
 from ..schemas import error_responses
@@ -35,11 +35,10 @@ def sse(event: str, data: dict, event_id: str) -> bytes:
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"example": _EXAMPLE}}},
                        **error_responses(401, 404)})
-async def job_events(job_id: str, request: Request, owner: str = Depends(current_owner)):
+async def job_events(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
     """One ``status`` event at once and at every status change, a ``progress`` event at every
     progress change; the stream ends after the terminal status (finished, failed, canceled). If
     the job store becomes unreachable the stream ends with an ``error`` event (reconnect later)."""
-    ctx = request.app.state.ctx
     rec = await ctx.arecords.get_owned(job_id, owner)
     if rec is None:
         raise not_found("job")
