@@ -276,8 +276,6 @@ def main(argv=None) -> int:
             if open_now != last_open:
                 last_open, last_change = open_now, time.monotonic()
             time.sleep(1)
-        done.set()
-        chaos_t.join(60)
         st = statuses()
         t_end = time.monotonic()
         lost = [j for j, v in st.items() if v is None]
@@ -288,6 +286,9 @@ def main(argv=None) -> int:
         labels = [r.hget(f"bragg:job:{m.decode()}", "label")
                   for m in r.zrange("bragg:owner:chaos:jobs", 0, -1)]
         duplicates = len(labels) - len(set(labels))
+        # only now: processes the chaos thread (re)started get SIGTERM when it ends
+        done.set()
+        chaos_t.join(60)
         print(f"machine: {os.cpu_count()} CPUs, load average "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, Python {sys.version.split()[0]}")
         print(f"{args.jobs} jobs (64x64, 10 mosaic domains) from {args.clients} clients, "
