@@ -1,8 +1,8 @@
 """The sweeper: recovery of jobs that lost their worker or their queue entry, and retention.
 
-Every API process runs it in a thread (:class:`SweeperThread`) and every worker's heartbeat calls
-:func:`sweep` too; one pass runs at a time in the whole deployment (a Redis lock), so recovery works
-with no worker left and with no API left. One pass:
+Every API process and every worker runs it in a thread (:class:`SweeperThread`); one pass runs at a
+time in the whole deployment (a Redis lock), so recovery works with no worker left and with no API
+left. One pass:
 
 - **lost leases**: a running job whose lease expired (its worker was killed, lost power or hung for
   ``BRAGG_LEASE_TTL_S``) goes back to the *front* of its queue with its attempt count kept, or ends
@@ -232,7 +232,8 @@ def _reconcile_quota(records) -> int:
 
 # -- the API's thread -----------------------------------------------------------------------------------
 class SweeperThread(threading.Thread):
-    """Sweeps every ``BRAGG_REAPER_INTERVAL_S`` in an API process; survives Redis outages."""
+    """Sweeps every ``BRAGG_REAPER_INTERVAL_S`` (with retention in API processes); survives Redis
+    outages."""
 
     def __init__(self, ctx, name: str, retention: bool = True):
         super().__init__(name="bragg-sweeper", daemon=True)

@@ -43,6 +43,7 @@ def warm_up(device: str) -> float:
 def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
                burst: bool = False) -> int:
     from app.settings import get_settings
+    from app.sweeper import SweeperThread
 
     from . import context
     from .worker import Heartbeat
@@ -65,11 +66,14 @@ def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
     ctx.heartbeat = hb
     hb.register()
     hb.start()
+    sweeper = SweeperThread(ctx, ctx.name, retention=False)
+    sweeper.start()
     log.info("worker %s on %s (%s) listening on %s", ctx.name, ctx.device, ctx.device_name,
              ", ".join(ctx.queues))
     try:
         return _work(ctx, settings, burst)
     finally:
+        sweeper.stop()
         hb.stop()
         try:
             hb.unregister()
