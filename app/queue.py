@@ -54,9 +54,14 @@ def discard(connection: redis.Redis, rq_id: str) -> None:
         pass
 
 
+def queued_ids(connection: redis.Redis, queue: str, limit: int = 1000) -> list[str]:
+    """RQ ids waiting in ``queue`` (the oldest first, at most ``limit``)."""
+    return Queue(queue, connection=connection).get_job_ids(0, limit)
+
+
 def queue_lengths(connection: redis.Redis, ns: str) -> dict[str, int]:
     return {d: Queue(queue_name(ns, d), connection=connection).count for d in DEVICES}
 
 
 __all__ = ["TASK", "queue_name", "default_queues", "new_rq_id", "enqueue", "discard",
-           "queue_lengths"]
+           "queue_lengths", "queued_ids"]

@@ -313,6 +313,26 @@ class Records:
         pipe.hincrby(self.k.stats, "failed", 1)
         pipe.execute()
 
+    def fail_queued(self, job_id: str, owner: str, etype: str, message: str) -> bool:
+        """Fail a job that is still queued (WATCHed: a worker that starts it first wins)."""
+        key = self.k.job(job_id)
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.hget(key, "status") != b"queued":
+                    return False
+                pipe.multi()
+                pipe.hset(key, mapping={"status": "failed", "finished_at": now(),
+                                        "error_type": etype, "error_message": message})
+                pipe.hincrby(key, "version", 1)
+                pipe.srem(self.k.owner_active(owner), job_id)
+                pipe.hincrby(self.k.stats, "queued", -1)
+                pipe.hincrby(self.k.stats, "failed", 1)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False
+
     def set_fields(self, job_id: str, fields: dict) -> None:
         pipe = self.r.pipeline()
         pipe.hset(self.k.job(job_id), mapping=dict(zip(*[iter(encode(fields))] * 2)))
@@ -343,11 +363,14 @@ class Records:
             self.r.hset(self.k.traces(job_id), mapping=mapping)
 
     # -- files ------------------------------------------------------------------------------------------
-    def put_file(self, owner: str, digest: str, name: str, size: int, kind: str) -> dict:
+    def put_file(self, owner: str, digest: str, name: str, size: int, kind: str,
+                 summary: Optional[dict] = None) -> dict:
         rec = {"id": f"sha256:{digest}", "name": name, "size": size, "kind": kind,
                "created_at": now()}
-        self.r.hset(self.k.file(owner, digest), mapping={k: str(v) for k, v in rec.items()})
-        return rec
+        mapping = {k: str(v) for k, v in rec.items()}
+        mapping["summary"] = json.dumps(summary or {}, separators=(",", ":"))
+        self.r.hset(self.k.file(owner, digest), mapping=mapping)
+        return dict(rec, summary=summary or {})
 
     def get_file(self, owner: str, digest: str) -> Optional[dict]:
         raw = self.r.hgetall(self.k.file(owner, digest))
@@ -355,6 +378,7 @@ class Records:
             return None
         rec = {k.decode(): v.decode() for k, v in raw.items()}
         rec["size"] = int(rec["size"])
+        rec["summary"] = json.loads(rec.get("summary") or "{}")
         return rec
 
     # -- metrics ----------------------------------------------------------------------------------------

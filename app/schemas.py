@@ -34,8 +34,15 @@ class FileRecord(BaseModel):
     name: str
     size: int
     kind: Literal["hkl", "matrix", "sources", "mask"]
+    summary: dict = Field(default_factory=dict,
+                          description="what the upload check read: for HKL the reflection count, "
+                                      "index ranges, grid points and F range; for a matrix its "
+                                      "values; the number of sources; the mask's shape")
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"id": EXAMPLE_FILE_ID, "name": "P1.hkl", "size": 312504, "kind": "hkl"}]})
+        {"id": EXAMPLE_FILE_ID, "name": "P1.hkl", "size": 312504, "kind": "hkl",
+         "summary": {"format": "hkl", "count": 13440, "h": [-20, 20], "k": [-20, 20],
+                     "l": [-8, 8], "grid_points": 28577, "F_min": 0.0, "F_max": 912.4,
+                     "finite": True}}]})
 
 
 class JobSubmission(BaseModel):

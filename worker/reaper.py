@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from app import queue as rq_queue
+from app.devices import fail_unserved
 
 log = logging.getLogger("bragg.reaper")
 
@@ -49,4 +50,5 @@ def sweep(ctx) -> list[tuple[str, str]]:
             log.warning("job %s: worker %s lost during attempt %d: %s", job_id, rec.get("worker"),
                         attempt, outcome)
             done.append((job_id, outcome))
+    done += [(job_id, "failed") for job_id in fail_unserved(ctx)]
     return done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal, Optional
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -16,6 +17,8 @@ from ..submit import create_job, prepare
 from ..views import etag_matches, job_etag, job_url, job_view
 
 router = APIRouter(tags=["jobs"])
+#: ASCII digits only: str.isdigit() also takes '²', which int() refuses
+_CURSOR = re.compile(r"[0-9]{1,18}")
 
 _SUBMIT_EXAMPLES = {
     "config": {"summary": "a config", "value": JobSubmission.model_config["json_schema_extra"][
@@ -74,7 +77,7 @@ def list_jobs(request: Request,
               cursor: Optional[str] = Query(None, description="next_cursor of the previous page"),
               owner: str = Depends(current_owner)):
     ctx = request.app.state.ctx
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and not _CURSOR.fullmatch(cursor):
         raise invalid_field("cursor", "expected the next_cursor of a previous page")
     recs, nxt = ctx.records.list(owner, status=status, limit=limit,
                                  cursor=int(cursor) if cursor else None)
