@@ -68,6 +68,12 @@ def check_cost(settings, cost: Cost, form: str) -> None:
         raise limit_exceeded(f"{where}.detector" if form == "config" else where,
                              "max_detector_pixels", S * F, settings.max_detector_pixels,
                              "the detector's pixel count")
+    if cost.evaluations > settings.max_evaluations:
+        err = limit_exceeded(where, "max_evaluations", cost.evaluations, settings.max_evaluations,
+                             "the job's evaluations")
+        err.errors[0]["message"] = (f"the job's evaluations are {cost.formula()}; the limit "
+                                    f"max_evaluations is {settings.max_evaluations:,}")
+        raise err
     if cost.sources > settings.max_sources:
         raise limit_exceeded(f"{where}.beam" if form == "config" else where, "max_sources",
                              cost.sources, settings.max_sources,
@@ -76,12 +82,6 @@ def check_cost(settings, cost: Cost, form: str) -> None:
         raise limit_exceeded(f"{where}.crystal" if form == "config" else where,
                              "max_orientations", cost.orientations, settings.max_orientations,
                              "the number of crystal orientations (phi steps x mosaic domains)")
-    if cost.evaluations > settings.max_evaluations:
-        err = limit_exceeded(where, "max_evaluations", cost.evaluations, settings.max_evaluations,
-                             "the job's evaluations")
-        err.errors[0]["message"] = (f"the job's evaluations are {cost.formula()}; the limit "
-                                    f"max_evaluations is {settings.max_evaluations:,}")
-        raise err
     if cost.memory_bytes > settings.max_job_memory_bytes:
         raise limit_exceeded(where, "max_job_memory_bytes", cost.memory_bytes,
                              settings.max_job_memory_bytes,

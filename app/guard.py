@@ -85,7 +85,7 @@ class RequestGuard:
 
     async def _options(self, scope, send):
         methods = set()
-        for route in scope["app"].router.routes if "app" in scope else []:
+        for route in _routes(scope["app"].router.routes if "app" in scope else []):
             match, _ = route.matches(dict(scope, method="GET"))
             if match != Match.NONE and getattr(route, "methods", None):
                 methods |= set(route.methods)
@@ -95,6 +95,17 @@ class RequestGuard:
         await send({"type": "http.response.start", "status": 204,
                     "headers": [(b"allow", allow.encode())]})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _routes(routes):
+    """Every route, those of included routers too (newer FastAPI keeps them nested; our routers
+    declare full paths, no prefix)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routes(inner.routes)
+        elif getattr(route, "methods", None):
+            yield route
 
 
 def _too_large(size: int, limit: int) -> dict:

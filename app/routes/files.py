@@ -35,8 +35,8 @@ _UPLOAD_BODY = {
                      "description": "hkl: 'h k l F' lines (or an Fdump.bin); matrix: MOSFLM A "
                                     "matrix; sources: 'X Y Z weight lambda' lines; mask: SMV image"},
         }},
-        "examples": {"hkl": {"summary": "an HKL file",
-                             "value": {"file": "(P1.hkl bytes)", "kind": "hkl"}}},
+        "examples": {"hkl": {"summary": "an HKL file (app/examples/files/P1.hkl)",
+                             "value": {"file": "0 0 1 100.0\n1 0 0 120.0\n", "kind": "hkl"}}},
     }},
 }
 
