@@ -7,13 +7,14 @@ the simulation or imports torch.
 from __future__ import annotations
 
 import logging
+import math
 
 from sim_core.config import SimulationConfig
 from sim_core.cost import Cost, estimate
 from sim_core.errors import ConfigError, InputFileError
 from sim_core.io.summary import summarize
 
-from .errors import ApiError, invalid_field, limit_exceeded
+from .errors import ApiError, invalid, invalid_field, limit_exceeded
 
 log = logging.getLogger("bragg.api")
 
@@ -50,6 +51,24 @@ def check_grid(settings, summary: dict, where: str, name: str) -> None:
             "message": f"{name}: the index ranges h {h[0]}..{h[1]}, k {k[0]}..{k[1]}, l {l[0]}..{l[1]} "
                        f"make a grid of {points:,} points; the limit max_hkl_grid_points is "
                        f"{limit:,}"}])
+
+
+def non_finite_fields(value, path: str = "") -> list[str]:
+    """Paths of the NaN and infinite numbers in a config dump (a job's config must be JSON)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in non_finite_fields(v, f"{path}.{k}".lstrip("."))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in non_finite_fields(v, f"{path}.{i}")]
+    return []
+
+
+def check_finite(cfg: SimulationConfig, form: str) -> None:
+    bad = non_finite_fields(cfg.model_dump(mode="python"))
+    if bad:
+        raise invalid([{"field": f"config.{p}" if form == "config" else form,
+                        "message": f"{p} must be a finite number"} for p in bad])
 
 
 def job_cost(cfg: SimulationConfig, summaries: dict, form: str) -> Cost:
@@ -89,4 +108,5 @@ def check_cost(settings, cost: Cost, form: str) -> None:
                              "orientations, sources)")
 
 
-__all__ = ["file_summary", "check_kind", "check_grid", "job_cost", "check_cost", "FIELD_KINDS"]
+__all__ = ["file_summary", "check_kind", "check_grid", "check_finite", "job_cost", "check_cost",
+           "FIELD_KINDS"]

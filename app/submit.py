@@ -27,7 +27,7 @@ from sim_core.errors import ArgumentError, InputFileError, SimCoreError
 from sim_core.seeds import with_seeds
 
 from . import queue as rq_queue
-from .costs import check_cost, check_grid, check_kind, file_summary, job_cost
+from .costs import check_cost, check_finite, check_grid, check_kind, file_summary, job_cost
 from .devices import unserved_warnings
 from .errors import ApiError, invalid, invalid_field, limit_exceeded
 from .records import now
@@ -195,6 +195,7 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     out.noise_file = OUTPUT_FILES["noise"] if "noise" in outputs else None
     out.pgm_file = None
     cfg = with_seeds(cfg)
+    check_finite(cfg, form)
     cost = job_cost(cfg, summaries, form)
     check_cost(settings, cost, form)
     _check_trace_pixels(settings, run.trace_pixels, cost.shape,

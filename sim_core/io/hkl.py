@@ -205,19 +205,22 @@ def read_hkl(path: PathLike, default_F: float = 0.0, *,
     parts = list(iter_hkl(path))
     if not parts:
         raise InputFileError(f"{name}: no 'h k l F' records found", path=name)
-    idx = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
-    F = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
-    del parts
-    lo, hi = idx.min(axis=0).astype(np.int64), idx.max(axis=0).astype(np.int64)
+    lo = np.min([p[0].min(axis=0) for p in parts], axis=0).astype(np.int64)
+    hi = np.max([p[0].max(axis=0) for p in parts], axis=0).astype(np.int64)
+    count = sum(len(p[1]) for p in parts)
     shape = _grid_shape(name, lo, hi, max_points)
     grid = np.full(shape, float(default_F), dtype=np.float64)
-    flat = np.ravel_multi_index(tuple((idx.astype(np.int64) - lo).T), shape)
-    # keep the last value of a repeated reflection
-    _, first_from_end = np.unique(flat[::-1], return_index=True)
-    keep = len(flat) - 1 - first_from_end
-    grid.flat[flat[keep]] = F[keep]
+    # block by block, in file order, so that a reflection listed twice keeps its last value
+    # (within a block, the last of equal indices is kept explicitly)
+    parts.reverse()
+    while parts:
+        idx, F = parts.pop()
+        flat = np.ravel_multi_index(tuple((idx.astype(np.int64) - lo).T), shape)
+        _, first_from_end = np.unique(flat[::-1], return_index=True)
+        keep = len(flat) - 1 - first_from_end
+        grid.flat[flat[keep]] = F[keep]
     return HklGrid(int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]), int(lo[2]), int(hi[2]),
-                   grid, count=len(F))
+                   grid, count=count)
 
 
 def write_fdump(path: PathLike, grid: HklGrid) -> None:
