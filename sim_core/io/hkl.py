@@ -87,8 +87,9 @@ def _grid_shape(name: str, lo, hi, limit: int = MAX_GRID_POINTS) -> tuple[int, i
     return shape  # type: ignore[return-value]
 
 
-#: bytes of text parsed at a time: memory stays bounded whatever the file's size
-CHUNK_BYTES = 4 << 20
+#: bytes of text parsed at a time: memory stays bounded whatever the file's size, and numpy's parser
+#: (which holds the GIL) never keeps a server's other threads waiting long
+CHUNK_BYTES = 1 << 20
 
 
 def _blocks(path: PathLike) -> Iterator[tuple[int, str]]:
