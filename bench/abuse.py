@@ -138,6 +138,7 @@ class Bench:
         b.record("10 concurrent traces of one pixel", self.traces)
         b.record("device=cuda with no CUDA worker", lambda: b.post_job(
             {"config": SMALL, "device": "cuda"}))
+        self.write_big_hkl()
         b.record("10M-line HKL (128 MB) upload, /readyz meanwhile", self.big_upload)
         if getattr(self, "big_id", None):
             b.record("a 64x64 job with that HKL", lambda: b.job_outcome({"config": cfg(
@@ -158,12 +159,14 @@ class Bench:
             ids = set(pool.map(ask, range(10)))
         return f"{len(ids)} trace job(s)"
 
-    def big_upload(self) -> str:
-        path = self.tmp / "big.hkl"
-        with open(path, "w") as fh:
+    def write_big_hkl(self) -> None:
+        with open(self.tmp / "big.hkl", "w") as fh:
             for h in range(200):  # 10 M lines, 132 MB
                 fh.write("".join(f"{h} {k} {l} {(k * l) % 50 + 1}\n"
                                  for k in range(200) for l in range(250)))
+
+    def big_upload(self) -> str:
+        path = self.tmp / "big.hkl"
         size = path.stat().st_size
         worst = [0.0]
         done = threading.Event()
