@@ -23,13 +23,17 @@ FIELD_KINDS = {"crystal.matrix_file": "matrix", "structure_factors.hkl_file": "h
                "beam.source_file": "sources", "detector.mask_file": "mask"}
 
 
-def file_summary(ctx, owner: str, rec: dict) -> dict:
+def file_summary(ctx, owner: str, rec: dict, where: str) -> dict:
     """The upload's summary; files uploaded before summaries existed are summarized once now."""
     summary = rec.get("summary")
     if summary:
         return summary
     digest = rec["id"].removeprefix("sha256:")
-    summary = summarize(ctx.store.input_path(digest), rec["kind"])
+    try:
+        summary = summarize(ctx.store.input_path(digest), rec["kind"])
+    except InputFileError as exc:
+        raise invalid_field(where, str(exc).replace(str(ctx.store.input_path(digest)),
+                                                    rec["name"])) from None
     ctx.records.put_file(owner, digest, rec["name"], rec["size"], rec["kind"], summary)
     return summary
 

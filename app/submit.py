@@ -23,7 +23,6 @@ from typing import Optional
 
 from sim_core.config import SimulationConfig
 from sim_core.errors import ArgumentError, InputFileError, SimCoreError
-
 from sim_core.seeds import with_seeds
 
 from . import queue as rq_queue
@@ -95,7 +94,7 @@ def _from_config(ctx, owner: str, sub: JobSubmission, summaries: dict
 def _use_file(ctx, owner: str, rec: dict, path: str, where: str, name: str,
               summaries: dict) -> None:
     check_kind(rec, path, where, name)
-    summary = file_summary(ctx, owner, rec)
+    summary = file_summary(ctx, owner, rec, where)
     if path == "structure_factors.hkl_file":
         check_grid(ctx.settings, summary, where, name)
     summaries[rec["id"]] = summary

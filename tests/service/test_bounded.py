@@ -280,3 +280,19 @@ def test_openapi_auth_options_and_examples(service, alice):
                         queued = r.json().get("trace_job") or r.json()
                         wait_status(alice, queued["id"], timeout=120)
     assert walked >= 6
+
+
+def test_a_file_uploaded_before_summaries_is_summarized_once(service, alice):
+    from app.records import Keys
+
+    rec = upload(alice, EXAMPLE_FILES / "A.mat", "matrix")
+    key = Keys("bragg").file("alice", rec["id"].removeprefix("sha256:"))
+    service.redis.hdel(key, "summary")
+    assert alice.get(f"/v1/files/{rec['id']}").json()["summary"] == {}
+    cfg = {"crystal": {"matrix_file": rec["id"], "Na": 2, "Nb": 2, "Nc": 2},
+           "structure_factors": {"default_F": 1}, "detector": {"fast_pixels": 16, "slow_pixels": 16}}
+    job = submit(alice, {"config": cfg, "outputs": ["float"]})
+    assert job["evaluations"] == 16 * 16  # oversample 1 for a 200 Å crystal at 100 mm
+    summary = alice.get(f"/v1/files/{rec['id']}").json()["summary"]
+    assert summary["cell_lengths_per_A"] == pytest.approx([100, 100, 100])
+    assert wait_status(alice, job["id"])["status"] == "finished"
