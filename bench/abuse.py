@@ -199,7 +199,7 @@ def schemathesis(stack: Stack, examples: int, seed: int) -> None:
            "--checks", "not_a_server_error", "--max-examples", str(examples), "--seed", str(seed),
            "--header", f"Authorization: Bearer {TOKEN}", "--workers", "2", "--no-shrink"]
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=stack.dir)  # its cache goes there
     print(out.stdout[-3000:], out.stderr[-1000:])
     print(f"schemathesis: exit {out.returncode} in {time.perf_counter() - t0:.0f} s")
 
