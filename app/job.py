@@ -34,6 +34,8 @@ TRANSITIONS = {
     (None, JobStatus.queued): "CREATE: a submission (with its queue entry, or in the outbox)",
     (JobStatus.queued, JobStatus.running): "START: a worker takes the job's current queue entry",
     (JobStatus.queued, JobStatus.canceled): "CANCEL",
+    (JobStatus.queued, JobStatus.failed): "FAIL_QUEUED: no live worker serves its device within "
+                                          "the queue timeout (NoWorker)",
     (JobStatus.running, JobStatus.finished): "FINISH: the attempt holding the lease publishes",
     (JobStatus.running, JobStatus.failed): "FINISH (engine error, timeout, disk error) or "
                                            "REQUEUE with no attempts left (WorkerLost)",

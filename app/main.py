@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 import redis
 import redis.asyncio as aredis
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from . import errors, web
 from .context import AppContext
+from .guard import RequestGuard
 from .metrics import make_registry
 from .records import AsyncRecords, Records
 from .sweeper import SweeperThread
@@ -31,11 +33,10 @@ reproducibility bundle. Every route but /healthz, /readyz, /metrics and the docs
 
 def _preload() -> None:
     try:
-        import sim_core.experiment  # noqa: F401
+        import sim_core.cost  # noqa: F401
         import sim_core.nanobragg_args  # noqa: F401
-        import sim_core.simulate  # noqa: F401
     except Exception:  # noqa: BLE001 - the first submission will report it
-        log.exception("preloading the simulator failed")
+        log.exception("preloading the simulator's config parts failed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -68,7 +69,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               health.router):
         app.include_router(r)
     web.install(app)  # the web page at / (app/web.py)
+    app.add_middleware(RequestGuard, ctx_of=lambda: ctx)
+    app.openapi = lambda: _openapi(app)
     return app
+
+
+#: routes that answer without a token
+PUBLIC = ("/healthz", "/readyz", "/metrics")
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The generated document, declaring the bearer token on every route that needs it."""
+    if app.openapi_schema is None:
+        doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                          routes=app.routes)
+        doc.setdefault("components", {})["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer",
+                           "description": "Authorization: Bearer <token>"}}
+        for path, ops in doc.get("paths", {}).items():
+            for op in ops.values():
+                op["security"] = [] if path in PUBLIC or not path.startswith("/v1/") \
+                    else [{"bearerAuth": []}]
+        app.openapi_schema = doc
+    return app.openapi_schema
 
 
 def _version() -> str:

@@ -7,7 +7,7 @@ Redis holds records, queue state and progress, never image or trace bytes. Keys 
     ns:job:<id>:traces       hash: "slow,fast" -> id of the trace job that traces that pixel
     ns:owner:<owner>:jobs    sorted set: the owner's jobs by submission sequence (newest = highest)
     ns:owner:<owner>:active  set: the owner's queued and running jobs (the queued-jobs limit)
-    ns:file:<owner>:<hex>    hash: an uploaded file the owner may use (name, size, kind)
+    ns:file:<owner>:<hex>    hash: an uploaded file the owner may use (name, size, kind, summary)
     ns:running               set: running jobs (the sweeper looks for lost leases among them)
     ns:queued                sorted set: queued jobs by the time they were put on a queue; the
                              outbox of the queue (the sweeper enqueues one found on no queue again)
@@ -27,6 +27,7 @@ can race without corrupting a record. ``version`` grows with every change: it is
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timezone
 from typing import Any, Iterable, Optional
@@ -172,6 +173,22 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 return 'ok'
 """
 
+# A queued job that no live worker can take (its device is served by none) ends failed after the
+# queue timeout; a worker that started it meanwhile wins. Its queue entry is discarded afterwards.
+_FAIL_QUEUED = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'queued' then return st or 'missing' end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error_type', ARGV[3],
+           'error_message', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'queued', -1)
+redis.call('HINCRBY', KEYS[3], 'failed', 1)
+redis.call('ZREM', KEYS[4], ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[1], ARGV[2])
+return 'failed'
+"""
+
 # Retention: remove an ended job's record and its indexes (only while it is still ended).
 _FORGET = """
 local st = redis.call('HGET', KEYS[1], 'status')
@@ -269,6 +286,7 @@ class Records:
         self._requeue = connection.register_script(_REQUEUE)
         self._reenqueue = connection.register_script(_REENQUEUE)
         self._forget = connection.register_script(_FORGET)
+        self._fail_queued = connection.register_script(_FAIL_QUEUED)
 
     # -- jobs: reads --------------------------------------------------------------------------------
     def get(self, job_id: str) -> Optional[dict]:
@@ -392,6 +410,12 @@ class Records:
         return [_s(m) for m in self.r.zrangebyscore(self.k.ended, "-inf", before, start=0,
                                                     num=limit)]
 
+    def fail_queued(self, job_id: str, owner: str, etype: str, message: str) -> bool:
+        """Fail a job that is still queued (a worker that starts it first wins)."""
+        keys = [self.k.job(job_id), self.k.owner_active(owner), self.k.stats, self.k.queued,
+                self.k.ended]
+        return _s(self._fail_queued(keys=keys, args=[now(), job_id, etype, message])) == "failed"
+
     def set_fields(self, job_id: str, fields: dict) -> None:
         pipe = self.r.pipeline()
         pipe.hset(self.k.job(job_id), mapping=dict(zip(*[iter(encode(fields))] * 2)))
@@ -422,14 +446,17 @@ class Records:
             self.r.hset(self.k.traces(job_id), mapping=mapping)
 
     # -- files ------------------------------------------------------------------------------------------
-    def put_file(self, owner: str, digest: str, name: str, size: int, kind: str) -> dict:
+    def put_file(self, owner: str, digest: str, name: str, size: int, kind: str,
+                 summary: Optional[dict] = None) -> dict:
         rec = {"id": f"sha256:{digest}", "name": name, "size": size, "kind": kind,
                "created_at": now()}
+        mapping = {k: str(v) for k, v in rec.items()}
+        mapping["summary"] = json.dumps(summary or {}, separators=(",", ":"))
         pipe = self.r.pipeline()
-        pipe.hset(self.k.file(owner, digest), mapping={k: str(v) for k, v in rec.items()})
+        pipe.hset(self.k.file(owner, digest), mapping=mapping)
         pipe.zadd(self.k.uploads, {f"{owner}:{digest}": rec["created_at"]})
         pipe.execute()
-        return rec
+        return dict(rec, summary=summary or {})
 
     def touch_files(self, owner: str, digests: Iterable[str]) -> None:
         """A job uses these uploads now (retention counts from their last use)."""
@@ -460,6 +487,7 @@ class Records:
             return None
         rec = {k.decode(): v.decode() for k, v in raw.items()}
         rec["size"] = int(rec["size"])
+        rec["summary"] = json.loads(rec.get("summary") or "{}")
         return rec
 
     # -- metrics ----------------------------------------------------------------------------------------

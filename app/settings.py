@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     #: unfinished (queued or running) jobs one owner may have
     max_queued_jobs_per_owner: int = Field(100, ge=1)
     max_trace_pixels: int = Field(64, ge=1)
+    #: points of an HKL file's grid (the box of its index ranges; 8 bytes each in a worker)
+    max_hkl_grid_points: int = Field(16_777_216, ge=1)
+    #: sources of a job (divergence points x dispersion steps, or the lines of a source file)
+    max_sources: int = Field(100_000, ge=1)
+    #: crystal orientations of a job (phi steps x mosaic domains)
+    max_orientations: int = Field(1_000_000, ge=1)
+    #: a worker's memory for a job's arrays (images, structure factors, orientations, sources)
+    max_job_memory_bytes: int = Field(2 * 1024 ** 3, ge=1)
+    #: size of a JSON request body, checked before it is read
+    max_body_bytes: int = Field(1024 * 1024, ge=1)
+    #: a job queued for a device that no live worker serves fails after this many seconds
+    queue_timeout_s: float = Field(300.0, gt=0)
 
     # -- job timeouts and retries -----------------------------------------------------------------
     #: timeout = base + evaluations / rate, at most job_timeout_max_s

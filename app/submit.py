@@ -7,8 +7,8 @@ image and the run can be repeated) and whose output file names are the service's
 Everything that can be wrong with a submission is found here and answered with 422 naming the field;
 nothing is queued then.
 
-The simulator parts that import torch (``nanobragg_args``, ``experiment``) are imported on first use,
-so the API starts without torch.
+The job's cost and limits come from the config and the uploads' summaries by arithmetic
+(app.costs); the API never builds the experiment and never imports torch.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -27,9 +26,12 @@ from pathlib import Path
 from typing import Optional
 
 from sim_core.config import SimulationConfig
-from sim_core.errors import ArgumentError, ConfigError, InputFileError, SimCoreError
+from sim_core.errors import ArgumentError, InputFileError, SimCoreError
+from sim_core.seeds import with_seeds
 
 from . import queue as rq_queue
+from .costs import check_cost, check_finite, check_grid, check_kind, file_summary, job_cost
+from .devices import unserved_warnings
 from .errors import invalid, invalid_field, limit_exceeded
 from .job import OUTPUT_FILES, Job, JobStatus, parse_file_id
 from .records import now
@@ -69,12 +71,14 @@ def _set_ref(cfg: SimulationConfig, path: str, value: str) -> None:
 
 
 # -- the two forms --------------------------------------------------------------------------------
-def _from_config(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, dict, list]:
+def _from_config(ctx, owner: str, sub: JobSubmission, summaries: dict
+                 ) -> tuple[SimulationConfig, dict, list]:
     cfg = sub.config.model_copy(deep=True)
     names: dict[str, str] = {}
     used: set[str] = set()
     for path, ref in cfg.file_refs().items():
         rec = _owned_file(ctx, owner, ref, f"config.{path}")
+        _use_file(ctx, owner, rec, path, f"config.{path}", rec["name"], summaries)
         if ref in names:
             continue
         name = rec["name"] if safe_name(rec["name"]) else f"input{len(names) + 1}"
@@ -85,14 +89,25 @@ def _from_config(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig,
     return cfg, names, []
 
 
-def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, dict, list]:
+def _use_file(ctx, owner: str, rec: dict, path: str, where: str, name: str,
+              summaries: dict) -> None:
+    check_kind(rec, path, where, name)
+    summary = file_summary(ctx, owner, rec, where)
+    if path == "structure_factors.hkl_file":
+        check_grid(ctx.settings, summary, where, name)
+    summaries[rec["id"]] = summary
+
+
+def _from_args(ctx, owner: str, sub: JobSubmission, summaries: dict
+               ) -> tuple[SimulationConfig, dict, list]:
     argv = list(sub.nanobragg_args)
     ids: dict[str, str] = {}
+    recs: dict[str, dict] = {}
     for name, ref in sub.files.items():
         if not safe_name(name):
             raise invalid_field(f"files.{name}", "a file name without directories or a leading "
                                                  "dot, e.g. 'P1.hkl'")
-        _owned_file(ctx, owner, ref, f"files.{name}")
+        recs[name] = _owned_file(ctx, owner, ref, f"files.{name}")
         ids[name] = ref
     # -img and -mask headers are read while parsing: only uploaded files may be named there
     header_files = {}
@@ -104,7 +119,9 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
                                     f"{a} names {name!r}, which is not in 'files' (map it to an "
                                     "uploaded id)")
             header_files[name] = ids[name]
-    from sim_core.nanobragg_args import parse_nanobragg_args  # imports torch
+            if a == "-mask":
+                check_kind(recs[name], "detector.mask_file", f"files.{name}", name)
+    from sim_core.nanobragg_args import parse_nanobragg_args
 
     base = Path(tempfile.mkdtemp(prefix="args-", dir=ctx.store_tmp))
     try:
@@ -119,6 +136,8 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
         raise invalid_field("nanobragg_args", str(exc).replace(str(base) + "/", "")) from None
     except SimCoreError as exc:
         raise invalid_field("nanobragg_args", str(exc)) from None
+    except (ArithmeticError, ValueError) as exc:  # a value no flag check caught: still the input's
+        raise invalid_field("nanobragg_args", f"a value the simulation cannot use: {exc}") from None
     finally:
         shutil.rmtree(base, ignore_errors=True)
     cfg = parsed.config
@@ -132,25 +151,13 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
             raise invalid_field("files", f"{flag} names {name!r}, which is not in 'files' (map it "
                                          "to an uploaded id: \"files\": {\"" + name
                                          + "\": \"sha256:...\"})")
+        _use_file(ctx, owner, recs[name], path, f"files.{name}", name, summaries)
         _set_ref(cfg, path, ids[name])
         names[ids[name]] = name
     return cfg, names, warnings
 
 
 # -- checks -----------------------------------------------------------------------------------------
-def _pixels_estimate(cfg: SimulationConfig) -> int:
-    det = cfg.detector
-    f = det.fast_pixels or math.ceil(det.size_fast_mm / det.pixel_size_mm - 0.5)
-    s = det.slow_pixels or math.ceil(det.size_slow_mm / det.pixel_size_mm - 0.5)
-    return max(0, f) * max(0, s)
-
-
-def _check_pixels(settings, pixels: int) -> None:
-    if pixels > settings.max_detector_pixels:
-        raise limit_exceeded("config.detector", "max_detector_pixels", pixels,
-                             settings.max_detector_pixels, "the detector's pixel count")
-
-
 def _check_trace_pixels(settings, pixels, shape, field_name: str) -> None:
     if len(pixels) > settings.max_trace_pixels:
         raise limit_exceeded(field_name, "max_trace_pixels", len(pixels), settings.max_trace_pixels,
@@ -163,35 +170,14 @@ def _check_trace_pixels(settings, pixels, shape, field_name: str) -> None:
         raise invalid(errs)
 
 
-def _experiment(ctx, cfg: SimulationConfig, form: str):
-    from sim_core.experiment import build_experiment  # imports torch
-
-    def resolve(ref: str) -> Path:
-        return ctx.store.input_path(parse_file_id(ref))
-
-    try:
-        return build_experiment(cfg, resolve)
-    except (ConfigError, InputFileError) as exc:
-        where = form if form == "nanobragg_args" else f"config.{exc.field}" if exc.field \
-            else "config"
-        raise invalid_field(where, _unpath(ctx, str(exc))) from None
-    except SimCoreError as exc:
-        raise invalid_field(form, str(exc)) from None
-
-
-def _unpath(ctx, message: str) -> str:
-    """Input paths of the store are internal: show the ids instead."""
-    files = str(ctx.store.input_path("0" * 64).parent.parent) + "/"
-    return re.sub(re.escape(files) + r"[0-9a-f]{2}/([0-9a-f]{64})", r"sha256:\1", message)
-
-
 def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     settings = ctx.settings
     form = "config" if sub.config is not None else "nanobragg_args"
+    summaries: dict[str, dict] = {}
     if form == "config":
-        cfg, names, warnings = _from_config(ctx, owner, sub)
+        cfg, names, warnings = _from_config(ctx, owner, sub, summaries)
     else:
-        cfg, names, warnings = _from_args(ctx, owner, sub)
+        cfg, names, warnings = _from_args(ctx, owner, sub, summaries)
     run = cfg.run
     if sub.trace_pixels:
         run.trace_pixels = [tuple(p) for p in sub.trace_pixels]
@@ -205,23 +191,17 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     out.int_file = OUTPUT_FILES["smv"] if "smv" in outputs else None
     out.noise_file = OUTPUT_FILES["noise"] if "noise" in outputs else None
     out.pgm_file = None
-    _check_pixels(settings, _pixels_estimate(cfg))
-    from sim_core.simulate import with_seeds  # imports torch
     cfg = with_seeds(cfg)
-    exp = _experiment(ctx, cfg, form)
-    shape = tuple(int(x) for x in exp.shape)
-    _check_pixels(settings, shape[0] * shape[1])
-    _check_trace_pixels(settings, run.trace_pixels, shape,
+    check_finite(cfg, form)
+    cost = job_cost(cfg, summaries, form)
+    check_cost(settings, cost, form)
+    _check_trace_pixels(settings, run.trace_pixels, cost.shape,
                         "trace_pixels" if sub.trace_pixels or form == "nanobragg_args"
                         else "config.run.trace_pixels")
-    evaluations = int(exp.evaluations)
-    if evaluations > settings.max_evaluations:
-        raise limit_exceeded(form, "max_evaluations", evaluations, settings.max_evaluations,
-                             "the job's evaluations (pixels x subpixels x layers x sources x phi "
-                             "steps x mosaic domains)")
-    warnings += [f"note: {n}" for n in exp.notes]
-    return PreparedJob(config=cfg, file_names=names, outputs=outputs, shape=shape,
-                       evaluations=evaluations, warnings=warnings)
+    warnings += [f"note: {n}" for n in cost.notes]
+    warnings += unserved_warnings(ctx, run.device)
+    return PreparedJob(config=cfg, file_names=names, outputs=outputs, shape=cost.shape,
+                       evaluations=cost.evaluations, warnings=warnings)
 
 
 # -- the record and the queue ----------------------------------------------------------------------

@@ -29,6 +29,7 @@ from rq.job import Job as RQJob
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from . import queue as rq_queue
+from .devices import fail_unserved
 from .records import now
 
 log = logging.getLogger("bragg.sweeper")
@@ -38,6 +39,7 @@ log = logging.getLogger("bragg.sweeper")
 class SweepReport:
     requeued: list[tuple[str, str]] = field(default_factory=list)
     reenqueued: list[str] = field(default_factory=list)
+    unserved: list[str] = field(default_factory=list)
     registry_entries: int = 0
     retention: dict[str, int] = field(default_factory=dict)
 
@@ -52,6 +54,7 @@ def sweep(ctx, name: str, *, retention: bool = False) -> SweepReport:
         return report
     try:
         report.requeued = requeue_lost(ctx)
+        report.unserved = fail_unserved(ctx)
         report.reenqueued = repair_outbox(ctx)
         report.registry_entries = reconcile_registries(ctx)
         if retention and _due(r, records.k.retention, s.retention_interval_s):

@@ -8,10 +8,10 @@ C program's order, so seeds give the C program's crystals.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-import time
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,6 +21,7 @@ import torch
 
 from .config import SimulationConfig
 from .errors import ConfigError, InputFileError
+from .io.summary import is_fdump
 from .geometry.crystal import CrystalGeometry, build_crystal
 from .geometry.detector import DetectorGeometry, build_detector
 from .geometry.rotations import axis_rotation_matrix
@@ -28,6 +29,7 @@ from .units import deg2rad
 from .geometry.sources import Sources, file_sources, generated_sources
 from .physics import fluence_from_beam, water_background
 from .sampling import ResolvedSampling, recommended_oversample, resolve_sampling
+from .seeds import choose_seed
 from .structure_factors import StructureFactorTable
 
 #: maps a file reference of the config (a path, or an uploaded id) to a readable local path
@@ -135,39 +137,70 @@ def _read_matrix(resolve: FileResolver, ref: str) -> np.ndarray:
 def _read_hkl(resolve: FileResolver, ref: str, default_F: float):
     """An HKL text file, or nanoBragg's binary Fdump.bin cache (recognised by its header).
 
-    Grids are kept in a small cache keyed by the file's identity, so that a warm worker or API
-    process does not parse the same structure factors for every job.
+    Grids are kept in a cache keyed by the file's identity, so that a warm worker does not parse the
+    same structure factors for every job; the cache holds at most ``HKL_CACHE_BYTES`` of grids.
     """
     path = resolve(ref)
     try:
         st = os.stat(path)
-    except OSError:
-        st = None
-    if st is None:  # let the reader raise its own, located error
-        return _load_hkl(str(path), -1, -1, default_F)
-    return _load_hkl(str(path), st.st_mtime_ns, st.st_size, default_F)
+    except OSError:  # let the reader raise its own, located error
+        return _parse_hkl(str(path), default_F)
+    key = (str(path), st.st_mtime_ns, st.st_size, default_F)
+    grid = HKL_CACHE.get(key)
+    if grid is None:
+        grid = _parse_hkl(str(path), default_F)
+        HKL_CACHE.put(key, grid, grid.F.nbytes)
+    return grid
 
 
-@functools.lru_cache(maxsize=8)
-def _load_hkl(path: str, mtime_ns: int, size: int, default_F: float):
+def _parse_hkl(path: str, default_F: float):
     from .io.hkl import read_fdump, read_hkl
     if is_fdump(Path(path)):
         return read_fdump(path)
     return read_hkl(path, default_F)
 
 
-def is_fdump(path: Path) -> bool:
-    """True for a file that starts like nanoBragg's Fdump.bin (six integers, newline, form feed)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(256)
-    except OSError:
-        return False
-    end = head.find(b"\n\f")
-    if end < 0:
-        return False
-    parts = head[:end].split()
-    return len(parts) == 6 and all(p.lstrip(b"-").isdigit() for p in parts)
+class ByteLRU:
+    """A least-recently-used cache bounded by the bytes of its values (an item larger than the
+    whole budget is not kept)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict = OrderedDict()
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key, value, nbytes: int) -> None:
+        with self._lock:
+            if key in self._items:
+                self.bytes -= self._items.pop(key)[1]
+            if nbytes > self.max_bytes:
+                return
+            self._items[key] = (value, nbytes)
+            self.bytes += nbytes
+            while self.bytes > self.max_bytes:
+                _, (_, n) = self._items.popitem(last=False)
+                self.bytes -= n
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+#: structure-factor grids kept between jobs (``NANOBRAGG_HKL_CACHE_MB``, default 512)
+HKL_CACHE = ByteLRU(int(float(os.environ.get("NANOBRAGG_HKL_CACHE_MB", "512")) * (1 << 20)))
 
 
 def _read_mask(resolve: FileResolver, ref: str, shape: tuple[int, int]) -> np.ndarray:
@@ -183,11 +216,6 @@ def _read_mask(resolve: FileResolver, ref: str, shape: tuple[int, int]) -> np.nd
                              f"detector is {shape[1]}x{shape[0]}", path=str(path),
                              field="detector.mask_file")
     return img != 0
-
-
-def choose_seed() -> int:
-    """A seed from the clock, as nanoBragg picks one when none is given (recorded by the caller)."""
-    return int(time.time())
 
 
 def build_experiment(config: SimulationConfig, files: FileResolver | None = None, *,

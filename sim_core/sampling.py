@@ -106,19 +106,41 @@ def _sane(g: Grid) -> Grid:
 
 
 def resolve_sampling(config: SimulationConfig) -> ResolvedSampling:
+    """The sampling grids of ``config``; ConfigError naming the field whose range over its step
+    is no count of steps (1e300 over 1e-300, NaN)."""
+    field = "crystal.phi_step_deg"
+    try:
+        return _resolve(config)
+    except (OverflowError, ValueError) as exc:
+        from .errors import ConfigError
+        field = getattr(exc, "field", field)
+        raise ConfigError(f"{field}: the range over the step size is not a number of steps "
+                          f"({exc})", field=field) from None
+
+
+def _steps(field: str, fn, *args, **kw):
+    try:
+        return fn(*args, **kw)
+    except (OverflowError, ValueError) as exc:
+        exc.field = field
+        raise
+
+
+def _resolve(config: SimulationConfig) -> ResolvedSampling:
     notes: list[str] = []
     cr, bm, det = config.crystal, config.beam, config.detector
     osc = None if cr.osc_range_deg is None else deg2rad(cr.osc_range_deg)
     phistep = None if cr.phi_step_deg is None else deg2rad(cr.phi_step_deg)
-    osc_r, phistep_r, phisteps = _phi(deg2rad(cr.phi_start_deg), osc, phistep, cr.phi_steps)
+    osc_r, phistep_r, phisteps = _steps("crystal.phi_step_deg", _phi, deg2rad(cr.phi_start_deg),
+                                        osc, phistep, cr.phi_steps)
 
     def mrad(x):
         return None if x is None else x / 1000.0
 
-    hdiv = _sane(_grid(mrad(bm.hdiv_range_mrad), mrad(bm.hdiv_step_mrad), bm.hdiv_steps,
-                       default_range=1.0))
-    vdiv = _sane(_grid(mrad(bm.vdiv_range_mrad), mrad(bm.vdiv_step_mrad), bm.vdiv_steps,
-                       default_range=1.0))
+    hdiv = _sane(_steps("beam.hdiv_step_mrad", _grid, mrad(bm.hdiv_range_mrad),
+                        mrad(bm.hdiv_step_mrad), bm.hdiv_steps, default_range=1.0))
+    vdiv = _sane(_steps("beam.vdiv_step_mrad", _grid, mrad(bm.vdiv_range_mrad),
+                        mrad(bm.vdiv_step_mrad), bm.vdiv_steps, default_range=1.0))
     disp = _sane(_grid(bm.dispersion_pct / 100.0, None, bm.dispersion_steps, default_range=1.0))
 
     thick = det.thickness_um * 1e-6

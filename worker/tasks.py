@@ -18,6 +18,7 @@ import redis
 
 from app.job import OUTPUT_FILES, parse_file_id
 from app.store import disk_error, write_atomic
+from sim_core.errors import SimCoreError
 
 from . import context
 from .artifacts import commands_text, metadata, seal, write_json
@@ -170,6 +171,7 @@ def _render(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict
     result = simulate(config, _resolver(ctx), progress=job.progress, cancel=job.should_stop,
                       device=device, dtype=config.run.dtype)
     job.check()
+    non_finite = check_finite(result.image, rec)
     outputs = set(rec.get("outputs") or [])
     names = {k: (v if k in outputs else None) for k, v in OUTPUT_FILES.items()}
     report = write_outputs(result, staging, float_file=names["float"], int_file=names["smv"],
@@ -180,12 +182,38 @@ def _render(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict
                  commands_text(rec["id"], result.config, rec.get("file_names") or {},
                                ctx.versions.get("project")))
     ended = time.time()
-    write_json(staging / "run_metadata.json",
-               metadata(ctx, rec, attempt=job.attempt, started=job.started, ended=ended,
-                        result=result, report=report, peak_memory=_peak_memory(job, device),
-                        traces=[(t.slow, t.fast) for t in result.traces]))
+    md = metadata(ctx, rec, attempt=job.attempt, started=job.started, ended=ended,
+                  result=result, report=report, peak_memory=_peak_memory(job, device),
+                  traces=[(t.slow, t.fast) for t in result.traces])
+    md["non_finite_pixels"] = non_finite
+    write_json(staging / "run_metadata.json", md)
     return {"evaluations": int(result.evaluations), "render_s": result.elapsed_s,
-            "eps": result.evaluations_per_second, "device": result.device}
+            "eps": result.evaluations_per_second, "device": result.device,
+            "warnings": rec.get("warnings") or []}
+
+
+class NonFiniteImage(SimCoreError):
+    """Every pixel of the image is infinite or NaN: there is nothing to publish."""
+
+
+def check_finite(image, rec: dict) -> dict:
+    """Count the image's inf and NaN pixels; warn in the record (the C program writes such images
+    too), or fail the job when no pixel is finite."""
+    import numpy as np
+
+    img = np.asarray(image)
+    nan = int(np.count_nonzero(np.isnan(img)))
+    inf = int(np.count_nonzero(np.isinf(img)))
+    counts = {"inf": inf, "nan": nan}
+    if nan + inf and nan + inf == img.size:
+        raise NonFiniteImage(f"the image is entirely non-finite ({inf:,} inf and {nan:,} NaN "
+                             f"pixels of {img.size:,}): the fluence, structure factors or geometry "
+                             "overflow double precision")
+    if nan + inf:
+        rec["warnings"] = list(rec.get("warnings") or []) + [
+            f"the image has {inf:,} inf and {nan:,} NaN pixels of {img.size:,} (values beyond "
+            "double precision; they are 0 in the SMV images)"]
+    return counts
 
 
 def _trace(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict:
@@ -266,9 +294,11 @@ def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
         job.renew(wait=True)
         job.check()
         ctx.store.commit(job_id, staging)
+        done = {"artifacts": artifacts, "progress": "1", "device": stats["device"]}
+        if stats.get("warnings"):
+            done["warnings"] = stats["warnings"]
         out = until_redis_answers(ctx, lambda: ctx.records.finish(
-            job_id, owner, name, attempt, "finished",
-            {"artifacts": artifacts, "progress": "1", "device": stats["device"]}))
+            job_id, owner, name, attempt, "finished", done))
         if out == "cancel":
             ctx.store.remove_job(job_id)
             ctx.records.finish(job_id, owner, name, attempt, "canceled")

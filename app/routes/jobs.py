@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal, Optional
 
 from fastapi import APIRouter, Body, Header, Query, Request
@@ -16,6 +17,8 @@ from ..submit import create_job, idempotency, prepare, replayed_job
 from ..views import etag_matches, job_etag, job_url, job_view
 
 router = APIRouter(tags=["jobs"])
+#: ASCII digits only: str.isdigit() also takes '²', which int() refuses
+_CURSOR = re.compile(r"[0-9]{1,18}")
 
 _SUBMIT_EXAMPLES = {
     "config": {"summary": "a config", "value": JobSubmission.model_config["json_schema_extra"][
@@ -85,7 +88,7 @@ def list_jobs(              status: Optional[Literal["queued", "running", "finis
               limit: int = Query(20, ge=1, le=200),
               cursor: Optional[str] = Query(None, description="next_cursor of the previous page"),
               *, ctx: CtxDep, owner: OwnerDep):
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and not _CURSOR.fullmatch(cursor):
         raise invalid_field("cursor", "expected the next_cursor of a previous page")
     recs, nxt = ctx.records.list(owner, status=status, limit=limit,
                                  cursor=int(cursor) if cursor else None)
