@@ -105,16 +105,25 @@ redis.call('ZADD', KEYS[6], ARGV[3], ARGV[5])
 return outcome
 """
 
+
+def _end_queued(outcome: str) -> str:
+    """Lua lines that end a queued job as ``outcome`` once its status is set: KEYS are the job, the
+    owner's active set, the stats, the outbox and the ended index; ARGV[1] is now, ARGV[2] the id."""
+    return f"""
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'queued', -1)
+redis.call('HINCRBY', KEYS[3], '{outcome}', 1)
+redis.call('ZREM', KEYS[4], ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[1], ARGV[2])
+"""
+
+
 _CANCEL = """
 local v = redis.call('HMGET', KEYS[1], 'status', 'cancel')
 if v[1] == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_at', ARGV[1], 'cancel', '1')
-  redis.call('HINCRBY', KEYS[1], 'version', 1)
-  redis.call('SREM', KEYS[2], ARGV[2])
-  redis.call('HINCRBY', KEYS[3], 'queued', -1)
-  redis.call('HINCRBY', KEYS[3], 'canceled', 1)
-  redis.call('ZREM', KEYS[4], ARGV[2])
-  redis.call('ZADD', KEYS[5], ARGV[1], ARGV[2])
+""" + _end_queued("canceled") + """
   return 'canceled'
 elseif v[1] == 'running' then
   if v[2] ~= '1' then
@@ -180,12 +189,7 @@ local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'queued' then return st or 'missing' end
 redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error_type', ARGV[3],
            'error_message', ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('SREM', KEYS[2], ARGV[2])
-redis.call('HINCRBY', KEYS[3], 'queued', -1)
-redis.call('HINCRBY', KEYS[3], 'failed', 1)
-redis.call('ZREM', KEYS[4], ARGV[2])
-redis.call('ZADD', KEYS[5], ARGV[1], ARGV[2])
+""" + _end_queued("failed") + """
 return 'failed'
 """
 
