@@ -19,6 +19,7 @@ import json
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -93,6 +94,8 @@ class BraggClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                  transport=transport)
+        #: the Idempotency-Key of the latest submission (retry with it to get that job back)
+        self.last_idempotency_key: str | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -128,9 +131,29 @@ class BraggClient:
                               files={"file": (name or path.name, fh)}).json()
 
     # -- jobs -----------------------------------------------------------------------------------
-    def submit(self, body: dict) -> dict:
-        """POST /v1/jobs with a ready body (``config`` or ``nanobragg_args`` + ``files``)."""
-        return self._call("POST", "/v1/jobs", json=body).json()
+    def submit(self, body: dict, *, idempotency_key: str | None = None, retries: int = 4) -> dict:
+        """POST /v1/jobs with a ready body (``config`` or ``nanobragg_args`` + ``files``).
+
+        Every submission carries an ``Idempotency-Key`` (a new UUID unless given), so that it can
+        be retried safely: a connection cut or a 502/503/504 is retried with the same key, with
+        backoff, and the service answers a retry with the job the first request created."""
+        key = idempotency_key or str(uuid.uuid4())
+        self.last_idempotency_key = key
+        delay = 0.5
+        for attempt in range(retries + 1):
+            try:
+                r = self.http.post("/v1/jobs", json=body, headers={"Idempotency-Key": key})
+            except httpx.TransportError as exc:
+                if attempt == retries:
+                    raise ClientError(f"cannot reach {self.url}: {exc} (is the service up? "
+                                      "`make run` or `bragg up` starts one)") from None
+            else:
+                if r.status_code not in (502, 503, 504) or attempt == retries:
+                    _raise_for(r)
+                    return r.json()
+            time.sleep(delay)
+            delay = min(8.0, delay * 2)
+        raise AssertionError("unreachable")
 
     def submit_args(self, args: list[str], *, base_dir: str | Path = ".", **options) -> dict:
         """Submit a nanoBragg command line; the files it names (relative to ``base_dir``) are

@@ -7,6 +7,7 @@ paths into the request body (``config.detector.fast_pixels``, ``trace_pixels.0``
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 from fastapi import Request
@@ -15,6 +16,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sim_core.config import FieldError
+
+from .store import disk_error
+
+log = logging.getLogger("bragg.api")
 
 
 class ApiError(StarletteHTTPException):
@@ -95,11 +100,21 @@ async def redis_down_handler(request: Request, exc: Exception) -> JSONResponse:
                         headers={"Retry-After": "5"})
 
 
+async def os_error_handler(request: Request, exc: OSError) -> JSONResponse:
+    found = disk_error(exc)
+    status, detail = found or (503, "the service could not read or write its data folder")
+    log.error("%s %s: storage error: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": detail, "hint": "try again later; the operator has been told "
+                                                   "in the service's log"},
+                        status_code=status, headers={"Retry-After": "60"})
+
+
 def install(app) -> None:
     import redis
 
     app.add_exception_handler(redis.exceptions.ConnectionError, redis_down_handler)
     app.add_exception_handler(redis.exceptions.TimeoutError, redis_down_handler)
+    app.add_exception_handler(OSError, os_error_handler)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)

@@ -246,6 +246,8 @@ def _run_up(host, port, workers, device, data_dir, ready_timeout) -> int:
         say(f"bragg up: Redis {binary} on 127.0.0.1:{redis_port}, data in {data / 'redis'}")
         stack.spawn("redis", [binary, "--port", str(redis_port), "--bind", "127.0.0.1",
                               "--dir", str(data / "redis"), "--appendonly", "yes",
+                              "--auto-aof-rewrite-percentage", "100",
+                              "--auto-aof-rewrite-min-size", "64mb",
                               "--save", "", "--daemonize", "no"],
                     log_file=data / "logs" / "redis.log")
         _wait(lambda: _redis_ok(redis_url), 20, stop, stack, "Redis")

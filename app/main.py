@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import redis
 import redis.asyncio as aredis
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from . import apidocs, errors, web
+from .context import AppContext
+from .guard import RequestGuard
 from .metrics import make_registry
 from .records import AsyncRecords, Records
 from .routes import artifacts, events, files, health, images, jobs, traces
+from .sweeper import SweeperThread
 from .settings import Settings, get_settings
-from .store import ArtifactStore, open_store
+from .store import open_store
 
 log = logging.getLogger("bragg.api")
 
@@ -27,29 +31,12 @@ reproducibility bundle. Every route but /healthz, /readyz, /metrics and the docs
 `Authorization: Bearer <token>` when tokens are configured."""
 
 
-@dataclass
-class AppContext:
-    settings: Settings
-    redis: redis.Redis
-    records: Records
-    store: ArtifactStore
-    tokens: dict[str, str]
-    metrics_registry: object
-    #: reads of the hot paths (status polls, events) without a worker thread
-    arecords: AsyncRecords | None = None
-
-    @property
-    def store_tmp(self) -> Path:
-        return self.settings.data_dir / "tmp"
-
-
 def _preload() -> None:
     try:
-        import sim_core.experiment  # noqa: F401
+        import sim_core.cost  # noqa: F401
         import sim_core.nanobragg_args  # noqa: F401
-        import sim_core.simulate  # noqa: F401
     except Exception:  # noqa: BLE001 - the first submission will report it
-        log.exception("preloading the simulator failed")
+        log.exception("preloading the simulator's config parts failed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,7 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threading.Thread(target=_preload, name="preload-sim-core", daemon=True).start()
         aconn = aredis.Redis.from_url(settings.redis_url)
         ctx.arecords = AsyncRecords(aconn, settings.namespace)
+        # recovery and retention also run where no worker is left
+        sweeper = SweeperThread(ctx, f"api.{socket.gethostname()}.{os.getpid()}")
+        sweeper.start()
         yield
+        sweeper.stop()
         await aconn.aclose()
         conn.close()
 
@@ -79,7 +70,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(r)
     apidocs.install(app)  # /docs and /redoc without a CDN (app/apidocs.py)
     web.install(app)  # the web page at / (app/web.py)
+    app.add_middleware(RequestGuard, ctx_of=lambda: ctx)
+    app.openapi = lambda: _openapi(app)
     return app
+
+
+#: routes that answer without a token
+PUBLIC = ("/healthz", "/readyz", "/metrics")
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The generated document, declaring the bearer token on every route that needs it."""
+    if app.openapi_schema is None:
+        doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                          routes=app.routes)
+        doc.setdefault("components", {})["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer",
+                           "description": "Authorization: Bearer <token>"}}
+        for path, ops in doc.get("paths", {}).items():
+            for op in ops.values():
+                op["security"] = [] if path in PUBLIC or not path.startswith("/v1/") \
+                    else [{"bearerAuth": []}]
+        app.openapi_schema = doc
+    return app.openapi_schema
 
 
 def _version() -> str:

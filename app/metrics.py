@@ -3,7 +3,7 @@
 ``bragg_jobs{status}``, ``bragg_queue_length{queue}``, ``bragg_job_duration_seconds`` (histogram,
 from start to finish of finished jobs), ``bragg_evaluations_total``, ``bragg_render_seconds_total``
 (their ratio is the fleet's evaluations per second), ``bragg_evaluations_per_second{device}`` (the
-latest finished job's), ``bragg_workers{device}``.
+latest finished job's), ``bragg_workers{device}``, ``bragg_retention_removed_total{what}``.
 """
 
 from __future__ import annotations
@@ -75,6 +75,13 @@ class RedisCollector:
             if k.startswith("last_eps:"):
                 eps.add_metric([k.split(":", 1)[1]], float(v))
         yield eps
+        removed = CounterMetricFamily("bragg_retention_removed",
+                                      "What the retention sweeps removed (jobs, job_bytes, "
+                                      "uploads, tmp, quota entries)", labels=["what"])
+        for k, v in m.items():
+            if k.startswith("retention_removed:"):
+                removed.add_metric([k.split(":", 1)[1]], int(v))
+        yield removed
         workers = GaugeMetricFamily("bragg_workers", "Live workers by device", labels=["device"])
         per: dict[str, int] = {}
         for w in live_workers(self.r, self.records.k):

@@ -37,11 +37,23 @@ def new_rq_id(job_id: str) -> str:
     return f"{job_id}_{uuid.uuid4().hex[:8]}"
 
 
-def enqueue(connection: redis.Redis, queue: str, job_id: str, rq_id: str, timeout_s: int) -> None:
+def enqueue(connection: redis.Redis, queue: str, job_id: str, rq_id: str, timeout_s: int,
+            at_front: bool = False) -> None:
+    """Put the job on its queue; ``at_front`` for a job that had been taken already (a retry)."""
     q = Queue(queue, connection=connection)
     # RQ's own timeout is a backstop: the task stops itself at timeout_s between chunks
     q.enqueue(TASK, job_id, job_id=rq_id, job_timeout=timeout_s + 60, result_ttl=0,
-              failure_ttl=86400, description=f"bragg job {job_id}")
+              failure_ttl=86400, description=f"bragg job {job_id}", at_front=at_front)
+
+
+def job_id_of(rq_id: str) -> str:
+    """The bragg job id inside an RQ job id (``<job id>_<8 hex>``)."""
+    return rq_id.rpartition("_")[0] or rq_id
+
+
+def waiting(connection: redis.Redis, queue: str) -> set[str]:
+    """RQ job ids waiting in a queue (taken ones are no longer there)."""
+    return {m.decode() for m in connection.lrange(Queue(queue, connection=connection).key, 0, -1)}
 
 
 def discard(connection: redis.Redis, rq_id: str) -> None:
@@ -59,4 +71,4 @@ def queue_lengths(connection: redis.Redis, ns: str) -> dict[str, int]:
 
 
 __all__ = ["TASK", "queue_name", "default_queues", "new_rq_id", "enqueue", "discard",
-           "queue_lengths"]
+           "queue_lengths", "job_id_of", "waiting"]

@@ -7,8 +7,14 @@ Redis holds records, queue state and progress, never image or trace bytes. Keys 
     ns:job:<id>:traces       hash: "slow,fast" -> id of the trace job that traces that pixel
     ns:owner:<owner>:jobs    sorted set: the owner's jobs by submission sequence (newest = highest)
     ns:owner:<owner>:active  set: the owner's queued and running jobs (the queued-jobs limit)
-    ns:file:<owner>:<hex>    hash: an uploaded file the owner may use (name, size, kind)
-    ns:running               set: running jobs (the reaper looks for lost leases among them)
+    ns:file:<owner>:<hex>    hash: an uploaded file the owner may use (name, size, kind, summary)
+    ns:running               set: running jobs (the sweeper looks for lost leases among them)
+    ns:queued                sorted set: queued jobs by the time they were put on a queue; the
+                             outbox of the queue (the sweeper enqueues one found on no queue again)
+    ns:ended                 sorted set: finished, failed and canceled jobs by end time (retention)
+    ns:owners                set: owners that ever submitted (quota reconciliation)
+    ns:idem:<owner>:<hash>   string with a 24 h TTL: "<job id> <body sha256>" of an Idempotency-Key
+    ns:uploads               sorted set: "<owner>:<hex>" uploads by their last use (retention)
     ns:lease:<id>            string with a TTL: "worker|attempt" while a live worker runs the job
     ns:worker:<name>         hash with a TTL: a live worker (device, queues, state, current job)
     ns:stats:status          hash: number of jobs in each status
@@ -28,26 +34,36 @@ from typing import Any, Iterable, Optional
 
 import redis
 
-STATUSES = ("queued", "running", "finished", "failed", "canceled")
-TERMINAL = ("finished", "failed", "canceled")
+from .job import TERMINAL_STATUSES, Job, JobStatus, decode_hash, encode_fields
+
+STATUSES = tuple(s.value for s in JobStatus)
+TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
 #: buckets of the job duration histogram (seconds)
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 4 * 3600)
-_JSON_FIELDS = ("outputs", "trace_pixels", "file_names", "warnings", "artifacts", "shape")
 
 _CREATE = """
+if ARGV[3] ~= '' then
+  local prev = redis.call('GET', KEYS[7])
+  if prev then return {2, prev} end
+end
 local n = redis.call('SCARD', KEYS[3])
 if tonumber(ARGV[1]) > 0 and n >= tonumber(ARGV[1]) then return {0, n} end
 local seq = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], 'seq', seq, 'version', 1, unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], 'seq', seq, 'version', 1, unpack(ARGV, 7))
 redis.call('ZADD', KEYS[2], seq, ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[2])
 redis.call('HINCRBY', KEYS[5], 'queued', 1)
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[2])
+redis.call('SADD', KEYS[8], ARGV[6])
+if ARGV[3] ~= '' then redis.call('SET', KEYS[7], ARGV[2] .. ' ' .. ARGV[3], 'EX', ARGV[4]) end
 return {1, seq}
 """
 
 _START = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= 'queued' then return {st or 'missing', 0} end
+local v = redis.call('HMGET', KEYS[1], 'status', 'rq_id')
+if v[1] ~= 'queued' then return {v[1] or 'missing', 0} end
+-- a queue entry that the sweeper replaced (its worker seemed dead) must not run the job twice
+if ARGV[6] ~= '' and v[2] ~= ARGV[6] then return {'superseded', 0} end
 local a = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[3], 'worker', ARGV[1],
            'device', ARGV[2], 'progress', '0')
@@ -56,6 +72,7 @@ redis.call('SADD', KEYS[2], ARGV[5])
 redis.call('SET', KEYS[3], ARGV[1] .. '|' .. a, 'EX', ARGV[4])
 redis.call('HINCRBY', KEYS[4], 'queued', -1)
 redis.call('HINCRBY', KEYS[4], 'running', 1)
+redis.call('ZREM', KEYS[5], ARGV[5])
 return {'running', a}
 """
 
@@ -84,17 +101,29 @@ redis.call('DEL', KEYS[3])
 redis.call('SREM', KEYS[4], ARGV[5])
 redis.call('HINCRBY', KEYS[5], 'running', -1)
 redis.call('HINCRBY', KEYS[5], outcome, 1)
+redis.call('ZADD', KEYS[6], ARGV[3], ARGV[5])
 return outcome
 """
+
+
+def _end_queued(outcome: str) -> str:
+    """Lua lines that end a queued job as ``outcome`` once its status is set: KEYS are the job, the
+    owner's active set, the stats, the outbox and the ended index; ARGV[1] is now, ARGV[2] the id."""
+    return f"""
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'queued', -1)
+redis.call('HINCRBY', KEYS[3], '{outcome}', 1)
+redis.call('ZREM', KEYS[4], ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[1], ARGV[2])
+"""
+
 
 _CANCEL = """
 local v = redis.call('HMGET', KEYS[1], 'status', 'cancel')
 if v[1] == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_at', ARGV[1], 'cancel', '1')
-  redis.call('HINCRBY', KEYS[1], 'version', 1)
-  redis.call('SREM', KEYS[2], ARGV[2])
-  redis.call('HINCRBY', KEYS[3], 'queued', -1)
-  redis.call('HINCRBY', KEYS[3], 'canceled', 1)
+""" + _end_queued("canceled") + """
   return 'canceled'
 elseif v[1] == 'running' then
   if v[2] ~= '1' then
@@ -123,6 +152,7 @@ if v[3] == '1' then
   redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_at', ARGV[2])
   redis.call('SREM', KEYS[4], ARGV[3])
   redis.call('HINCRBY', KEYS[5], 'canceled', 1)
+  redis.call('ZADD', KEYS[7], ARGV[2], ARGV[3])
   return 'canceled'
 end
 if tonumber(v[2]) >= tonumber(v[4]) then
@@ -130,12 +160,52 @@ if tonumber(v[2]) >= tonumber(v[4]) then
              'error_message', lost .. '; no attempts left')
   redis.call('SREM', KEYS[4], ARGV[3])
   redis.call('HINCRBY', KEYS[5], 'failed', 1)
+  redis.call('ZADD', KEYS[7], ARGV[2], ARGV[3])
   return 'failed'
 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'progress', '0', 'worker', '', 'started_at', '',
            'rq_id', ARGV[4], 'requeued_reason', lost .. '; requeued')
 redis.call('HINCRBY', KEYS[5], 'queued', 1)
+redis.call('ZADD', KEYS[6], ARGV[2], ARGV[3])
 return 'queued'
+"""
+
+# A queued job found on no queue (the API died before enqueueing it, or a worker died between
+# taking it from the queue and starting it) gets a new queue entry; the old entry, should it
+# surface, is refused by START.
+_REENQUEUE = """
+local v = redis.call('HMGET', KEYS[1], 'status', 'rq_id')
+if v[1] ~= 'queued' or v[2] ~= ARGV[1] then return 'skip' end
+redis.call('HSET', KEYS[1], 'rq_id', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 'ok'
+"""
+
+# A queued job that no live worker can take (its device is served by none) ends failed after the
+# queue timeout; a worker that started it meanwhile wins. Its queue entry is discarded afterwards.
+_FAIL_QUEUED = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'queued' then return st or 'missing' end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error_type', ARGV[3],
+           'error_message', ARGV[4])
+""" + _end_queued("failed") + """
+return 'failed'
+"""
+
+# Retention: remove an ended job's record and its indexes (only while it is still ended).
+_FORGET = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'queued' or st == 'running' then
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  return 'live'
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('SREM', KEYS[5], ARGV[1])
+if st then redis.call('HINCRBY', KEYS[6], st, -1) end
+return st or 'missing'
 """
 
 
@@ -159,7 +229,12 @@ class Keys:
         self.stats = f"{ns}:stats:status"
         self.metrics = f"{ns}:metrics"
         self.workers = f"{ns}:workers"
-        self.reaper_lock = f"{ns}:lock:reaper"
+        self.sweeper_lock = f"{ns}:lock:sweeper"
+        self.queued = f"{ns}:queued"
+        self.ended = f"{ns}:ended"
+        self.owners = f"{ns}:owners"
+        self.uploads = f"{ns}:uploads"
+        self.retention = f"{ns}:retention"
 
     def job(self, job_id: str) -> str:
         return f"{self.ns}:job:{job_id}"
@@ -182,29 +257,23 @@ class Keys:
     def worker(self, name: str) -> str:
         return f"{self.ns}:worker:{name}"
 
+    def idempotency(self, owner: str, key_hash: str) -> str:
+        return f"{self.ns}:idem:{owner}:{key_hash}"
+
 
 def decode(raw: dict) -> dict:
-    """A job hash as stored (bytes) -> a dict with JSON fields parsed."""
-    rec = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-           for k, v in raw.items()}
-    for k in _JSON_FIELDS:
-        if k in rec and rec[k] != "":
-            rec[k] = json.loads(rec[k])
-    return rec
+    """A job hash as stored (bytes) -> a dict with JSON fields parsed (``Job.from_record`` types
+    it)."""
+    return decode_hash(raw)
 
 
 def encode(fields: dict) -> list:
     """A dict -> flat [field, value, ...] for HSET, JSON-encoding lists and dicts."""
-    out: list = []
-    for k, v in fields.items():
-        if isinstance(v, (list, dict, tuple)):
-            v = json.dumps(v, separators=(",", ":"))
-        elif v is None:
-            v = ""
-        elif isinstance(v, bool):
-            v = "1" if v else "0"
-        out += [k, v if isinstance(v, (str, bytes)) else str(v)]
-    return out
+    return [x for kv in encode_fields(fields).items() for x in kv]
+
+
+def _s(v) -> str:
+    return v.decode() if isinstance(v, bytes) else v
 
 
 class Records:
@@ -219,6 +288,9 @@ class Records:
         self._finish = connection.register_script(_FINISH)
         self._cancel = connection.register_script(_CANCEL)
         self._requeue = connection.register_script(_REQUEUE)
+        self._reenqueue = connection.register_script(_REENQUEUE)
+        self._forget = connection.register_script(_FORGET)
+        self._fail_queued = connection.register_script(_FAIL_QUEUED)
 
     # -- jobs: reads --------------------------------------------------------------------------------
     def get(self, job_id: str) -> Optional[dict]:
@@ -264,54 +336,89 @@ class Records:
         return out, next_cursor
 
     # -- jobs: transitions --------------------------------------------------------------------------
-    def create(self, job_id: str, owner: str, fields: dict, limit: int) -> tuple[bool, int]:
+    def create(self, job_id: str, owner: str, fields: dict, limit: int,
+               idempotency: tuple[str, str] | None = None,
+               idempotency_ttl: int = 86400) -> tuple[int, object]:
+        """Write a queued record and put it in the outbox (``ns:queued``). Returns (1, seq), or
+        (0, unfinished jobs) over the owner's limit, or (2, "<job id> <body hash>") when the
+        idempotency key (key hash, body hash) was used before."""
+        key_hash, body_hash = idempotency or ("", "")
         keys = [self.k.job(job_id), self.k.owner_jobs(owner), self.k.owner_active(owner),
-                self.k.seq, self.k.stats]
-        ok, n = self._create(keys=keys, args=[limit, job_id] + encode(fields))
-        return bool(ok), int(n)
+                self.k.seq, self.k.stats, self.k.queued,
+                self.k.idempotency(owner, key_hash or "-"), self.k.owners]
+        code, val = self._create(keys=keys, args=[limit, job_id, body_hash, idempotency_ttl, now(),
+                                                  owner] + encode(fields))
+        return int(code), (_s(val) if int(code) == 2 else int(val))
 
-    def start(self, job_id: str, worker: str, device: str, lease_ttl: int) -> tuple[str, int]:
+    def idempotent_job(self, owner: str, key_hash: str) -> Optional[tuple[str, str]]:
+        """(job id, body hash) stored under an owner's idempotency key, if any."""
+        v = self.r.get(self.k.idempotency(owner, key_hash))
+        if not v:
+            return None
+        job_id, _, body = _s(v).partition(" ")
+        return job_id, body
+
+    def start(self, job_id: str, worker: str, device: str, lease_ttl: int,
+              rq_id: str = "") -> tuple[str, int]:
         st, attempt = self._start(keys=[self.k.job(job_id), self.k.running, self.k.lease(job_id),
-                                        self.k.stats],
-                                  args=[worker, device, now(), lease_ttl, job_id])
-        return (st.decode() if isinstance(st, bytes) else st), int(attempt)
+                                        self.k.stats, self.k.queued],
+                                  args=[worker, device, now(), lease_ttl, job_id, rq_id])
+        return _s(st), int(attempt)
 
     def renew(self, job_id: str, worker: str, attempt: int, lease_ttl: int,
               progress: Optional[float] = None) -> str:
         p = "" if progress is None else f"{progress:.4f}"
         out = self._renew(keys=[self.k.job(job_id), self.k.lease(job_id)],
                           args=[worker, attempt, lease_ttl, p])
-        return out.decode() if isinstance(out, bytes) else out
+        return _s(out)
 
     def finish(self, job_id: str, owner: str, worker: str, attempt: int, outcome: str,
                fields: dict | None = None) -> str:
         keys = [self.k.job(job_id), self.k.running, self.k.lease(job_id),
-                self.k.owner_active(owner), self.k.stats]
+                self.k.owner_active(owner), self.k.stats, self.k.ended]
         out = self._finish(keys=keys, args=[worker, attempt, now(), outcome, job_id]
                            + encode(fields or {}))
-        return out.decode() if isinstance(out, bytes) else out
+        return _s(out)
 
     def cancel(self, job_id: str, owner: str) -> str:
-        out = self._cancel(keys=[self.k.job(job_id), self.k.owner_active(owner), self.k.stats],
+        out = self._cancel(keys=[self.k.job(job_id), self.k.owner_active(owner), self.k.stats,
+                                 self.k.queued, self.k.ended],
                            args=[now(), job_id])
-        return out.decode() if isinstance(out, bytes) else out
+        return _s(out)
 
     def requeue(self, job_id: str, owner: str, attempt: int, rq_id: str, reason: str) -> str:
         keys = [self.k.job(job_id), self.k.running, self.k.lease(job_id),
-                self.k.owner_active(owner), self.k.stats]
+                self.k.owner_active(owner), self.k.stats, self.k.queued, self.k.ended]
         out = self._requeue(keys=keys, args=[attempt, now(), job_id, rq_id, reason])
-        return out.decode() if isinstance(out, bytes) else out
+        return _s(out)
 
-    def fail_unqueued(self, job_id: str, owner: str, message: str) -> None:
-        """Mark a job failed that could not be put on the queue (right after create)."""
-        pipe = self.r.pipeline()
-        pipe.hset(self.k.job(job_id), mapping={"status": "failed", "finished_at": now(),
-                                               "error_type": "QueueError", "error_message": message})
-        pipe.hincrby(self.k.job(job_id), "version", 1)
-        pipe.srem(self.k.owner_active(owner), job_id)
-        pipe.hincrby(self.k.stats, "queued", -1)
-        pipe.hincrby(self.k.stats, "failed", 1)
-        pipe.execute()
+    def reenqueue(self, job_id: str, old_rq_id: str, new_rq_id: str) -> bool:
+        """Give a queued job found on no queue a new queue entry id (then enqueue it)."""
+        out = self._reenqueue(keys=[self.k.job(job_id), self.k.queued],
+                              args=[old_rq_id, new_rq_id, now(), job_id])
+        return _s(out) == "ok"
+
+    def forget(self, job_id: str, owner: str) -> str:
+        """Remove an ended job's record and indexes; returns the status it had ('live' if it is
+        queued or running again)."""
+        keys = [self.k.job(job_id), self.k.traces(job_id), self.k.owner_jobs(owner),
+                self.k.ended, self.k.owner_active(owner), self.k.stats]
+        return _s(self._forget(keys=keys, args=[job_id]))
+
+    def queued_since(self, before: float, limit: int = 500) -> list[str]:
+        """Jobs put on a queue before ``before`` and still queued (oldest first)."""
+        return [_s(m) for m in self.r.zrangebyscore(self.k.queued, "-inf", before, start=0,
+                                                    num=limit)]
+
+    def ended_before(self, before: float, limit: int = 200) -> list[str]:
+        return [_s(m) for m in self.r.zrangebyscore(self.k.ended, "-inf", before, start=0,
+                                                    num=limit)]
+
+    def fail_queued(self, job_id: str, owner: str, etype: str, message: str) -> bool:
+        """Fail a job that is still queued (a worker that starts it first wins)."""
+        keys = [self.k.job(job_id), self.k.owner_active(owner), self.k.stats, self.k.queued,
+                self.k.ended]
+        return _s(self._fail_queued(keys=keys, args=[now(), job_id, etype, message])) == "failed"
 
     def set_fields(self, job_id: str, fields: dict) -> None:
         pipe = self.r.pipeline()
@@ -343,11 +450,40 @@ class Records:
             self.r.hset(self.k.traces(job_id), mapping=mapping)
 
     # -- files ------------------------------------------------------------------------------------------
-    def put_file(self, owner: str, digest: str, name: str, size: int, kind: str) -> dict:
+    def put_file(self, owner: str, digest: str, name: str, size: int, kind: str,
+                 summary: Optional[dict] = None) -> dict:
         rec = {"id": f"sha256:{digest}", "name": name, "size": size, "kind": kind,
                "created_at": now()}
-        self.r.hset(self.k.file(owner, digest), mapping={k: str(v) for k, v in rec.items()})
-        return rec
+        mapping = {k: str(v) for k, v in rec.items()}
+        mapping["summary"] = json.dumps(summary or {}, separators=(",", ":"))
+        pipe = self.r.pipeline()
+        pipe.hset(self.k.file(owner, digest), mapping=mapping)
+        pipe.zadd(self.k.uploads, {f"{owner}:{digest}": rec["created_at"]})
+        pipe.execute()
+        return dict(rec, summary=summary or {})
+
+    def touch_files(self, owner: str, digests: Iterable[str]) -> None:
+        """A job uses these uploads now (retention counts from their last use)."""
+        members = {f"{owner}:{d}": now() for d in digests}
+        if members:
+            self.r.zadd(self.k.uploads, members)
+
+    def uploads_unused_since(self, before: float, limit: int = 200) -> list[tuple[str, str]]:
+        out = []
+        for m in self.r.zrangebyscore(self.k.uploads, "-inf", before, start=0, num=limit):
+            owner, _, digest = _s(m).rpartition(":")
+            out.append((owner, digest))
+        return out
+
+    def forget_file(self, owner: str, digest: str) -> bool:
+        """Drop the owner's upload record; True when no owner has this content any more."""
+        pipe = self.r.pipeline()
+        pipe.delete(self.k.file(owner, digest))
+        pipe.zrem(self.k.uploads, f"{owner}:{digest}")
+        pipe.execute()
+        for _member, _score in self.r.zscan_iter(self.k.uploads, match=f"*:{digest}"):
+            return False
+        return True
 
     def get_file(self, owner: str, digest: str) -> Optional[dict]:
         raw = self.r.hgetall(self.k.file(owner, digest))
@@ -355,6 +491,7 @@ class Records:
             return None
         rec = {k.decode(): v.decode() for k, v in raw.items()}
         rec["size"] = int(rec["size"])
+        rec["summary"] = json.loads(rec.get("summary") or "{}")
         return rec
 
     # -- metrics ----------------------------------------------------------------------------------------
@@ -399,4 +536,4 @@ def _plain_id(job_id: str) -> bool:
 
 
 __all__ = ["Records", "AsyncRecords", "Keys", "decode", "encode", "iso", "now", "STATUSES", "TERMINAL",
-           "DURATION_BUCKETS"]
+           "DURATION_BUCKETS", "Job", "JobStatus"]

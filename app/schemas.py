@@ -6,6 +6,8 @@ torch): a job is submitted either as that config or as a nanoBragg command line.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,7 +21,17 @@ Output = Literal["float", "smv", "noise", "png", "hkl"]
 Status = Literal["queued", "running", "finished", "failed", "canceled"]
 DEFAULT_OUTPUTS: list[str] = ["float", "smv", "png"]
 
-EXAMPLE_FILE_ID = "sha256:" + "9f2c" * 16
+#: the example input files (app/examples/files): the examples name them by their real ids, so
+#: that after uploading them every example of this document is accepted by its route
+EXAMPLE_FILES = Path(__file__).parent / "examples" / "files"
+
+
+def _example_id(name: str) -> str:
+    return "sha256:" + hashlib.sha256((EXAMPLE_FILES / name).read_bytes()).hexdigest()
+
+
+EXAMPLE_FILE_ID = _example_id("P1.hkl")
+EXAMPLE_MATRIX_ID = _example_id("A.mat")
 EXAMPLE_CONFIG = {
     "crystal": {"cell": {"a_A": 100, "b_A": 100, "c_A": 100}, "Na": 5, "Nb": 5, "Nc": 5},
     "structure_factors": {"default_F": 100},
@@ -35,10 +47,16 @@ class FileRecord(BaseModel):
     name: str
     size: int
     kind: Literal[tuple(KINDS)]  # the upload kinds of sim_core.inputs
-    summary: Optional[dict] = Field(
-        None, description="model and mtz uploads: cell, space group, atoms or reflections")
+    summary: dict = Field(default_factory=dict,
+                          description="what the upload check read: for HKL the reflection count, "
+                                      "index ranges, grid points and F range; for a matrix its "
+                                      "values; the number of sources; the mask's shape; for a "
+                                      "model or MTZ file its cell, space group, atoms or "
+                                      "reflections")
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"id": EXAMPLE_FILE_ID, "name": "P1.hkl", "size": 312504, "kind": "hkl"}]})
+        {"id": EXAMPLE_FILE_ID, "name": "P1.hkl", "size": 69, "kind": "hkl",
+         "summary": {"format": "hkl", "count": 5, "h": [-1, 1], "k": [0, 1], "l": [0, 1],
+                     "grid_points": 12, "F_min": 60.0, "F_max": 120.0, "finite": True}}]})
 
 
 class JobSubmission(BaseModel):
@@ -48,7 +66,7 @@ class JobSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"config": EXAMPLE_CONFIG, "trace_pixels": [[128, 128]], "label": "cubic 256"},
         {"nanobragg_args": EXAMPLE_ARGS,
-         "files": {"A.mat": "sha256:" + "1a2b" * 16, "P1.hkl": EXAMPLE_FILE_ID},
+         "files": {"A.mat": EXAMPLE_MATRIX_ID, "P1.hkl": EXAMPLE_FILE_ID},
          "outputs": ["float", "smv", "noise", "png"], "device": "auto", "dtype": "float64"},
     ]})
 

@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     #: unfinished (queued or running) jobs one owner may have
     max_queued_jobs_per_owner: int = Field(100, ge=1)
     max_trace_pixels: int = Field(64, ge=1)
+    #: points of an HKL file's grid (the box of its index ranges; 8 bytes each in a worker)
+    max_hkl_grid_points: int = Field(16_777_216, ge=1)
+    #: sources of a job (divergence points x dispersion steps, or the lines of a source file)
+    max_sources: int = Field(100_000, ge=1)
+    #: crystal orientations of a job (phi steps x mosaic domains)
+    max_orientations: int = Field(1_000_000, ge=1)
+    #: a worker's memory for a job's arrays (images, structure factors, orientations, sources)
+    max_job_memory_bytes: int = Field(2 * 1024 ** 3, ge=1)
+    #: size of a JSON request body, checked before it is read
+    max_body_bytes: int = Field(1024 * 1024, ge=1)
+    #: a job queued for a device that no live worker serves fails after this many seconds
+    queue_timeout_s: float = Field(300.0, gt=0)
 
     # -- job timeouts and retries -----------------------------------------------------------------
     #: timeout = base + evaluations / rate, at most job_timeout_max_s
@@ -57,13 +69,27 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(1.0, gt=0)
     #: a job whose lease is this old is considered abandoned (its worker died)
     lease_ttl_s: int = Field(10, ge=2)
-    #: seconds between abandoned-job sweeps (one worker at a time does it)
+    #: seconds between recovery sweeps (lost leases, jobs on no queue); one process at a time
     reaper_interval_s: float = Field(2.0, gt=0)
+    #: how long a worker keeps trying to publish a finished render while Redis is unreachable
+    redis_outage_max_s: float = Field(600.0, gt=0)
     #: shortest interval between two progress writes of a running job
     progress_interval_s: float = Field(0.5, gt=0)
     #: shortest interval between two cancel checks of a running job
     cancel_check_interval_s: float = Field(0.2, gt=0)
     worker_warmup: bool = True
+
+    # -- retention (swept by the API's sweeper) ----------------------------------------------------
+    #: finished, failed and canceled jobs (record and artifacts) are kept this long after they end
+    job_retention_s: float = Field(3 * 86400.0, gt=0)
+    #: uploads that no queued or running job uses are kept this long after their last use
+    upload_retention_s: float = Field(7 * 86400.0, gt=0)
+    #: temporary files and folders (interrupted uploads, staging folders) older than this go
+    tmp_max_age_s: float = Field(3600.0, gt=0)
+    #: seconds between two retention passes
+    retention_interval_s: float = Field(60.0, gt=0)
+    #: how long an Idempotency-Key of POST /v1/jobs is remembered
+    idempotency_ttl_s: int = Field(86400, ge=1)
 
     # -- API ----------------------------------------------------------------------------------------
     #: poll interval of the Server-Sent Events stream
@@ -75,6 +101,9 @@ class Settings(BaseSettings):
     #: assumed evaluations per second for the Retry-After estimate
     retry_after_rate: float = Field(5_000_000.0, gt=0)
     log_level: str = "info"
+    #: test-only fault injection (never set in production): "exit-after-record" makes the API
+    #: process exit between writing a job's record and enqueueing it
+    fault_injection: str = ""
 
     @field_validator("data_dir")
     @classmethod

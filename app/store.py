@@ -14,10 +14,12 @@ this class by implementing the same methods (``input_path`` would then download 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -28,6 +30,21 @@ from sim_core.io.textfile import sha256_file
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _JOB = re.compile(r"^[0-9a-zA-Z_-]{1,64}$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$")
+
+
+#: errno -> (HTTP status, what to say) of a data folder that cannot be written; no path in it
+_DISK_ERRORS = {
+    errno.ENOSPC: (507, "the service's data folder is full"),
+    errno.EDQUOT: (507, "the service's data folder is over its quota"),
+    errno.EROFS: (503, "the service's data folder is read-only"),
+    errno.EACCES: (503, "the service may not write its data folder"),
+    errno.EPERM: (503, "the service may not write its data folder"),
+}
+
+
+def disk_error(exc: OSError) -> tuple[int, str] | None:
+    """How to report a storage failure (None for another OSError)."""
+    return _DISK_ERRORS.get(exc.errno)
 
 
 def safe_name(name: str) -> bool:
@@ -69,6 +86,10 @@ class ArtifactStore(ABC):
     def has_input(self, digest: str) -> bool: ...
 
     @abstractmethod
+    def remove_input(self, digest: str) -> None:
+        """Remove an input no owner keeps any more (retention)."""
+
+    @abstractmethod
     def input_path(self, digest: str) -> Path:
         """A readable local path of an input file."""
 
@@ -90,6 +111,11 @@ class ArtifactStore(ABC):
 
     @abstractmethod
     def remove_job(self, job_id: str) -> None: ...
+
+    @abstractmethod
+    def remove_stale_tmp(self, max_age_s: float, running: set[str] = frozenset()) -> int:
+        """Remove temporary files and folders older than ``max_age_s`` (but not the staging
+        folders of the ``running`` jobs); returns how many."""
 
     @abstractmethod
     def artifact_path(self, job_id: str, name: str) -> Path | None:
@@ -130,6 +156,9 @@ class LocalStore(ArtifactStore):
 
     def input_path(self, digest: str) -> Path:
         return self._input(digest)
+
+    def remove_input(self, digest: str) -> None:
+        self._input(digest).unlink(missing_ok=True)
 
     # -- job folders --------------------------------------------------------------------------------
     def _job(self, job_id: str) -> Path:
@@ -178,6 +207,24 @@ class LocalStore(ArtifactStore):
             except FileNotFoundError:
                 return
             shutil.rmtree(old, ignore_errors=True)
+
+    def remove_stale_tmp(self, max_age_s: float, running: set[str] = frozenset()) -> int:
+        cutoff = time.time() - max_age_s
+        n = 0
+        for p in self.tmp.iterdir():
+            if p.name.startswith("job-") and p.name[4:].partition("-a")[0] in running:
+                continue
+            try:
+                if p.lstat().st_mtime >= cutoff:
+                    continue
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+                n += 1
+            except FileNotFoundError:
+                continue
+        return n
 
     def artifact_path(self, job_id: str, name: str) -> Path | None:
         if not safe_name(name):

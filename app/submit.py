@@ -7,13 +7,16 @@ image and the run can be repeated) and whose output file names are the service's
 Everything that can be wrong with a submission is found here and answered with 422 naming the field;
 nothing is queued then.
 
-The simulator parts that import torch (``nanobragg_args``, ``experiment``) are imported on first use,
-so the API starts without torch.
+The job's cost and limits come from the config and the uploads' summaries by arithmetic
+(app.costs); the API never builds the experiment and never imports torch.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
+import json
+import logging
+import os
 import re
 import shutil
 import tempfile
@@ -25,16 +28,18 @@ from typing import Optional
 from sim_core.config import SimulationConfig, set_field
 from sim_core.errors import ArgumentError, ConfigError, InputFileError, SimCoreError
 from sim_core.inputs import BY_FIELD, HEADER_FLAGS
+from sim_core.seeds import with_seeds
 
 from . import queue as rq_queue
-from .errors import ApiError, invalid, invalid_field, limit_exceeded
+from .costs import check_cost, check_grid, check_kind, file_summary, job_cost, named
+from .devices import unserved_warnings
+from .errors import invalid, invalid_field, limit_exceeded
+from .job import OUTPUT_FILES, Job, JobStatus, parse_file_id
 from .records import now
 from .schemas import JobSubmission
 from .store import safe_name
 
-_ID = re.compile(r"^sha256:([0-9a-f]{64})$")
-OUTPUT_FILES = {"float": "floatimage.bin", "smv": "intimage.img", "noise": "noiseimage.img",
-                "png": "preview.png", "hkl": "structure_factors.hkl"}
+log = logging.getLogger("bragg.api")
 
 
 @dataclass
@@ -45,11 +50,6 @@ class PreparedJob:
     shape: tuple[int, int]
     evaluations: int
     warnings: list[str] = field(default_factory=list)
-
-
-def parse_file_id(ref: str) -> Optional[str]:
-    m = _ID.match(ref or "")
-    return m.group(1) if m else None
 
 
 def _owned_file(ctx, owner: str, ref: str, where: str) -> dict:
@@ -64,12 +64,14 @@ def _owned_file(ctx, owner: str, ref: str, where: str) -> dict:
 
 
 # -- the two forms --------------------------------------------------------------------------------
-def _from_config(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, dict, list]:
+def _from_config(ctx, owner: str, sub: JobSubmission, summaries: dict
+                 ) -> tuple[SimulationConfig, dict, list]:
     cfg = sub.config.model_copy(deep=True)
     names: dict[str, str] = {}
     used: set[str] = set()
     for path, ref in cfg.file_refs().items():
         rec = _owned_file(ctx, owner, ref, f"config.{path}")
+        _use_file(ctx, owner, rec, path, f"config.{path}", rec["name"], summaries)
         if ref in names:
             continue
         name = rec["name"] if safe_name(rec["name"]) else f"input{len(names) + 1}"
@@ -80,14 +82,25 @@ def _from_config(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig,
     return cfg, names, cfg.deprecations
 
 
-def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, dict, list]:
+def _use_file(ctx, owner: str, rec: dict, path: str, where: str, name: str,
+              summaries: dict) -> None:
+    check_kind(rec, path, where, name)
+    summary = file_summary(ctx, owner, rec, where)
+    if path == "structure_factors.hkl_file":
+        check_grid(ctx.settings, summary, where, name)
+    summaries[rec["id"]] = summary
+
+
+def _from_args(ctx, owner: str, sub: JobSubmission, summaries: dict
+               ) -> tuple[SimulationConfig, dict, list]:
     argv = list(sub.nanobragg_args)
     ids: dict[str, str] = {}
+    recs: dict[str, dict] = {}
     for name, ref in sub.files.items():
         if not safe_name(name):
             raise invalid_field(f"files.{name}", "a file name without directories or a leading "
                                                  "dot, e.g. 'P1.hkl'")
-        _owned_file(ctx, owner, ref, f"files.{name}")
+        recs[name] = _owned_file(ctx, owner, ref, f"files.{name}")
         ids[name] = ref
     # -img and -mask headers are read while parsing: only uploaded files may be named there
     header_files = {}
@@ -99,7 +112,9 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
                                     f"{a} names {name!r}, which is not in 'files' (map it to an "
                                     "uploaded id)")
             header_files[name] = ids[name]
-    from sim_core.nanobragg_args import parse_nanobragg_args  # imports torch
+            if a == "-mask":
+                check_kind(recs[name], "detector.mask_file", f"files.{name}", name)
+    from sim_core.nanobragg_args import parse_nanobragg_args
 
     base = Path(tempfile.mkdtemp(prefix="args-", dir=ctx.store_tmp))
     try:
@@ -112,6 +127,8 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
         raise invalid_field("nanobragg_args", str(exc).replace(str(base) + "/", "")) from None
     except SimCoreError as exc:
         raise invalid_field("nanobragg_args", str(exc)) from None
+    except (ArithmeticError, ValueError) as exc:  # a value no flag check caught: still the input's
+        raise invalid_field("nanobragg_args", f"a value the simulation cannot use: {exc}") from None
     finally:
         shutil.rmtree(base, ignore_errors=True)
     cfg = parsed.config
@@ -125,6 +142,7 @@ def _from_args(ctx, owner: str, sub: JobSubmission) -> tuple[SimulationConfig, d
             raise invalid_field("files", f"{flag} names {name!r}, which is not in 'files' (map it "
                                          "to an uploaded id: \"files\": {\"" + name
                                          + "\": \"sha256:...\"})")
+        _use_file(ctx, owner, recs[name], path, f"files.{name}", name, summaries)
         set_field(cfg, path, ids[name])
         names[ids[name]] = name
     return cfg, names, warnings
@@ -143,19 +161,6 @@ def _arg_field(argv: list[str], exc: SimCoreError) -> str:
 
 
 # -- checks -----------------------------------------------------------------------------------------
-def _pixels_estimate(cfg: SimulationConfig) -> int:
-    det = cfg.detector
-    f = det.fast_pixels or math.ceil(det.size_fast_mm / det.pixel_size_mm - 0.5)
-    s = det.slow_pixels or math.ceil(det.size_slow_mm / det.pixel_size_mm - 0.5)
-    return max(0, f) * max(0, s)
-
-
-def _check_pixels(settings, pixels: int) -> None:
-    if pixels > settings.max_detector_pixels:
-        raise limit_exceeded("config.detector", "max_detector_pixels", pixels,
-                             settings.max_detector_pixels, "the detector's pixel count")
-
-
 def _check_trace_pixels(settings, pixels, shape, field_name: str) -> None:
     if len(pixels) > settings.max_trace_pixels:
         raise limit_exceeded(field_name, "max_trace_pixels", len(pixels), settings.max_trace_pixels,
@@ -168,49 +173,14 @@ def _check_trace_pixels(settings, pixels, shape, field_name: str) -> None:
         raise invalid(errs)
 
 
-def _experiment(ctx, cfg: SimulationConfig, form: str, names: dict[str, str],
-                argv: list[str] | None = None):
-    from sim_core.experiment import build_experiment  # imports torch
-
-    def resolve(ref: str) -> Path:
-        return ctx.store.input_path(parse_file_id(ref))
-
-    try:  # a model's or MTZ file's structure factors are left to the worker
-        return build_experiment(cfg, resolve, compute_F=False)
-    except (ConfigError, InputFileError) as exc:
-        if form == "nanobragg_args":
-            where = _arg_field(argv or [], exc)
-            flag = argv[int(where.rsplit(".", 1)[1])] if "." in where else None
-            which = [x for x in (flag, exc.field) if x and x not in str(exc)]
-            if which:
-                exc = type(exc)(f"{' / '.join(which)}: {exc}", field=exc.field)
-        else:
-            where = f"config.{exc.field}" if exc.field else "config"
-        raise invalid_field(where, named(_unpath(ctx, str(exc)), names)) from None
-    except SimCoreError as exc:
-        raise invalid_field(form, str(exc)) from None
-
-
-def named(message: str, names: dict[str, str]) -> str:
-    """``message`` with uploaded ids replaced by the names the job gives its files."""
-    for ref, name in names.items():
-        message = message.replace(ref, name)
-    return message
-
-
-def _unpath(ctx, message: str) -> str:
-    """Input paths of the store are internal: show the ids instead."""
-    files = str(ctx.store.input_path("0" * 64).parent.parent) + "/"
-    return re.sub(re.escape(files) + r"[0-9a-f]{2}/([0-9a-f]{64})", r"sha256:\1", message)
-
-
 def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     settings = ctx.settings
     form = "config" if sub.config is not None else "nanobragg_args"
+    summaries: dict[str, dict] = {}
     if form == "config":
-        cfg, names, warnings = _from_config(ctx, owner, sub)
+        cfg, names, warnings = _from_config(ctx, owner, sub, summaries)
     else:
-        cfg, names, warnings = _from_args(ctx, owner, sub)
+        cfg, names, warnings = _from_args(ctx, owner, sub, summaries)
     run = cfg.run
     if sub.trace_pixels:
         run.trace_pixels = [tuple(p) for p in sub.trace_pixels]
@@ -227,23 +197,16 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     out.int_file = OUTPUT_FILES["smv"] if "smv" in outputs else None
     out.noise_file = OUTPUT_FILES["noise"] if "noise" in outputs else None
     out.pgm_file = None
-    _check_pixels(settings, _pixels_estimate(cfg))
-    from sim_core.simulate import with_seeds  # imports torch
     cfg = with_seeds(cfg)
-    exp = _experiment(ctx, cfg, form, names, sub.nanobragg_args)
-    shape = tuple(int(x) for x in exp.shape)
-    _check_pixels(settings, shape[0] * shape[1])
-    _check_trace_pixels(settings, run.trace_pixels, shape,
+    cost = job_cost(cfg, summaries, form, names, sub.nanobragg_args)
+    check_cost(settings, cost, form)
+    _check_trace_pixels(settings, run.trace_pixels, cost.shape,
                         "trace_pixels" if sub.trace_pixels or form == "nanobragg_args"
                         else "config.run.trace_pixels")
-    evaluations = int(exp.evaluations)
-    if evaluations > settings.max_evaluations:
-        raise limit_exceeded(form, "max_evaluations", evaluations, settings.max_evaluations,
-                             "the job's evaluations (pixels x subpixels x layers x sources x phi "
-                             "steps x mosaic domains)")
-    warnings += [f"note: {named(_unpath(ctx, n), names)}" for n in exp.notes]
-    return PreparedJob(config=cfg, file_names=names, outputs=outputs, shape=shape,
-                       evaluations=evaluations, warnings=warnings)
+    warnings += [f"note: {named(n, names)}" for n in cost.notes]
+    warnings += unserved_warnings(ctx, run.device)
+    return PreparedJob(config=cfg, file_names=names, outputs=outputs, shape=cost.shape,
+                       evaluations=cost.evaluations, warnings=warnings)
 
 
 # -- the record and the queue ----------------------------------------------------------------------
@@ -251,41 +214,84 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+def idempotency(key: Optional[str], body: dict) -> Optional[tuple[str, str]]:
+    """(key hash, body hash) of an ``Idempotency-Key`` header and the submission it came with."""
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise invalid_field("Idempotency-Key", "1 to 255 printable characters, e.g. a UUID")
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return (hashlib.sha256(key.encode()).hexdigest(),
+            hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def replayed_job(ctx, owner: str, idem: Optional[tuple[str, str]]) -> Optional[str]:
+    """The job an earlier request with the same key created (None if there was none); 422 if
+    that request had another body."""
+    if idem is None:
+        return None
+    found = ctx.records.idempotent_job(owner, idem[0])
+    if found is None:
+        return None
+    job_id, body_hash = found
+    if body_hash != idem[1]:
+        raise _key_reused()
+    return job_id
+
+
+def _key_reused():
+    return invalid_field("Idempotency-Key", "this key was used with another request body in the "
+                                            "last 24 h: use a new key for a new job")
+
+
 def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_names: dict,
                outputs: list[str], shape, evaluations: int, warnings: list[str],
                label: Optional[str] = None, parent: Optional[str] = None,
-               trace_pixels=None) -> str:
-    """Write the record (refused when the owner has too many unfinished jobs) and enqueue it."""
+               trace_pixels=None, idem: Optional[tuple[str, str]] = None) -> str:
+    """Write the record (refused when the owner has too many unfinished jobs) and enqueue it.
+
+    The script that writes the record also puts it in the outbox (``ns:queued``): should this
+    process die before the enqueue below, or Redis refuse it, the sweeper enqueues the job one
+    lease time later. With an idempotency key the script returns the job an earlier request with
+    that key created instead."""
     settings = ctx.settings
     job_id = new_job_id()
     device = config.run.device
     queue = rq_queue.queue_name(settings.namespace, device)
     rq_id = rq_queue.new_rq_id(job_id)
     timeout = settings.job_timeout(evaluations)
-    fields = {
-        "id": job_id, "owner": owner, "kind": kind, "parent": parent or "", "label": label or "",
-        "status": "queued", "progress": "0", "created_at": now(), "started_at": "",
-        "finished_at": "", "requested_device": device, "device": device,
-        "dtype": config.run.dtype, "config": config.canonical_json(),
-        "config_sha256": config.config_sha256(), "outputs": outputs,
-        "trace_pixels": [list(p) for p in (trace_pixels if trace_pixels is not None
-                                           else config.run.trace_pixels)],
-        "file_names": file_names, "warnings": warnings, "artifacts": [], "shape": list(shape),
-        "evaluations": evaluations, "timeout_s": timeout, "attempts": 0,
-        "max_attempts": 1 + settings.job_retries, "worker": "", "cancel": "0", "queue": queue,
-        "rq_id": rq_id, "error_type": "", "error_message": "",
-    }
-    ok, n = ctx.records.create(job_id, owner, fields, settings.max_queued_jobs_per_owner)
-    if not ok:
-        raise limit_exceeded("(owner)", "max_queued_jobs_per_owner", n + 1,
+    fields = Job(
+        id=job_id, owner=owner, kind=kind, parent=parent or "", label=label or "",
+        status=JobStatus.queued, created_at=now(), requested_device=device, device=device,
+        dtype=config.run.dtype, config=config.canonical_json(),
+        config_sha256=config.config_sha256(), outputs=outputs,
+        trace_pixels=[list(p) for p in (trace_pixels if trace_pixels is not None
+                                        else config.run.trace_pixels)],
+        file_names=file_names, warnings=warnings, shape=list(shape), evaluations=evaluations,
+        timeout_s=timeout, max_attempts=1 + settings.job_retries, queue=queue, rq_id=rq_id,
+    ).to_hash()
+    del fields["seq"], fields["version"]  # the script numbers the record
+    code, val = ctx.records.create(job_id, owner, fields, settings.max_queued_jobs_per_owner,
+                                   idem, settings.idempotency_ttl_s)
+    if code == 2:  # a concurrent request with the same key won
+        earlier, _, body_hash = str(val).partition(" ")
+        if body_hash != idem[1]:
+            raise _key_reused()
+        return earlier
+    if code == 0:
+        raise limit_exceeded("(owner)", "max_queued_jobs_per_owner", int(val) + 1,
                              settings.max_queued_jobs_per_owner,
                              f"the number of unfinished jobs of {owner} with this one")
+    if file_names:
+        ctx.records.touch_files(owner, [parse_file_id(ref) for ref in file_names])
+    if settings.fault_injection == "exit-after-record":
+        os._exit(17)  # tests only: the crash window between the record and the queue entry
     try:
         rq_queue.enqueue(ctx.redis, queue, job_id, rq_id, timeout)
-    except Exception as exc:  # noqa: BLE001 - reported on the record
-        ctx.records.fail_unqueued(job_id, owner, f"could not enqueue: {exc}")
-        raise ApiError(503, "the queue is unavailable", hint="try again later") from exc
+    except Exception:  # noqa: BLE001 - the record is in the outbox: the sweeper enqueues it
+        log.warning("job %s: recorded, not enqueued yet (the sweeper will)", job_id, exc_info=True)
     return job_id
 
 
-__all__ = ["prepare", "create_job", "PreparedJob", "parse_file_id", "OUTPUT_FILES"]
+__all__ = ["prepare", "create_job", "idempotency", "replayed_job", "PreparedJob", "parse_file_id",
+           "OUTPUT_FILES"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .job import Job
 from .records import iso
 
 
@@ -9,38 +10,37 @@ def job_url(job_id: str) -> str:
     return f"/v1/jobs/{job_id}"
 
 
-def job_view(rec: dict) -> dict:
-    jid = rec["id"]
-    error = None
-    if rec.get("error_type"):
-        error = {"type": rec["error_type"], "message": rec.get("error_message", "")}
+def job_view(rec: dict | Job) -> dict:
+    """The public view of a job (``JobRecord`` in app/schemas.py), derived from the typed Job."""
+    job = rec if isinstance(rec, Job) else Job.from_record(rec)
+    jid = job.id
+    error = {"type": job.error_type, "message": job.error_message} if job.error_type else None
     artifacts = [{"name": a["name"], "size": a["size"], "sha256": a["sha256"],
-                  "url": f"{job_url(jid)}/artifacts/{a['name']}"}
-                 for a in (rec.get("artifacts") or [])]
+                  "url": f"{job_url(jid)}/artifacts/{a['name']}"} for a in job.artifacts]
     return {
         "id": jid,
-        "kind": rec.get("kind", "render"),
-        "parent": rec.get("parent") or None,
-        "label": rec.get("label") or None,
-        "status": rec["status"],
-        "progress": round(float(rec.get("progress") or 0.0), 4),
-        "created_at": iso(rec.get("created_at")),
-        "started_at": iso(rec.get("started_at")),
-        "finished_at": iso(rec.get("finished_at")),
-        "device": rec.get("device", ""),
-        "dtype": rec.get("dtype", ""),
-        "config_sha256": rec.get("config_sha256", ""),
+        "kind": job.kind,
+        "parent": job.parent or None,
+        "label": job.label or None,
+        "status": job.status.value,
+        "progress": round(job.progress, 4),
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "device": job.device,
+        "dtype": job.dtype,
+        "config_sha256": job.config_sha256,
         "error": error,
         "artifacts": artifacts,
-        "outputs": rec.get("outputs") or [],
-        "trace_pixels": rec.get("trace_pixels") or [],
-        "shape": rec.get("shape") or [],
-        "evaluations": int(rec.get("evaluations") or 0),
-        "timeout_s": int(rec.get("timeout_s") or 0),
-        "attempts": int(rec.get("attempts") or 0),
-        "worker": rec.get("worker") or None,
-        "warnings": rec.get("warnings") or [],
-        "cancel_requested": rec.get("cancel") == "1",
+        "outputs": job.outputs,
+        "trace_pixels": job.trace_pixels,
+        "shape": job.shape,
+        "evaluations": job.evaluations,
+        "timeout_s": job.timeout_s,
+        "attempts": job.attempts,
+        "worker": job.worker or None,
+        "warnings": job.warnings,
+        "cancel_requested": job.cancel,
     }
 
 

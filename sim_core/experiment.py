@@ -11,10 +11,8 @@ C program's order, so seeds give the C program's crystals.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .cache import ByteLRU
 from .config import SimulationConfig
 from .devices import resolve_device
 from .errors import ConfigError, InputFileError
@@ -34,6 +33,7 @@ from .units import deg2rad
 from .geometry.sources import Sources, file_sources, generated_sources
 from .physics import fluence_from_beam, water_background
 from .sampling import ResolvedSampling, recommended_oversample, resolve_sampling
+from .seeds import choose_seed
 from .structure_factors import StructureFactorTable
 
 #: maps a file reference of the config (a path, or an uploaded id) to a readable local path
@@ -177,25 +177,31 @@ def _read_matrix(resolve: FileResolver, ref: str) -> np.ndarray:
 def _read_hkl(resolve: FileResolver, ref: str, default_F: float):
     """An HKL text file, or nanoBragg's binary Fdump.bin cache (recognised by its header).
 
-    Grids are kept in a small cache keyed by the file's identity, so that a warm worker or API
-    process does not parse the same structure factors for every job.
+    Grids are kept in a cache keyed by the file's identity, so that a warm worker does not parse the
+    same structure factors for every job; the cache holds at most ``NANOBRAGG_HKL_CACHE_MB`` of grids.
     """
     path = resolve(ref)
     try:
         st = os.stat(path)
-    except OSError:
-        st = None
-    if st is None:  # let the reader raise its own, located error
-        return _load_hkl(str(path), -1, -1, default_F)
-    return _load_hkl(str(path), st.st_mtime_ns, st.st_size, default_F)
+    except OSError:  # let the reader raise its own, located error
+        return _parse_hkl(str(path), default_F)
+    key = (str(path), st.st_mtime_ns, st.st_size, default_F)
+    grid = HKL_CACHE.get(key)
+    if grid is None:
+        grid = _parse_hkl(str(path), default_F)
+        HKL_CACHE.put(key, grid, grid.F.nbytes)
+    return grid
 
 
-@functools.lru_cache(maxsize=8)
-def _load_hkl(path: str, mtime_ns: int, size: int, default_F: float):
+def _parse_hkl(path: str, default_F: float):
     from .io.hkl import read_fdump, read_hkl
     if is_fdump(Path(path)):
         return read_fdump(path)
     return read_hkl(path, default_F)
+
+
+#: structure-factor grids kept between jobs (``NANOBRAGG_HKL_CACHE_MB``, default 512)
+HKL_CACHE = ByteLRU(int(float(os.environ.get("NANOBRAGG_HKL_CACHE_MB", "512")) * (1 << 20)))
 
 
 def _read_mask(resolve: FileResolver, ref: str, shape: tuple[int, int]) -> np.ndarray:
@@ -211,11 +217,6 @@ def _read_mask(resolve: FileResolver, ref: str, shape: tuple[int, int]) -> np.nd
                              f"detector is {shape[1]}x{shape[0]}", path=str(path),
                              field="detector.mask_file")
     return img != 0
-
-
-def choose_seed() -> int:
-    """A seed from the clock, as nanoBragg picks one when none is given (recorded by the caller)."""
-    return int(time.time())
 
 
 def _unit(v) -> torch.Tensor:

@@ -12,19 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-
-def is_fdump(path: Path | str) -> bool:
-    """True for a file that starts like nanoBragg's Fdump.bin (six integers, newline, form feed)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(256)
-    except OSError:
-        return False
-    end = head.find(b"\n\f")
-    if end < 0:
-        return False
-    parts = head[:end].split()
-    return len(parts) == 6 and all(p.lstrip(b"-").isdigit() for p in parts)
+from .io import summary as _summary
+from .io.summary import is_fdump
 
 
 def _read_hkl(path):
@@ -70,29 +59,32 @@ class InputFile:
     read: Callable
     #: what the file holds, for the API's documentation
     about: str
+    #: reads the file once, with bounded memory, into the small summary kept in the upload's record
+    #: (what checking and pricing a job needs; sim_core.io.summary)
+    summarize: Callable
     #: one of our own flags, not the C program's
     ours: bool = False
-    #: the upload's answer carries the read file's ``summary()`` (cell, space group, counts)
-    summarized: bool = False
 
 
 INPUT_FILES: tuple[InputFile, ...] = (
-    InputFile("crystal.matrix_file", "-mat", "matrix", _read_matrix, "MOSFLM A matrix"),
+    InputFile("crystal.matrix_file", "-mat", "matrix", _read_matrix, "MOSFLM A matrix",
+              _summary.matrix),
     InputFile("structure_factors.hkl_file", "-hkl", "hkl", _read_hkl,
-              "'h k l F' lines (or an Fdump.bin)"),
+              "'h k l F' lines (or an Fdump.bin)", _summary.hkl),
     InputFile("beam.source_file", "-sourcefile", "sources", _read_sources,
-              "'X Y Z weight lambda' lines"),
-    InputFile("detector.mask_file", "-mask", "mask", _read_smv, "SMV image"),
+              "'X Y Z weight lambda' lines", _summary.sources),
+    InputFile("detector.mask_file", "-mask", "mask", _read_smv, "SMV image", _summary.mask),
     InputFile("structure_factors.model_file", "-model", "model", _read_model,
-              "PDB or mmCIF coordinates", ours=True, summarized=True),
+              "PDB or mmCIF coordinates", _summary.model, ours=True),
     InputFile("structure_factors.mtz_file", "-mtz", "mtz", _read_mtz, "MTZ reflections",
-              ours=True, summarized=True),
+              _summary.mtz, ours=True),
 )
 #: -img names an SMV image whose header presets the detector, like -mask, but is kept nowhere
 HEADER_FLAGS = {"-img": "mask", "-mask": "mask"}
 
 BY_FIELD = {f.field: f for f in INPUT_FILES}
 BY_FLAG = {f.flag: f for f in INPUT_FILES}
+BY_KIND = {f.kind: f for f in INPUT_FILES}
 #: upload kind -> what a file of it holds
 KINDS = {f.kind: f.about for f in INPUT_FILES}
 #: every flag that names a file to upload -> its upload kind
@@ -104,15 +96,15 @@ STRUCTURE_FACTOR_FIELDS = tuple(f.field for f in INPUT_FILES
                                 if f.field.startswith("structure_factors."))
 
 
-def check_input(path: Path | str, kind: str) -> dict | None:
-    """Read the file as the simulator will; raises InputFileError naming the line (or the MTZ
-    column). Models and MTZ files return a summary for the upload's answer."""
-    for f in INPUT_FILES:
-        if f.kind == kind:
-            data = f.read(path)
-            return data.summary() if f.summarized else None
-    raise ValueError(f"unknown input kind {kind!r}")
+def summarize(path: Path | str, kind: str) -> dict:
+    """Read the file as ``kind`` into its upload summary (format, counts, ranges, cell, space
+    group...); raises InputFileError naming the line (or the MTZ column) of a malformed file."""
+    try:
+        row = BY_KIND[kind]
+    except KeyError:
+        raise ValueError(f"unknown input kind {kind!r}") from None
+    return row.summarize(path)
 
 
-__all__ = ["InputFile", "INPUT_FILES", "HEADER_FLAGS", "BY_FIELD", "BY_FLAG", "KINDS",
-           "FLAG_KINDS", "STRUCTURE_FACTOR_FIELDS", "check_input", "is_fdump"]
+__all__ = ["InputFile", "INPUT_FILES", "HEADER_FLAGS", "BY_FIELD", "BY_FLAG", "BY_KIND", "KINDS",
+           "FLAG_KINDS", "STRUCTURE_FACTOR_FIELDS", "summarize", "is_fdump"]

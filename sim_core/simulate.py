@@ -20,8 +20,9 @@ import torch
 from .config import SimulationConfig
 from .engine import CancelFn, Engine, ProgressFn, Recorder, RenderStats, SequenceState
 from .errors import ConfigError
-from .experiment import Experiment, FileResolver, build_experiment, check_device, choose_seed
+from .experiment import Experiment, FileResolver, build_experiment, check_device
 from .image import ImageStats, image_stats
+from .seeds import with_seeds
 from .series import SeriesImage, image_config, series_of
 from .trace import PixelTrace, build_trace
 
@@ -48,16 +49,6 @@ class SimulationResult:
     @property
     def evaluations_per_second(self) -> float:
         return self.stats.evaluations / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-
-def with_seeds(config: SimulationConfig) -> SimulationConfig:
-    """A copy of ``config`` whose clock-chosen seeds are fixed, so that the run can be repeated."""
-    cfg = config.model_copy(deep=True)
-    if cfg.noise.seed is None:
-        cfg.noise.seed = choose_seed()
-    if cfg.crystal.misset_random and cfg.crystal.misset_seed is None:
-        cfg.crystal.misset_seed = cfg.noise.seed
-    return cfg
 
 
 def make_engine(exp: Experiment, device: str | None = None, dtype: str | None = None) -> Engine:

@@ -22,15 +22,14 @@ from __future__ import annotations
 import functools
 import math
 import os
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from .cache import ByteLRU
 from .config import Crystal, SimulationConfig, UnitCell
 from .errors import ConfigError, InputFileError
 from .io.hkl import HklGrid
@@ -156,40 +155,8 @@ def resolution_needed(config: SimulationConfig, cell: Cell, detector, beam, samp
 
 
 # -- the table, cached -----------------------------------------------------------------------------------
-class _TableCache:
-    """Least recently used tables, at most ``entries`` of them and ``max_bytes`` in all."""
-
-    def __init__(self, entries: int, max_bytes: int):
-        self.entries, self.max_bytes = entries, max_bytes
-        self._items: OrderedDict[tuple, HklGrid] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def get(self, key):
-        with self._lock:
-            grid = self._items.get(key)
-            if grid is not None:
-                self._items.move_to_end(key)
-                self.hits += 1
-            else:
-                self.misses += 1
-            return grid
-
-    def put(self, key, grid: HklGrid) -> None:
-        with self._lock:
-            self._items[key] = grid
-            self._items.move_to_end(key)
-            while self._items and (len(self._items) > self.entries or sum(
-                    g.F.nbytes for g in self._items.values()) > self.max_bytes):
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self.hits = self.misses = 0
-
-
-TABLES = _TableCache(CACHE_ENTRIES, CACHE_BYTES)
+#: the most recent tables, at most CACHE_ENTRIES of them and CACHE_BYTES in all
+TABLES = ByteLRU(CACHE_BYTES, CACHE_ENTRIES)
 
 
 def structure_table(inp: StructureInput, cell: Cell, q_cut: float, default_F: float
@@ -207,7 +174,7 @@ def structure_table(inp: StructureInput, cell: Cell, q_cut: float, default_F: fl
         t0 = time.perf_counter()
         make = model_table if inp.kind == "model" else mtz_table
         grid = make(inp.data, cell, q_cut, default_F)
-        TABLES.put(key, grid)
+        TABLES.put(key, grid, grid.F.nbytes)
         how = f"computed in {time.perf_counter() - t0:.2f} s"
     return grid, f"structure factors: {grid.count} P1 reflections to {1 / q_cut:.3g} A from " \
                  f"{inp.describe()}, {how}"

@@ -43,9 +43,10 @@ def warm_up(device: str) -> float:
 def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
                burst: bool = False) -> int:
     from app.settings import get_settings
+    from app.sweeper import SweeperThread
 
     from . import context
-    from .worker import BraggWorker, Heartbeat
+    from .worker import Heartbeat
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(),
@@ -65,15 +66,53 @@ def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
     ctx.heartbeat = hb
     hb.register()
     hb.start()
-    worker = BraggWorker(ctx.queues, name=ctx.name, connection=ctx.redis, worker_ttl=60)
+    sweeper = SweeperThread(ctx, ctx.name, retention=False)
+    sweeper.start()
     log.info("worker %s on %s (%s) listening on %s", ctx.name, ctx.device, ctx.device_name,
              ", ".join(ctx.queues))
     try:
-        worker.work(burst=burst, logging_level=settings.log_level.upper())
+        return _work(ctx, settings, burst)
     finally:
+        sweeper.stop()
         hb.stop()
         try:
             hb.unregister()
         except Exception:  # noqa: BLE001
             pass
-    return 0
+
+
+def _work(ctx, settings, burst: bool) -> int:
+    """RQ's work loop, started again (with backoff) whenever it gave up on Redis: RQ retries a
+    lost connection while it waits for a job, but quits on one while it does its bookkeeping."""
+    import redis
+
+    from .worker import BraggWorker
+
+    delay = 1.0
+    while True:
+        worker = BraggWorker(ctx.queues, name=ctx.name, connection=ctx.redis, worker_ttl=60)
+        try:
+            _forget_previous_birth(worker)
+            worker.work(burst=burst, logging_level=settings.log_level.upper())
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("worker %s: Redis unreachable (%s)", ctx.name, exc)
+        except Exception:  # noqa: BLE001 - RQ's bookkeeping failed: the worker carries on
+            log.exception("worker %s: the work loop failed", ctx.name)
+        # a SIGTERM or SIGINT (RQ notes when it came) ends the loop for good
+        if burst or worker._stop_requested or worker._shutdown_requested_date is not None:
+            return 0
+        log.warning("worker %s: the work loop ended without a stop request; starting it again "
+                    "in %.0f s", ctx.name, delay)
+        time.sleep(delay)
+        delay = min(30.0, delay * 2)
+        try:
+            ctx.redis.ping()
+            delay = 1.0
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+
+
+def _forget_previous_birth(worker) -> None:
+    """A work loop that died with Redis left this worker's RQ key behind: it is ours."""
+    if not worker.connection.hexists(worker.key, "death"):
+        worker.connection.delete(worker.key)

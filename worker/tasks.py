@@ -16,8 +16,9 @@ from typing import Optional
 
 import redis
 
-from app.submit import OUTPUT_FILES, parse_file_id
-from app.store import write_atomic
+from app.job import OUTPUT_FILES, parse_file_id
+from app.store import disk_error, write_atomic
+from sim_core.errors import SimCoreError
 
 from . import context
 from .artifacts import commands_text, metadata, seal, write_json
@@ -57,22 +58,32 @@ class RunningJob:
         self._last_write = 0.0
         self._last_check = 0.0
         self.reason: Optional[str] = None
+        self._unreachable = False
         self.peak_rss = _rss()
 
     # -- shared with the heartbeat thread ---------------------------------------------------------
     def pending_progress(self) -> Optional[float]:
         return self.progress_value if self.progress_value != self._written else None
 
-    def renew(self) -> None:
-        """Refresh the lease, write the progress, and learn about a cancel or a lost lease."""
+    def renew(self, wait: bool = False) -> None:
+        """Refresh the lease, write the progress, and learn about a cancel or a lost lease.
+        While Redis is unreachable the render goes on (the lease decides once Redis is back);
+        with ``wait`` this waits for Redis to answer instead (before publishing)."""
         s = self.ctx.settings
         p = self.pending_progress()
+
+        def call():
+            return self.ctx.records.renew(self.id, self.ctx.name, self.attempt, s.lease_ttl_s, p)
+
         try:
-            out = self.ctx.records.renew(self.id, self.ctx.name, self.attempt, s.lease_ttl_s, p)
-        except redis.RedisError as exc:  # keep rendering; the lease decides once Redis is back
-            log.warning("job %s: could not renew its lease: %s", self.id, exc)
+            out = until_redis_answers(self.ctx, call) if wait else call()
+        except redis.RedisError as exc:
+            if not self._unreachable:
+                log.warning("job %s: could not renew its lease (%s); rendering on", self.id, exc)
+            self._unreachable = True
             self._last_write = self._last_check = time.monotonic()
             return
+        self._unreachable = False
         if p is not None:
             self._written = p
         self._last_write = self._last_check = time.monotonic()
@@ -99,6 +110,22 @@ class RunningJob:
     def check(self) -> None:
         if self.should_stop():
             raise Stop(self.reason)
+
+
+def until_redis_answers(ctx, call):
+    """``call()``, retried with backoff while Redis is unreachable (at most
+    ``BRAGG_REDIS_OUTAGE_MAX_S``): a finished render is published after an outage, not lost."""
+    deadline = time.monotonic() + ctx.settings.redis_outage_max_s
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("Redis unreachable (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(5.0, delay * 2)
 
 
 def _device_for(ctx, requested: str) -> str:
@@ -144,6 +171,7 @@ def _render(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict
     result = simulate(config, _resolver(ctx), progress=job.progress, cancel=job.should_stop,
                       device=device, dtype=config.run.dtype)
     job.check()
+    non_finite = check_finite(result.image, rec)
     outputs = set(rec.get("outputs") or [])
     names = {k: (v if k in outputs else None) for k, v in OUTPUT_FILES.items()}
     report = write_outputs(result, staging, float_file=names["float"], int_file=names["smv"],
@@ -159,13 +187,44 @@ def _render(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict
                                ctx.versions.get("project"), hkl_artifact=hkl_name,
                                cell=result.experiment.crystal.cell_report["cell_A_deg"]))
     result.experiment.notes = [_clean_message(ctx, rec, n) for n in result.experiment.notes]
+    # the API noted what the config and the upload summaries tell; what only the built experiment
+    # knows (the reach of a model's table, say) joins the record's warnings here
+    known = list(rec.get("warnings") or [])
+    rec["warnings"] = known + [f"note: {n}" for n in result.experiment.notes
+                               if f"note: {n}" not in known]
     ended = time.time()
-    write_json(staging / "run_metadata.json",
-               metadata(ctx, rec, attempt=job.attempt, started=job.started, ended=ended,
-                        result=result, report=report, peak_memory=_peak_memory(job, device),
-                        traces=[(t.slow, t.fast) for t in result.traces]))
+    md = metadata(ctx, rec, attempt=job.attempt, started=job.started, ended=ended,
+                  result=result, report=report, peak_memory=_peak_memory(job, device),
+                  traces=[(t.slow, t.fast) for t in result.traces])
+    md["non_finite_pixels"] = non_finite
+    write_json(staging / "run_metadata.json", md)
     return {"evaluations": int(result.evaluations), "render_s": result.elapsed_s,
-            "eps": result.evaluations_per_second, "device": result.device}
+            "eps": result.evaluations_per_second, "device": result.device,
+            "warnings": rec.get("warnings") or []}
+
+
+class NonFiniteImage(SimCoreError):
+    """Every pixel of the image is infinite or NaN: there is nothing to publish."""
+
+
+def check_finite(image, rec: dict) -> dict:
+    """Count the image's inf and NaN pixels; warn in the record (the C program writes such images
+    too), or fail the job when no pixel is finite."""
+    import numpy as np
+
+    img = np.asarray(image)
+    nan = int(np.count_nonzero(np.isnan(img)))
+    inf = int(np.count_nonzero(np.isinf(img)))
+    counts = {"inf": inf, "nan": nan}
+    if nan + inf and nan + inf == img.size:
+        raise NonFiniteImage(f"the image is entirely non-finite ({inf:,} inf and {nan:,} NaN "
+                             f"pixels of {img.size:,}): the fluence, structure factors or geometry "
+                             "overflow double precision")
+    if nan + inf:
+        rec["warnings"] = list(rec.get("warnings") or []) + [
+            f"the image has {inf:,} inf and {nan:,} NaN pixels of {img.size:,} (values beyond "
+            "double precision; they are 0 in the SMV images)"]
+    return counts
 
 
 def _trace(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict:
@@ -199,7 +258,11 @@ def run_job(job_id: str) -> Optional[str]:
         return "missing"
     device = _device_for(ctx, rec.get("requested_device", "auto"))
     label = "cuda:0" if device == "cuda" else device
-    status, attempt = ctx.records.start(job_id, ctx.name, label, ctx.settings.lease_ttl_s)
+    from rq import get_current_job
+    current = get_current_job()
+    # the entry's id: an entry that the sweeper replaced (its taker seemed dead) is refused
+    status, attempt = ctx.records.start(job_id, ctx.name, label, ctx.settings.lease_ttl_s,
+                                        current.id if current is not None else "")
     if status != "running":
         log.info("job %s: %s, not started", job_id, status)
         return status
@@ -213,7 +276,7 @@ def run_job(job_id: str) -> Optional[str]:
         log.exception("job %s: could not be completed", job_id)
         try:
             return _fail(ctx, rec, job, type(exc).__name__, str(exc))
-        except Exception:  # noqa: BLE001 - the reaper will requeue it once the lease expires
+        except Exception:  # noqa: BLE001 - the sweeper requeues it once the lease expires
             return "error"
     finally:
         if hb is not None:
@@ -237,12 +300,16 @@ def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
         run = _trace if rec.get("kind") == "trace" else _render
         stats = run(ctx, rec, job, device, staging)
         artifacts = seal(staging)
-        job.renew()  # the attempt must still be ours (and not canceled) right before publishing
+        # the attempt must still be ours (and not canceled) right before publishing: after a
+        # Redis outage this waits for Redis, which then says whether the lease survived it
+        job.renew(wait=True)
         job.check()
         ctx.store.commit(job_id, staging)
-        out = ctx.records.finish(job_id, owner, name, attempt, "finished",
-                                 {"artifacts": artifacts, "progress": "1",
-                                  "device": stats["device"]})
+        done = {"artifacts": artifacts, "progress": "1", "device": stats["device"]}
+        if stats.get("warnings"):
+            done["warnings"] = stats["warnings"]
+        out = until_redis_answers(ctx, lambda: ctx.records.finish(
+            job_id, owner, name, attempt, "finished", done))
         if out == "cancel":
             ctx.store.remove_job(job_id)
             ctx.records.finish(job_id, owner, name, attempt, "canceled")
@@ -271,6 +338,14 @@ def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
         return _fail(ctx, rec, job, "JobTimeout", str(exc) or "the job exceeded its timeout")
     except SimCoreError as exc:
         return _fail(ctx, rec, job, type(exc).__name__, _clean_message(ctx, rec, str(exc)))
+    except OSError as exc:
+        found = disk_error(exc)
+        if found is None:
+            log.exception("job %s: unexpected error", job_id)
+            return _fail(ctx, rec, job, type(exc).__name__, _clean_message(ctx, rec, str(exc)))
+        log.error("job %s: storage error: %s", job_id, exc)
+        return _fail(ctx, rec, job, "StorageError",
+                     f"{found[1]} ({exc.strerror}); the job wrote nothing")
     except Exception as exc:  # noqa: BLE001 - the job fails, the worker goes on
         log.exception("job %s: unexpected error", job_id)
         return _fail(ctx, rec, job, type(exc).__name__, _clean_message(ctx, rec, str(exc)))
@@ -281,10 +356,14 @@ def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:
 
 def _fail(ctx, rec: dict, job: RunningJob, etype: str, message: str) -> str:
     log.info("job %s: failed: %s: %s", rec["id"], etype, message)
-    out = ctx.records.finish(rec["id"], rec["owner"], ctx.name, job.attempt, "failed",
-                             {"error_type": etype, "error_message": message[:4000]})
+    out = until_redis_answers(ctx, lambda: ctx.records.finish(
+        rec["id"], rec["owner"], ctx.name, job.attempt, "failed",
+        {"error_type": etype, "error_message": message[:4000]}))
     if out == "failed":  # a folder this attempt may have published is not the job's result
-        ctx.store.remove_job(rec["id"])
+        try:
+            ctx.store.remove_job(rec["id"])
+        except OSError as exc:
+            log.error("job %s: could not remove its folder: %s", rec["id"], exc)
     return "failed"
 
 

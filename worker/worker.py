@@ -6,8 +6,9 @@ worker forks a child per job, and CUDA cannot be used in a child forked after th
 initialised it; the fork would also throw away the warm state every time.
 
 The heartbeat thread keeps this worker visible (``ns:worker:<name>``, read by /readyz), renews the
-lease of the job in progress, writes its progress and sees cancel requests, and runs the reaper that
-requeues the jobs of dead workers.
+lease of the job in progress, writes its progress and sees cancel requests. The sweeper
+(app/sweeper.py), which requeues the jobs of dead workers, runs in a thread of its own, so that a
+slow pass never delays a renewal.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 
 from rq.worker import SimpleWorker
 
-from . import reaper
 
 log = logging.getLogger("bragg.worker")
 
@@ -38,7 +37,6 @@ class Heartbeat(threading.Thread):
         self.ctx = ctx
         self.current = None  # tasks.RunningJob while a job runs
         self.stopping = threading.Event()
-        self._last_sweep = 0.0
 
     def register(self) -> None:
         ctx = self.ctx
@@ -64,16 +62,19 @@ class Heartbeat(threading.Thread):
         job = self.current
         if job is not None:
             job.renew()
-        if time.monotonic() - self._last_sweep >= self.ctx.settings.reaper_interval_s:
-            self._last_sweep = time.monotonic()
-            reaper.sweep(self.ctx)
 
     def run(self) -> None:
+        failing = False
         while not self.stopping.wait(self.ctx.settings.heartbeat_interval_s):
             try:
                 self.beat()
-            except Exception:  # noqa: BLE001 - keep beating (Redis may come back)
-                log.exception("heartbeat failed")
+                if failing:
+                    log.info("heartbeat: Redis answers again")
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - keep beating (Redis may come back)
+                if not failing:
+                    log.warning("heartbeat failed (%s: %s); retrying", type(exc).__name__, exc)
+                failing = True
 
     def stop(self) -> None:
         self.stopping.set()

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
-from fastapi import APIRouter, Depends, Request
+import redis
+
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ..auth import current_owner
+from ..deps import CtxDep, OwnerDep
 from ..errors import not_found
 from ..records import TERMINAL
 from ..schemas import error_responses
 from ..views import job_view
 
 router = APIRouter(tags=["jobs"])
+log = logging.getLogger("bragg.api")
 
 _EXAMPLE = ('event: status\nid: 2\ndata: {"id": "3f9a...", "status": "running", "progress": 0.0, '
             '...}\n\nevent: progress\nid: 3\ndata: {"id": "3f9a...", "status": "running", '
@@ -31,15 +35,24 @@ def sse(event: str, data: dict, event_id: str) -> bytes:
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"example": _EXAMPLE}}},
                        **error_responses(401, 404)})
-async def job_events(job_id: str, request: Request, owner: str = Depends(current_owner)):
+async def job_events(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
     """One ``status`` event at once and at every status change, a ``progress`` event at every
-    progress change; the stream ends after the terminal status (finished, failed, canceled)."""
-    ctx = request.app.state.ctx
+    progress change; the stream ends after the terminal status (finished, failed, canceled). If
+    the job store becomes unreachable the stream ends with an ``error`` event (reconnect later)."""
     rec = await ctx.arecords.get_owned(job_id, owner)
     if rec is None:
         raise not_found("job")
 
     async def stream():
+        try:
+            async for chunk in changes():
+                yield chunk
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning("events of job %s: the job store is unreachable (%s)", job_id, exc)
+            yield sse("error", {"detail": "the job store (Redis) is unavailable",
+                                "hint": "reconnect later"}, "error")
+
+    async def changes():
         nonlocal rec
         last_version = None
         last_status = None

@@ -12,9 +12,11 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request as StarletteRequest
 
 from sim_core.errors import InputFileError
-from sim_core.inputs import KINDS, check_input
+from sim_core.inputs import KINDS, summarize
+from sim_core.io.summary import MAX_BYTES
 
 from ..auth import current_owner
+from ..costs import check_grid
 from ..errors import ApiError, invalid_field, limit_exceeded, not_found
 from ..schemas import FileRecord, error_responses
 from ..store import safe_name
@@ -32,10 +34,15 @@ _UPLOAD_BODY = {
             "kind": {"type": "string", "enum": list(KINDS),
                      "description": "; ".join(f"{k}: {about}" for k, about in KINDS.items())},
         }},
-        "examples": {"hkl": {"summary": "an HKL file",
-                             "value": {"file": "(P1.hkl bytes)", "kind": "hkl"}}},
+        "examples": {"hkl": {"summary": "an HKL file (app/examples/files/P1.hkl)",
+                             "value": {"file": "0 0 1 100.0\n1 0 0 120.0\n", "kind": "hkl"}}},
     }},
 }
+
+
+def upload_limit(settings, kind: str | None) -> int:
+    """Bytes a file of ``kind`` may have: max_upload_bytes, less for kinds read whole."""
+    return min(settings.max_upload_bytes, MAX_BYTES.get(kind or "", settings.max_upload_bytes))
 
 
 def _receive_limited(request: Request, cap: int, limit: int):
@@ -54,7 +61,9 @@ def _receive_limited(request: Request, cap: int, limit: int):
 
 
 def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> dict:
-    limit = ctx.settings.max_upload_bytes
+    """Copy the upload into the store under its sha256 and record its summary (read with bounded
+    memory; runs in a worker thread, so the event loop keeps answering meanwhile)."""
+    limit = upload_limit(ctx.settings, kind)
     tmp = ctx.store.scratch_file()
     try:
         h = hashlib.sha256()
@@ -71,7 +80,7 @@ def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> 
         if size == 0:
             raise invalid_field("file", "the file is empty")
         try:
-            summary = check_input(tmp, kind)
+            summary = summarize(tmp, kind)
         except InputFileError as exc:
             message = str(exc).replace(str(tmp), name)
             err = {"field": "file", "message": message}
@@ -80,13 +89,12 @@ def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> 
             if exc.column is not None:
                 err["column"] = exc.column
             raise ApiError(422, f"{name} is not a valid {kind} file", errors=[err]) from None
+        if kind == "hkl":
+            check_grid(ctx.settings, summary, "file", name)
         digest = h.hexdigest()
         ctx.store.put_input(tmp, digest)
-        rec = ctx.records.put_file(owner, digest, name, size, kind)
-        out = {"id": rec["id"], "name": name, "size": size, "kind": kind}
-        if summary is not None:
-            out["summary"] = summary
-        return out
+        rec = ctx.records.put_file(owner, digest, name, size, kind, summary)
+        return {"id": rec["id"], "name": name, "size": size, "kind": kind, "summary": summary}
     finally:
         if tmp.exists():
             os.unlink(tmp)
@@ -97,8 +105,11 @@ def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> 
              responses=error_responses(401, 422), openapi_extra={"requestBody": _UPLOAD_BODY})
 async def upload_file(request: Request, owner: str = Depends(current_owner)):
     """Stores the bytes under their sha256. The same bytes give the same id. The file is read as
-    its ``kind`` on upload: a malformed file is 422 naming the line (or the MTZ column); a model or
-    MTZ file is answered with a summary (cell, space group, atoms or reflections)."""
+    its ``kind`` on upload, once, into the small ``summary`` that submissions use and GET shows
+    (HKL ranges and counts; a model's or MTZ file's cell, space group, atoms or reflections): a
+    malformed file is 422 naming the line (or the MTZ column), an HKL file whose index ranges make a
+    grid beyond max_hkl_grid_points is 422 stating the ranges, the size and the limit. Matrix files
+    may have 1 MiB, source lists 16 MiB, other kinds max_upload_bytes."""
     ctx = request.app.state.ctx
     limit = ctx.settings.max_upload_bytes
     length = request.headers.get("content-length")
@@ -132,6 +143,7 @@ def get_file(file_id: str, request: Request, owner: str = Depends(current_owner)
     rec = ctx.records.get_file(owner, digest) if len(digest) == 64 else None
     if rec is None:
         raise not_found("file")
-    return {"id": rec["id"], "name": rec["name"], "size": rec["size"], "kind": rec["kind"]}
+    return {"id": rec["id"], "name": rec["name"], "size": rec["size"], "kind": rec["kind"],
+            "summary": rec.get("summary") or {}}
 
 

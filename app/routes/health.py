@@ -1,4 +1,5 @@
-"""Health and metrics: /healthz (process up), /readyz (Redis and a live worker), /metrics."""
+"""Health and metrics: /healthz (process up), /readyz (Redis, the live workers and the devices they
+serve), /metrics."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..metrics import live_workers
+from ..queue import DEVICES, queue_name
 
 router = APIRouter(tags=["health"])
 
@@ -19,7 +21,7 @@ def healthz():
 
 @router.get("/readyz", summary="Redis is reachable and at least one worker is alive",
             responses={200: {"content": {"application/json": {"example": {
-                "status": "ready", "redis": "ok", "workers": [
+                "status": "ready", "redis": "ok", "devices": ["cpu", "auto"], "workers": [
                     {"name": "host.1234.cpu", "device": "cpu", "state": "idle"}]}}}},
                        503: {"content": {"application/json": {"example": {
                            "status": "not ready", "redis": "ok", "workers": [],
@@ -35,7 +37,9 @@ def readyz(request: Request):
     if not workers:
         return JSONResponse({"status": "not ready", "redis": "ok", "workers": [],
                              "reason": "no live worker"}, status_code=503)
-    return {"status": "ready", "redis": "ok", "workers": workers}
+    served = {q for w in workers for q in w["queues"]}
+    devices = [d for d in DEVICES if queue_name(ctx.settings.namespace, d) in served]
+    return {"status": "ready", "redis": "ok", "devices": devices, "workers": workers}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal, Optional
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from .. import queue as rq_queue
-from ..auth import current_owner
+from ..deps import CtxDep, OwnerDep
 from ..errors import ApiError, invalid_field, not_found
 from ..schemas import EXAMPLE_JOB, JobList, JobRecord, JobSubmission, error_responses
-from ..submit import create_job, prepare
+from ..submit import create_job, idempotency, prepare, replayed_job
 from ..views import etag_matches, job_etag, job_url, job_view
 
 router = APIRouter(tags=["jobs"])
+#: ASCII digits only: str.isdigit() also takes '²', which int() refuses
+_CURSOR = re.compile(r"[0-9]{1,18}")
 
 _SUBMIT_EXAMPLES = {
     "config": {"summary": "a config", "value": JobSubmission.model_config["json_schema_extra"][
@@ -50,31 +53,42 @@ def retry_after(settings, evaluations: int) -> str:
                               "headers": {"Location": {"schema": {"type": "string"}},
                                           "Retry-After": {"schema": {"type": "integer"}}}},
                         **error_responses(401, 422)})
-def submit_job(request: Request,
+def submit_job(ctx: CtxDep, owner: OwnerDep,
                body: JobSubmission = Body(..., openapi_examples=_SUBMIT_EXAMPLES),
-               owner: str = Depends(current_owner)):
+               idempotency_key: Optional[str] = Header(
+                   None, description="a key of the client's choosing (e.g. a UUID): a retry with "
+                                     "the same key and body returns the job the first request "
+                                     "created; kept 24 h per owner")):
     """Answers 202 with the queued job, ``Location`` and ``Retry-After``. Invalid input is 422 with
-    the path of each bad field; nothing is queued then."""
-    ctx = request.app.state.ctx
-    job = prepare(ctx, owner, body)
-    job_id = create_job(ctx, owner, kind="render", config=job.config, file_names=job.file_names,
-                        outputs=job.outputs, shape=job.shape, evaluations=job.evaluations,
-                        warnings=job.warnings, label=body.label)
+    the path of each bad field; nothing is queued then. With ``Idempotency-Key`` a retry returns
+    the original job (``Idempotent-Replayed: true``); the same key with another body is 422."""
+    idem = idempotency(idempotency_key, body.model_dump(mode="json"))
+    job_id = replayed_job(ctx, owner, idem)
+    replayed = job_id is not None
+    if job_id is None:
+        job = prepare(ctx, owner, body)
+        job_id = create_job(ctx, owner, kind="render", config=job.config,
+                            file_names=job.file_names, outputs=job.outputs, shape=job.shape,
+                            evaluations=job.evaluations, warnings=job.warnings, label=body.label,
+                            idem=idem)
     rec = ctx.records.get(job_id)
-    return job_response(rec, 202, {"Location": job_url(job_id),
-                                   "Retry-After": retry_after(ctx.settings, job.evaluations)})
+    if rec is None:  # replayed, but the job has been removed since (retention)
+        raise not_found("job")
+    headers = {"Location": job_url(job_id),
+               "Retry-After": retry_after(ctx.settings, int(rec.get("evaluations") or 0))}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return job_response(rec, 202, headers)
 
 
 @router.get("/v1/jobs", response_model=JobList, summary="The caller's jobs, newest first",
             responses=error_responses(401, 422))
-def list_jobs(request: Request,
-              status: Optional[Literal["queued", "running", "finished", "failed", "canceled"]]
+def list_jobs(              status: Optional[Literal["queued", "running", "finished", "failed", "canceled"]]
               = Query(None, description="only jobs in this status"),
               limit: int = Query(20, ge=1, le=200),
               cursor: Optional[str] = Query(None, description="next_cursor of the previous page"),
-              owner: str = Depends(current_owner)):
-    ctx = request.app.state.ctx
-    if cursor is not None and not cursor.isdigit():
+              *, ctx: CtxDep, owner: OwnerDep):
+    if cursor is not None and not _CURSOR.fullmatch(cursor):
         raise invalid_field("cursor", "expected the next_cursor of a previous page")
     recs, nxt = ctx.records.list(owner, status=status, limit=limit,
                                  cursor=int(cursor) if cursor else None)
@@ -85,9 +99,9 @@ def list_jobs(request: Request,
 @router.get("/v1/jobs/{job_id}", response_model=JobRecord, summary="A job's status and artifacts",
             responses={304: {"description": "not modified since the ETag in If-None-Match"},
                        **error_responses(401, 404)})
-async def get_job(job_id: str, request: Request, owner: str = Depends(current_owner)):
+async def get_job(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
     """With an ``ETag``; ``If-None-Match`` with it gives 304 while nothing changed."""
-    rec = await request.app.state.ctx.arecords.get_owned(job_id, owner)
+    rec = await ctx.arecords.get_owned(job_id, owner)
     if rec is None:
         raise not_found("job")
     etag = job_etag(rec)
@@ -99,10 +113,9 @@ async def get_job(job_id: str, request: Request, owner: str = Depends(current_ow
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobRecord, summary="Cancel a job",
              responses={202: {"description": "running: it stops at its next chunk"},
                         **error_responses(401, 404, 409)})
-def cancel_job(job_id: str, request: Request, owner: str = Depends(current_owner)):
+def cancel_job(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
     """A queued job is canceled at once (200); a running job stops at its next chunk and ends
     ``canceled`` with no artifacts (202). A finished or failed job gives 409."""
-    ctx = request.app.state.ctx
     rec = owned_job(request, job_id, owner)
     outcome = ctx.records.cancel(job_id, owner)
     if outcome == "canceled":

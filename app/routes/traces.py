@@ -13,6 +13,8 @@ import re
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from redis.exceptions import LockError
+
 from sim_core.config import load_config
 
 from ..auth import current_owner
@@ -78,42 +80,11 @@ def get_trace(job_id: str, request: Request,
                                   f"{post_hint}", trace_job=tid)
 
 
-@router.post("/v1/jobs/{job_id}/traces", response_model=TraceSubmission,
-             summary="Trace more pixels of a finished job",
-             responses={202: {"content": {"application/json": {"example": {
-                 "trace_job": dict(EXAMPLE_JOB, kind="trace", status="queued"),
-                 "pixels": [{"pixel": [10, 20], "status": "pending", "job": EXAMPLE_JOB["id"],
-                             "url": "/v1/jobs/<id>/trace?pixel=10,20"}]}}}},
-                        **error_responses(401, 404, 409, 422)})
-def post_traces(job_id: str, request: Request, body: TraceRequest = Body(...),
-                owner: str = Depends(current_owner)):
-    """Queues a small trace job on the job's config for the pixels not traced yet (202), or answers
-    200 when every pixel is traced or being traced already."""
+def _claim_pixels(ctx, owner: str, rec: dict, job_id: str, pixels) -> tuple:
+    """The state of each pixel, and the trace job queued for those nobody traces yet."""
     from ..submit import create_job
 
-    ctx = request.app.state.ctx
-    rec = owned_job(request, job_id, owner)
-    if rec.get("kind") == "trace":
-        raise ApiError(409, "a trace job cannot be traced further; use its parent job",
-                       hint=f"POST /v1/jobs/{rec.get('parent')}/traces")
-    if rec["status"] != "finished":
-        raise ApiError(409, f"job is {rec['status']}, not finished",
-                       hint="pixels given at submission (trace_pixels) are traced with the image")
     S, F = rec["shape"]
-    pixels = []
-    errs = []
-    for i, (s, f) in enumerate(body.pixels):
-        if not (0 <= s < S and 0 <= f < F):
-            errs.append({"field": f"pixels.{i}", "message": f"pixel ({s}, {f}) is outside the "
-                                                            f"detector of {S} slow x {F} fast"})
-        elif (s, f) not in pixels:
-            pixels.append((s, f))
-    if errs:
-        raise invalid(errs)
-    if len(pixels) > ctx.settings.max_trace_pixels:
-        from ..errors import limit_exceeded
-        raise limit_exceeded("pixels", "max_trace_pixels", len(pixels),
-                             ctx.settings.max_trace_pixels, "the number of traced pixels")
     existing = ctx.records.trace_jobs(job_id)
     states = []
     todo = []
@@ -142,6 +113,52 @@ def post_traces(job_id: str, request: Request, body: TraceRequest = Body(...),
         trace_job = ctx.records.get(tid)
         states += [{"pixel": [s, f], "status": "pending", "job": tid,
                     "url": trace_url(job_id, s, f)} for s, f in todo]
+    return trace_job, states
+
+
+@router.post("/v1/jobs/{job_id}/traces", response_model=TraceSubmission,
+             summary="Trace more pixels of a finished job",
+             responses={202: {"content": {"application/json": {"example": {
+                 "trace_job": dict(EXAMPLE_JOB, kind="trace", status="queued"),
+                 "pixels": [{"pixel": [10, 20], "status": "pending", "job": EXAMPLE_JOB["id"],
+                             "url": "/v1/jobs/<id>/trace?pixel=10,20"}]}}}},
+                        **error_responses(401, 404, 409, 422)})
+def post_traces(job_id: str, request: Request, body: TraceRequest = Body(...),
+                owner: str = Depends(current_owner)):
+    """Queues a small trace job on the job's config for the pixels not traced yet (202), or answers
+    200 when every pixel is traced or being traced already."""
+    ctx = request.app.state.ctx
+    rec = owned_job(request, job_id, owner)
+    if rec.get("kind") == "trace":
+        raise ApiError(409, "a trace job cannot be traced further; use its parent job",
+                       hint=f"POST /v1/jobs/{rec.get('parent')}/traces")
+    if rec["status"] != "finished":
+        raise ApiError(409, f"job is {rec['status']}, not finished",
+                       hint="pixels given at submission (trace_pixels) are traced with the image")
+    S, F = rec["shape"]
+    pixels = []
+    errs = []
+    for i, (s, f) in enumerate(body.pixels):
+        if not (0 <= s < S and 0 <= f < F):
+            errs.append({"field": f"pixels.{i}", "message": f"pixel ({s}, {f}) is outside the "
+                                                            f"detector of {S} slow x {F} fast"})
+        elif (s, f) not in pixels:
+            pixels.append((s, f))
+    if errs:
+        raise invalid(errs)
+    if len(pixels) > ctx.settings.max_trace_pixels:
+        from ..errors import limit_exceeded
+        raise limit_exceeded("pixels", "max_trace_pixels", len(pixels),
+                             ctx.settings.max_trace_pixels, "the number of traced pixels")
+    # two requests for the same pixel at once would both see it untraced and each queue a trace
+    # job: the read-check-create below runs under a per-job Redis lock
+    try:
+        with ctx.redis.lock(f"{ctx.records.k.traces(job_id)}:lock", timeout=30,
+                            blocking_timeout=20):
+            trace_job, states = _claim_pixels(ctx, owner, rec, job_id, pixels)
+    except LockError:
+        raise ApiError(503, "the job's traces are being queued by another request",
+                       hint="try again shortly", headers={"Retry-After": "1"}) from None
     body_out = {"trace_job": job_view(trace_job) if trace_job else None, "pixels": states}
     return JSONResponse(body_out, status_code=202 if trace_job else 200,
                         headers={"Location": f"/v1/jobs/{trace_job['id']}"} if trace_job else None)

@@ -9,6 +9,7 @@ missing or non-numeric value is an error.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Union
@@ -41,9 +42,22 @@ def read_mosflm_matrix(path: PathLike) -> np.ndarray:
                                      f"matrix, got '{token[:40]}'", path=name, line=number)
             values.append(float(token))
             if len(values) == 9:
-                return np.array(values, dtype=np.float64).reshape(3, 3)
+                return _checked(name, np.array(values, dtype=np.float64).reshape(3, 3))
     raise InputFileError(f"{name}: expected 9 numbers (a 3x3 A matrix on three lines), found "
                          f"{len(values)}", path=name)
+
+
+def _checked(name: str, m: np.ndarray) -> np.ndarray:
+    """A matrix nanoBragg could use: finite, and with three independent reciprocal vectors (an
+    all-zero or flat matrix gives a cell of infinite volume, and an image of NaN)."""
+    if not np.isfinite(m).all():
+        raise InputFileError(f"{name}: the A matrix holds a value that is not finite", path=name)
+    det = float(np.linalg.det(m))
+    scale = float(np.prod(np.linalg.norm(m, axis=0)))
+    if scale == 0.0 or not math.isfinite(det) or abs(det) <= 1e-12 * scale:
+        raise InputFileError(f"{name}: the A matrix is singular (its columns a*, b*, c* do not "
+                             "span a cell)", path=name)
+    return m
 
 
 __all__ = ["read_mosflm_matrix"]

@@ -16,6 +16,7 @@ integer image, :func:`read_smv` reads such files back (any ``HEADER_BYTES``, eit
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -204,6 +205,12 @@ def header_value(header: Union[Mapping[str, str], str], key: str) -> Optional[fl
     return _atof(text[eq + 1:])
 
 
+def _pixel_count(text: str) -> int:
+    """A SIZE1/SIZE2 value as a count; 0 (no size) for anything that is not a finite count."""
+    v = _atof(text)
+    return int(v) if math.isfinite(v) and 0 < v < 2**31 else 0
+
+
 def read_smv(path: PathLike) -> tuple[SmvHeader, np.ndarray]:
     """Read an SMV file: its header pairs and the uint16 image, shape (SIZE2, SIZE1).
 
@@ -226,14 +233,16 @@ def read_smv(path: PathLike) -> tuple[SmvHeader, np.ndarray]:
                              path=name)
     first = _parse_header(data[:HEADER_BYTES].decode("latin-1"))
     header_bytes = header_value(first, "HEADER_BYTES")
-    if header_bytes is None or header_bytes < 1 or header_bytes != int(header_bytes):
-        raise InputFileError(f"{name}: bad HEADER_BYTES in SMV header", path=name)
+    if (header_bytes is None or not math.isfinite(header_bytes) or header_bytes < 1
+            or header_bytes != int(header_bytes) or header_bytes > len(data)):
+        raise InputFileError(f"{name}: bad HEADER_BYTES in SMV header (a whole number of bytes "
+                             f"within the file's {len(data)} expected)", path=name)
     nhead = int(header_bytes)
     header = _parse_header(data[:nhead].decode("latin-1"))
-    width = int(_atof(header.get("SIZE1", "0")))
-    height = int(_atof(header.get("SIZE2", "0")))
+    width = _pixel_count(header.get("SIZE1", "0"))
+    height = _pixel_count(header.get("SIZE2", "0"))
     if width <= 0 and "DETECTOR_DIMENSIONS" in header:
-        width = height = int(_atof(header["DETECTOR_DIMENSIONS"]))
+        width = height = _pixel_count(header["DETECTOR_DIMENSIONS"])
     if width <= 0 or height <= 0:
         raise InputFileError(f"{name}: SMV header gives no image size (SIZE1/SIZE2)", path=name)
     dtype_name = header.get("TYPE", "unsigned_short")

@@ -9,6 +9,7 @@ import uuid
 
 import numpy as np
 
+from app.job import Job, JobStatus
 from app.records import Records, now
 from app.store import LocalStore
 from sim_core.config import load_config
@@ -27,18 +28,15 @@ def store_finished_job(service, owner: str, config: dict, images: list[np.ndarra
     records = Records(service.redis, "bragg")
     store = LocalStore(service.data_dir)
     job_id = uuid.uuid4().hex
-    fields = {
-        "id": job_id, "owner": owner, "kind": "render", "parent": "", "label": label,
-        "status": "queued", "progress": "0", "created_at": now(), "started_at": "",
-        "finished_at": "", "requested_device": "cpu", "device": "cpu", "dtype": "float32",
-        "config": cfg.canonical_json(), "config_sha256": cfg.config_sha256(),
-        "outputs": ["float", "png"], "trace_pixels": [], "file_names": {}, "warnings": [],
-        "artifacts": [], "shape": list(shape), "evaluations": int(np.prod(shape)),
-        "timeout_s": 60, "attempts": 0, "max_attempts": 1, "worker": "", "cancel": "0",
-        "queue": "", "rq_id": "", "error_type": "", "error_message": "",
-    }
-    ok, _ = records.create(job_id, owner, fields, 0)
-    assert ok
+    fields = Job(
+        id=job_id, owner=owner, kind="render", label=label, status=JobStatus.queued,
+        created_at=now(), requested_device="cpu", device="cpu", dtype="float32",
+        config=cfg.canonical_json(), config_sha256=cfg.config_sha256(), outputs=["float", "png"],
+        shape=list(shape), evaluations=int(np.prod(shape)), timeout_s=60, max_attempts=1,
+    ).to_hash()
+    del fields["seq"], fields["version"]  # the script numbers the record
+    code, _ = records.create(job_id, owner, fields, 1000)
+    assert code == 1
     status, attempt = records.start(job_id, WRITER, "cpu", 60)
     assert status == "running"
     staging = store.staging_dir(job_id, attempt)

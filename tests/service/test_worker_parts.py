@@ -1,6 +1,6 @@
 """The worker's parts run in this process against the real Redis of the session (a namespace of
 their own, which the session's workers do not serve): job timeout, the attempt fence that stops a
-worker presumed dead from publishing, the reaper; and the settings, store and bind rules."""
+worker presumed dead from publishing, the sweeper; and the settings, store and bind rules."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from app.store import LocalStore, safe_name
 from app.submit import create_job
 from sim_core.config import load_config
 from tests.service.helpers import SMALL_CONFIG, long_args
-from worker import context, reaper
+from app import sweeper
+from worker import context
 from worker.tasks import run_job
 
 
@@ -73,27 +74,29 @@ def test_attempt_fence(wctx):
     assert r.finish(rec_id, "tester", "w2", 2, "finished", {"artifacts": []}) == "finished"
 
 
-def test_reaper_requeues_then_fails(wctx):
+def test_sweeper_requeues_at_the_front_then_fails(wctx):
     job_id = _create(wctx, SMALL_CONFIG)
+    behind = _create(wctx, SMALL_CONFIG)
     r = wctx.records
     queue_key = f"rq:queue:{wctx.settings.namespace}:auto"
-    wctx.redis.delete(queue_key)
+    wctx.redis.lrem(queue_key, 1, r.get(job_id)["rq_id"])
     assert r.start(job_id, "dead-1", "cpu", 1)[0] == "running"
-    assert reaper.sweep(wctx) == []  # the lease is still alive
+    assert sweeper.sweep(wctx, "t").requeued == []  # the lease is still alive
     time.sleep(1.2)
-    wctx.redis.delete(r.k.reaper_lock)
-    assert reaper.sweep(wctx) == [(job_id, "queued")]
+    assert sweeper.sweep(wctx, "t").requeued == [(job_id, "queued")]
     rec = r.get(job_id)
     assert rec["status"] == "queued" and "dead-1" in rec["requeued_reason"]
-    assert wctx.redis.llen(queue_key) == 1  # put back on its queue
+    # put back on its queue, ahead of the job that was waiting
+    assert [m.decode() for m in wctx.redis.lrange(queue_key, 0, -1)] == [
+        rec["rq_id"], r.get(behind)["rq_id"]]
     assert r.start(job_id, "dead-2", "cpu", 1) == ("running", 2)
     time.sleep(1.2)
-    wctx.redis.delete(r.k.reaper_lock)
-    assert reaper.sweep(wctx) == [(job_id, "failed")]
+    assert sweeper.sweep(wctx, "t").requeued == [(job_id, "failed")]
     rec = r.get(job_id)
     assert rec["status"] == "failed" and rec["error_type"] == "WorkerLost"
     assert job_id not in r.running_ids()
     assert r.status_counts()["failed"] == 1 and r.status_counts()["running"] == 0
+    r.cancel(behind, "tester")
 
 
 def test_status_counts_follow_transitions(wctx):
@@ -103,6 +106,65 @@ def test_status_counts_follow_transitions(wctx):
     r.start(ids[1], "w", "cpu", 5)
     assert r.status_counts() == {"queued": 1, "running": 1, "finished": 0, "failed": 0,
                                  "canceled": 1}
+
+
+def test_a_queued_job_on_no_queue_is_enqueued_again_at_the_front(wctx):
+    """The outbox: a record whose queue entry is gone (never written, or taken by a worker that
+    died) is enqueued again one lease time later; the old entry can no longer start it."""
+    r = wctx.records
+    waiting = _create(wctx, SMALL_CONFIG)
+    lost = _create(wctx, SMALL_CONFIG)
+    queue_key = f"rq:queue:{wctx.settings.namespace}:auto"
+    old_entry = r.get(lost)["rq_id"]
+    wctx.redis.lrem(queue_key, 1, old_entry)  # as a worker's pop does
+    assert sweeper.sweep(wctx, "t").reenqueued == []  # younger than a lease
+    time.sleep(wctx.settings.lease_ttl_s + 0.2)
+    assert sweeper.sweep(wctx, "t").reenqueued == [lost]
+    new_entry = r.get(lost)["rq_id"]
+    assert new_entry != old_entry
+    assert [m.decode() for m in wctx.redis.lrange(queue_key, 0, -1)] == [
+        new_entry, r.get(waiting)["rq_id"]]
+    assert r.start(lost, "late", "cpu", 2, old_entry) == ("superseded", 0)
+    assert r.start(lost, "w", "cpu", 2, new_entry) == ("running", 1)
+    assert sweeper.sweep(wctx, "t").reenqueued == []  # the waiting one is in line
+    # RQ's failed registry holds the replaced entry (as RQ puts one there once its worker is
+    # found dead): the sweeper drops it and its RQ job; the current entry stays
+    failed = f"rq:failed:{wctx.settings.namespace}:auto"
+    wctx.redis.zadd(failed, {old_entry: time.time() + 1000, new_entry: time.time() + 1000})
+    wctx.redis.hset(f"rq:job:{old_entry}", "status", "failed")
+    assert sweeper.sweep(wctx, "t").registry_entries == 1
+    assert wctx.redis.zrange(failed, 0, -1) == [new_entry.encode()]
+    assert not wctx.redis.exists(f"rq:job:{old_entry}")
+
+
+def test_retention_removes_old_jobs_uploads_and_tmp(wctx):
+    import os
+    s, r, store = wctx.settings, wctx.records, wctx.store
+    done = _create(wctx, SMALL_CONFIG)
+    assert run_job(done) == "finished"
+    live = _create(wctx, SMALL_CONFIG)
+    src = store.scratch_file()
+    src.write_bytes(b"1 2 3 4.0\n")
+    digest = "ab" * 32
+    store.put_input(src, digest)
+    r.put_file("tester", digest, "P1.hkl", 10, "hkl")
+    old_tmp = store.tmp / "upload-killed.part"
+    old_tmp.write_bytes(b"x")
+    os.utime(old_tmp, (time.time() - 7200, time.time() - 7200))
+    r.r.sadd(r.k.owner_active("tester"), "gone-job")  # a lost entry holding the quota
+    s.job_retention_s = s.upload_retention_s = 0.5
+    s.tmp_max_age_s = 3600
+    time.sleep(0.6)
+    removed = sweeper.apply_retention(wctx)
+    assert removed["jobs"] == 1 and removed["job_bytes"] > 0
+    assert removed == dict(removed, uploads=1, tmp=1, quota=1)
+    assert r.get(done) is None and not (s.data_dir / "jobs" / done).exists()
+    assert r.get(live)["status"] == "queued"  # live jobs stay whatever their age
+    assert r.get_file("tester", digest) is None and not store.has_input(digest)
+    assert not old_tmp.exists()
+    assert r.r.smembers(r.k.owner_active("tester")) == {live.encode()}
+    assert r.status_counts()["finished"] == 0
+    assert r.metrics()["retention_removed:jobs"] == "1"
 
 
 # -- settings, store, bind rule ---------------------------------------------------------------------
@@ -156,3 +218,28 @@ def test_the_api_starts_without_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=tmp_path)
     assert out.returncode == 0, out.stderr
+
+
+def test_the_worker_never_imports_the_http_layer():
+    import subprocess
+    import sys
+    code = ("import sys, worker.main, worker.tasks, worker.worker\n"
+            "web = [m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette')\n"
+            "       or m in ('app.main', 'app.routes', 'app.errors', 'app.submit')]\n"
+            "assert not web, web\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_job_model_round_trips_the_hash():
+    from app.job import TERMINAL_STATUSES, TRANSITIONS, Job, JobStatus
+    job = Job(id="j1", owner="alice", outputs=["float"], trace_pixels=[[1, 2]],
+              file_names={"sha256:" + "a" * 64: "P1.hkl"}, cancel=True, parent="p0")
+    raw = {k.encode(): v.encode() for k, v in job.to_hash().items()}
+    back = Job.from_hash(raw)
+    assert back == job and back.status is JobStatus.queued and back.cancel is True
+    assert raw[b"cancel"] == b"1" and raw[b"started_at"] == b""
+    # every status is reachable and every terminal status is a dead end (but for retention)
+    reached = {to for (_, to) in TRANSITIONS}
+    assert reached == set(JobStatus)
+    assert not [t for (frm, t) in TRANSITIONS if frm in TERMINAL_STATUSES]

@@ -352,8 +352,12 @@ def test_mosflm_matrix_as_c_prints_it():
 
 
 def test_mosflm_matrix_errors_and_free_layout(tmp_path):
-    (tmp_path / "flat.mat").write_text("1 2 3 4\n5 6 7 8 9 junk\n")
-    assert read_mosflm_matrix(tmp_path / "flat.mat").tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    (tmp_path / "flat.mat").write_text("1 2 3 4\n5 6 7 8 10 junk\n")
+    assert read_mosflm_matrix(tmp_path / "flat.mat").tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 10]]
+    for text in ("0 0 0\n0 0 0\n0 0 0\n", "1 2 3\n4 5 6\n7 8 9\n"):
+        (tmp_path / "singular.mat").write_text(text)
+        with pytest.raises(InputFileError, match="singular"):
+            read_mosflm_matrix(tmp_path / "singular.mat")
     (tmp_path / "short.mat").write_text("1 2 3\n4 5 6\n7 8\n")
     with pytest.raises(InputFileError, match="expected 9 numbers .* found 8"):
         read_mosflm_matrix(tmp_path / "short.mat")

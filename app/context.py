@@ -1,0 +1,28 @@
+"""The API's context: what every request handler needs (settings, Redis, records, the store)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from .records import AsyncRecords, Records
+from .settings import Settings
+from .store import ArtifactStore
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    redis: redis.Redis
+    records: Records
+    store: ArtifactStore
+    tokens: dict[str, str]
+    metrics_registry: object
+    #: reads of the hot paths (status polls, events) without a worker thread
+    arecords: AsyncRecords | None = None
+
+    @property
+    def store_tmp(self) -> Path:
+        return self.settings.data_dir / "tmp"

@@ -1,0 +1,110 @@
+"""The price of a submission, checked before anything is queued: file kinds and summaries, the
+structure-factor grid, and every limit on the job's cost (pixels, sources, orientations,
+evaluations, memory), all by arithmetic (:func:`sim_core.cost.estimate`); nothing here grows with
+the simulation or imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sim_core.config import SimulationConfig
+from sim_core.cost import Cost, estimate
+from sim_core.errors import ConfigError, InputFileError
+from sim_core.inputs import BY_FIELD, summarize
+
+from .errors import ApiError, invalid, invalid_field, limit_exceeded
+
+log = logging.getLogger("bragg.api")
+
+def file_summary(ctx, owner: str, rec: dict, where: str) -> dict:
+    """The upload's summary; files uploaded before summaries existed are summarized once now."""
+    summary = rec.get("summary")
+    if summary:
+        return summary
+    digest = rec["id"].removeprefix("sha256:")
+    try:
+        summary = summarize(ctx.store.input_path(digest), rec["kind"])
+    except InputFileError as exc:
+        raise invalid_field(where, str(exc).replace(str(ctx.store.input_path(digest)),
+                                                    rec["name"])) from None
+    ctx.records.put_file(owner, digest, rec["name"], rec["size"], rec["kind"], summary)
+    return summary
+
+
+def check_kind(rec: dict, path: str, where: str, name: str) -> None:
+    """A file used where its kind does not belong (an HKL file as the matrix) is a 422."""
+    want = BY_FIELD[path].kind
+    if rec.get("kind") != want:
+        raise invalid_field(where, f"{name} was uploaded as a {rec.get('kind')} file, but "
+                                   f"{path} needs a {want} file (upload it with kind={want})")
+
+
+def check_grid(settings, summary: dict, where: str, name: str) -> None:
+    points, limit = int(summary.get("grid_points", 0)), settings.max_hkl_grid_points
+    if points > limit:
+        h, k, l = summary["h"], summary["k"], summary["l"]
+        raise ApiError(422, "the HKL grid exceeds the limit max_hkl_grid_points", errors=[{
+            "field": where, "limit": "max_hkl_grid_points", "value": points, "allowed": limit,
+            "message": f"{name}: the index ranges h {h[0]}..{h[1]}, k {k[0]}..{k[1]}, l {l[0]}..{l[1]} "
+                       f"make a grid of {points:,} points; the limit max_hkl_grid_points is "
+                       f"{limit:,}"}])
+
+
+def named(message: str, names: dict[str, str]) -> str:
+    """``message`` with uploaded ids replaced by the names the job gives its files."""
+    for ref, name in names.items():
+        message = message.replace(ref, name)
+    return message
+
+
+def job_cost(cfg: SimulationConfig, summaries: dict, form: str,
+             names: dict[str, str] | None = None, argv: list[str] | None = None) -> Cost:
+    """The job's cost; 422 naming the field: ``config.<path>``, or for a command line
+    ``nanobragg_args.<index>`` of the flag that set it, the message saying which flag and field
+    (uploaded ids in the message shown by the names the job gives its files)."""
+    try:
+        return estimate(cfg, summaries)
+    except (ConfigError, InputFileError) as exc:
+        message = named(str(exc), names or {})
+        if form != "nanobragg_args":
+            raise invalid_field(f"config.{exc.field}" if exc.field else "config",
+                                message) from None
+        from sim_core.nanobragg_args import flag_position
+        idx = flag_position(argv or [], exc.field) if exc.field else None
+        flag = argv[idx] if idx is not None else None
+        which = [x for x in (flag, exc.field) if x and x not in message]
+        if which:
+            message = f"{' / '.join(which)}: {message}"
+        raise invalid_field(form + (f".{idx}" if idx is not None else ""), message) from None
+
+
+def check_cost(settings, cost: Cost, form: str) -> None:
+    where = "config" if form == "config" else form
+    S, F = cost.shape
+    if S * F > settings.max_detector_pixels:
+        raise limit_exceeded(f"{where}.detector" if form == "config" else where,
+                             "max_detector_pixels", S * F, settings.max_detector_pixels,
+                             "the detector's pixel count")
+    if cost.evaluations > settings.max_evaluations:
+        err = limit_exceeded(where, "max_evaluations", cost.evaluations, settings.max_evaluations,
+                             "the job's evaluations")
+        err.errors[0]["message"] = (f"the job's evaluations are {cost.formula()}; the limit "
+                                    f"max_evaluations is {settings.max_evaluations:,}")
+        raise err
+    if cost.sources > settings.max_sources:
+        raise limit_exceeded(f"{where}.beam" if form == "config" else where, "max_sources",
+                             cost.sources, settings.max_sources,
+                             "the number of sources (divergence points x dispersion steps)")
+    if cost.orientations > settings.max_orientations:
+        raise limit_exceeded(f"{where}.crystal" if form == "config" else where,
+                             "max_orientations", cost.orientations, settings.max_orientations,
+                             "the number of crystal orientations (phi steps x mosaic domains)")
+    if cost.memory_bytes > settings.max_job_memory_bytes:
+        raise limit_exceeded(where, "max_job_memory_bytes", cost.memory_bytes,
+                             settings.max_job_memory_bytes,
+                             "the job's memory in a worker (bytes: images, structure factors, "
+                             "orientations, sources)")
+
+
+__all__ = ["file_summary", "check_kind", "check_grid", "job_cost", "check_cost", "named"]

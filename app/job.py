@@ -1,0 +1,152 @@
+"""The job: its statuses and fields, defined once.
+
+``JobStatus`` names every status a job can be in and ``TRANSITIONS`` every move between them (each
+move is one guarded Lua script in ``app.records``). ``Job`` is the record's fields with their types;
+``Job.from_hash`` and ``Job.to_hash`` are the only conversion between it and the Redis hash.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import Enum
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    finished = "finished"
+    failed = "failed"
+    canceled = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.finished, JobStatus.failed, JobStatus.canceled})
+
+#: (from, to) -> the script of app.records that makes the move, and when
+TRANSITIONS = {
+    (None, JobStatus.queued): "CREATE: a submission (with its queue entry, or in the outbox)",
+    (JobStatus.queued, JobStatus.running): "START: a worker takes the job's current queue entry",
+    (JobStatus.queued, JobStatus.canceled): "CANCEL",
+    (JobStatus.queued, JobStatus.failed): "FAIL_QUEUED: no live worker serves its device within "
+                                          "the queue timeout (NoWorker)",
+    (JobStatus.running, JobStatus.finished): "FINISH: the attempt holding the lease publishes",
+    (JobStatus.running, JobStatus.failed): "FINISH (engine error, timeout, disk error) or "
+                                           "REQUEUE with no attempts left (WorkerLost)",
+    (JobStatus.running, JobStatus.canceled): "FINISH after a cancel seen between chunks, or "
+                                             "REQUEUE of a lost job with a pending cancel",
+    (JobStatus.running, JobStatus.queued): "REQUEUE: the lease expired, attempts are left",
+}
+
+#: the artifact name of each output a job may ask for
+OUTPUT_FILES = {"float": "floatimage.bin", "smv": "intimage.img", "noise": "noiseimage.img",
+                "png": "preview.png", "hkl": "structure_factors.hkl"}
+_FILE_ID = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+def parse_file_id(ref: str) -> Optional[str]:
+    """The hex digest of an uploaded file id ``sha256:<hex>`` (None if it is not one)."""
+    m = _FILE_ID.match(ref or "")
+    return m.group(1) if m else None
+
+
+#: fields stored as JSON text in the hash
+JSON_FIELDS = ("outputs", "trace_pixels", "file_names", "warnings", "artifacts", "shape")
+
+
+class Job(BaseModel):
+    """A job record. Extra fields stored in the hash are kept (``model_extra``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    owner: str
+    kind: str = "render"
+    parent: str = ""
+    label: str = ""
+    status: JobStatus = JobStatus.queued
+    progress: float = 0.0
+    created_at: Optional[float] = None
+    started_at: Optional[float] = None
+    finished_at: Optional[float] = None
+    requested_device: str = "auto"
+    device: str = ""
+    dtype: str = ""
+    config: str = ""
+    config_sha256: str = ""
+    outputs: list[str] = Field(default_factory=list)
+    trace_pixels: list[list[int]] = Field(default_factory=list)
+    file_names: dict[str, str] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    artifacts: list[dict] = Field(default_factory=list)
+    shape: list[int] = Field(default_factory=list)
+    evaluations: int = 0
+    timeout_s: int = 0
+    attempts: int = 0
+    max_attempts: int = 1
+    worker: str = ""
+    cancel: bool = False
+    queue: str = ""
+    rq_id: str = ""
+    error_type: str = ""
+    error_message: str = ""
+    requeued_reason: str = ""
+    seq: int = 0
+    version: int = 0
+
+    @classmethod
+    def from_hash(cls, raw: dict) -> "Job":
+        """The hash as Redis returns it (bytes or str) -> a Job."""
+        return cls.from_record(decode_hash(raw))
+
+    @classmethod
+    def from_record(cls, rec: dict) -> "Job":
+        """A decoded hash (``decode_hash``) -> a Job; unset ("") fields take their defaults."""
+        fields = {k: v for k, v in rec.items() if v != ""}
+        if "cancel" in fields:
+            fields["cancel"] = fields["cancel"] in ("1", True)
+        return cls.model_validate(fields)
+
+    def to_hash(self) -> dict[str, str]:
+        """The Job -> flat string fields for HSET."""
+        return encode_fields(self.model_dump(mode="json"))
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+def decode_hash(raw: dict) -> dict:
+    """A job hash as stored (bytes) -> a dict of strings with the JSON fields parsed."""
+    rec = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+           for k, v in raw.items()}
+    for k in JSON_FIELDS:
+        if k in rec and rec[k] != "":
+            rec[k] = json.loads(rec[k])
+    return rec
+
+
+def encode_fields(fields: dict) -> dict[str, str]:
+    """Values of a job hash as Redis stores them: JSON for lists and dicts, "" for None, 1/0."""
+    out: dict[str, str] = {}
+    for k, v in fields.items():
+        if isinstance(v, Enum):
+            v = v.value
+        if isinstance(v, (list, dict, tuple)):
+            v = json.dumps(v, separators=(",", ":"))
+        elif v is None:
+            v = ""
+        elif isinstance(v, bool):
+            v = "1" if v else "0"
+        out[k] = v if isinstance(v, (str, bytes)) else str(v)
+    return out
+
+
+__all__ = ["Job", "JobStatus", "OUTPUT_FILES", "parse_file_id", "TERMINAL_STATUSES", "TRANSITIONS", "JSON_FIELDS", "decode_hash",
+           "encode_fields"]

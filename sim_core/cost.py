@@ -1,0 +1,319 @@
+"""What a job will cost, by arithmetic on its config and the summaries of its input files.
+
+``estimate(config, summaries)`` counts the evaluations (rendered pixels x subpixels x sensor layers
+x sources x phi steps x mosaic domains) and the worker's memory without building anything that grows
+with the simulation: it runs in microseconds whatever the config asks for, and imports no torch, so
+that a service can refuse an expensive job before doing any work for it.
+
+The counts follow the simulator's own rules (:mod:`sim_core.sampling`, nanoBragg's automatic
+oversampling, the elliptical trim of the divergence grid). Two cases give an upper bound instead of
+the exact count (``exact`` is False then): a mask together with a region of interest (the summary of
+a mask counts its rendered pixels, not where they lie), and a ``close_distance`` on a rotated
+detector (the automatic oversampling is taken for the nearest distance).
+
+Structure factors from a model or an MTZ file are priced too: the P1 table the worker computes spans
+every reflection the detector can reach (:mod:`sim_core.structure_input`). Without torch the reach
+is bounded by the shortest wavelength's backscatter (|q| <= 2 / lambda, or ``1 / dmin_F_A`` when
+given, or ``1 / sampling.dmin_A``), with the worker's margin; the table's box and, for a model, the
+structure-factor terms (atoms x reflections in that sphere) follow from the cell. These are upper
+bounds, reported but not part of ``memory_bytes`` (the worker refuses a table beyond its grid limit
+with the reach it computed); the pixel evaluations stay exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import numpy as np
+
+from .config import SimulationConfig
+from .errors import ConfigError, InputFileError
+from .sampling import Grid, recommended_oversample, resolve_sampling
+
+#: divergence grids above this many points are not trimmed point by point (the count is then the
+#: untrimmed grid's, an upper bound)
+_TRIM_POINTS = 4_000_000
+
+
+@dataclass(frozen=True)
+class Cost:
+    shape: tuple[int, int]  # (slow, fast) pixels of the detector
+    pixels: int  # rendered pixels (region of interest and mask)
+    subpixels: int  # oversample squared
+    oversample: int
+    layers: int  # sensor thickness steps
+    sources: int
+    phi_steps: int
+    mosaic_domains: int
+    grid_points: int  # structure-factor grid (0 without an HKL file)
+    exact: bool
+    notes: tuple[str, ...] = ()
+    #: the box of a model's or MTZ file's P1 table (an upper bound; 0 without either)
+    structure_grid_points: int = 0
+    #: atoms x reflections of a model's structure factors (an upper bound; 0 without a model)
+    structure_terms: int = 0
+
+    @property
+    def orientations(self) -> int:
+        return self.phi_steps * self.mosaic_domains
+
+    @property
+    def evaluations(self) -> int:
+        return (self.pixels * self.subpixels * self.layers * self.sources * self.phi_steps
+                * self.mosaic_domains)
+
+    @property
+    def memory_bytes(self) -> int:
+        """The worker's memory for the job's own arrays, beyond its render chunks: the float image
+        and the integer images made from it, the structure factors (grid and bordered copy), the cell
+        of every orientation and the source directions."""
+        S, F = self.shape
+        return (S * F * (8 + 4 + 2 + 2 + 1) + self.grid_points * 16 + self.orientations * 3 * 72
+                + self.sources * 64)
+
+    def formula(self) -> str:
+        return (f"{self.pixels:,} pixels x {self.subpixels} subpixels x {self.layers} layers x "
+                f"{self.sources:,} sources x {self.phi_steps:,} phi steps x "
+                f"{self.mosaic_domains:,} mosaic domains = {self.evaluations:,} evaluations")
+
+
+def detector_shape(config: SimulationConfig) -> tuple[int, int]:
+    """(slow, fast) pixels, by the detector's rule (a pixel count, else the size over the pixel)."""
+    det = config.detector
+    pixel = det.pixel_size_mm / 1000.0
+    size_f = pixel * det.fast_pixels if det.fast_pixels else det.size_fast_mm / 1000.0
+    size_s = pixel * det.slow_pixels if det.slow_pixels else det.size_slow_mm / 1000.0
+    try:
+        f = math.ceil(size_f / pixel - 0.5)
+        s = math.ceil(size_s / pixel - 0.5)
+    except (OverflowError, ValueError, ZeroDivisionError):
+        raise ConfigError("detector: the detector size over the pixel size is not a pixel count",
+                          field="detector.pixel_size_mm") from None
+    if f <= 0 or s <= 0:
+        raise ConfigError("detector: the detector has no pixels", field="detector.fast_pixels")
+    return s, f
+
+
+def _roi_pixels(config: SimulationConfig, shape: tuple[int, int]) -> tuple[int, bool]:
+    S, F = shape
+    roi = config.sampling.roi
+    if roi is None:
+        return S * F, True
+    xmin, xmax, ymin, ymax = (int(x) for x in roi)
+    xmin, xmax = (xmin if xmin >= 0 else 0), (xmax if xmax >= 0 else F)
+    ymin, ymax = (ymin if ymin >= 0 else 0), (ymax if ymax >= 0 else S)
+    nf = max(0, min(xmax, F - 1) - max(xmin, 0) + 1)
+    ns = max(0, min(ymax, S - 1) - max(ymin, 0) + 1)
+    return nf * ns, nf == F and ns == S
+
+
+def _ellipse_terms(g: Grid, x: np.ndarray) -> np.ndarray:
+    num = x * x - g.step * g.step / 4.0 * (1 - g.steps % 2)
+    if g.range == 0.0:
+        return np.where(num == 0.0, np.nan, np.copysign(np.inf, num))
+    return num / g.range / g.range
+
+
+def divergence_count(h: Grid, v: Grid, round_div: bool) -> tuple[int, bool]:
+    """How many (hdiv, vdiv) points nanoBragg keeps (see sim_core.geometry.sources)."""
+    total = h.steps * v.steps
+    if not round_div:
+        return total, True
+    if total > _TRIM_POINTS:
+        return total, False
+    th = _ellipse_terms(h, h.step * np.arange(h.steps) - h.range / 2.0)
+    tv = _ellipse_terms(v, v.step * np.arange(v.steps) - v.range / 2.0)
+    with np.errstate(invalid="ignore"):
+        test = (th[:, None] + tv[None, :]) * 4.0
+        return int(np.count_nonzero(~(test > 1.1))), True
+
+
+def _structure_file(config: SimulationConfig, summaries: Mapping[str, dict]) -> Optional[dict]:
+    sf = config.structure_factors
+    ref = sf.model_file or sf.mtz_file
+    return summaries.get(ref) if ref else None
+
+
+def _cell_lengths_m(config: SimulationConfig, summaries: Mapping[str, dict]) -> list[float]:
+    cr = config.crystal
+    if cr.cell is not None:
+        return [cr.cell.a_A * 1e-10, cr.cell.b_A * 1e-10, cr.cell.c_A * 1e-10]
+    if cr.matrix_file is not None:
+        per_A = summaries[cr.matrix_file]["cell_lengths_per_A"]
+        return [x * config.beam.wavelength_A * 1e-10 for x in per_A]
+    # the cell of the model or MTZ file
+    return [x * 1e-10 for x in _structure_file(config, summaries)["cell"][:3]]
+
+
+def _cell_volume_A3(cell) -> float:
+    a, b, c = cell[:3]
+    ca, cb, cg = (math.cos(math.radians(x)) for x in cell[3:])
+    return a * b * c * math.sqrt(max(0.0, 1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg))
+
+
+def check_structure_file(config: SimulationConfig, summaries: Mapping[str, dict]) -> None:
+    """What the summary of a model or MTZ file tells before any table is computed: a given cell
+    within 0.5 % of the file's (:func:`sim_core.structure_input.check_cell`) and an MTZ column the
+    file has, holding amplitudes or intensities. ConfigError naming the field."""
+    from types import SimpleNamespace
+
+    from .io.structure import AMPLITUDE_TYPES, INTENSITY_TYPES, _list_columns, _type_name
+    from .structure_input import check_cell
+
+    found = _structure_file(config, summaries)
+    if found is None:
+        return
+    sf, cr = config.structure_factors, config.crystal
+    ref = sf.model_file or sf.mtz_file
+    if cr.cell is not None:
+        c = cr.cell
+        check_cell(SimpleNamespace(name=ref, cell=tuple(found["cell"])), cr,
+                   (c.a_A, c.b_A, c.c_A, c.alpha_deg, c.beta_deg, c.gamma_deg))
+    if sf.mtz_file and sf.mtz_column is not None:
+        columns = [(col["label"], col["type"]) for col in found.get("columns", [])]
+        kind = dict(columns).get(sf.mtz_column)
+        if kind is None:
+            raise ConfigError(f"{ref}: no column '{sf.mtz_column}'; the file has "
+                              f"{_list_columns(columns)}", field="structure_factors.mtz_column")
+        if kind not in AMPLITUDE_TYPES and kind not in INTENSITY_TYPES:
+            raise ConfigError(f"{ref}: column {sf.mtz_column} holds {_type_name(kind)} values, "
+                              "not amplitudes (F) or intensities (J)",
+                              field="structure_factors.mtz_column")
+
+
+def structure_notes(config: SimulationConfig, summaries: Mapping[str, dict]) -> list[str]:
+    """The notes the experiment will make about a model or MTZ file, from its summary: the unit
+    cell taken from the file, the MTZ column chosen when none is named."""
+    found = _structure_file(config, summaries)
+    if found is None:
+        return []
+    sf, cr = config.structure_factors, config.crystal
+    ref = sf.model_file or sf.mtz_file
+    notes = []
+    if cr.cell is None and cr.matrix_file is None:
+        cell = " ".join(f"{x:g}" for x in found["cell"])
+        notes.append(f"unit cell from {ref}: {cell} ({found['space_group']})")
+    if sf.mtz_file and sf.mtz_column is None:
+        kind = dict((c["label"], c["type"]) for c in found.get("columns", [])).get(found["column"])
+        which = "amplitude" if kind == "F" else "intensity"
+        notes.append(f"{ref}: data from column {found['column']}, the first {which} column "
+                     "(choose another with mtz_column / -mtz_column)")
+    return notes
+
+
+def _structure_cost(config: SimulationConfig, summaries: Mapping[str, dict],
+                    sampling) -> tuple[int, int]:
+    """(grid points, structure-factor terms) of a model's or MTZ file's P1 table: upper bounds."""
+    found = _structure_file(config, summaries)
+    if found is None:
+        return 0, 0
+    sf = config.structure_factors
+    cell = list(found["cell"])
+    lengths = [x * 1e10 for x in _cell_lengths_m(config, summaries)]
+    if sf.dmin_F_A:
+        q_cut = 1.0 / sf.dmin_F_A
+    else:
+        disp = sampling.dispersion
+        lam = config.beam.wavelength_A * (1.0 - disp.range / 2.0 if disp.steps > 1 else 1.0)
+        q = 2.0 / max(lam, 1e-12)
+        if config.sampling.dmin_A > 0:
+            q = min(q, 1.0 / config.sampling.dmin_A)
+        recip = sum(1.0 / x for x in lengths)  # at least the reciprocal lengths of any cell
+        q_cut = q * 1.01 + 2.0 * recip
+    box = [int(math.floor(q_cut * x + 1e-9)) for x in lengths]
+    points = math.prod(2 * n + 1 for n in box)
+    reflections = min(points, math.ceil(4.0 / 3.0 * math.pi * q_cut ** 3 * _cell_volume_A3(cell)))
+    terms = int(found.get("atoms", 0)) * reflections
+    return points, terms
+
+
+def _oversample(config: SimulationConfig, summaries: Mapping[str, dict]) -> tuple[int, bool]:
+    if config.sampling.oversample:
+        return int(config.sampling.oversample), True
+    cr, det = config.crystal, config.detector
+    lengths = _cell_lengths_m(config, summaries)
+    sizes = [None if s is None else s / 1000.0 for s in (cr.size_a_mm, cr.size_b_mm, cr.size_c_mm)]
+    beamsize = config.beam.beam_size_mm / 1000.0
+    if beamsize >= 0:
+        for i in (1, 2):
+            if sizes[i] is not None and beamsize < sizes[i]:
+                sizes[i] = beamsize
+    xtal = 0.0
+    for n, size, length in zip((cr.Na, cr.Nb, cr.Nc), sizes, lengths):
+        if size is not None and size > 0:
+            n = math.ceil(size / length)
+        xtal = max(xtal, length * max(int(n), 1))
+    exact = True
+    if det.distance_mm is not None:
+        distance = det.distance_mm / 1000.0
+    elif det.close_distance_mm is not None:
+        distance = det.close_distance_mm / 1000.0
+        exact = not (det.rotx_deg or det.roty_deg or det.rotz_deg or det.convention == "custom")
+    else:
+        distance = 0.1
+    try:
+        n = recommended_oversample(xtal, config.beam.wavelength_A * 1e-10, distance,
+                                   det.pixel_size_mm / 1000.0)
+    except (OverflowError, ValueError, ZeroDivisionError):
+        raise ConfigError("the crystal size, wavelength, distance and pixel size give no "
+                          "oversampling (set sampling.oversample)",
+                          field="sampling.oversample") from None
+    return n, exact
+
+
+def _summary(summaries: Mapping[str, dict], ref: Optional[str], field: str) -> Optional[dict]:
+    if ref is None:
+        return None
+    try:
+        return summaries[ref]
+    except KeyError:
+        raise InputFileError(f"no summary of the file {ref}", field=field) from None
+
+
+def estimate(config: SimulationConfig, summaries: Mapping[str, dict] | None = None) -> Cost:
+    """The job's :class:`Cost`. ``summaries`` maps each file reference of the config to its
+    summary (:func:`sim_core.inputs.summarize`).
+
+    Raises:
+        ConfigError: sampling or a detector that nanoBragg could not make (field named).
+        InputFileError: a mask whose shape is not the detector's.
+    """
+    summaries = summaries or {}
+    for path, ref in config.file_refs().items():
+        _summary(summaries, ref, path)
+    shape = detector_shape(config)
+    pixels, whole = _roi_pixels(config, shape)
+    exact = True
+    mask = _summary(summaries, config.detector.mask_file, "detector.mask_file")
+    if mask is not None:
+        if tuple(mask["shape"]) != shape:
+            ms, mf = mask["shape"]
+            raise InputFileError(f"mask file {config.detector.mask_file} is {mf}x{ms} pixels but "
+                                 f"the detector is {shape[1]}x{shape[0]}",
+                                 field="detector.mask_file")
+        exact = whole or mask["rendered"] == 0
+        pixels = min(pixels, int(mask["rendered"]))
+    sampling = resolve_sampling(config)
+    source_file = _summary(summaries, config.beam.source_file, "beam.source_file")
+    if source_file is not None:
+        sources = int(source_file["count"])
+    else:
+        points, trimmed = divergence_count(sampling.hdiv, sampling.vdiv, config.beam.round_div)
+        sources = points * sampling.dispersion.steps
+        exact = exact and trimmed
+    oversample, exact_os = _oversample(config, summaries)
+    hkl = _summary(summaries, config.structure_factors.hkl_file, "structure_factors.hkl_file")
+    check_structure_file(config, summaries)
+    structure_points, terms = _structure_cost(config, summaries, sampling)
+    return Cost(shape=shape, pixels=pixels, subpixels=oversample * oversample,
+                oversample=oversample, layers=sampling.thickness.steps, sources=sources,
+                phi_steps=sampling.phi_steps, mosaic_domains=sampling.mosaic_domains,
+                grid_points=int(hkl["grid_points"]) if hkl else 0, exact=exact and exact_os,
+                notes=sampling.notes + tuple(structure_notes(config, summaries)),
+                structure_grid_points=structure_points,
+                structure_terms=terms)
+
+
+__all__ = ["Cost", "estimate", "check_structure_file", "structure_notes", "detector_shape", "divergence_count"]
