@@ -263,6 +263,15 @@ def _oversample(config: SimulationConfig, summaries: Mapping[str, dict]) -> tupl
     return n, exact
 
 
+def check_one_image(config: SimulationConfig) -> None:
+    """An experiment (and a job) is one image: a series is rendered image by image."""
+    if config.scan.images != 1:
+        raise ConfigError(f"scan.images: a series of {config.scan.images} images is rendered one "
+                          "image at a time: sim_core.simulate.render_series(config), or "
+                          "sim_core.series.image_config(config, n) for image n",
+                          field="scan.images")
+
+
 def _summary(summaries: Mapping[str, dict], ref: Optional[str], field: str) -> Optional[dict]:
     if ref is None:
         return None
@@ -281,6 +290,7 @@ def estimate(config: SimulationConfig, summaries: Mapping[str, dict] | None = No
         InputFileError: a mask whose shape is not the detector's.
     """
     summaries = summaries or {}
+    check_one_image(config)
     for path, ref in config.file_refs().items():
         _summary(summaries, ref, path)
     shape = detector_shape(config)
@@ -316,4 +326,4 @@ def estimate(config: SimulationConfig, summaries: Mapping[str, dict] | None = No
                 structure_terms=terms)
 
 
-__all__ = ["Cost", "estimate", "check_structure_file", "structure_notes", "detector_shape", "divergence_count"]
+__all__ = ["Cost", "estimate", "check_one_image", "check_structure_file", "structure_notes", "detector_shape", "divergence_count"]

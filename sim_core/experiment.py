@@ -22,6 +22,7 @@ import torch
 
 from .cache import ByteLRU
 from .config import SimulationConfig
+from .cost import check_one_image
 from .devices import resolve_device
 from .errors import ConfigError, InputFileError
 from .geometry.crystal import CrystalGeometry, build_crystal
@@ -337,11 +338,7 @@ def build_experiment(config: SimulationConfig, files: FileResolver | None = None
     from . import rng as crng
     from .structure_input import check_cell, crystal_with_cell, open_structure_input
 
-    if config.scan.images != 1:
-        raise ConfigError(f"scan.images: a series of {config.scan.images} images is rendered one "
-                          "image at a time: sim_core.simulate.render_series(config), or "
-                          "sim_core.series.image_config(config, n) for image n",
-                          field="scan.images")
+    check_one_image(config)
     files = files or local_files()
     notes: list[str] = []
     seeds: dict = {}

@@ -170,9 +170,15 @@ def series_supported() -> str | None:
 def check_series(client, device: str, quick: bool, dest: Path, timeout: float) -> dict:
     """A 24-image series: finished, its dataset zip verified by its sha256.txt, 24 images."""
     import hashlib
+    from app.client import ApiError
     t0 = time.time()
-    rec = client.submit_args(series_args(quick) + ["-images", "24"], device=device,
-                             label="series-24")
+    try:
+        rec = client.submit_args(series_args(quick) + ["-images", "24"], device=device,
+                                 label="series-24")
+    except ApiError as exc:
+        if exc.status_code == 422:  # this service renders one image per job
+            return {"not_run": f"the service refuses series jobs ({exc.describe()})"}
+        raise
     done = wait_all(client, [rec["id"]], timeout)
     fields = {"name": "series of 24 images", "id": rec["id"]}
     if rec["id"] not in done:
@@ -252,7 +258,11 @@ def run(ctx: dict, emit) -> None:
         if why:
             emit.not_run("24-image series", why)
         else:
-            emit.item(**check_series(client, device, quick, work / "series", 240))
+            series = check_series(client, device, quick, work / "series", 240)
+            if "not_run" in series:
+                emit.not_run("24-image series", series["not_run"])
+            else:
+                emit.item(**series)
     except Exception:
         emit.note("bragg up log tail:\n" + stack.tail())
         raise

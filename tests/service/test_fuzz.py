@@ -125,6 +125,9 @@ def _post(api, body: dict):
 @given(config=CONFIGS, device=st.sampled_from([None, "cpu", "cuda"]))
 @example(config=patched(BASE, [(("crystal", "misset_deg"), [math.nan, 0, 0])]), device=None)
 @example(config=patched(BASE, [(("detector", "fdet_vector"), [math.inf, 0, 1])]), device=None)
+@example(config=patched(BASE, [(("crystal", "phi_steps"), 10**7)]), device=None)  # earlier shape
+@example(config=patched(BASE, [(("scan", "osc_range_deg"), 3600), (("scan", "phi_step_deg"), 1e-300)]),
+         device=None)
 def test_generated_configs_never_answer_5xx(api, config, device):
     body = {"config": config, "outputs": ["float"]}
     if device:

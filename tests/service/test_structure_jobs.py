@@ -48,6 +48,8 @@ def test_uploads_answer_with_a_summary(alice, inputs):
     assert summary["space_group"] == "P 43 21 2" and summary["column"] == "FP"
     assert summary["reflections"] > 100 and summary["cell"] == list(CELL)
     assert [c["label"] for c in summary["columns"]] == ["H", "K", "L", "FP", "SIGFP"]
+    # kept in the file's record: GET shows the same summary
+    assert alice.get(f"/v1/files/{r.json()['id']}").json()["summary"] == summary
 
 
 def test_bad_models_are_422_naming_the_line(alice, inputs):
