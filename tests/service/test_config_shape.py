@@ -44,6 +44,10 @@ def _config(**sections):
     ({"nanobragg_args": ARGS + ["-seed", "1e30"]}, "nanobragg_args.11", ("-seed", "noise.seed")),
     ({"nanobragg_args": ARGS + ["-osc", "0", "-phistep", "0.1"]}, "nanobragg_args.11",
      ("-osc", "scan.osc_range_deg")),
+    # the service renders one image per job
+    ({"config": _config(scan={"images": 4, "osc_range_deg": 0.5})}, "config.scan.images", ()),
+    ({"nanobragg_args": ARGS + ["-images", "4", "-osc", "0.5"]}, "nanobragg_args.11",
+     ("-images", "scan.images")),
 ])
 def test_out_of_range_is_422_naming_the_field(alice, body, field, words):
     r = alice.post("/v1/jobs", content=json.dumps(body), headers={"content-type": "application/json"})
