@@ -223,26 +223,6 @@ def _shell_numbered(path: str) -> str:
     return shlex.quote(head) + '"$n"' + (shlex.quote(ext) if ext else "")
 
 
-def with_default_outputs(args: Sequence[str], output_flags: Sequence[str] = OUTPUT_FLAGS
-                         ) -> list[str]:
-    """``args`` with every output file it writes by default named: the command line leaves default
-    values out, but each image of a series needs its own, numbered file."""
-    from .flag_table import FLAGS, FLAGS_BY_NAME, declared_default
-
-    given = set(args)
-    out = list(args)
-    for name in output_flags:
-        row = FLAGS_BY_NAME[name]
-        field = row.fields[0]
-        # named already, or switched off (-nonoise, -nopgm)
-        if given & set(r for f in FLAGS if field in f.fields and f.output for r in f.names):
-            continue
-        default = declared_default(field)
-        if default is not None:
-            out += [name, default]
-    return out
-
-
 def series_command_loop(args: Sequence[str], images: Iterable[SeriesImage], *,
                         width: int = NUMBER_WIDTH, program: str = "nanobragg",
                         output_flags: Sequence[str] = OUTPUT_FLAGS,
@@ -259,7 +239,6 @@ def series_command_loop(args: Sequence[str], images: Iterable[SeriesImage], *,
     """
     from .flag_table import format_value as number_text
 
-    args = with_default_outputs(args, output_flags)
     drop, outputs = set(per_image_flags), set(output_flags)
     words: list[str] = []
     i = 0
@@ -285,4 +264,4 @@ def series_command_loop(args: Sequence[str], images: Iterable[SeriesImage], *,
 __all__ = ["CYCLE", "SEED_STRIDE", "NUMBER_WIDTH", "OUTPUT_FLAGS", "PER_IMAGE_FLAGS",
            "image_phi_start", "image_seed", "numbered_name", "plan_children", "SeriesImage",
            "series_images", "series_of", "series_image", "image_config", "series_metadata",
-           "series_command_loop", "with_default_outputs"]
+           "series_command_loop"]
