@@ -10,8 +10,6 @@ memory map of the stored file, so a tile of a 6-megapixel image touches only its
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,26 +74,4 @@ def image_stats(img: np.ndarray) -> dict:
     return out
 
 
-class LruCache:
-    """A small thread-safe least-recently-used cache (the API serves from a thread pool)."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._data: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_make(self, key, make):
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
-        value = make()
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
-        return value
-
-
-__all__ = ["float_images", "Region", "read_region", "image_stats", "LruCache", "PERCENTILES"]
+__all__ = ["float_images", "Region", "read_region", "image_stats", "PERCENTILES"]

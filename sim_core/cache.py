@@ -9,10 +9,10 @@ from collections import OrderedDict
 
 
 class ByteLRU:
-    """Least recently used items, at most ``max_bytes`` of them in all (and at most ``entries``
-    items when given). An item larger than the whole budget is not kept."""
+    """Least recently used items, at most ``max_bytes`` of them in all (when given) and at most
+    ``entries`` items (when given). An item larger than the whole budget is not kept."""
 
-    def __init__(self, max_bytes: int, entries: int | None = None):
+    def __init__(self, max_bytes: int | None, entries: int | None = None):
         self.max_bytes = max_bytes
         self.entries = entries
         self._items: OrderedDict = OrderedDict()
@@ -34,14 +34,23 @@ class ByteLRU:
         with self._lock:
             if key in self._items:
                 self.bytes -= self._items.pop(key)[1]
-            if nbytes > self.max_bytes:
+            if self.max_bytes is not None and nbytes > self.max_bytes:
                 return
             self._items[key] = (value, nbytes)
             self.bytes += nbytes
-            while self.bytes > self.max_bytes or (self.entries is not None
-                                                  and len(self._items) > self.entries):
+            while ((self.max_bytes is not None and self.bytes > self.max_bytes)
+                   or (self.entries is not None and len(self._items) > self.entries)):
                 _, (_, n) = self._items.popitem(last=False)
                 self.bytes -= n
+
+    def get_or_make(self, key, make, nbytes=lambda value: 0):
+        """The item at ``key``, made (outside the lock) and kept when missing; ``nbytes(value)``
+        is its size. Two threads missing at once may both make it; the last one is kept."""
+        value = self.get(key)
+        if value is None:
+            value = make()
+            self.put(key, value, nbytes(value))
+        return value
 
     def clear(self) -> None:
         with self._lock:

@@ -17,11 +17,12 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from sim_core.cache import ByteLRU
 from sim_core.config import load_config
 
 from ..auth import current_owner
 from ..errors import ApiError, invalid_field, not_found
-from ..imagedata import LruCache, Region, float_images, image_stats, read_region
+from ..imagedata import Region, float_images, image_stats, read_region
 from ..schemas import error_responses
 from ..views import etag_matches
 from .jobs import owned_job
@@ -36,9 +37,9 @@ _RANGE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 _PIXEL = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*$")
 _IMMUTABLE = "private, max-age=31536000, immutable"
 
-_stats_cache = LruCache(32)
-_geometry_cache = LruCache(64)
-_bytes_cache = LruCache(2)  # whole images, only for stores that cannot give a local path
+_stats_cache = ByteLRU(None, entries=32)
+_geometry_cache = ByteLRU(None, entries=64)
+_bytes_cache = ByteLRU(None, entries=2)  # whole images, only for stores that cannot give a local path
 
 
 def _image(request: Request, rec: dict, n: int) -> tuple[str, dict, np.ndarray]:
