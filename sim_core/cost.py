@@ -30,7 +30,7 @@ import numpy as np
 
 from .config import SimulationConfig
 from .errors import ConfigError, InputFileError
-from .sampling import Grid, recommended_oversample, resolve_sampling
+from .sampling import Grid, divergence_kept, recommended_oversample, resolve_sampling
 
 #: divergence grids above this many points are not trimmed point by point (the count is then the
 #: untrimmed grid's, an upper bound)
@@ -109,13 +109,6 @@ def _roi_pixels(config: SimulationConfig, shape: tuple[int, int]) -> tuple[int, 
     return nf * ns, nf == F and ns == S
 
 
-def _ellipse_terms(g: Grid, x: np.ndarray) -> np.ndarray:
-    num = x * x - g.step * g.step / 4.0 * (1 - g.steps % 2)
-    if g.range == 0.0:
-        return np.where(num == 0.0, np.nan, np.copysign(np.inf, num))
-    return num / g.range / g.range
-
-
 def divergence_count(h: Grid, v: Grid, round_div: bool) -> tuple[int, bool]:
     """How many (hdiv, vdiv) points nanoBragg keeps (see sim_core.geometry.sources)."""
     total = h.steps * v.steps
@@ -123,11 +116,7 @@ def divergence_count(h: Grid, v: Grid, round_div: bool) -> tuple[int, bool]:
         return total, True
     if total > _TRIM_POINTS:
         return total, False
-    th = _ellipse_terms(h, h.step * np.arange(h.steps) - h.range / 2.0)
-    tv = _ellipse_terms(v, v.step * np.arange(v.steps) - v.range / 2.0)
-    with np.errstate(invalid="ignore"):
-        test = (th[:, None] + tv[None, :]) * 4.0
-        return int(np.count_nonzero(~(test > 1.1))), True
+    return int(np.count_nonzero(divergence_kept(h, v, round_div))), True
 
 
 def _structure_file(config: SimulationConfig, summaries: Mapping[str, dict]) -> Optional[dict]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .config import SimulationConfig
 from .units import RTD, deg2rad
 
@@ -23,6 +25,25 @@ class Grid:
     steps: int
     range: float
     step: float
+
+
+def _ellipse_terms(g: Grid, x: np.ndarray) -> np.ndarray:
+    num = x * x - g.step * g.step / 4.0 * (1 - g.steps % 2)
+    if g.range == 0.0:
+        # as 0/0 and x/0 in C: a NaN test keeps the point
+        return np.where(num == 0.0, np.nan, np.copysign(np.inf, num))
+    return num / g.range / g.range
+
+
+def divergence_kept(h: Grid, v: Grid, round_div: bool) -> np.ndarray:
+    """Which (hdiv i, vdiv j) grid points nanoBragg keeps: a (h.steps, v.steps) boolean array, all
+    True without ``round_div``, else its elliptical trim."""
+    if not round_div:
+        return np.ones((h.steps, v.steps), dtype=bool)
+    th = _ellipse_terms(h, h.step * np.arange(h.steps) - h.range / 2.0)
+    tv = _ellipse_terms(v, v.step * np.arange(v.steps) - v.range / 2.0)
+    with np.errstate(invalid="ignore"):
+        return ~((th[:, None] + tv[None, :]) * 4.0 > 1.1)
 
 
 @dataclass(frozen=True)

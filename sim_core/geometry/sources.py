@@ -7,12 +7,11 @@ source counts once and the image is divided by the number of sources.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from ..sampling import ResolvedSampling
+from ..sampling import ResolvedSampling, divergence_kept
 from .rotations import rotate_axis
 
 
@@ -34,28 +33,11 @@ class Sources:
 
 
 def divergence_points(s: ResolvedSampling, round_div: bool) -> list[tuple[float, float]]:
-    """The (hdiv, vdiv) grid points nanoBragg keeps, in its order."""
-    pts = []
+    """The (hdiv, vdiv) grid points nanoBragg keeps (``sampling.divergence_kept``), in its order."""
     h, v = s.hdiv, s.vdiv
-    for i in range(h.steps):
-        for j in range(v.steps):
-            hdiv = h.step * i - h.range / 2.0
-            vdiv = v.step * j - v.range / 2.0
-            if not round_div or _inside_ellipse(h, v, hdiv, vdiv):
-                pts.append((hdiv, vdiv))
-    return pts
-
-
-def _inside_ellipse(h, v, hdiv: float, vdiv: float) -> bool:
-    """nanoBragg's elliptical trim; a zero range gives a NaN test (as 0/0 in C) that keeps the point."""
-    def term(x, step, steps, rng):
-        num = x * x - step * step / 4.0 * (1 - steps % 2)
-        if rng == 0.0:
-            return math.nan if num == 0.0 else math.copysign(math.inf, num)
-        return num / rng / rng
-
-    test = term(hdiv, h.step, h.steps, h.range) + term(vdiv, v.step, v.steps, v.range)
-    return not (test * 4.0 > 1.1)
+    kept = divergence_kept(h, v, round_div)
+    return [(h.step * i - h.range / 2.0, v.step * j - v.range / 2.0)
+            for i in range(h.steps) for j in range(v.steps) if kept[i, j]]
 
 
 #: nanoBragg places sources 10 m upstream (its -source_dist flag is disabled); only directions
