@@ -12,6 +12,7 @@ truncated zip, never a wrong one).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 import zipfile
@@ -135,4 +136,105 @@ def stream_zip(files: Iterable[Union[DatasetFile, tuple]],
     yield sink.take()  # the central directory
 
 
-__all__ = ["stream_zip", "DatasetFile", "ChecksumMismatch", "SEAL", "CHUNK"]
+# -- a job's dataset ----------------------------------------------------------------------------------
+#: a series image's per-image files that its dataset leaves out (the series' own cover them)
+PER_IMAGE_BOOKKEEPING = ("run_metadata", "commands", "sha256")
+
+
+def job_dataset(ctx, rec: dict) -> tuple[dict[str, str], Iterator[DatasetFile]]:
+    """The members of a finished job's dataset: (small files made now, files of the store).
+
+    A single job: its artifacts (sha256.txt is made anew over the archive). A series: every
+    image's files, numbered (``floatimage_00001.bin`` ...), with its trace logs and the P1 table
+    once; the series' ``run_metadata.json`` (every image with its φ range, seeds, files and render
+    figures, read from each image's own metadata) and ``commands.txt`` (a loop that renders every
+    image with ``nanobragg``). Each stored file is checked against the sha256 its record lists
+    while it is sent."""
+    from .series import finished_children, is_series
+
+    if not is_series(rec):
+        return {}, _files(ctx, rec, lambda name: name != SEAL)
+    children = list(finished_children(ctx, rec))
+    extras = {"run_metadata.json": json.dumps(series_run_metadata(ctx, rec, children), indent=2,
+                                              sort_keys=True) + "\n",
+              "commands.txt": series_commands(ctx, rec)}
+
+    def files() -> Iterator[DatasetFile]:
+        seen: set[str] = set()
+        for child in children:
+            def wanted(name: str) -> bool:
+                return not name.startswith(PER_IMAGE_BOOKKEEPING) and name not in seen
+            for f in _files(ctx, child, wanted):
+                seen.add(f.name)
+                yield f
+    return extras, files()
+
+
+def _files(ctx, rec: dict, wanted) -> Iterator[DatasetFile]:
+    for a in rec.get("artifacts") or []:
+        if wanted(a["name"]):
+            path = ctx.store.artifact_path(rec["id"], a["name"])
+            if path is None:
+                raise FileNotFoundError(f"{a['name']} of job {rec['id']} is not in the store")
+            yield DatasetFile(a["name"], path, a["sha256"])
+
+
+def series_commands(ctx, rec: dict) -> str:
+    from sim_core.config import load_config
+    from sim_core.series import series_of
+
+    from .commands import series_commands_text
+
+    cfg = load_config(rec["config"])
+    return series_commands_text(rec["id"], cfg, rec.get("file_names") or {},
+                                ctx.versions.get("project") if hasattr(ctx, "versions") else None,
+                                series_of(cfg))
+
+
+def series_run_metadata(ctx, rec: dict, children: list[dict]) -> dict:
+    """The series' run_metadata.json: its config and numbering, and every image (φ range, seed,
+    files with their sha256, the child job, worker and render figures of its own metadata)."""
+    from sim_core.config import load_config
+    from sim_core.series import numbered_name, series_metadata
+
+    from .records import iso
+
+    cfg = load_config(rec["config"])
+    series = series_metadata(cfg)
+    by_number = {}
+    project = None
+    for child in children:
+        sums = {a["name"]: a["sha256"] for a in child.get("artifacts") or []}
+        for n in child.get("image_numbers") or []:
+            own = {}
+            path = ctx.store.artifact_path(child["id"], numbered_name("run_metadata.json", n))
+            if path is not None and path.is_file():
+                own = json.loads(path.read_text())
+            project = project or own.get("project")
+            suffix = numbered_name("", n)  # "_00003"
+            by_number[n] = {
+                "job": child["id"], "worker": (own.get("worker") or {}).get("name"),
+                "attempt": own.get("attempt"), "device": own.get("device"),
+                "render_elapsed_s": own.get("render_elapsed_s"),
+                "evaluations": own.get("evaluations"), "stats": own.get("image"),
+                "noise": own.get("noise"), "int_scale": own.get("int_scale"),
+                "files": {name: digest for name, digest in sums.items()
+                          if suffix in name and not name.startswith(PER_IMAGE_BOOKKEEPING)},
+            }
+    for im in series["image"]:
+        im.update(by_number.get(im["n"], {}))
+    return {
+        "job_id": rec["id"], "kind": "series", "label": rec.get("label") or None,
+        "config": json.loads(cfg.canonical_json()), "config_sha256": cfg.config_sha256(),
+        "project": project, "dtype": rec.get("dtype"), "shape": rec.get("shape"),
+        "outputs": rec.get("outputs"), "created_at": iso(rec.get("created_at")),
+        "started_at": iso(rec.get("started_at")), "finished_at": iso(rec.get("finished_at")),
+        "input_files": [{"field": f, "id": ref, "name": (rec.get("file_names") or {}).get(ref)}
+                        for f, ref in sorted(cfg.file_refs().items())],
+        "warnings": rec.get("warnings") or [],
+        "series": series,
+    }
+
+
+__all__ = ["stream_zip", "DatasetFile", "ChecksumMismatch", "SEAL", "CHUNK", "job_dataset",
+           "series_run_metadata", "series_commands"]

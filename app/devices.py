@@ -56,6 +56,9 @@ def fail_unserved(ctx, now: float | None = None) -> list[str]:
         if records.fail_queued(job_id, owner, "NoWorker", reason):
             rq_queue.discard(r, rq_id)
             failed.append(job_id)
+            rec = records.get(job_id)
+            if rec is not None:
+                records.settle(rec)
     return failed
 
 

@@ -2,35 +2,23 @@
 maximum of its step x step block, so a one-pixel spot survives at every zoom level), and the
 image's statistics for automatic contrast.
 
-A job's float images are its artifacts ``floatimage.bin`` (one image) or ``floatimage_<n>.bin``
-(a series, numbered from 1), raw little-endian float32 in (slow, fast) order. Reads go through a
+A float image is an artifact ``floatimage.bin`` (of a series' image n: ``floatimage_<n>.bin`` of
+the child job that rendered it, app.series), raw little-endian float32 in (slow, fast) order. Reads go through a
 memory map of the stored file, so a tile of a 6-megapixel image touches only its rows.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from sim_core.io.png import reduce_max
 
-_SERIES = re.compile(r"^floatimage(?:_(\d+))?\.bin$")
 #: the percentiles of the positive pixels that the statistics report (the viewer's contrast slider)
 PERCENTILES = (50.0, 90.0, 99.0, 99.5, 99.9, 99.99)
 #: percentiles of larger images come from every k-th finite pixel, at most this many
 PERCENTILE_SAMPLE = 1 << 20
-
-
-def float_images(rec: dict) -> list[str]:
-    """The names of the job's float images in series order (``floatimage.bin`` alone first)."""
-    found = []
-    for a in rec.get("artifacts") or []:
-        m = _SERIES.match(a["name"])
-        if m:
-            found.append((int(m.group(1) or 0), a["name"]))
-    return [name for _, name in sorted(found)]
 
 
 @dataclass(frozen=True)
@@ -74,4 +62,4 @@ def image_stats(img: np.ndarray) -> dict:
     return out
 
 
-__all__ = ["float_images", "Region", "read_region", "image_stats", "PERCENTILES"]
+__all__ = ["Region", "read_region", "image_stats", "PERCENTILES"]

@@ -44,9 +44,21 @@ TRANSITIONS = {
     (JobStatus.running, JobStatus.queued): "REQUEUE: the lease expired, attempts are left",
 }
 
+#: the moves of a series (kind ``series``): the parent has no queue entry of its own; its children
+#: (one or a few images each) move as above, and ROLLUP moves the parent after each child's move
+SERIES_TRANSITIONS = {
+    (None, JobStatus.queued): "CREATE_SERIES: the parent and every child in one script",
+    (JobStatus.queued, JobStatus.running): "ROLLUP: a child started",
+    (JobStatus.queued, JobStatus.canceled): "ROLLUP: the last child ended, a cancel was asked for",
+    (JobStatus.running, JobStatus.finished): "ROLLUP: the last child ended, every image finished",
+    (JobStatus.running, JobStatus.failed): "ROLLUP: the last child ended, an image failed after "
+                                           "its retries",
+    (JobStatus.running, JobStatus.canceled): "ROLLUP: the last child ended, a cancel was asked for",
+}
+
 #: the artifact name of each output a job may ask for
 OUTPUT_FILES = {"float": "floatimage.bin", "smv": "intimage.img", "noise": "noiseimage.img",
-                "png": "preview.png", "hkl": "structure_factors.hkl"}
+                "png": "preview.png", "hkl": "structure_factors.hkl", "cbf": "image.cbf"}
 _FILE_ID = re.compile(r"^sha256:([0-9a-f]{64})$")
 
 
@@ -57,7 +69,8 @@ def parse_file_id(ref: str) -> Optional[str]:
 
 
 #: fields stored as JSON text in the hash
-JSON_FIELDS = ("outputs", "trace_pixels", "file_names", "warnings", "artifacts", "shape")
+JSON_FIELDS = ("outputs", "trace_pixels", "file_names", "warnings", "artifacts", "shape",
+               "image_numbers", "failures")
 
 
 class Job(BaseModel):
@@ -97,6 +110,17 @@ class Job(BaseModel):
     error_type: str = ""
     error_message: str = ""
     requeued_reason: str = ""
+    #: a child of a series: the numbers of the images it renders
+    image_numbers: list[int] = Field(default_factory=list)
+    #: a series (kind ``series``): its images, their numbering, its children and how they ended
+    images: int = 0
+    first_image: int = 1
+    children: int = 0
+    children_ended: int = 0
+    images_done: int = 0
+    images_failed: int = 0
+    images_canceled: int = 0
+    failures: list[dict] = Field(default_factory=list)
     seq: int = 0
     version: int = 0
 
@@ -120,6 +144,15 @@ class Job(BaseModel):
     @property
     def ended(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def is_series(self) -> bool:
+        return self.kind == "series"
+
+    @property
+    def in_series(self) -> bool:
+        """A child job of a series (it renders ``image_numbers`` of its parent's config)."""
+        return bool(self.parent and self.image_numbers)
 
 
 def decode_hash(raw: dict) -> dict:
@@ -148,5 +181,5 @@ def encode_fields(fields: dict) -> dict[str, str]:
     return out
 
 
-__all__ = ["Job", "JobStatus", "OUTPUT_FILES", "parse_file_id", "TERMINAL_STATUSES", "TRANSITIONS", "JSON_FIELDS", "decode_hash",
-           "encode_fields"]
+__all__ = ["Job", "JobStatus", "OUTPUT_FILES", "parse_file_id", "TERMINAL_STATUSES", "TRANSITIONS",
+           "SERIES_TRANSITIONS", "JSON_FIELDS", "decode_hash", "encode_fields"]

@@ -18,7 +18,7 @@ from .context import AppContext
 from .guard import RequestGuard
 from .metrics import make_registry
 from .records import AsyncRecords, Records
-from .routes import artifacts, events, files, health, images, jobs, traces
+from .routes import artifacts, events, files, health, images, jobs, series, traces
 from .sweeper import SweeperThread
 from .settings import Settings, get_settings
 from .store import open_store
@@ -65,8 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     errors.install(app)
-    for r in (files.router, jobs.router, traces.router, artifacts.router, images.router,
-              events.router, health.router):
+    for r in (files.router, jobs.router, traces.router, artifacts.router, series.router,
+              images.router, events.router, health.router):
         app.include_router(r)
     apidocs.install(app)  # /docs and /redoc without a CDN (app/apidocs.py)
     web.install(app)  # the web page at / (app/web.py)

@@ -5,6 +5,10 @@ Redis holds records, queue state and progress, never image or trace bytes. Keys 
 
     ns:job:<id>              hash: the job record (status, progress, config, artifacts list, ...)
     ns:job:<id>:traces       hash: "slow,fast" -> id of the trace job that traces that pixel
+                             (of a series: "n:slow,fast", n the image)
+    ns:job:<id>:children     sorted set: a series' child jobs by the number of their first image
+    ns:job:<id>:settled      hash: child id -> the status it ended in, once ROLLUP counted it
+    ns:series                set: series (parents) not ended yet (the sweeper settles their children)
     ns:owner:<owner>:jobs    sorted set: the owner's jobs by submission sequence (newest = highest)
     ns:owner:<owner>:active  set: the owner's queued and running jobs (the queued-jobs limit)
     ns:file:<owner>:<hex>    hash: an uploaded file the owner may use (name, size, kind, summary)
@@ -193,6 +197,113 @@ redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[1], 'error_t
 return 'failed'
 """
 
+# A series: the parent record (counted once against the owner's limit, with no queue entry of its
+# own) and every child record (in the outbox, to be enqueued), written together, so that no
+# crash leaves a parent without its children. ARGV[8] is the number of parent field words; each
+# child follows as: id, first image number, number of field words, the words.
+_CREATE_SERIES = """
+if ARGV[3] ~= '' then
+  local prev = redis.call('GET', KEYS[7])
+  if prev then return {2, prev} end
+end
+local n = redis.call('SCARD', KEYS[3])
+if tonumber(ARGV[1]) > 0 and n >= tonumber(ARGV[1]) then return {0, n} end
+local seq = redis.call('INCR', KEYS[4])
+local np = tonumber(ARGV[8])
+redis.call('HSET', KEYS[1], 'seq', seq, 'version', 1, unpack(ARGV, 9, 8 + np))
+redis.call('ZADD', KEYS[2], seq, ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('SADD', KEYS[8], ARGV[6])
+redis.call('SADD', KEYS[10], ARGV[2])
+local i = 9 + np
+local made = 0
+while i <= #ARGV do
+  local nf = tonumber(ARGV[i + 2])
+  local cseq = redis.call('INCR', KEYS[4])
+  redis.call('HSET', ARGV[7] .. ARGV[i], 'seq', cseq, 'version', 1, unpack(ARGV, i + 3, i + 2 + nf))
+  redis.call('ZADD', KEYS[9], ARGV[i + 1], ARGV[i])
+  redis.call('ZADD', KEYS[6], ARGV[5], ARGV[i])
+  made = made + 1
+  i = i + 3 + nf
+end
+redis.call('HINCRBY', KEYS[5], 'queued', 1 + made)
+if ARGV[3] ~= '' then redis.call('SET', KEYS[7], ARGV[2] .. ' ' .. ARGV[3], 'EX', ARGV[4]) end
+return {1, seq}
+"""
+
+# A series moves with its children: after any move of a child, ROLLUP looks at the child's status.
+# A started child makes a queued parent running; an ended child is counted once (the settled hash
+# remembers it, so that the worker, the sweeper and a cancel may all call ROLLUP for the same
+# child) into the images done, failed or canceled; the last child ends the parent: canceled if a
+# cancel was asked for, failed if an image failed, else finished.
+_ROLLUP = """
+local p = redis.call('HMGET', KEYS[1], 'status', 'children', 'cancel', 'images')
+if not p[1] then return 'missing' end
+local cst = redis.call('HGET', KEYS[2], 'status')
+if not cst then return p[1] end
+if p[1] == 'queued' and cst ~= 'queued' and cst ~= 'canceled' then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'version', 1)
+  redis.call('HINCRBY', KEYS[5], 'queued', -1)
+  redis.call('HINCRBY', KEYS[5], 'running', 1)
+  p[1] = 'running'
+end
+if cst ~= 'finished' and cst ~= 'failed' and cst ~= 'canceled' then return p[1] end
+if p[1] ~= 'queued' and p[1] ~= 'running' then return p[1] end
+if redis.call('HSETNX', KEYS[3], ARGV[1], cst) == 0 then return p[1] end
+local c = redis.call('HMGET', KEYS[2], 'image_numbers', 'error_type', 'error_message')
+local nums = cjson.decode(c[1])
+local ended = redis.call('HINCRBY', KEYS[1], 'children_ended', 1)
+if cst == 'finished' then
+  local done = redis.call('HINCRBY', KEYS[1], 'images_done', #nums)
+  redis.call('HSET', KEYS[1], 'progress', string.format('%.4f', done / tonumber(p[4])))
+elseif cst == 'failed' then
+  redis.call('HINCRBY', KEYS[1], 'images_failed', #nums)
+  local raw = redis.call('HGET', KEYS[1], 'failures')
+  local list = {}
+  if raw and raw ~= '' and raw ~= '[]' then list = cjson.decode(raw) end
+  table.insert(list, {images = nums, error = {type = c[2] or '', message = c[3] or ''}})
+  redis.call('HSET', KEYS[1], 'failures', cjson.encode(list))
+else
+  redis.call('HINCRBY', KEYS[1], 'images_canceled', #nums)
+end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if ended < tonumber(p[2]) then return p[1] end
+local outcome = 'finished'
+local failed = tonumber(redis.call('HGET', KEYS[1], 'images_failed') or '0')
+if p[3] == '1' then
+  outcome = 'canceled'
+elseif failed > 0 then
+  outcome = 'failed'
+  local first = cjson.decode(redis.call('HGET', KEYS[1], 'failures'))[1]
+  redis.call('HSET', KEYS[1], 'error_type', 'ImagesFailed', 'error_message',
+             failed .. ' of ' .. p[4] .. ' images failed; image ' ..
+             table.concat(first.images, ', ') .. ': ' .. first.error.type .. ': ' ..
+             first.error.message)
+elseif tonumber(redis.call('HGET', KEYS[1], 'images_canceled') or '0') > 0 then
+  outcome = 'canceled'
+end
+redis.call('HSET', KEYS[1], 'status', outcome, 'finished_at', ARGV[2])
+redis.call('SREM', KEYS[4], ARGV[3])
+redis.call('HINCRBY', KEYS[5], p[1], -1)
+redis.call('HINCRBY', KEYS[5], outcome, 1)
+redis.call('ZADD', KEYS[6], ARGV[2], ARGV[3])
+redis.call('SREM', KEYS[7], ARGV[3])
+return outcome
+"""
+
+# A cancel of a series marks the parent; the caller then cancels every child (CANCEL) and each
+# child's ROLLUP ends the parent once the last one has ended.
+_MARK_CANCEL = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'queued' and st ~= 'running' then return st or 'missing' end
+if redis.call('HGET', KEYS[1], 'cancel') ~= '1' then
+  redis.call('HSET', KEYS[1], 'cancel', '1', 'cancel_requested_at', ARGV[1])
+  redis.call('HINCRBY', KEYS[1], 'version', 1)
+end
+return 'cancel-requested'
+"""
+
 # Retention: remove an ended job's record and its indexes (only while it is still ended).
 _FORGET = """
 local st = redis.call('HGET', KEYS[1], 'status')
@@ -200,7 +311,7 @@ if st == 'queued' or st == 'running' then
   redis.call('ZREM', KEYS[4], ARGV[1])
   return 'live'
 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[7], KEYS[8])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('SREM', KEYS[5], ARGV[1])
@@ -241,6 +352,16 @@ class Keys:
 
     def traces(self, job_id: str) -> str:
         return f"{self.ns}:job:{job_id}:traces"
+
+    def children(self, job_id: str) -> str:
+        return f"{self.ns}:job:{job_id}:children"
+
+    def settled(self, job_id: str) -> str:
+        return f"{self.ns}:job:{job_id}:settled"
+
+    @property
+    def series(self) -> str:
+        return f"{self.ns}:series"
 
     def owner_jobs(self, owner: str) -> str:
         return f"{self.ns}:owner:{owner}:jobs"
@@ -291,6 +412,9 @@ class Records:
         self._reenqueue = connection.register_script(_REENQUEUE)
         self._forget = connection.register_script(_FORGET)
         self._fail_queued = connection.register_script(_FAIL_QUEUED)
+        self._create_series = connection.register_script(_CREATE_SERIES)
+        self._rollup = connection.register_script(_ROLLUP)
+        self._mark_cancel = connection.register_script(_MARK_CANCEL)
 
     # -- jobs: reads --------------------------------------------------------------------------------
     def get(self, job_id: str) -> Optional[dict]:
@@ -402,8 +526,82 @@ class Records:
         """Remove an ended job's record and indexes; returns the status it had ('live' if it is
         queued or running again)."""
         keys = [self.k.job(job_id), self.k.traces(job_id), self.k.owner_jobs(owner),
-                self.k.ended, self.k.owner_active(owner), self.k.stats]
+                self.k.ended, self.k.owner_active(owner), self.k.stats,
+                self.k.children(job_id), self.k.settled(job_id)]
         return _s(self._forget(keys=keys, args=[job_id]))
+
+    # -- series ---------------------------------------------------------------------------------------
+    def create_series(self, job_id: str, owner: str, fields: dict,
+                      children: list[tuple[str, int, dict]], limit: int,
+                      idempotency: tuple[str, str] | None = None,
+                      idempotency_ttl: int = 86400) -> tuple[int, object]:
+        """Write a series: its parent record and every child ``(id, first image, fields)``, the
+        children in the outbox. Returns as :meth:`create`."""
+        key_hash, body_hash = idempotency or ("", "")
+        keys = [self.k.job(job_id), self.k.owner_jobs(owner), self.k.owner_active(owner),
+                self.k.seq, self.k.stats, self.k.queued,
+                self.k.idempotency(owner, key_hash or "-"), self.k.owners,
+                self.k.children(job_id), self.k.series]
+        words = encode(fields)
+        args = [limit, job_id, body_hash, idempotency_ttl, now(), owner, self.k.job(""),
+                len(words)] + words
+        for child_id, first, child_fields in children:
+            cw = encode(child_fields)
+            args += [child_id, first, len(cw)] + cw
+        code, val = self._create_series(keys=keys, args=args)
+        return int(code), (_s(val) if int(code) == 2 else int(val))
+
+    def rollup(self, parent: str, child: str) -> str:
+        """Count a child's move into its series (idempotent); returns the parent's status."""
+        rec_owner = self.r.hget(self.k.job(parent), "owner")
+        if rec_owner is None:
+            return "missing"
+        keys = [self.k.job(parent), self.k.job(child), self.k.settled(parent),
+                self.k.owner_active(_s(rec_owner)), self.k.stats, self.k.ended, self.k.series]
+        return _s(self._rollup(keys=keys, args=[child, now(), parent]))
+
+    def settle(self, rec: dict) -> Optional[str]:
+        """ROLLUP of a series child (``rec``); None for any other job."""
+        if rec.get("parent") and rec.get("image_numbers"):
+            return self.rollup(rec["parent"], rec["id"])
+        return None
+
+    def mark_cancel(self, parent: str) -> str:
+        return _s(self._mark_cancel(keys=[self.k.job(parent)], args=[now()]))
+
+    def child_ids(self, parent: str, start: float = float("-inf"), limit: int = -1) -> list[str]:
+        """A series' children in image order, from the child whose first image is ``start``."""
+        num = None if limit < 0 else limit
+        return [_s(m) for m in self.r.zrangebyscore(self.k.children(parent), start, "+inf",
+                                                    start=0 if num else None, num=num)]
+
+    def children_of(self, parent: str, *, limit: int = 20, cursor: Optional[int] = None
+                    ) -> tuple[list[dict], Optional[int]]:
+        """A page of a series' children (records) in image order; the cursor is the first image
+        of the next page."""
+        ids_scores = self.r.zrangebyscore(self.k.children(parent),
+                                          cursor if cursor is not None else "-inf", "+inf",
+                                          start=0, num=limit + 1, withscores=True)
+        pipe = self.r.pipeline(transaction=False)
+        for member, _ in ids_scores[:limit]:
+            pipe.hgetall(self.k.job(_s(member)))
+        recs = [decode(raw) for raw in pipe.execute() if raw]
+        nxt = int(ids_scores[limit][1]) if len(ids_scores) > limit else None
+        return recs, nxt
+
+    def child_for_image(self, parent: str, n: int) -> Optional[dict]:
+        """The child record that renders image ``n`` of a series (None if none does)."""
+        found = self.r.zrevrangebyscore(self.k.children(parent), n, "-inf", start=0, num=1)
+        if not found:
+            return None
+        rec = self.get(_s(found[0]))
+        return rec if rec is not None and n in (rec.get("image_numbers") or []) else None
+
+    def settled_children(self, parent: str) -> set[str]:
+        return {_s(m) for m in self.r.hkeys(self.k.settled(parent))}
+
+    def live_series(self) -> list[str]:
+        return sorted(_s(m) for m in self.r.smembers(self.k.series))
 
     def queued_since(self, before: float, limit: int = 500) -> list[str]:
         """Jobs put on a queue before ``before`` and still queued (oldest first)."""
@@ -444,8 +642,9 @@ class Records:
     def trace_jobs(self, job_id: str) -> dict[str, str]:
         return {k.decode(): v.decode() for k, v in self.r.hgetall(self.k.traces(job_id)).items()}
 
-    def set_trace_jobs(self, job_id: str, pixels: Iterable[tuple[int, int]], trace_job: str):
-        mapping = {f"{s},{f}": trace_job for s, f in pixels}
+    def set_trace_jobs(self, job_id: str, keys: Iterable[str], trace_job: str):
+        """``keys``: "slow,fast" of a job's pixels, "n:slow,fast" of image n's of a series."""
+        mapping = {key: trace_job for key in keys}
         if mapping:
             self.r.hset(self.k.traces(job_id), mapping=mapping)
 

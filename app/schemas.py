@@ -17,7 +17,7 @@ from sim_core.inputs import KINDS
 
 NonNeg = Annotated[int, Field(ge=0)]
 Pixel = tuple[NonNeg, NonNeg]
-Output = Literal["float", "smv", "noise", "png", "hkl"]
+Output = Literal["float", "smv", "noise", "png", "hkl", "cbf"]
 Status = Literal["queued", "running", "finished", "failed", "canceled"]
 DEFAULT_OUTPUTS: list[str] = ["float", "smv", "png"]
 
@@ -80,7 +80,8 @@ class JobSubmission(BaseModel):
     trace_pixels: list[Pixel] = Field(default_factory=list,
                                       description="(slow, fast) pixels to trace")
     outputs: list[Output] = Field(default_factory=lambda: list(DEFAULT_OUTPUTS),
-                                  description="files to write: images, and 'hkl' the P1 structure "
+                                  description="files to write: images ('cbf' a miniCBF of the "
+                                              "int image), and 'hkl' the P1 structure "
                                               "factors of a model or MTZ file")
     device: Optional[Literal["auto", "cpu", "cuda"]] = None
     dtype: Optional[Literal["float64", "float32"]] = None
@@ -124,15 +125,35 @@ EXAMPLE_JOB = {
                    "url": "/v1/jobs/3f9a0c2b7d4e4f1a9b8c7d6e5f4a3b2c/artifacts/floatimage.bin"}],
     "outputs": ["float", "smv", "png"], "trace_pixels": [[128, 128]], "shape": [256, 256],
     "evaluations": 65536, "timeout_s": 61, "attempts": 1, "worker": "host.1234.cpu",
-    "warnings": [], "cancel_requested": False,
+    "warnings": [], "cancel_requested": False, "series": None, "image_numbers": [],
 }
+
+
+class SeriesFailure(BaseModel):
+    images: list[int]
+    error: JobError
+
+
+class SeriesInfo(BaseModel):
+    images: int = Field(description="images of the series")
+    first_image: int = Field(description="the number of its first image (file numbering)")
+    images_done: int
+    images_failed: int
+    images_canceled: int
+    children: int = Field(description="child jobs (one or a few consecutive images each)")
+    children_ended: int
+    failures: list[SeriesFailure] = Field(description="the images of each failed child, and why")
+    children_url: str
+    image_url: str = Field(description="template of an image's artifact URL ({n}, {name})")
+    dataset_url: str = Field(description="the whole dataset as one zip, once finished")
 
 
 class JobRecord(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_JOB]})
     id: str
-    kind: Literal["render", "trace"]
-    parent: Optional[str] = Field(None, description="for a trace job: the job whose config it traces")
+    kind: Literal["render", "trace", "series"]
+    parent: Optional[str] = Field(None, description="for a trace job: the job whose config it "
+                                                    "traces; for a child job: its series")
     label: Optional[str]
     status: Status
     progress: float = Field(ge=0, le=1)
@@ -153,6 +174,10 @@ class JobRecord(BaseModel):
     worker: Optional[str]
     warnings: list[str]
     cancel_requested: bool
+    series: Optional[SeriesInfo] = Field(None, description="a series (kind 'series'): its images "
+                                                           "and how far they are")
+    image_numbers: list[int] = Field(default_factory=list,
+                                     description="a child of a series: the images it renders")
 
 
 class JobList(BaseModel):

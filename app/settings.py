@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     max_job_memory_bytes: int = Field(2 * 1024 ** 3, ge=1)
     #: size of a JSON request body, checked before it is read
     max_body_bytes: int = Field(1024 * 1024, ge=1)
+    #: images of one series (scan.images)
+    max_series_images: int = Field(3600, ge=1)
+    #: evaluations of one series (all its images together)
+    max_series_evaluations: int = Field(1_000_000_000_000, ge=1)
+    #: a series' consecutive images are grouped into child jobs of about this many evaluations
+    #: (an image of more is a child of its own)
+    series_child_evaluations: int = Field(100_000_000, ge=1)
     #: a job queued for a device that no live worker serves fails after this many seconds
     queue_timeout_s: float = Field(300.0, gt=0)
 

@@ -29,6 +29,7 @@ from sim_core.config import SimulationConfig, set_field
 from sim_core.errors import ArgumentError, ConfigError, InputFileError, SimCoreError
 from sim_core.inputs import BY_FIELD, HEADER_FLAGS
 from sim_core.seeds import with_seeds
+from sim_core.series import image_config, plan_children
 
 from . import queue as rq_queue
 from .costs import check_cost, check_grid, check_kind, file_summary, job_cost, named
@@ -48,8 +49,15 @@ class PreparedJob:
     file_names: dict[str, str]
     outputs: list[str]
     shape: tuple[int, int]
+    #: of one image (every image of a series costs the same)
     evaluations: int
     warnings: list[str] = field(default_factory=list)
+    #: images of a series (1: a single image)
+    images: int = 1
+
+    @property
+    def total_evaluations(self) -> int:
+        return self.evaluations * self.images
 
 
 def _owned_file(ctx, owner: str, ref: str, where: str) -> dict:
@@ -197,16 +205,39 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     out.int_file = OUTPUT_FILES["smv"] if "smv" in outputs else None
     out.noise_file = OUTPUT_FILES["noise"] if "noise" in outputs else None
     out.pgm_file = None
+    if "cbf" in outputs:
+        out.cbf_file = OUTPUT_FILES["cbf"]
     cfg = with_seeds(cfg)
-    cost = job_cost(cfg, summaries, form, names, sub.nanobragg_args)
+    images = cfg.scan.images
+    # every image of a series costs what its first one does (only its φ range and noise differ)
+    priced = image_config(cfg, cfg.scan.first_image) if images > 1 else cfg
+    cost = job_cost(priced, summaries, form, names, sub.nanobragg_args)
     check_cost(settings, cost, form)
+    if images > 1:
+        check_series(settings, images, cost.evaluations, form)
     _check_trace_pixels(settings, run.trace_pixels, cost.shape,
                         "trace_pixels" if sub.trace_pixels or form == "nanobragg_args"
                         else "config.run.trace_pixels")
     warnings += [f"note: {named(n, names)}" for n in cost.notes]
     warnings += unserved_warnings(ctx, run.device)
     return PreparedJob(config=cfg, file_names=names, outputs=outputs, shape=cost.shape,
-                       evaluations=cost.evaluations, warnings=warnings)
+                       evaluations=cost.evaluations, warnings=warnings, images=images)
+
+
+def check_series(settings, images: int, evaluations: int, form: str) -> None:
+    """The limits of a series, by arithmetic: its images, and its evaluations (all images)."""
+    where = "config.scan.images" if form == "config" else form
+    if images > settings.max_series_images:
+        raise limit_exceeded(where, "max_series_images", images, settings.max_series_images,
+                             "the number of images of the series")
+    total = images * evaluations
+    if total > settings.max_series_evaluations:
+        err = limit_exceeded(where, "max_series_evaluations", total,
+                             settings.max_series_evaluations, "the series' evaluations")
+        err.errors[0]["message"] = (f"the series' evaluations are {images:,} images x "
+                                    f"{evaluations:,} = {total:,}; the limit "
+                                    f"max_series_evaluations is {settings.max_series_evaluations:,}")
+        raise err
 
 
 # -- the record and the queue ----------------------------------------------------------------------
@@ -256,23 +287,107 @@ def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_nam
     that key created instead."""
     settings = ctx.settings
     job_id = new_job_id()
-    device = config.run.device
-    queue = rq_queue.queue_name(settings.namespace, device)
-    rq_id = rq_queue.new_rq_id(job_id)
-    timeout = settings.job_timeout(evaluations)
-    fields = Job(
+    job = _queued_job(settings, job_id, owner, kind=kind, config=config, file_names=file_names,
+                      outputs=outputs, shape=shape, evaluations=evaluations, warnings=warnings,
+                      label=label, parent=parent,
+                      trace_pixels=(trace_pixels if trace_pixels is not None
+                                    else config.run.trace_pixels))
+    code, val = ctx.records.create(job_id, owner, _record_fields(job),
+                                   settings.max_queued_jobs_per_owner, idem,
+                                   settings.idempotency_ttl_s)
+    earlier = _created(settings, owner, code, val, idem)
+    if earlier is not None:
+        return earlier
+    _recorded(ctx, owner, file_names)
+    _enqueue(ctx, [job])
+    return job_id
+
+
+def create_series(ctx, owner: str, prepared: PreparedJob, *, label: Optional[str] = None,
+                  idem: Optional[tuple[str, str]] = None) -> str:
+    """Write a series (the parent and its children, in one script) and enqueue the children.
+
+    Consecutive images are grouped into children of about ``BRAGG_SERIES_CHILD_EVALUATIONS``
+    evaluations, with at least one child per live worker that serves the device. A child's
+    record holds only its image numbers: the worker renders ``image_config(parent's config, n)``.
+    The parent alone counts against the owner's limit of unfinished jobs."""
+    settings = ctx.settings
+    cfg = prepared.config
+    scan = cfg.scan
+    numbers = range(scan.first_image, scan.first_image + scan.images)
+    groups = plan_children(numbers, max(1, prepared.evaluations),
+                           settings.series_child_evaluations,
+                           min_children=max(1, serving_workers(ctx, cfg.run.device)))
+    job_id = new_job_id()
+    parent = _queued_job(settings, job_id, owner, kind="series", config=cfg,
+                         file_names=prepared.file_names, outputs=prepared.outputs,
+                         shape=prepared.shape, evaluations=prepared.total_evaluations,
+                         warnings=prepared.warnings, label=label, parent=None,
+                         trace_pixels=cfg.run.trace_pixels)
+    parent.queue = parent.rq_id = ""  # the parent has no queue entry: its children have
+    parent.timeout_s = 0
+    parent.images, parent.first_image, parent.children = scan.images, scan.first_image, len(groups)
+    children = []
+    for group in groups:
+        child = _queued_job(settings, new_job_id(), owner, kind="render", config=None,
+                            file_names=prepared.file_names, outputs=prepared.outputs,
+                            shape=prepared.shape, evaluations=prepared.evaluations * len(group),
+                            warnings=[], label=_images_label(group), parent=job_id,
+                            trace_pixels=cfg.run.trace_pixels, dtype=cfg.run.dtype,
+                            device=cfg.run.device)
+        child.image_numbers = list(group)
+        children.append(child)
+    code, val = ctx.records.create_series(
+        job_id, owner, _record_fields(parent), [(c.id, c.image_numbers[0], _record_fields(c))
+                                                for c in children],
+        settings.max_queued_jobs_per_owner, idem, settings.idempotency_ttl_s)
+    earlier = _created(settings, owner, code, val, idem)
+    if earlier is not None:
+        return earlier
+    _recorded(ctx, owner, prepared.file_names)
+    _enqueue(ctx, children)
+    return job_id
+
+
+def _images_label(group: list[int]) -> str:
+    return f"image {group[0]}" if len(group) == 1 else f"images {group[0]}-{group[-1]}"
+
+
+def serving_workers(ctx, device: str) -> int:
+    """How many live workers take jobs of ``device``."""
+    from .metrics import live_workers
+
+    queue = rq_queue.queue_name(ctx.settings.namespace, device)
+    return sum(1 for w in live_workers(ctx.redis, ctx.records.k) if queue in w["queues"])
+
+
+def _queued_job(settings, job_id: str, owner: str, *, kind: str, config, file_names: dict,
+                outputs: list[str], shape, evaluations: int, warnings: list[str],
+                label: Optional[str], parent: Optional[str], trace_pixels,
+                dtype: Optional[str] = None, device: Optional[str] = None) -> Job:
+    """A new queued job's record (``config`` None: a series child, which reads its parent's)."""
+    device = device or config.run.device
+    return Job(
         id=job_id, owner=owner, kind=kind, parent=parent or "", label=label or "",
         status=JobStatus.queued, created_at=now(), requested_device=device, device=device,
-        dtype=config.run.dtype, config=config.canonical_json(),
-        config_sha256=config.config_sha256(), outputs=outputs,
-        trace_pixels=[list(p) for p in (trace_pixels if trace_pixels is not None
-                                        else config.run.trace_pixels)],
-        file_names=file_names, warnings=warnings, shape=list(shape), evaluations=evaluations,
-        timeout_s=timeout, max_attempts=1 + settings.job_retries, queue=queue, rq_id=rq_id,
-    ).to_hash()
+        dtype=dtype or config.run.dtype,
+        config=config.canonical_json() if config is not None else "",
+        config_sha256=config.config_sha256() if config is not None else "", outputs=outputs,
+        trace_pixels=[list(p) for p in trace_pixels], file_names=file_names, warnings=warnings,
+        shape=list(shape), evaluations=evaluations, timeout_s=settings.job_timeout(evaluations),
+        max_attempts=1 + settings.job_retries, queue=rq_queue.queue_name(settings.namespace, device),
+        rq_id=rq_queue.new_rq_id(job_id))
+
+
+def _record_fields(job: Job) -> dict:
+    fields = job.to_hash()
     del fields["seq"], fields["version"]  # the script numbers the record
-    code, val = ctx.records.create(job_id, owner, fields, settings.max_queued_jobs_per_owner,
-                                   idem, settings.idempotency_ttl_s)
+    return fields
+
+
+def _created(settings, owner: str, code: int, val, idem) -> Optional[str]:
+    """None when the record was written; the earlier job of a replayed idempotency key; raises
+    over the owner's limit."""
     if code == 2:  # a concurrent request with the same key won
         earlier, _, body_hash = str(val).partition(" ")
         if body_hash != idem[1]:
@@ -282,16 +397,24 @@ def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_nam
         raise limit_exceeded("(owner)", "max_queued_jobs_per_owner", int(val) + 1,
                              settings.max_queued_jobs_per_owner,
                              f"the number of unfinished jobs of {owner} with this one")
+    return None
+
+
+def _recorded(ctx, owner: str, file_names: dict) -> None:
     if file_names:
         ctx.records.touch_files(owner, [parse_file_id(ref) for ref in file_names])
-    if settings.fault_injection == "exit-after-record":
+    if ctx.settings.fault_injection == "exit-after-record":
         os._exit(17)  # tests only: the crash window between the record and the queue entry
-    try:
-        rq_queue.enqueue(ctx.redis, queue, job_id, rq_id, timeout)
-    except Exception:  # noqa: BLE001 - the record is in the outbox: the sweeper enqueues it
-        log.warning("job %s: recorded, not enqueued yet (the sweeper will)", job_id, exc_info=True)
-    return job_id
 
 
-__all__ = ["prepare", "create_job", "idempotency", "replayed_job", "PreparedJob", "parse_file_id",
+def _enqueue(ctx, jobs: list[Job]) -> None:
+    for job in jobs:
+        try:
+            rq_queue.enqueue(ctx.redis, job.queue, job.id, job.rq_id, job.timeout_s)
+        except Exception:  # noqa: BLE001 - the record is in the outbox: the sweeper enqueues it
+            log.warning("job %s: recorded, not enqueued yet (the sweeper will)", job.id,
+                        exc_info=True)
+
+
+__all__ = ["prepare", "create_job", "create_series", "check_series", "idempotency", "replayed_job", "PreparedJob", "parse_file_id",
            "OUTPUT_FILES"]

@@ -12,6 +12,8 @@ left. One pass:
   and starting the job) gets a new entry at the front of its queue; START refuses the old entry;
 - **RQ's registries**: started and failed entries of RQ jobs that no record points to any more
   are removed;
+- **series**: every child of a series not ended yet that has moved is rolled up into its parent
+  (the worker does it as the child moves; this catches a worker or an API that died in between);
 - **retention** (API processes only, every ``BRAGG_RETENTION_INTERVAL_S``): ended jobs older than
   ``BRAGG_JOB_RETENTION_S`` (record and artifacts), uploads no live job uses and unused for
   ``BRAGG_UPLOAD_RETENTION_S``, temporary folders older than ``BRAGG_TMP_MAX_AGE_S``; the owner's
@@ -40,6 +42,7 @@ class SweepReport:
     requeued: list[tuple[str, str]] = field(default_factory=list)
     reenqueued: list[str] = field(default_factory=list)
     unserved: list[str] = field(default_factory=list)
+    series_settled: int = 0
     registry_entries: int = 0
     retention: dict[str, int] = field(default_factory=dict)
 
@@ -56,6 +59,7 @@ def sweep(ctx, name: str, *, retention: bool = False) -> SweepReport:
         report.requeued = requeue_lost(ctx)
         report.unserved = fail_unserved(ctx)
         report.reenqueued = repair_outbox(ctx)
+        report.series_settled = settle_series(ctx)
         report.registry_entries = reconcile_registries(ctx)
         if retention and _due(r, records.k.retention, s.retention_interval_s):
             report.retention = apply_retention(ctx)
@@ -92,6 +96,8 @@ def requeue_lost(ctx) -> list[tuple[str, str]]:
                                  at_front=True)
             except Exception:  # noqa: BLE001 - it is in the outbox: the next passes enqueue it
                 log.exception("job %s: requeued but not enqueued yet", job_id)
+        if outcome in ("failed", "canceled"):
+            records.settle(rec)
         if outcome in ("queued", "failed", "canceled"):
             ctx.store.sweep(job_id)
             log.warning("job %s: worker %s lost during attempt %d: %s", job_id, rec.get("worker"),
@@ -138,6 +144,28 @@ def repair_outbox(ctx) -> list[str]:
     return done
 
 
+def settle_series(ctx) -> int:
+    """Roll up the children of live series that ended without their parent hearing of it (or
+    started: the parent shows running). Returns how many children were looked at anew."""
+    records, r = ctx.records, ctx.redis
+    looked = 0
+    for parent in records.live_series():
+        status = r.hget(records.k.job(parent), "status")
+        if status is None or status.decode() not in ("queued", "running"):
+            r.srem(records.k.series, parent)
+            continue
+        settled = records.settled_children(parent)
+        todo = [c for c in records.child_ids(parent) if c not in settled]
+        pipe = r.pipeline(transaction=False)
+        for child in todo:
+            pipe.hget(records.k.job(child), "status")
+        for child, st in zip(todo, pipe.execute()):
+            if st is not None and st != b"queued":
+                records.rollup(parent, child)
+                looked += 1
+    return looked
+
+
 def reconcile_registries(ctx) -> int:
     """Drop RQ's started/failed entries whose record has moved on (ended, or another entry)."""
     r, s = ctx.redis, ctx.settings
@@ -179,10 +207,18 @@ def apply_retention(ctx) -> dict[str, int]:
         if rec is None:
             r.zrem(records.k.ended, job_id)
             continue
-        store.remove_job(job_id)
-        if records.forget(job_id, rec["owner"]) != "live":
-            removed["jobs"] += 1
-            removed["job_bytes"] += sum(int(a.get("size", 0)) for a in rec.get("artifacts") or [])
+        if rec.get("image_numbers") and records.get(rec["parent"]) is not None:
+            r.zrem(records.k.ended, job_id)  # a series' child goes with its series
+            continue
+        # a series' children first (the parent's record lists them)
+        family = [records.get(c) for c in records.child_ids(job_id)] \
+            if rec.get("kind") == "series" else []
+        for one in [c for c in family if c is not None] + [rec]:
+            store.remove_job(one["id"])
+            if records.forget(one["id"], one["owner"]) != "live":
+                removed["jobs"] += 1
+                removed["job_bytes"] += sum(int(a.get("size", 0))
+                                            for a in one.get("artifacts") or [])
     stale = records.uploads_unused_since(now() - s.upload_retention_s)
     if stale:
         in_use = _files_in_use(records)
@@ -260,5 +296,5 @@ class SweeperThread(threading.Thread):
         self.stopping.set()
 
 
-__all__ = ["sweep", "SweepReport", "SweeperThread", "requeue_lost", "repair_outbox",
+__all__ = ["sweep", "SweepReport", "SweeperThread", "requeue_lost", "repair_outbox", "settle_series",
            "reconcile_registries", "apply_retention"]

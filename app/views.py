@@ -41,6 +41,28 @@ def job_view(rec: dict | Job) -> dict:
         "worker": job.worker or None,
         "warnings": job.warnings,
         "cancel_requested": job.cancel,
+        "series": series_view(job),
+        "image_numbers": job.image_numbers,
+    }
+
+
+def series_view(job: Job) -> dict | None:
+    """What a series' record says of its images (None for any other job)."""
+    if not job.is_series:
+        return None
+    base = job_url(job.id)
+    return {
+        "images": job.images,
+        "first_image": job.first_image,
+        "images_done": job.images_done,
+        "images_failed": job.images_failed,
+        "images_canceled": job.images_canceled,
+        "children": job.children,
+        "children_ended": job.children_ended,
+        "failures": job.failures,
+        "children_url": f"/v1/jobs?parent={job.id}",
+        "image_url": f"{base}/images/{{n}}/artifacts/{{name}}",
+        "dataset_url": f"{base}/dataset",
     }
 
 

@@ -16,12 +16,13 @@ from typing import Optional
 
 import redis
 
+from app.commands import commands_text
 from app.job import OUTPUT_FILES, parse_file_id
 from app.store import disk_error, write_atomic
 from sim_core.errors import SimCoreError
 
 from . import context
-from .artifacts import commands_text, metadata, seal, write_json
+from .artifacts import metadata, seal, write_json
 
 log = logging.getLogger("bragg.worker")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -161,28 +162,75 @@ def _peak_memory(job: RunningJob, device: str) -> dict:
     return {"kind": "process_rss", "bytes": int(max(job.peak_rss, _rss()))}
 
 
-# -- the two kinds of job ---------------------------------------------------------------------------
+# -- the kinds of job -------------------------------------------------------------------------------
 def _render(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict:
     from sim_core.config import load_config
+
+    if rec.get("image_numbers"):
+        return _render_images(ctx, rec, job, device, staging)
+    return _render_image(ctx, rec, job, device, staging, load_config(rec["config"]),
+                         progress=job.progress)
+
+
+def _render_images(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict:
+    """A child of a series: render each of its images, ``image_config(series config, n)``, into
+    artifacts numbered like the nanobragg command's files (``floatimage_00003.bin``)."""
+    from sim_core.config import load_config
+    from sim_core.series import image_config, series_image
+
+    parent = ctx.records.get(rec["parent"])
+    if parent is None or not parent.get("config"):
+        raise SeriesGone(f"the series {rec['parent']} of this job no longer exists")
+    series = load_config(parent["config"])
+    numbers = list(rec["image_numbers"])
+    total = {"evaluations": 0, "render_s": 0.0, "eps": 0.0, "device": device, "warnings": []}
+    for k, n in enumerate(numbers):
+        job.check()
+        part = (lambda f, k=k: job.progress((k + f) / len(numbers)))
+        stats = _render_image(ctx, rec, job, device, staging, image_config(series, n),
+                              progress=part, number=n,
+                              image=dict(series_image(series, n).as_dict(),
+                                         series=rec["parent"]))
+        total["evaluations"] += stats["evaluations"]
+        total["render_s"] += stats["render_s"]
+        total["device"] = stats["device"]
+        total["warnings"] = stats["warnings"]
+    total["eps"] = total["evaluations"] / total["render_s"] if total["render_s"] > 0 else 0.0
+    return total
+
+
+class SeriesGone(SimCoreError):
+    """A child job whose series record is gone (removed by retention)."""
+
+
+def _render_image(ctx, rec: dict, job: RunningJob, device: str, staging: Path, config, *,
+                  progress, number: Optional[int] = None, image: Optional[dict] = None) -> dict:
+    """Render one image and write its artifacts into ``staging``: named as a single job's, or
+    for image ``number`` of a series numbered (``intimage_00003.img``, ``run_metadata_00003.json``)."""
     from sim_core.outputs import write_outputs
+    from sim_core.series import numbered_name
     from sim_core.simulate import simulate
 
-    config = load_config(rec["config"])
-    result = simulate(config, _resolver(ctx), progress=job.progress, cancel=job.should_stop,
+    def name(n: Optional[str]) -> Optional[str]:
+        return n if n is None or number is None else numbered_name(n, number)
+
+    result = simulate(config, _resolver(ctx), progress=progress, cancel=job.should_stop,
                       device=device, dtype=config.run.dtype)
     job.check()
     non_finite = check_finite(result.image, rec)
     outputs = set(rec.get("outputs") or [])
-    names = {k: (v if k in outputs else None) for k, v in OUTPUT_FILES.items()}
+    names = {k: (name(v) if k in outputs else None) for k, v in OUTPUT_FILES.items()}
     report = write_outputs(result, staging, float_file=names["float"], int_file=names["smv"],
-                           noise_file=names["noise"], png_file=names["png"])
+                           noise_file=names["noise"], png_file=names["png"],
+                           cbf_file=names["cbf"])
     for t in result.traces:
-        write_atomic(staging / f"trace_{t.slow}_{t.fast}.log", t.text)
-    hkl_name = names["hkl"] if result.experiment.hkl_grid is not None else None
-    if hkl_name:  # the P1 table of a model or MTZ file, for the C program
+        write_atomic(staging / name(f"trace_{t.slow}_{t.fast}.log"), t.text)
+    hkl_name = OUTPUT_FILES["hkl"] if "hkl" in outputs and result.experiment.hkl_grid is not None \
+        else None
+    if hkl_name and not (staging / hkl_name).exists():  # the P1 table, for the C program
         from sim_core.io.hkl import write_hkl
         write_hkl(staging / hkl_name, result.experiment.hkl_grid)
-    write_atomic(staging / "commands.txt",
+    write_atomic(staging / name("commands.txt"),
                  commands_text(rec["id"], result.config, rec.get("file_names") or {},
                                ctx.versions.get("project"), hkl_artifact=hkl_name,
                                cell=result.experiment.crystal.cell_report["cell_A_deg"]))
@@ -197,7 +245,9 @@ def _render(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict
                   result=result, report=report, peak_memory=_peak_memory(job, device),
                   traces=[(t.slow, t.fast) for t in result.traces])
     md["non_finite_pixels"] = non_finite
-    write_json(staging / "run_metadata.json", md)
+    if image is not None:
+        md["series_image"] = image
+    write_json(staging / name("run_metadata.json"), md)
     return {"evaluations": int(result.evaluations), "render_s": result.elapsed_s,
             "eps": result.evaluations_per_second, "device": result.device,
             "warnings": rec.get("warnings") or []}
@@ -270,6 +320,7 @@ def run_job(job_id: str) -> Optional[str]:
     hb = ctx.heartbeat
     if hb is not None:
         hb.current = job
+    _settle(ctx, rec)
     try:
         return _execute(ctx, rec, job, device)
     except Exception as exc:  # noqa: BLE001 - e.g. Redis gone while finishing: do not leave it running
@@ -281,6 +332,18 @@ def run_job(job_id: str) -> Optional[str]:
     finally:
         if hb is not None:
             hb.current = None
+        _settle(ctx, rec)
+
+
+def _settle(ctx, rec: dict) -> None:
+    """Roll a series child's move up into its series (the sweeper does it should this fail)."""
+    if not rec.get("image_numbers"):
+        return
+    try:
+        ctx.records.settle(rec)
+    except redis.RedisError as exc:
+        log.warning("job %s: its series %s not updated yet (%s)", rec["id"], rec.get("parent"),
+                    exc)
 
 
 def _execute(ctx, rec: dict, job: RunningJob, device: str) -> str:

@@ -4,7 +4,7 @@ statistics, and the detector geometry (resolution and 2θ of any pixel, rings, b
 ``GET /v1/jobs/{id}/image?slow=a:b&fast=c:d&step=k`` answers raw little-endian float32: each value
 the maximum of a k x k block, so the viewer fetches a 6-megapixel image as a few small tiles of a
 coarse level and finer tiles as it zooms in, never the whole float file. ``n`` picks an image of a
-series (1 = the first and, today, only one).
+series (as in its file numbering; by default its first).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from sim_core.config import load_config
 
 from ..auth import current_owner
 from ..errors import ApiError, invalid_field, not_found
-from ..imagedata import Region, float_images, image_stats, read_region
+from ..imagedata import Region, image_stats, read_region
+from ..series import finished_image, image_range
 from ..schemas import error_responses
 from ..views import etag_matches
 from .jobs import owned_job
@@ -42,31 +43,29 @@ _geometry_cache = ByteLRU(None, entries=64)
 _bytes_cache = ByteLRU(None, entries=2)  # whole images, only for stores that cannot give a local path
 
 
-def _image(request: Request, rec: dict, n: int) -> tuple[str, dict, np.ndarray]:
+def _image(request: Request, rec: dict, n: int | None) -> tuple[str, dict, np.ndarray]:
     """(artifact name, artifact entry, the image as a read-only (slow, fast) float32 array)."""
-    if rec["status"] != "finished":
+    if rec["status"] != "finished" and rec.get("kind") != "series":
         raise ApiError(409, f"job is {rec['status']}, not finished",
                        hint="the image can be viewed once the job is finished")
-    names = float_images(rec)
-    if not names:
+    src = finished_image(request.app.state.ctx, rec, n)
+    entry = src.entry("floatimage.bin")
+    if entry is None:
         raise not_found("float image", hint="the job has no floatimage.bin: submit it with "
                                             "\"float\" among its outputs (trace jobs have none)")
-    if not 1 <= n <= len(names):
-        raise invalid_field("n", f"image {n} does not exist; the job has {len(names)} "
-                                 f"image{'s' if len(names) > 1 else ''} (n = 1..{len(names)})")
-    name = names[n - 1]
-    entry = next(a for a in rec["artifacts"] if a["name"] == name)
+    name = entry["name"]
     S, F = (int(x) for x in rec["shape"])
     if entry["size"] != S * F * 4:
         raise ApiError(409, f"{name} holds {entry['size']} bytes, not the {S} x {F} float32 "
                             "pixels of the job's shape")
     store = request.app.state.ctx.store
-    path = store.artifact_path(rec["id"], name)
+    holder = src.job["id"]
+    path = store.artifact_path(holder, name)
     if path is not None:
         return name, entry, np.memmap(path, dtype="<f4", mode="r", shape=(S, F))
 
     def read_all():
-        with store.open_artifact(rec["id"], name) as fh:
+        with store.open_artifact(holder, name) as fh:
             return np.frombuffer(fh.read(), dtype="<f4").reshape(S, F)
     return name, entry, _bytes_cache.get_or_make(entry["sha256"], read_all)
 
@@ -98,7 +97,9 @@ def get_image_region(job_id: str, request: Request,
                      step: int = Query(1, ge=1, le=65536,
                                        description="block size: 1 = every pixel, 4 = the maximum "
                                                    "of each 4 x 4 block"),
-                     n: int = Query(1, ge=1, description="the image of a series (1 = the first)"),
+                     n: int | None = Query(None, ge=0, description="the image of a series, as in "
+                                                                   "its file numbering (default: "
+                                                                   "its first)"),
                      owner: str = Depends(current_owner)):
     """A region of the image, reduced by ``step``: at most 1,048,576 values per answer. The answer
     is gzip-compressed when the request accepts it; its ETag never changes for a finished job."""
@@ -112,7 +113,7 @@ def get_image_region(job_id: str, request: Request,
                                     f"{rows} x {cols} = {rows * cols:,} values; at most "
                                     f"{MAX_REGION_VALUES:,} per answer: ask for a larger step or "
                                     "a smaller region")
-    etag = f'"{entry["sha256"][:32]}-{n}-{r.s0}-{r.s1}-{r.f0}-{r.f1}-{step}"'
+    etag = f'"{entry["sha256"][:32]}-{r.s0}-{r.s1}-{r.f0}-{r.f1}-{step}"'
     headers = {"ETag": etag, "Cache-Control": _IMMUTABLE, "Vary": "Accept-Encoding",
                "X-Image-Shape": f"{rows},{cols}", "X-Image-Step": str(step),
                "X-Image-Region": f"{r.s0}:{r.s1},{r.f0}:{r.f1}",
@@ -137,7 +138,9 @@ def get_image_region(job_id: str, request: Request,
                                           "99.9": 40.2, "99.99": 310.0}}}}}},
                        **error_responses(401, 404, 409, 422)})
 def get_image_info(job_id: str, request: Request,
-                   n: int = Query(1, ge=1, description="the image of a series (1 = the first)"),
+                   n: int | None = Query(None, ge=0, description="the image of a series, as in "
+                                                                 "its file numbering (default: "
+                                                                 "its first)"),
                    owner: str = Depends(current_owner)):
     """What the viewer needs before it asks for pixels: the shape, how many images the job has,
     and the statistics its automatic contrast uses (percentiles of the positive pixels; of every
@@ -145,7 +148,9 @@ def get_image_info(job_id: str, request: Request,
     rec = owned_job(request, job_id, owner)
     name, entry, img = _image(request, rec, n)
     stats = _stats_cache.get_or_make(entry["sha256"], lambda: image_stats(img))
-    return JSONResponse({"shape": list(img.shape), "n": n, "images": len(float_images(rec)),
+    numbers = image_range(rec)
+    return JSONResponse({"shape": list(img.shape), "n": numbers[0] if n is None else n,
+                         "images": len(numbers), "first_image": numbers[0],
                          "name": name, "sha256": entry["sha256"], "tile": TILE,
                          "max_region_values": MAX_REGION_VALUES, "stats": stats},
                         headers={"Cache-Control": "private, no-cache"})

@@ -13,7 +13,7 @@ from .. import queue as rq_queue
 from ..deps import CtxDep, OwnerDep
 from ..errors import ApiError, invalid_field, not_found
 from ..schemas import EXAMPLE_JOB, JobList, JobRecord, JobSubmission, error_responses
-from ..submit import create_job, idempotency, prepare, replayed_job
+from ..submit import create_job, create_series, idempotency, prepare, replayed_job
 from ..views import etag_matches, job_etag, job_url, job_view
 
 router = APIRouter(tags=["jobs"])
@@ -67,10 +67,13 @@ def submit_job(ctx: CtxDep, owner: OwnerDep,
     replayed = job_id is not None
     if job_id is None:
         job = prepare(ctx, owner, body)
-        job_id = create_job(ctx, owner, kind="render", config=job.config,
-                            file_names=job.file_names, outputs=job.outputs, shape=job.shape,
-                            evaluations=job.evaluations, warnings=job.warnings, label=body.label,
-                            idem=idem)
+        if job.images > 1:
+            job_id = create_series(ctx, owner, job, label=body.label, idem=idem)
+        else:
+            job_id = create_job(ctx, owner, kind="render", config=job.config,
+                                file_names=job.file_names, outputs=job.outputs, shape=job.shape,
+                                evaluations=job.evaluations, warnings=job.warnings,
+                                label=body.label, idem=idem)
     rec = ctx.records.get(job_id)
     if rec is None:  # replayed, but the job has been removed since (retention)
         raise not_found("job")
@@ -83,15 +86,28 @@ def submit_job(ctx: CtxDep, owner: OwnerDep,
 
 @router.get("/v1/jobs", response_model=JobList, summary="The caller's jobs, newest first",
             responses=error_responses(401, 422))
-def list_jobs(              status: Optional[Literal["queued", "running", "finished", "failed", "canceled"]]
+def list_jobs(status: Optional[Literal["queued", "running", "finished", "failed", "canceled"]]
               = Query(None, description="only jobs in this status"),
               limit: int = Query(20, ge=1, le=200),
               cursor: Optional[str] = Query(None, description="next_cursor of the previous page"),
+              parent: Optional[str] = Query(None, description="a series' id: its child jobs, in "
+                                                              "image order"),
               *, ctx: CtxDep, owner: OwnerDep):
+    """The caller's jobs (a series once, not its children), newest first; with ``parent`` the
+    children of that series in image order."""
     if cursor is not None and not _CURSOR.fullmatch(cursor):
         raise invalid_field("cursor", "expected the next_cursor of a previous page")
-    recs, nxt = ctx.records.list(owner, status=status, limit=limit,
-                                 cursor=int(cursor) if cursor else None)
+    if parent is not None:
+        prec = ctx.records.get_owned(parent, owner)
+        if prec is None:
+            raise not_found("job")
+        recs, nxt = ctx.records.children_of(parent, limit=limit,
+                                            cursor=int(cursor) if cursor else None)
+        if status:
+            recs = [r for r in recs if r.get("status") == status]
+    else:
+        recs, nxt = ctx.records.list(owner, status=status, limit=limit,
+                                     cursor=int(cursor) if cursor else None)
     return JSONResponse({"jobs": [job_view(r) for r in recs],
                          "next_cursor": str(nxt) if nxt is not None else None})
 
@@ -115,8 +131,15 @@ async def get_job(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
                         **error_responses(401, 404, 409)})
 def cancel_job(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
     """A queued job is canceled at once (200); a running job stops at its next chunk and ends
-    ``canceled`` with no artifacts (202). A finished or failed job gives 409."""
+    ``canceled`` with no artifacts (202). A finished or failed job gives 409. A series cancels
+    every child (those running stop at their next chunk) and ends ``canceled`` with the last;
+    a child of a series is canceled with its series only (409)."""
     rec = owned_job(request, job_id, owner)
+    if rec.get("kind") == "series":
+        return _cancel_series(ctx, rec)
+    if rec.get("parent") and rec.get("image_numbers"):
+        raise ApiError(409, "a child of a series is canceled with its series",
+                       hint=f"POST /v1/jobs/{rec['parent']}/cancel")
     outcome = ctx.records.cancel(job_id, owner)
     if outcome == "canceled":
         rq_queue.discard(ctx.redis, rec.get("rq_id", ""))
@@ -126,3 +149,25 @@ def cancel_job(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
     if outcome in ("finished", "failed"):
         raise ApiError(409, f"job is already {outcome}")
     return job_response(ctx.records.get(job_id))
+
+
+def _cancel_series(ctx, rec: dict) -> Response:
+    job_id, owner = rec["id"], rec["owner"]
+    outcome = ctx.records.mark_cancel(job_id)
+    if outcome in ("finished", "failed"):
+        raise ApiError(409, f"job is already {outcome}")
+    if outcome == "cancel-requested":
+        cancel_children(ctx, job_id, owner)
+    now_rec = ctx.records.get(job_id)
+    return job_response(now_rec, 200 if now_rec["status"] == "canceled" else 202)
+
+
+def cancel_children(ctx, parent: str, owner: str) -> None:
+    """Cancel every child of a series: queued ones at once (their queue entries dropped), running
+    ones at their next chunk; each child's move is rolled up into the parent."""
+    for child in ctx.records.child_ids(parent):
+        if ctx.records.cancel(child, owner) == "canceled":
+            crec = ctx.records.get(child)
+            if crec is not None:
+                rq_queue.discard(ctx.redis, crec.get("rq_id", ""))
+        ctx.records.rollup(parent, child)

@@ -20,7 +20,7 @@ from app.dataset import SEAL, ChecksumMismatch, DatasetFile, stream_zip
 from sim_core.nanobragg_args import parse_nanobragg_args
 from sim_core.series import series_images
 from tests.service.conftest import free_port, wait_for
-from worker.artifacts import commands_text, series_commands_text
+from app.commands import commands_text, series_commands_text
 
 MB = 1 << 20
 CHUNK = 128 * 1024
