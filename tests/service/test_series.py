@@ -7,9 +7,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import signal
+import subprocess
+import time
 import zipfile
 
 import fabio
+import httpx
 import numpy as np
 import pytest
 from fabio.cbfimage import PilatusHeader
@@ -19,7 +23,8 @@ from sim_core.cost import estimate
 from sim_core.series import image_config, image_seed, numbered_name
 from sim_core.simulate import simulate
 
-from .helpers import get, submit, wait_status
+from .conftest import wait_for
+from .helpers import get, long_args, submit, wait_status, with_flag
 
 #: 6 images of 0.5 deg from phi 10, 3 phi steps each, 4 mosaic domains, 24 x 20 pixels
 SERIES = {
@@ -176,3 +181,94 @@ def test_a_series_from_a_command_line(alice):
     done = wait_status(alice, rec["id"], timeout=60)
     assert done["status"] == "finished" and done["series"]["images_done"] == 4
     assert get(alice, rec["id"])["progress"] == 1.0
+
+
+# -- faults and cancel ------------------------------------------------------------------------------
+def _series_args(seconds_per_image: float, images: int) -> list[str]:
+    """LONG_ARGS as a series: ``images`` images of about ``seconds_per_image`` each on a CPU
+    worker of this machine, 64 x 64 pixels."""
+    return with_flag(long_args(seconds_per_image * 4), "-detpixels", 64) + [
+        "-images", str(images), "-seed", "7"]
+
+
+def _children(client, job_id: str) -> list[dict]:
+    return client.get("/v1/jobs", params={"parent": job_id, "limit": 200}).json()["jobs"]
+
+
+def test_a_worker_killed_mid_series_loses_no_image(service, alice, tmp_path):
+    service.ensure_workers(2)
+    job = submit(alice, {"nanobragg_args": _series_args(0.6, 8), "outputs": ["float", "smv"],
+                         "label": "survives a SIGKILL"})
+    running = wait_for(lambda: next((c for c in _children(alice, job["id"])
+                                     if c["status"] == "running" and c["progress"] > 0.05), None),
+                       60, what="a child rendering")
+    victim = running["worker"]
+    service.kill_worker(victim, signal.SIGKILL)
+    service.start_worker()
+    done = wait_status(alice, job["id"], timeout=120)
+    assert done["status"] == "finished", done
+    assert done["series"]["images_done"] == 8
+    taken_over = get(alice, running["id"])
+    assert taken_over["attempts"] == 2 and taken_over["worker"] != victim
+    # every image is in the dataset, each verified by sha256.txt
+    r = alice.get(f"/v1/jobs/{job['id']}/dataset")
+    zipfile.ZipFile(io.BytesIO(r.content)).extractall(tmp_path)
+    assert subprocess.run(["sha256sum", "--quiet", "-c", "sha256.txt"], cwd=tmp_path,
+                          capture_output=True).returncode == 0
+    assert sorted(p.name for p in tmp_path.glob("floatimage_*.bin")) == [
+        numbered_name("floatimage.bin", n) for n in range(1, 9)]
+    assert not list((service.data_dir / "tmp").glob(f"job-{running['id']}-*"))
+    service.ensure_workers(2)
+
+
+def test_cancel_of_a_running_series_stops_every_child(service, alice):
+    service.ensure_workers(2)
+    job = submit(alice, {"nanobragg_args": _series_args(0.3, 40), "outputs": ["float"],
+                         "label": "to cancel"})
+    assert job["series"]["children"] >= 2
+    wait_status(alice, job["id"], ("running",), timeout=60,
+                pred=lambda r: sum(c["status"] == "running"
+                                   for c in _children(alice, job["id"])) >= 1)
+    t0 = time.monotonic()
+    r = alice.post(f"/v1/jobs/{job['id']}/cancel")
+    assert r.status_code in (200, 202) and r.json()["cancel_requested"]
+    rec = wait_status(alice, job["id"], timeout=10, interval=0.02)
+    elapsed = time.monotonic() - t0
+    assert rec["status"] == "canceled", rec
+    children = _children(alice, job["id"])
+    assert {c["status"] for c in children} == {"canceled"} or all(
+        c["status"] in ("canceled", "finished") for c in children)
+    assert sum(c["status"] == "canceled" for c in children) >= 1
+    assert elapsed < 2.0, elapsed
+    ids = {c["id"] for c in children}
+    time.sleep(3)
+    busy = [w for w in httpx.get(f"{service.base_url}/readyz").json()["workers"]
+            if w["job"] in ids]
+    assert busy == []
+    assert alice.get(f"/v1/jobs/{job['id']}/dataset").status_code == 409
+    assert alice.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
+
+
+def test_a_series_fails_with_its_images_and_reasons(service, alice):
+    """With BRAGG_JOB_RETRIES=1 a child has two attempts; killing both fails its images, the
+    others finish, and the series ends failed naming them."""
+    service.ensure_workers(2)
+    job = submit(alice, {"nanobragg_args": _series_args(1.5, 2), "outputs": ["float"]})
+    first = wait_for(lambda: next((c for c in _children(alice, job["id"])
+                                   if c["status"] == "running" and c["progress"] > 0.05), None),
+                     60, what="a child rendering")
+    service.start_worker()
+    service.kill_worker(first["worker"], signal.SIGKILL)
+    second = wait_status(alice, first["id"], ("running",), timeout=60,
+                         pred=lambda r: r["attempts"] == 2 and r["progress"] > 0)
+    service.kill_worker(second["worker"], signal.SIGKILL)
+    done = wait_status(alice, job["id"], timeout=60)
+    assert done["status"] == "failed", done
+    s = done["series"]
+    assert s["images_failed"] == len(first["image_numbers"])
+    assert s["images_done"] == 2 - s["images_failed"]
+    assert s["failures"][0]["images"] == first["image_numbers"]
+    assert s["failures"][0]["error"]["type"] == "WorkerLost"
+    assert done["error"]["type"] == "ImagesFailed"
+    assert f"image {first['image_numbers'][0]}" in done["error"]["message"]
+    service.ensure_workers(2)
