@@ -10,12 +10,19 @@ A single job holds its one image under the plain artifact names (``floatimage.bi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Annotated, Iterator, Optional
+
+from fastapi import Path
 
 from sim_core.series import numbered_name
 
 from .errors import ApiError, invalid_field, not_found
 from .job import JobStatus
+
+
+#: the ``{n}`` of the image routes
+ImageNumber = Annotated[int, Path(ge=0, le=10 ** 9 + 10 ** 6, description="the image, as in the "
+                                  "file numbering of a series (a single job: 1)")]
 
 
 @dataclass(frozen=True)
@@ -89,5 +96,5 @@ def finished_children(ctx, rec: dict) -> Iterator[dict]:
                 yield decode(raw)
 
 
-__all__ = ["ImageSource", "image_source", "finished_image", "image_range", "is_series",
+__all__ = ["ImageNumber", "ImageSource", "image_source", "finished_image", "image_range", "is_series",
            "finished_children"]

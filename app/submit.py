@@ -214,7 +214,7 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     cost = job_cost(priced, summaries, form, names, sub.nanobragg_args)
     check_cost(settings, cost, form)
     if images > 1:
-        check_series(settings, images, cost.evaluations, form)
+        check_series(settings, images, cost.evaluations, form, sub.nanobragg_args)
     _check_trace_pixels(settings, run.trace_pixels, cost.shape,
                         "trace_pixels" if sub.trace_pixels or form == "nanobragg_args"
                         else "config.run.trace_pixels")
@@ -224,12 +224,19 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
                        evaluations=cost.evaluations, warnings=warnings, images=images)
 
 
-def check_series(settings, images: int, evaluations: int, form: str) -> None:
+def check_series(settings, images: int, evaluations: int, form: str,
+                 argv: Optional[list[str]] = None) -> None:
     """The limits of a series, by arithmetic: its images, and its evaluations (all images)."""
-    where = "config.scan.images" if form == "config" else form
+    if form == "config":
+        where, what = "config.scan.images", "the number of images of the series"
+    else:
+        from sim_core.nanobragg_args import flag_position
+        idx = flag_position(argv or [], "scan.images")
+        where = form + (f".{idx}" if idx is not None else "")
+        what = "-images / scan.images: the number of images of the series"
     if images > settings.max_series_images:
         raise limit_exceeded(where, "max_series_images", images, settings.max_series_images,
-                             "the number of images of the series")
+                             what)
     total = images * evaluations
     if total > settings.max_series_evaluations:
         err = limit_exceeded(where, "max_series_evaluations", total,

@@ -11,7 +11,7 @@ from ..dataset import job_dataset, stream_zip
 from ..deps import CtxDep, OwnerDep
 from ..errors import ApiError, not_found
 from ..schemas import error_responses
-from ..series import finished_image
+from ..series import ImageNumber, finished_image
 from .artifacts import serve_artifact
 from .jobs import owned_job
 
@@ -24,7 +24,7 @@ router = APIRouter(tags=["artifacts"])
                              "content": {"application/octet-stream": {}, "image/png": {},
                                          "application/json": {}}},
                        **error_responses(401, 404, 409, 422)})
-def get_image_artifact(job_id: str, n: int, name: str, request: Request, ctx: CtxDep,
+def get_image_artifact(job_id: str, n: ImageNumber, name: str, request: Request, ctx: CtxDep,
                        owner: OwnerDep):
     """Image ``n`` of a series (as in the file numbering), under a single job's artifact names:
     ``floatimage.bin``, ``intimage.img``, ``noiseimage.img``, ``image.cbf``, ``preview.png``,

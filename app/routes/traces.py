@@ -21,7 +21,7 @@ from sim_core.config import load_config
 from ..deps import CtxDep, OwnerDep
 from ..errors import ApiError, invalid, invalid_field, not_found
 from ..schemas import EXAMPLE_JOB, TraceRequest, TraceSubmission, error_responses
-from ..series import ImageSource, finished_image, is_series
+from ..series import ImageNumber, ImageSource, finished_image, is_series
 from ..views import job_view
 from .artifacts import serve_artifact
 from .jobs import owned_job
@@ -77,7 +77,7 @@ def get_trace(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep,
 
 @router.get("/v1/jobs/{job_id}/images/{n}/trace", summary="The trace of one pixel of image n",
             response_class=PlainTextResponse, responses=_TRACE_RESPONSES)
-def get_image_trace(job_id: str, n: int, request: Request, ctx: CtxDep, owner: OwnerDep,
+def get_image_trace(job_id: str, n: ImageNumber, request: Request, ctx: CtxDep, owner: OwnerDep,
                     pixel: str = Query(..., description="slow,fast", examples=["128,129"])):
     """Image ``n`` (as in the file numbering) of a series, or ``n = 1`` of a single job."""
     slow, fast = _pixel(pixel)
@@ -189,7 +189,7 @@ def post_traces(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep,
 
 @router.post("/v1/jobs/{job_id}/images/{n}/traces", response_model=TraceSubmission,
              summary="Trace more pixels of image n of a series", responses=_POST_RESPONSES)
-def post_image_traces(job_id: str, n: int, request: Request, ctx: CtxDep, owner: OwnerDep,
+def post_image_traces(job_id: str, n: ImageNumber, request: Request, ctx: CtxDep, owner: OwnerDep,
                       body: TraceRequest = Body(...)):
     """As ``POST /v1/jobs/{id}/traces``, on the config of image ``n`` (its φ range and seed)."""
     rec = owned_job(request, job_id, owner)

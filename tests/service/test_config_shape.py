@@ -44,10 +44,11 @@ def _config(**sections):
     ({"nanobragg_args": ARGS + ["-seed", "1e30"]}, "nanobragg_args.11", ("-seed", "noise.seed")),
     ({"nanobragg_args": ARGS + ["-osc", "0", "-phistep", "0.1"]}, "nanobragg_args.11",
      ("-osc", "scan.osc_range_deg")),
-    # the service renders one image per job
-    ({"config": _config(scan={"images": 4, "osc_range_deg": 0.5})}, "config.scan.images", ()),
-    ({"nanobragg_args": ARGS + ["-images", "4", "-osc", "0.5"]}, "nanobragg_args.11",
-     ("-images", "scan.images")),
+    # a series is limited in images (BRAGG_MAX_SERIES_IMAGES, 3600 by default)
+    ({"config": _config(scan={"images": 4000, "osc_range_deg": 0.5})}, "config.scan.images",
+     ("max_series_images",)),
+    ({"nanobragg_args": ARGS + ["-images", "4000", "-osc", "0.5"]}, "nanobragg_args.11",
+     ("-images", "scan.images", "max_series_images")),
 ])
 def test_out_of_range_is_422_naming_the_field(alice, body, field, words):
     r = alice.post("/v1/jobs", content=json.dumps(body), headers={"content-type": "application/json"})
