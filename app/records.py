@@ -8,6 +8,7 @@ Redis holds records, queue state and progress, never image or trace bytes. Keys 
                              (of a series: "n:slow,fast", n the image)
     ns:job:<id>:children     sorted set: a series' child jobs by the number of their first image
     ns:job:<id>:settled      hash: child id -> the status it ended in, once ROLLUP counted it
+    ns:job:<id>:partial      hash: running child id -> the images it has rendered so far (progress)
     ns:series                set: series (parents) not ended yet (the sweeper settles their children)
     ns:owner:<owner>:jobs    sorted set: the owner's jobs by submission sequence (newest = highest)
     ns:owner:<owner>:active  set: the owner's queued and running jobs (the queued-jobs limit)
@@ -254,9 +255,18 @@ if redis.call('HSETNX', KEYS[3], ARGV[1], cst) == 0 then return p[1] end
 local c = redis.call('HMGET', KEYS[2], 'image_numbers', 'error_type', 'error_message')
 local nums = cjson.decode(c[1])
 local ended = redis.call('HINCRBY', KEYS[1], 'children_ended', 1)
+local share = tonumber(redis.call('HGET', KEYS[8], ARGV[1]) or '0')
+local partial = 0
+if share ~= 0 then
+  redis.call('HDEL', KEYS[8], ARGV[1])
+  partial = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], 'images_partial', -share))
+else
+  partial = tonumber(redis.call('HGET', KEYS[1], 'images_partial') or '0')
+end
 if cst == 'finished' then
   local done = redis.call('HINCRBY', KEYS[1], 'images_done', #nums)
-  redis.call('HSET', KEYS[1], 'progress', string.format('%.4f', done / tonumber(p[4])))
+  redis.call('HSET', KEYS[1], 'progress',
+             string.format('%.4f', math.min(1, (done + partial) / tonumber(p[4]))))
 elseif cst == 'failed' then
   redis.call('HINCRBY', KEYS[1], 'images_failed', #nums)
   local raw = redis.call('HGET', KEYS[1], 'failures')
@@ -292,6 +302,23 @@ redis.call('SREM', KEYS[7], ARGV[3])
 return outcome
 """
 
+# A running child's share of a series' progress: the images it has rendered so far (a fraction of
+# its own), kept per child in the partial hash and summed in the parent's 'images_partial', so that
+# the parent's progress moves while its children render. ROLLUP takes a child's share out when it
+# counts the child; a retried child's share is replaced by its next write.
+_SERIES_PROGRESS = """
+local p = redis.call('HMGET', KEYS[1], 'status', 'images', 'images_done')
+if p[1] ~= 'queued' and p[1] ~= 'running' then return 0 end
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 0 end
+local old = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local partial = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], 'images_partial', tonumber(ARGV[2]) - old))
+redis.call('HSET', KEYS[1], 'progress',
+           string.format('%.4f', math.min(1, (tonumber(p[3] or '0') + partial) / tonumber(p[2]))))
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+return 1
+"""
+
 # A cancel of a series marks the parent; the caller then cancels every child (CANCEL) and each
 # child's ROLLUP ends the parent once the last one has ended.
 _MARK_CANCEL = """
@@ -311,7 +338,7 @@ if st == 'queued' or st == 'running' then
   redis.call('ZREM', KEYS[4], ARGV[1])
   return 'live'
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[7], KEYS[8])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[7], KEYS[8], KEYS[9])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('SREM', KEYS[5], ARGV[1])
@@ -358,6 +385,9 @@ class Keys:
 
     def settled(self, job_id: str) -> str:
         return f"{self.ns}:job:{job_id}:settled"
+
+    def partial(self, job_id: str) -> str:
+        return f"{self.ns}:job:{job_id}:partial"
 
     @property
     def series(self) -> str:
@@ -415,6 +445,7 @@ class Records:
         self._create_series = connection.register_script(_CREATE_SERIES)
         self._rollup = connection.register_script(_ROLLUP)
         self._mark_cancel = connection.register_script(_MARK_CANCEL)
+        self._series_progress = connection.register_script(_SERIES_PROGRESS)
 
     # -- jobs: reads --------------------------------------------------------------------------------
     def get(self, job_id: str) -> Optional[dict]:
@@ -527,7 +558,7 @@ class Records:
         queued or running again)."""
         keys = [self.k.job(job_id), self.k.traces(job_id), self.k.owner_jobs(owner),
                 self.k.ended, self.k.owner_active(owner), self.k.stats,
-                self.k.children(job_id), self.k.settled(job_id)]
+                self.k.children(job_id), self.k.settled(job_id), self.k.partial(job_id)]
         return _s(self._forget(keys=keys, args=[job_id]))
 
     # -- series ---------------------------------------------------------------------------------------
@@ -557,8 +588,14 @@ class Records:
         if rec_owner is None:
             return "missing"
         keys = [self.k.job(parent), self.k.job(child), self.k.settled(parent),
-                self.k.owner_active(_s(rec_owner)), self.k.stats, self.k.ended, self.k.series]
+                self.k.owner_active(_s(rec_owner)), self.k.stats, self.k.ended, self.k.series,
+                self.k.partial(parent)]
         return _s(self._rollup(keys=keys, args=[child, now(), parent]))
+
+    def series_progress(self, parent: str, child: str, images: float) -> None:
+        """A running child has rendered ``images`` of its images (a fraction of them) so far."""
+        self._series_progress(keys=[self.k.job(parent), self.k.partial(parent),
+                                    self.k.settled(parent)], args=[child, f"{images:.4f}"])
 
     def settle(self, rec: dict) -> Optional[str]:
         """ROLLUP of a series child (``rec``); None for any other job."""

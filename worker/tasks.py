@@ -60,6 +60,9 @@ class RunningJob:
         self._last_check = 0.0
         self.reason: Optional[str] = None
         self._unreachable = False
+        #: a child of a series: its parent and how many images it renders
+        self.series = rec.get("parent") if rec.get("image_numbers") else None
+        self.images = len(rec.get("image_numbers") or [])
         self.peak_rss = _rss()
 
     # -- shared with the heartbeat thread ---------------------------------------------------------
@@ -87,6 +90,10 @@ class RunningJob:
         self._unreachable = False
         if p is not None:
             self._written = p
+            if self.series and out == "ok":
+                # the child's share of its series' progress (0.95 of a job is its render)
+                self.ctx.records.series_progress(self.series, self.id,
+                                                 min(1.0, p / 0.95) * self.images)
         self._last_write = self._last_check = time.monotonic()
         if out == "cancel" and self.reason is None:
             self.reason = "cancel"
