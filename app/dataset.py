@@ -155,9 +155,9 @@ def job_dataset(ctx, rec: dict) -> tuple[dict[str, str], Iterator[DatasetFile]]:
     if not is_series(rec):
         return {}, _files(ctx, rec, lambda name: name != SEAL)
     children = list(finished_children(ctx, rec))
-    extras = {"run_metadata.json": json.dumps(series_run_metadata(ctx, rec, children), indent=2,
-                                              sort_keys=True) + "\n",
-              "commands.txt": series_commands(ctx, rec)}
+    md = series_run_metadata(ctx, rec, children)
+    extras = {"run_metadata.json": json.dumps(md, indent=2, sort_keys=True) + "\n",
+              "commands.txt": series_commands(rec, (md.get("project") or {}).get("version"))}
 
     def files() -> Iterator[DatasetFile]:
         seen: set[str] = set()
@@ -179,15 +179,15 @@ def _files(ctx, rec: dict, wanted) -> Iterator[DatasetFile]:
             yield DatasetFile(a["name"], path, a["sha256"])
 
 
-def series_commands(ctx, rec: dict) -> str:
+def series_commands(rec: dict, version: str | None) -> str:
+    """The series' commands.txt: a loop that renders every image with ``nanobragg``."""
     from sim_core.config import load_config
     from sim_core.series import series_of
 
     from .commands import series_commands_text
 
     cfg = load_config(rec["config"])
-    return series_commands_text(rec["id"], cfg, rec.get("file_names") or {},
-                                ctx.versions.get("project") if hasattr(ctx, "versions") else None,
+    return series_commands_text(rec["id"], cfg, rec.get("file_names") or {}, version,
                                 series_of(cfg))
 
 

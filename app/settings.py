@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     max_series_evaluations: int = Field(1_000_000_000_000, ge=1)
     #: a series' consecutive images are grouped into child jobs of about this many evaluations
     #: (an image of more is a child of its own)
-    series_child_evaluations: int = Field(100_000_000, ge=1)
+    series_child_evaluations: int = Field(50_000_000, ge=1)
     #: a job queued for a device that no live worker serves fails after this many seconds
     queue_timeout_s: float = Field(300.0, gt=0)
 
