@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     #: shortest interval between two cancel checks of a running job
     cancel_check_interval_s: float = Field(0.2, gt=0)
     worker_warmup: bool = True
+    #: CPU threads of a worker's renders (0: torch's default, every core); with several CPU
+    #: workers on one machine, cores / workers keeps them from competing for the same cores
+    worker_threads: int = Field(0, ge=0, le=1024)
 
     # -- retention (swept by the API's sweeper) ----------------------------------------------------
     #: finished, failed and canceled jobs (record and artifacts) are kept this long after they end

@@ -315,16 +315,21 @@ def create_series(ctx, owner: str, prepared: PreparedJob, *, label: Optional[str
     """Write a series (the parent and its children, in one script) and enqueue the children.
 
     Consecutive images are grouped into children of about ``BRAGG_SERIES_CHILD_EVALUATIONS``
-    evaluations, with at least one child per live worker that serves the device. A child's
+    evaluations, as many as a multiple of the live workers that serve the device (at least one
+    each), unless there are fewer images. A child's
     record holds only its image numbers: the worker renders ``image_config(parent's config, n)``.
     The parent alone counts against the owner's limit of unfinished jobs."""
     settings = ctx.settings
     cfg = prepared.config
     scan = cfg.scan
     numbers = range(scan.first_image, scan.first_image + scan.images)
+    workers = max(1, serving_workers(ctx, cfg.run.device))
     groups = plan_children(numbers, max(1, prepared.evaluations),
-                           settings.series_child_evaluations,
-                           min_children=max(1, serving_workers(ctx, cfg.run.device)))
+                           settings.series_child_evaluations, min_children=workers)
+    if len(groups) % workers:  # a multiple of the workers: none waits on another's last child
+        groups = plan_children(numbers, max(1, prepared.evaluations),
+                               settings.series_child_evaluations,
+                               min_children=-(-len(groups) // workers) * workers)
     job_id = new_job_id()
     parent = _queued_job(settings, job_id, owner, kind="series", config=cfg,
                          file_names=prepared.file_names, outputs=prepared.outputs,

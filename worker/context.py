@@ -92,6 +92,9 @@ def build(device: str = "auto", queues: Optional[list[str]] = None, name: Option
                         name=name or f"{socket.gethostname()}.{os.getpid()}.{dev}",
                         device=dev, device_name=device_name(dev),
                         queues=queues or default_queues(settings.namespace, dev))
+    if settings.worker_threads:
+        import torch
+        torch.set_num_threads(settings.worker_threads)
     ctx.versions = versions(dev)
     return ctx
 

@@ -1,0 +1,100 @@
+"""A rotation series fanned out over 1 and over 2 CPU workers: wall time, speed-up, and the
+fan-out's overhead per image.
+
+    python -m bench.series [--images 24] [--workers 1 2] [--threads 1] [--repeat 1]
+
+For each worker count a fresh deployment (redis-server, the API, the workers; bench/service_stack)
+renders a short warm-up series, then the measured one. The series' time is its record's
+``created_at`` to ``finished_at`` (submission to the last child's end, as the service records
+them); the render time of each image is ``render_elapsed_s`` of its entry in the dataset's
+``run_metadata.json`` (the simulator's own time, experiment build included). The overhead per
+image is the worker time not spent rendering: (workers × series time − Σ render) / images — with
+one worker, the series time minus the sum of render times, per image. Each worker renders with
+``--threads`` CPU threads (``BRAGG_WORKER_THREADS``; one per worker keeps two workers from
+competing for the same cores of a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+import zipfile
+from datetime import datetime
+
+from bench.service_stack import Stack, machine
+
+#: 256 x 256 pixels, 10 mosaic domains x 24 φ steps: 15.7 M evaluations an image
+ARGS = ["-cell", "79", "79", "38", "90", "90", "90", "-default_F", "100", "-lambda", "1",
+        "-N", "8", "-distance", "120", "-detpixels", "256", "-pixel", "0.2", "-mosaic", "0.4",
+        "-mosaic_domains", "10", "-osc", "0.25", "-phisteps", "24", "-oversample", "1",
+        "-seed", "2024"]
+
+
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def run_series(c, images: int, outputs: list[str], label: str) -> dict:
+    r = c.post("/v1/jobs", json={"nanobragg_args": ARGS + ["-images", str(images)],
+                                 "outputs": outputs, "label": label})
+    r.raise_for_status()
+    rec = r.json()
+    while rec["status"] not in ("finished", "failed", "canceled"):
+        time.sleep(0.02)
+        rec = c.get(f"/v1/jobs/{rec['id']}").json()
+    if rec["status"] != "finished":
+        raise SystemExit(f"series {rec['id']} ended {rec['status']}: {rec.get('error')}")
+    data = c.get(f"/v1/jobs/{rec['id']}/dataset").content
+    md = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("run_metadata.json"))
+    renders = [im["render_elapsed_s"] for im in md["series"]["image"]]
+    return {"id": rec["id"], "series_s": _ts(rec["finished_at"]) - _ts(rec["created_at"]),
+            "render_sum_s": sum(renders), "children": rec["series"]["children"],
+            "evaluations": rec["evaluations"], "workers_used": len(
+                {im["worker"] for im in md["series"]["image"]})}
+
+
+def measure(workers: int, images: int, threads: int, outputs: list[str], repeat: int) -> dict:
+    env = {"BRAGG_WORKER_THREADS": str(threads)}
+    with Stack(workers=workers, env=env) as stack, stack.client() as c:
+        run_series(c, 2 * workers, outputs, "warm-up")
+        runs = [run_series(c, images, outputs, f"{images} images") for _ in range(repeat)]
+    best = min(runs, key=lambda r: r["series_s"])
+    best["overhead_per_image_ms"] = 1000 * (workers * best["series_s"]
+                                            - best["render_sum_s"]) / images
+    best["workers"] = workers
+    return best
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads per worker")
+    ap.add_argument("--outputs", nargs="+", default=["float", "smv"])
+    ap.add_argument("--repeat", type=int, default=1, help="series per worker count (the best "
+                                                          "is reported)")
+    args = ap.parse_args(argv)
+    print(f"machine: {machine()}")
+    print(f"series: {args.images} images of 256 x 256 pixels, outputs {' '.join(args.outputs)}, "
+          f"{args.threads} thread(s) per worker")
+    results = []
+    for w in args.workers:
+        res = measure(w, args.images, args.threads, args.outputs, args.repeat)
+        results.append(res)
+        print(f"{w} worker(s): series {res['series_s']:.2f} s, {res['children']} children on "
+              f"{res['workers_used']} worker(s), sum of render times {res['render_sum_s']:.2f} s "
+              f"({1000 * res['render_sum_s'] / args.images:.0f} ms an image), fan-out overhead "
+              f"{res['overhead_per_image_ms']:.1f} ms an image")
+    if len(results) >= 2:
+        base = results[0]
+        for res in results[1:]:
+            print(f"ratio {res['workers']} workers / {base['workers']}: "
+                  f"{res['series_s'] / base['series_s']:.3f}")
+    print(f"machine after: {machine()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
