@@ -5,8 +5,10 @@
     bragg api [--host H] [--port P]              the REST API (uvicorn)
     bragg worker [--device auto|cpu|cuda] [--queues Q ...]   a job worker
 
-    bragg submit (--config FILE | -- NANOBRAGG ARGS)   prints the job id alone on stdout
-    bragg status ID | wait ID | fetch ID [--dir D] | trace ID S F | cancel ID | jobs
+    bragg submit [--images N] (--config FILE | -- NANOBRAGG ARGS)
+                                                 prints the job (or series) id alone on stdout
+    bragg status ID | wait ID | fetch ID [--dir D] | trace ID S F | cancel ID
+    bragg jobs [--parent SERIES]
                                                  the REST API's client (app/client.py);
                                                  --url/--token or BRAGG_URL/BRAGG_TOKEN
 
@@ -94,6 +96,19 @@ CLIENT = (arg("--url", default=None, help="the API (default: BRAGG_URL, http://1
           arg("--token", default=None, help="bearer token (default: BRAGG_TOKEN)"))
 
 
+def _count(least: int):
+    """An argparse type: an integer >= ``least``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {least}, got {value}")
+        return value
+    return parse
+
+
 def _client(name: str):
     def run(args: argparse.Namespace) -> int:
         from app import client_cli
@@ -105,34 +120,50 @@ subcommand("submit", "submit a job; prints its id alone on standard output",
            arg("--config", metavar="FILE", help="a JSON/YAML config or whole submission"),
            arg("--trace", nargs=2, type=int, action="append", metavar=("S", "F"),
                help="trace pixel (slow, fast); repeatable"),
-           arg("--outputs", nargs="+", choices=("float", "smv", "noise", "png", "hkl"),
+           arg("--outputs", nargs="+", choices=("float", "smv", "noise", "png", "hkl", "cbf"),
                default=None, help="files to write (default float smv png; hkl: the P1 "
-                                  "structure factors of a model or MTZ file)"),
+                                  "structure factors of a model or MTZ file; cbf: a "
+                                  "miniCBF image with a Pilatus header)"),
            arg("--device", choices=("auto", "cpu", "cuda"), default=None),
            arg("--dtype", choices=("float64", "float32"), default=None),
            arg("--label", default=None),
+           arg("--images", type=_count(1), default=None, metavar="N",
+               help="render a series of N images (a rotation dataset): sets -images N in the "
+                    "command line or scan.images in the config; -phi, -osc and -phisteps "
+                    "describe the first image"),
+           arg("--first-image", type=_count(0), default=None, metavar="K",
+               help="the series' first image number (default 1): -first_image K or "
+                    "scan.first_image"),
            arg("nanobragg_args", nargs="*", metavar="-- NANOBRAGG ARGS",
                help="a nanoBragg command line after --; the files it names are uploaded"),
            *CLIENT)(_client("submit"))
-subcommand("status", "show a job", arg("job_id"),
+subcommand("status", "show a job (a series: its image counts and failures)", arg("job_id"),
            arg("--json", action="store_true", help="the whole record as JSON"),
            *CLIENT)(_client("status"))
 subcommand("wait", "follow a job with a progress bar until it ends (exit 1 unless finished)",
            arg("job_id"), arg("--timeout", type=float, default=None, help="seconds"),
            arg("--quiet", action="store_true", help="no progress bar"),
            *CLIENT)(_client("wait"))
-subcommand("fetch", "download every artifact of a finished job and verify sha256.txt",
-           arg("job_id"), arg("--dir", default=None, help="destination (default ./<job id>)"),
+subcommand("fetch", "download every artifact of a finished job and verify sha256.txt (a "
+           "series: its dataset zip, unpacked and verified into a new folder)",
+           arg("job_id"), arg("--dir", default=None, help="destination (default ./<job id>); "
+                                                          "for a series a new or empty folder"),
            *CLIENT)(_client("fetch"))
 subcommand("trace", "print the trace of pixel (S, F), tracing it first where needed",
            arg("job_id"), arg("slow", type=int, metavar="S"), arg("fast", type=int, metavar="F"),
+           arg("--image", type=_count(0), default=None, metavar="N",
+               help="a series' image N (a series traces one image at a time)"),
            arg("--timeout", type=float, default=600, help="seconds to wait for a trace job"),
            *CLIENT)(_client("trace"))
 subcommand("cancel", "cancel a queued or running job", arg("job_id"), *CLIENT)(_client("cancel"))
-subcommand("jobs", "list your jobs, newest first",
+subcommand("jobs", "list your jobs, newest first (or a series' child jobs)",
            arg("--status", choices=("queued", "running", "finished", "failed", "canceled"),
                default=None),
-           arg("--limit", type=int, default=20), arg("--json", action="store_true"),
+           arg("--parent", default=None, metavar="SERIES",
+               help="list the child jobs of this series, in image order"),
+           arg("--limit", type=_count(1), default=None,
+               help="at most this many (default 20; with --parent every child)"),
+           arg("--json", action="store_true"),
            *CLIENT)(_client("jobs"))
 
 

@@ -8,6 +8,10 @@
         done = bc.wait(job["id"], on_update=lambda rec: print(rec["status"], rec["progress"]))
         paths = bc.fetch(job["id"], "out/")          # every artifact, checked against sha256.txt
 
+A series (``images=N``: a rotation dataset, one parent job and child jobs) is fetched as its
+dataset: one zip, streamed to disk, unpacked into a new folder with every file checked against the
+zip's ``sha256.txt`` (:meth:`BraggClient.fetch_dataset`).
+
 Input files named by nanoBragg flags (``-hkl``, ``-mat``, ``-sourcefile``, ``-mask``, ``-img``) or by a
 config's file fields are uploaded first and replaced by their ids. Errors of the API raise
 :class:`ApiError` with the API's ``detail``, ``hint`` and field ``errors``. docs/client.md has more.
@@ -15,12 +19,19 @@ config's file fields are uploaded first and replaced by their ids. Errors of the
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 import uuid
-from pathlib import Path
+import zipfile
+import zlib
+from collections import Counter
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Optional
 
 import httpx
@@ -33,6 +44,11 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = ("finished", "failed", "canceled")
 OPTIONS = ("trace_pixels", "outputs", "device", "dtype", "label")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$")
+#: the checksum list of a fetched job or dataset (``sha256sum`` format)
+SEAL = "sha256.txt"
+_SEAL_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+#: bytes read or written at a time while downloading and unpacking
+CHUNK = 1 << 20
 
 
 class ClientError(Exception):
@@ -155,37 +171,55 @@ class BraggClient:
             delay = min(8.0, delay * 2)
         raise AssertionError("unreachable")
 
-    def submit_args(self, args: list[str], *, base_dir: str | Path = ".", **options) -> dict:
+    def submit_args(self, args: list[str], *, base_dir: str | Path = ".",
+                    images: int | None = None, first_image: int | None = None,
+                    **options) -> dict:
         """Submit a nanoBragg command line; the files it names (relative to ``base_dir``) are
-        uploaded. ``options``: trace_pixels, outputs, device, dtype, label."""
-        args, files = self.upload_arg_files(list(args), Path(base_dir))
+        uploaded. ``images``/``first_image`` set ``-images``/``-first_image`` in the command
+        line (replacing values given there): ``images > 1`` makes a series. ``options``:
+        trace_pixels, outputs, device, dtype, label."""
+        args = with_series_args(list(args), images, first_image)
+        args, files = self.upload_arg_files(args, Path(base_dir))
         body = {"nanobragg_args": args, **({"files": files} if files else {})}
         return self.submit(_with_options(body, options))
 
-    def submit_config(self, config: dict, *, base_dir: str | Path = ".", **options) -> dict:
+    def submit_config(self, config: dict, *, base_dir: str | Path = ".",
+                      images: int | None = None, first_image: int | None = None,
+                      **options) -> dict:
         """Submit a config (sim_core's SimulationConfig as a dict); file fields that are local
-        paths (relative to ``base_dir``) are uploaded and replaced by their ids."""
-        config = self.upload_config_files(json.loads(json.dumps(config)), Path(base_dir))
+        paths (relative to ``base_dir``) are uploaded and replaced by their ids. ``images`` and
+        ``first_image`` set ``scan.images`` and ``scan.first_image`` (``images > 1``: a
+        series)."""
+        config = with_series_config(json.loads(json.dumps(config)), images, first_image)
+        config = self.upload_config_files(config, Path(base_dir))
         return self.submit(_with_options({"config": config}, options))
 
-    def submit_file(self, path: str | Path, **options) -> dict:
+    def submit_file(self, path: str | Path, *, images: int | None = None,
+                    first_image: int | None = None, **options) -> dict:
         """Submit a JSON (or YAML) file: a whole submission (with ``config`` or ``nanobragg_args``)
-        or a bare config. Paths in it are relative to the file's folder."""
+        or a bare config. Paths in it are relative to the file's folder. ``images`` and
+        ``first_image`` set the series' size and first number in the config's ``scan`` or the
+        command line's ``-images``/``-first_image``."""
         path = Path(path)
         data = load_document(path)
         if not isinstance(data, dict):
             raise ClientError(f"{path}: expected an object")
         if "config" not in data and "nanobragg_args" not in data:
-            return self.submit_config(data, base_dir=path.parent, **options)
+            return self.submit_config(data, base_dir=path.parent, images=images,
+                                      first_image=first_image, **options)
         body = dict(data)
         if "nanobragg_args" in body:
-            args, files = self.upload_arg_files(list(body["nanobragg_args"]), path.parent,
-                                                body.get("files") or {})
+            args = with_series_args(list(body["nanobragg_args"]), images, first_image)
+            args, files = self.upload_arg_files(args, path.parent, body.get("files") or {})
             body["nanobragg_args"] = args
             if files:
                 body["files"] = files
         elif isinstance(body["config"], dict):
-            body["config"] = self.upload_config_files(body["config"], path.parent)
+            config = with_series_config(dict(body["config"]), images, first_image)
+            body["config"] = self.upload_config_files(config, path.parent)
+        elif images is not None or first_image is not None:
+            raise ClientError(f"{path}: its config is not an object, so the series' size "
+                              "cannot be set in it (set scan.images in the file instead)")
         return self.submit(_with_options(body, options))
 
     def upload_arg_files(self, args: list[str], base_dir: Path,
@@ -226,22 +260,34 @@ class BraggClient:
     def get(self, job_id: str) -> dict:
         return self._call("GET", f"/v1/jobs/{job_id}").json()
 
-    def jobs(self, status: str | None = None, limit: int = 20) -> list[dict]:
-        """The caller's jobs, newest first (``limit`` of them, across pages)."""
+    def jobs(self, status: str | None = None, limit: int | None = 20,
+             parent: str | None = None) -> list[dict]:
+        """The caller's jobs, newest first (a series once, not its children); with ``parent``
+        the child jobs of that series, in image order. ``limit`` of them (None: all), across
+        pages."""
         out: list[dict] = []
         cursor = None
-        while len(out) < limit:
-            params = {"limit": min(200, limit - len(out))}
+        while limit is None or len(out) < limit:
+            params = {"limit": 200 if limit is None else min(200, limit - len(out))}
             if status:
                 params["status"] = status
+            if parent:
+                params["parent"] = parent
             if cursor:
                 params["cursor"] = cursor
             page = self._call("GET", "/v1/jobs", params=params).json()
             out += page["jobs"]
-            cursor = page.get("next_cursor")
-            if not cursor or not page["jobs"]:
+            nxt = page.get("next_cursor")
+            # a series' children are filtered by status after paging: a page may be empty
+            # with more after it
+            if not nxt or nxt == cursor or (not page["jobs"] and not parent):
                 break
+            cursor = nxt
         return out
+
+    def children(self, series_id: str, status: str | None = None) -> list[dict]:
+        """Every child job of a series, in image order (each has ``image_numbers``)."""
+        return self.jobs(status=status, limit=None, parent=series_id)
 
     def cancel(self, job_id: str) -> dict:
         return self._call("POST", f"/v1/jobs/{job_id}/cancel").json()
@@ -294,29 +340,57 @@ class BraggClient:
                           f"(last: {rec['status'] if rec else 'unknown'})")
 
     # -- artifacts and traces ---------------------------------------------------------------------
-    def download(self, job_id: str, name: str, dest: str | Path) -> Path:
-        dest = Path(dest)
-        part = dest.with_name(dest.name + ".part")
+    @contextlib.contextmanager
+    def _streamed(self, path: str, what: str, broke: str = "") -> Iterator[httpx.Response]:
+        """GET ``path`` as a stream: ApiError for an error answer, ClientError (``broke``
+        appended to its message) when the connection fails or breaks while the body is read
+        inside the ``with`` block."""
         try:
-            with self.http.stream("GET", f"/v1/jobs/{job_id}/artifacts/{name}") as r:
+            with self.http.stream("GET", path) as r:
                 if r.status_code >= 400:
                     r.read()
                     _raise_for(r)
-                with open(part, "wb") as fh:
-                    for block in r.iter_bytes(1 << 20):
-                        fh.write(block)
+                yield r
         except httpx.TransportError as exc:
+            raise ClientError(f"download of {what} broke: {exc}{broke}") from None
+
+    def _download(self, path: str, what: str, dest: str | Path) -> Path:
+        """Stream ``path`` into ``dest`` through ``dest.part`` and a rename."""
+        dest = Path(dest)
+        part = dest.with_name(dest.name + ".part")
+        try:
+            with self._streamed(path, what) as r:
+                with open(part, "wb") as fh:
+                    for block in r.iter_bytes(CHUNK):
+                        fh.write(block)
+        except BaseException:
             part.unlink(missing_ok=True)
-            raise ClientError(f"download of {name} broke: {exc}") from None
+            raise
         os.replace(part, dest)
         return dest
 
+    def download(self, job_id: str, name: str, dest: str | Path) -> Path:
+        """One artifact of a job, streamed into ``dest``; returns ``dest``."""
+        return self._download(f"/v1/jobs/{job_id}/artifacts/{name}", name, dest)
+
+    def download_image(self, job_id: str, n: int, name: str, dest: str | Path) -> Path:
+        """File ``name`` of image ``n`` of a series (named as a single job's artifact:
+        ``floatimage.bin``, ``intimage.img``, ``image.cbf``, ``preview.png``,
+        ``run_metadata.json``, ``commands.txt``, ``trace_S_F.log``), streamed into ``dest``."""
+        return self._download(f"/v1/jobs/{job_id}/images/{int(n)}/artifacts/{name}",
+                              f"{name} of image {n}", dest)
+
     def fetch(self, job_id: str, dest: str | Path | None = None) -> list[Path]:
-        """Download every artifact of a finished job into ``dest`` (default ``./<job id>``) and
-        check each against the record and against ``sha256.txt``; raises ChecksumError."""
+        """Download a finished job's files into ``dest`` (default ``./<job id>``), checked.
+
+        A single job: every artifact, each checked against the record and against
+        ``sha256.txt``. A series: its dataset, through :meth:`fetch_dataset` (``dest`` must not
+        exist or be an empty folder). Raises ChecksumError for a file that does not match."""
         rec = self.get(job_id)
         if rec["status"] != "finished":
             raise ClientError(f"job {job_id} is {rec['status']}, not finished")
+        if rec.get("series"):
+            return self.fetch_dataset(job_id, dest)
         dest = Path(dest or job_id)
         dest.mkdir(parents=True, exist_ok=True)
         paths = []
@@ -328,10 +402,53 @@ class BraggClient:
         verify_dir(dest)
         return paths
 
-    def trace(self, job_id: str, slow: int, fast: int, *, timeout: float | None = 600,
+    def fetch_dataset(self, job_id: str, dest: str | Path | None = None) -> list[Path]:
+        """Download a finished job's dataset (``GET /v1/jobs/{id}/dataset``, one zip) and unpack
+        it, verified, into the new folder ``dest`` (default ``./<job id>``).
+
+        The zip is streamed to a file (never held in memory) in a temporary folder next to
+        ``dest``, and unpacked there by :func:`extract_verified`: every member's sha256 is
+        checked against the zip's ``sha256.txt``, which must list exactly the other members, and
+        ``sha256.txt`` is written into the folder too (``sha256sum -c sha256.txt`` works there).
+        Only then is the folder renamed to ``dest`` and the zip deleted, so a broken download or
+        a damaged zip leaves no ``dest`` behind. Needs room for the zip and its files at once.
+
+        ``dest`` must not exist or be an empty folder (ClientError otherwise, before
+        downloading). Returns the unpacked paths in the zip's order, ``sha256.txt`` last. Raises
+        ChecksumError for a damaged or truncated zip, ClientError for a download that broke,
+        ApiError for an error answer (409 while the job is not finished)."""
+        dest = Path(dest or job_id)
+        _check_new_folder(dest)
+        broke = (f"; {dest} was not written (the service also ends a dataset early when a "
+                 "stored file no longer matches its record: its log names the file)")
+        with self._streamed(f"/v1/jobs/{job_id}/dataset", f"the dataset of {job_id}",
+                            broke) as r:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part",
+                                         dir=dest.parent))
+            try:
+                zip_path = work / "dataset.zip"
+                with open(zip_path, "wb") as fh:
+                    for block in r.iter_bytes(CHUNK):
+                        fh.write(block)
+                unpacked = work / "files"
+                names = extract_verified(zip_path, unpacked)
+                zip_path.unlink()
+                _check_new_folder(dest)
+                if dest.is_dir():
+                    dest.rmdir()
+                os.rename(unpacked, dest)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        return [dest / name for name in names]
+
+    def trace(self, job_id: str, slow: int, fast: int, *, image: int | None = None,
+              timeout: float | None = 600,
               on_update: Optional[Callable[[dict], None]] = None) -> str:
-        """The trace of pixel (slow, fast): served when traced, else traced now (and waited for)."""
-        path = f"/v1/jobs/{job_id}/trace"
+        """The trace of pixel (slow, fast): served when traced, else traced now (and waited for).
+        A series traces one image at a time: ``image`` is its number."""
+        base = f"/v1/jobs/{job_id}" + (f"/images/{int(image)}" if image is not None else "")
+        path = f"{base}/trace"
         params = {"pixel": f"{slow},{fast}"}
         for _ in range(3):
             r = self.http.get(path, params=params)
@@ -341,7 +458,7 @@ class BraggClient:
                 _raise_for(r)
             tid = (r.json() or {}).get("trace_job")
             if not tid or self.get(tid)["status"] not in ("queued", "running"):
-                rt = self._call("POST", f"/v1/jobs/{job_id}/traces",
+                rt = self._call("POST", f"{base}/traces",
                                 json={"pixels": [[slow, fast]]}).json()
                 tid = (rt.get("trace_job") or {}).get("id")
             if tid:
@@ -370,6 +487,102 @@ def verify_dir(folder: str | Path) -> dict[str, str]:
     return listed
 
 
+def parse_sha256_text(text: str, where: str = SEAL) -> dict[str, str]:
+    """``sha256sum`` output (``<hex>  <name>`` lines) as name -> hex, strictly: a line of any
+    other form, or a name listed twice, raises ChecksumError naming the line."""
+    out: dict[str, str] = {}
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _SEAL_LINE.match(line)
+        if not m:
+            raise ChecksumError(f"{where} line {i} is not '<sha256>  <name>': {line[:120]!r}")
+        digest, name = m.groups()
+        if name in out:
+            raise ChecksumError(f"{where} lists {name!r} twice")
+        out[name] = digest
+    return out
+
+
+def _member_name_ok(name: str) -> bool:
+    """A zip member name that unpacks inside the folder: relative POSIX, no ``..``, a file."""
+    p = PurePosixPath(name)
+    return (bool(name) and not p.is_absolute() and ".." not in p.parts and "\\" not in name
+            and "\0" not in name and p.as_posix() == name)
+
+
+def extract_verified(zip_path: str | Path, folder: str | Path) -> list[str]:
+    """Unpack a dataset zip into ``folder`` (created here; it must not exist), verifying it.
+
+    The zip's last member must be ``sha256.txt`` and must list every other member exactly once
+    and nothing else; each member is unpacked as it is read and its sha256 compared with the
+    listed one; ``sha256.txt`` itself is written last. Member names must stay inside ``folder``.
+    Returns the member names in the zip's order. Raises ChecksumError (naming the member or the
+    problem) for a truncated or damaged zip, a wrong list or a sha256 that differs; ``folder``
+    may then hold part of the files, so unpack into a temporary folder and move it afterwards
+    (as :meth:`BraggClient.fetch_dataset` does)."""
+    zip_path, folder = Path(zip_path), Path(folder)
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise ChecksumError(f"{zip_path.name} is not a complete zip ({exc}): the download was "
+                            "cut short or damaged") from None
+    with zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        if not names or names[-1] != SEAL:
+            raise ChecksumError(f"{zip_path.name}: the last member is "
+                                f"{names[-1] if names else 'missing'!r}, not {SEAL}")
+        bad = [n for n in names if not _member_name_ok(n)]
+        if bad:
+            raise ChecksumError(f"{zip_path.name}: member names that would unpack outside the "
+                                f"folder or are not files: {', '.join(map(repr, bad[:5]))}")
+        twice = sorted(n for n, k in Counter(names).items() if k > 1)
+        if twice:
+            raise ChecksumError(f"{zip_path.name}: members named twice: {', '.join(twice)}")
+        try:
+            seal = zf.read(SEAL)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise ChecksumError(f"{SEAL} is damaged in {zip_path.name}: {exc}") from None
+        try:
+            listed = parse_sha256_text(seal.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ChecksumError(f"{SEAL} in {zip_path.name} is not UTF-8 text") from None
+        members = names[:-1]
+        unlisted = [n for n in members if n not in listed]
+        absent = sorted(set(listed) - set(members))
+        if unlisted or absent:
+            parts = ([f"not listed: {', '.join(unlisted)}"] if unlisted else []) + \
+                    ([f"listed but not in the zip: {', '.join(absent)}"] if absent else [])
+            raise ChecksumError(f"{SEAL} does not list exactly the zip's other members "
+                                f"({'; '.join(parts)})")
+        folder.mkdir()
+        for info in infos[:-1]:
+            target = folder / info.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            h = hashlib.sha256()
+            try:
+                with zf.open(info) as src, open(target, "wb") as out:
+                    for block in iter(lambda: src.read(CHUNK), b""):
+                        h.update(block)
+                        out.write(block)
+            except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+                raise ChecksumError(f"{info.filename} is damaged in {zip_path.name}: "
+                                    f"{exc}") from None
+            if h.hexdigest() != listed[info.filename]:
+                raise ChecksumError(f"{info.filename}: sha256 {h.hexdigest()} differs from "
+                                    f"{SEAL}'s {listed[info.filename]}")
+        (folder / SEAL).write_bytes(seal)
+    return names
+
+
+def _check_new_folder(dest: Path) -> None:
+    """ClientError unless ``dest`` is absent or an empty folder (a dataset is unpacked whole)."""
+    if dest.exists() and not (dest.is_dir() and not any(dest.iterdir())):
+        raise ClientError(f"{dest} exists and is not an empty folder: a dataset is unpacked into "
+                          "a new folder (give another --dir, or remove it)")
+
+
 def load_document(path: Path):
     text = Path(path).read_text()
     if path.suffix in (".yaml", ".yml"):
@@ -389,6 +602,45 @@ def _safe(name: str) -> bool:
     return bool(_NAME.match(name)) and ".." not in name
 
 
+def with_series_args(args: list[str], images: int | None = None,
+                     first_image: int | None = None) -> list[str]:
+    """A nanoBragg command line with ``-images N`` and ``-first_image K`` set: the value after
+    each such flag already there is replaced, else the flag and value are appended. None leaves
+    a flag as it is."""
+    out = list(args)
+    for flag, value in (("-images", images), ("-first_image", first_image)):
+        if value is None:
+            continue
+        at = [i for i, a in enumerate(out) if a == flag]
+        if not at:
+            out += [flag, str(value)]
+        for i in at:
+            if i + 1 < len(out):
+                out[i + 1] = str(value)
+            else:
+                out.append(str(value))
+    return out
+
+
+def with_series_config(config: dict, images: int | None = None,
+                       first_image: int | None = None) -> dict:
+    """``config`` (changed in place and returned) with ``scan.images`` and ``scan.first_image``
+    set where given."""
+    if images is None and first_image is None:
+        return config
+    scan = config.get("scan")
+    if scan is None:
+        scan = config["scan"] = {}
+    if not isinstance(scan, dict):
+        raise ClientError(f"config.scan is {type(scan).__name__}, not an object: cannot set "
+                          "scan.images in it")
+    if images is not None:
+        scan["images"] = images
+    if first_image is not None:
+        scan["first_image"] = first_image
+    return config
+
+
 def _with_options(body: dict, options: dict) -> dict:
     """``body`` with the given (not None) submission options set."""
     unknown = set(options) - set(OPTIONS)
@@ -398,4 +650,5 @@ def _with_options(body: dict, options: dict) -> dict:
     return body
 
 
-__all__ = ["BraggClient", "ApiError", "ClientError", "ChecksumError", "verify_dir", "TERMINAL"]
+__all__ = ["BraggClient", "ApiError", "ClientError", "ChecksumError", "verify_dir", "TERMINAL",
+           "extract_verified", "parse_sha256_text", "with_series_args", "with_series_config"]

@@ -1,5 +1,9 @@
 """The client subcommands of ``bragg`` (submit, status, wait, fetch, trace, cancel, jobs).
 
+A series (a rotation dataset: one parent job, child jobs that render its images) is shown by its
+image counts, waited for image by image, fetched as one verified dataset zip, and its children
+listed with ``jobs --parent``.
+
 What a script may capture goes to standard output (a job id, a folder, a trace, JSON); messages,
 progress bars and tables for people go to standard error, so that ``ID=$(bragg submit ...)`` works.
 Exit status: 0 done, 1 the job failed or was canceled, 2 a usage or API error, 3 unreachable service.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -36,9 +41,41 @@ def run(fn, args: argparse.Namespace) -> int:
         return 3 if "cannot reach" in str(exc) else 2
 
 
+def _ranges(numbers) -> str:
+    """Image numbers as ranges: [1, 2, 3, 5] -> "1-3, 5"."""
+    out: list[str] = []
+    run: list[int] = []
+    for n in sorted(numbers):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [n]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
+
+
+def _series_images(s: dict, status: str) -> str:
+    """A series' images for a summary: "images 10/36" while it runs, "36 images" otherwise."""
+    n, first = s["images"], s["first_image"]
+    numbers = f" ({first}-{first + n - 1})" if first != 1 else ""
+    if status == "running":
+        return f"images {s['images_done']}/{n}{numbers}"
+    text = f"{n} images{numbers}"
+    for key in ("failed", "canceled"):
+        if s.get(f"images_{key}"):
+            text += f", {s[f'images_{key}']} {key}"
+    return text
+
+
 def _summary(rec: dict) -> str:
-    parts = [f"job {rec['id']}", rec["status"]]
-    if rec["status"] == "running":
+    series = rec.get("series")
+    parts = [f"{'series' if series else 'job'} {rec['id']}", rec["status"]]
+    if series:
+        parts.append(_series_images(series, rec["status"]))
+    elif rec["status"] == "running":
         parts.append(f"{100 * rec['progress']:.0f}%")
     parts.append(f"{rec['shape'][1]}x{rec['shape'][0]} pixels" if rec.get("shape") else "")
     parts.append(f"{rec['evaluations']:,} evaluations")
@@ -57,10 +94,11 @@ def submit(bc: BraggClient, args: argparse.Namespace) -> int:
              "  bragg submit -- -cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 "
              "-distance 100 -detpixels 256")
         return 2
+    series = {"images": args.images, "first_image": args.first_image}
     if args.config:
-        rec = bc.submit_file(Path(args.config), **options)
+        rec = bc.submit_file(Path(args.config), **series, **options)
     else:
-        rec = bc.submit_args(args.nanobragg_args, base_dir=Path.cwd(), **options)
+        rec = bc.submit_args(args.nanobragg_args, base_dir=Path.cwd(), **series, **options)
     _err(f"submitted {_summary(rec)}")
     for w in rec.get("warnings") or []:
         _err(f"  warning: {w}")
@@ -77,13 +115,42 @@ def status(bc: BraggClient, args: argparse.Namespace) -> int:
     print(_summary(rec))
     if rec.get("error"):
         print(f"error: {rec['error']['type']}: {rec['error']['message']}")
+    if rec.get("parent") and rec.get("image_numbers"):
+        print(f"images {_ranges(rec['image_numbers'])} of series {rec['parent']}")
+    s = rec.get("series")
+    if s:
+        first = s["first_image"]
+        print(f"images: {s['images']} ({first}-{first + s['images'] - 1}); "
+              f"{s['images_done']} done, {s['images_failed']} failed, "
+              f"{s['images_canceled']} canceled")
+        print(f"children: {s['children']} jobs, {s['children_ended']} ended; "
+              f"`bragg jobs --parent {rec['id']}` lists them")
+        for line in _failure_lines(s):
+            print(line)
+        if rec["status"] == "finished":
+            print(f"dataset: `bragg fetch {rec['id']}` downloads every image, run_metadata.json, "
+                  "commands.txt and sha256.txt as one verified zip")
     for a in rec["artifacts"]:
         print(f"  {a['name']:<28} {a['size']:>12,} bytes")
     return 0
 
 
+def _failure_lines(s: dict) -> list[str]:
+    """One line per failure of a series: its images and the reason."""
+    out = []
+    for f in s.get("failures") or []:
+        err = f.get("error") or {}
+        images = f.get("images") or []
+        out.append(f"  image{'s' if len(images) != 1 else ''} {_ranges(images)}: "
+                   f"{err.get('type', 'error')}: {err.get('message', '')}")
+    return out
+
+
 def jobs(bc: BraggClient, args: argparse.Namespace) -> int:
-    recs = bc.jobs(status=args.status, limit=args.limit)
+    if args.parent:  # every child unless --limit says otherwise
+        recs = bc.jobs(status=args.status, limit=args.limit, parent=args.parent)
+    else:
+        recs = bc.jobs(status=args.status, limit=20 if args.limit is None else args.limit)
     if args.json:
         print(json.dumps(recs, indent=2))
         return 0
@@ -91,17 +158,20 @@ def jobs(bc: BraggClient, args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for col in ("id", "status", "progress", "created", "shape", "label"):
+    for col in ("id", "status", "progress", "images", "created", "shape", "label"):
         table.add_column(col, no_wrap=True)
     for r in recs:
+        s = r.get("series")
         table.add_row(r["id"], r["status"], f"{100 * r['progress']:.0f}%",
+                      f"{s['images_done']}/{s['images']}" if s
+                      else _ranges(r.get("image_numbers") or []),
                       (r.get("created_at") or "")[:19].replace("T", " "),
                       "x".join(str(x) for x in reversed(r.get("shape") or [])),
                       r.get("label") or "")
     # a terminal gets a table that fits it; a pipe or a file gets whole lines
     Console(width=None if sys.stdout.isatty() else 400).print(table)
     if not recs:
-        _err("no jobs")
+        _err(f"series {args.parent} has no child jobs" if args.parent else "no jobs")
     return 0
 
 
@@ -117,19 +187,19 @@ def cancel(bc: BraggClient, args: argparse.Namespace) -> int:
 
 # -- wait ------------------------------------------------------------------------------------------
 class ProgressView:
-    """A rich progress bar on standard error, fed with job records."""
+    """A rich progress bar on standard error, fed with job records: a job's bar is its fraction
+    done ("42%"); a series' bar counts its images ("images 10/36", the total its images)."""
 
     def __init__(self, job_id: str, quiet: bool = False):
         from rich.console import Console
-        from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
-                                   TimeElapsedColumn)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.quiet = quiet
         self.progress = Progress(TextColumn("[bold]{task.fields[status]:<9}"), BarColumn(),
-                                 TaskProgressColumn(), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[amount]}"), TimeElapsedColumn(),
                                  TextColumn("{task.description}"),
                                  console=Console(stderr=True), disable=quiet, transient=False)
-        self.task = self.progress.add_task(job_id[:12], total=1.0, status="…")
+        self.task = self.progress.add_task(job_id[:12], total=1.0, status="…", amount="")
 
     def __enter__(self):
         self.progress.start()
@@ -139,7 +209,15 @@ class ProgressView:
         self.progress.stop()
 
     def update(self, rec: dict) -> None:
-        self.progress.update(self.task, completed=float(rec["progress"]), status=rec["status"])
+        s = rec.get("series")
+        if s:
+            self.progress.update(self.task, total=s["images"], completed=s["images_done"],
+                                 status=rec["status"],
+                                 amount=f"images {s['images_done']}/{s['images']}")
+        else:
+            p = float(rec["progress"])
+            self.progress.update(self.task, completed=p, status=rec["status"],
+                                 amount=f"{100 * p:>3.0f}%")
 
 
 def wait(bc: BraggClient, args: argparse.Namespace) -> int:
@@ -149,14 +227,21 @@ def wait(bc: BraggClient, args: argparse.Namespace) -> int:
 
 
 def _ended(rec: dict) -> int:
+    s = rec.get("series")
     if rec["status"] == "finished":
-        _err(f"{_summary(rec)}; `bragg fetch {rec['id']}` downloads its "
-             f"{len(rec['artifacts'])} files")
+        what = (f"its dataset ({s['images']} images, verified)" if s
+                else f"its {len(rec['artifacts'])} files")
+        _err(f"{_summary(rec)}; `bragg fetch {rec['id']}` downloads {what}")
         print(rec["status"])
         return 0
     err = rec.get("error") or {}
-    _err(f"job {rec['id']} {rec['status']}" + (f": {err.get('type')}: {err.get('message')}"
-                                              if err else ""))
+    _err(f"{'series' if s else 'job'} {rec['id']} {rec['status']}"
+         + (f": {err.get('type')}: {err.get('message')}" if err else ""))
+    if s:
+        _err(f"  {s['images_done']} of {s['images']} images done, {s['images_failed']} failed, "
+             f"{s['images_canceled']} canceled")
+        for line in _failure_lines(s):
+            _err(line)
     print(rec["status"])
     return 1
 
@@ -165,16 +250,33 @@ def _ended(rec: dict) -> int:
 def fetch(bc: BraggClient, args: argparse.Namespace) -> int:
     dest = Path(args.dir) if args.dir else Path(args.job_id)
     paths = bc.fetch(args.job_id, dest)
-    total = sum(p.stat().st_size for p in paths)
-    for p in paths:
-        _err(f"  {p.name:<28} {p.stat().st_size:>12,} bytes")
-    _err(f"{len(paths)} files, {total:,} bytes; sha256.txt verified")
+    sizes = {p: p.stat().st_size for p in paths}
+    for name, count, size in _file_groups(paths, sizes, dest):
+        label = name if count == 1 else f"{count} x {name}"
+        _err(f"  {label:<28} {size:>12,} bytes")
+    _err(f"{len(paths)} files, {sum(sizes.values()):,} bytes; sha256.txt verified")
     print(dest)
     return 0
 
 
+_NUMBERED = re.compile(r"_\d{5,}(?=\.[^.]*$|$)")
+
+
+def _file_groups(paths: list[Path], sizes: dict, folder: Path) -> list[tuple[str, int, int]]:
+    """(name, files, bytes) per file in ``folder``, the numbered files of a series taken together
+    (``floatimage_00001.bin`` ... as ``floatimage_#####.bin``), in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for p in paths:
+        key = _NUMBERED.sub(lambda m: "_" + "#" * (len(m.group()) - 1),
+                            p.relative_to(folder).as_posix())
+        g = groups.setdefault(key, [0, 0])
+        g[0] += 1
+        g[1] += sizes[p]
+    return [(name, n, size) for name, (n, size) in groups.items()]
+
+
 def trace(bc: BraggClient, args: argparse.Namespace) -> int:
-    text = bc.trace(args.job_id, args.slow, args.fast, timeout=args.timeout,
+    text = bc.trace(args.job_id, args.slow, args.fast, image=args.image, timeout=args.timeout,
                     on_update=lambda r: _err(f"trace job {r['id']}: {r['status']}")
                     if r["status"] in ("queued", "finished") else None)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")

@@ -1,19 +1,27 @@
 """The ``bragg`` client commands and the Python client against the real service: ids on standard
 output, uploads of the files a command line names, live progress, fetch with sha256 checks, traces,
-cancel, listing, and the errors people see."""
+cancel, listing, and the errors people see; series (``--images N``) submitted, waited for image by
+image, fetched as one verified dataset, listed by child; and the verifying unpacker refusing
+damaged zips."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from app.client import ApiError, BraggClient, ChecksumError, ClientError, verify_dir
+from app import client_cli
+from app.client import (ApiError, BraggClient, ChecksumError, ClientError, extract_verified,
+                        verify_dir, with_series_args, with_series_config)
 from tests.golden import load_case, meets_bar
 from tests.service.conftest import ROOT, TOKENS
 from tests.service.helpers import LONG_ARGS, wait_status
@@ -22,6 +30,11 @@ from tests.service.helpers import LONG_ARGS, wait_status
 BIG_ARGS = [("256" if a == "128" else a) for a in LONG_ARGS]
 CUBIC_ARGS = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda",
               "6.2", "-N", "5", "-distance", "100", "-detpixels", "256"]
+#: a tiny rotation: 16 x 16 pixels, image 1 from phi 2 over 1 deg in 2 steps (4 images with
+#: --images 4)
+SERIES_ARGS = ["-cell", "50", "60", "70", "90", "90", "90", "-default_F", "100", "-lambda", "1",
+               "-N", "4", "-distance", "80", "-detpixels", "16", "-pixel", "0.5", "-phi", "2",
+               "-osc", "1", "-phisteps", "2", "-seed", "99"]
 
 
 def bragg(service, *args, owner: str | None = "alice", env: dict | None = None, cwd=None,
@@ -206,3 +219,277 @@ def test_errors_people_see(service, tmp_path):
             if j["status"] in ("queued", "running"):
                 bc.cancel(j["id"])
     assert not Path(tmp_path / "x").exists()
+
+
+# -- series -------------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _listed(folder: Path) -> dict[str, str]:
+    """sha256.txt of a folder read by the test itself: name -> hex."""
+    out = {}
+    for line in (folder / "sha256.txt").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        out[name] = digest
+    return out
+
+
+@pytest.fixture(scope="module")
+def series_job(service, tmp_path_factory):
+    """A series from the command line: submit --images 4 -- ARGS, wait, fetch."""
+    out = tmp_path_factory.mktemp("series")
+    sub = bragg(service, "submit", "--images", "4", "--outputs", "float", "--", *SERIES_ARGS)
+    assert sub.returncode == 0, sub.stderr
+    job_id = sub.stdout.strip()
+    waited = bragg(service, "wait", job_id)
+    fetched = bragg(service, "fetch", job_id, "--dir", str(out / "dataset"))
+    return sub, waited, fetched, job_id, out / "dataset"
+
+
+def test_submit_images_makes_a_series(series_job, service):
+    sub, waited, _, job_id, _ = series_job
+    assert sub.stdout == job_id + "\n", sub.stdout
+    assert f"submitted series {job_id}, queued, 4 images" in sub.stderr, sub.stderr
+    with BraggClient(service.base_url, TOKENS["alice"]) as bc:
+        rec = bc.get(job_id)
+    assert rec["kind"] == "series" and rec["series"]["images"] == 4
+    assert rec["series"]["first_image"] == 1 and rec["outputs"] == ["float"]
+    # the progress bar counted images, and wait ended like a job's
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout == "finished\n" and "images 4/4" in waited.stderr, waited.stderr
+    assert f"series {job_id}, finished, 4 images" in waited.stderr
+    assert "downloads its dataset (4 images, verified)" in waited.stderr
+
+
+def test_fetch_of_a_series_is_its_verified_dataset(series_job, service):
+    _, _, fetched, job_id, folder = series_job
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout == f"{folder}\n"
+    names = {p.name for p in folder.iterdir()}
+    floats = {f"floatimage_{n:05d}.bin" for n in range(1, 5)}
+    assert names == floats | {"run_metadata.json", "commands.txt", "sha256.txt"}, names
+    total = sum((folder / n).stat().st_size for n in names)
+    assert f"7 files, {total:,} bytes; sha256.txt verified" in fetched.stderr, fetched.stderr
+    assert "4 x floatimage_#####.bin" in fetched.stderr
+    # sha256.txt lists every other file, and each file has the listed sha256
+    listed = _listed(folder)
+    assert set(listed) == names - {"sha256.txt"}
+    for name, digest in listed.items():
+        assert _sha256(folder / name) == digest, name
+    assert subprocess.run(["sha256sum", "-c", "sha256.txt"], cwd=folder,
+                          capture_output=True).returncode == 0
+    # nothing of the download is left beside the folder
+    assert [p.name for p in folder.parent.iterdir()] == ["dataset"]
+    md = json.loads((folder / "run_metadata.json").read_text())
+    assert md["job_id"] == job_id and md["kind"] == "series"
+    assert md["series"]["images"] == 4
+    # each fetched image is the one the per-image route serves (16 x 16 float32)
+    with BraggClient(service.base_url, TOKENS["alice"]) as bc, service.client("alice") as alice:
+        for n in range(1, 5):
+            mine = (folder / f"floatimage_{n:05d}.bin").read_bytes()
+            r = alice.get(f"/v1/jobs/{job_id}/images/{n}/artifacts/floatimage.bin")
+            assert r.status_code == 200, r.text
+            assert len(mine) == 16 * 16 * 4 and mine == r.content, n
+            one = bc.download_image(job_id, n, "floatimage.bin", folder.parent / f"one_{n}.bin")
+            assert one.read_bytes() == mine
+            one.unlink()
+        image = np.frombuffer(mine, dtype="<f4")
+        assert np.isfinite(image).all() and image.max() > 0
+
+
+def test_fetch_of_a_series_wants_a_new_folder(series_job, service, tmp_path):
+    job_id = series_job[3]
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    r = bragg(service, "fetch", job_id, "--dir", str(tmp_path / "full"))
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert "exists and is not an empty folder" in r.stderr
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["notes.txt"]
+    # an empty folder is taken
+    (tmp_path / "empty").mkdir()
+    r = bragg(service, "fetch", job_id, "--dir", str(tmp_path / "empty"))
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "empty").iterdir())) == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "full"]
+
+
+def test_status_and_children_of_a_series(series_job, service):
+    job_id = series_job[3]
+    st = bragg(service, "status", job_id)
+    assert st.returncode == 0, st.stderr
+    assert st.stdout.startswith(f"series {job_id}, finished, 4 images, 16x16 pixels"), st.stdout
+    assert "images: 4 (1-4); 4 done, 0 failed, 0 canceled" in st.stdout
+    assert f"`bragg jobs --parent {job_id}`" in st.stdout
+    listed = bragg(service, "jobs", "--parent", job_id, "--json")
+    assert listed.returncode == 0, listed.stderr
+    children = json.loads(listed.stdout)
+    assert children and all(c["parent"] == job_id and c["status"] == "finished"
+                            for c in children)
+    numbers = [n for c in children for n in c["image_numbers"]]
+    assert numbers == [1, 2, 3, 4]  # in image order
+    table = bragg(service, "jobs", "--parent", job_id)
+    assert all(c["id"] in table.stdout for c in children), table.stdout
+    child = bragg(service, "status", children[-1]["id"])
+    assert f"of series {job_id}" in child.stdout, child.stdout
+    # a series traces one image at a time: an untraced pixel of image 2, traced now
+    tr = bragg(service, "trace", job_id, "3", "4", "--image", "2")
+    assert tr.returncode == 0, tr.stderr
+    assert tr.stdout.startswith("TRACE_PY_CONFIG: tracing pixel (spixel=3, fpixel=4)"), tr.stdout
+    with service.client("alice") as alice:
+        served = alice.get(f"/v1/jobs/{job_id}/images/2/trace", params={"pixel": "3,4"})
+    assert served.status_code == 200 and served.text == tr.stdout
+    whole = bragg(service, "trace", job_id, "3", "4")
+    assert whole.returncode == 2 and "/images/<n>/trace" in whole.stderr, whole.stderr
+    # the owner's list shows the series with its images, not its children
+    mine = bragg(service, "jobs", "--limit", "200")
+    assert job_id in mine.stdout and "4/4" in mine.stdout
+    assert not any(c["id"] in mine.stdout for c in children)
+
+
+def test_a_series_from_a_config_file(service, tmp_path):
+    cfg = {"crystal": {"cell": {"a_A": 50, "b_A": 60, "c_A": 70}, "Na": 4, "Nb": 4, "Nc": 4},
+           "structure_factors": {"default_F": 100}, "beam": {"wavelength_A": 1.0},
+           "detector": {"distance_mm": 80, "fast_pixels": 16, "slow_pixels": 16,
+                        "pixel_size_mm": 0.5},
+           "scan": {"phi_start_deg": 0.0, "osc_range_deg": 0.5, "phi_steps": 2}}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    sub = bragg(service, "submit", "--config", str(tmp_path / "cfg.json"), "--images", "2",
+                "--first-image", "3", "--outputs", "float", "smv")
+    assert sub.returncode == 0, sub.stderr
+    assert "2 images (3-4)" in sub.stderr, sub.stderr
+    with BraggClient(service.base_url, TOKENS["alice"]) as bc:
+        rec = bc.wait(sub.stdout.strip(), timeout=120)
+        assert rec["status"] == "finished", rec
+        assert (rec["series"]["images"], rec["series"]["first_image"]) == (2, 3)
+        paths = bc.fetch_dataset(rec["id"], tmp_path / "out")
+    names = [p.name for p in paths]
+    assert names[-1] == "sha256.txt"
+    assert set(names) == {"floatimage_00003.bin", "floatimage_00004.bin", "intimage_00003.img",
+                          "intimage_00004.img", "run_metadata.json", "commands.txt",
+                          "sha256.txt"}
+    assert verify_dir(tmp_path / "out").keys() == set(names) - {"sha256.txt"}
+
+
+def test_series_options_set_the_flag_or_the_field():
+    args = ["-N", "4", "-images", "9", "-phi", "2"]
+    assert with_series_args(args, 4) == ["-N", "4", "-images", "4", "-phi", "2"]
+    assert with_series_args(["-N", "4"], 3, 0) == ["-N", "4", "-images", "3", "-first_image", "0"]
+    assert with_series_args(args, None) == args
+    cfg = with_series_config({"scan": {"osc_range_deg": 1}}, 5, 2)
+    assert cfg["scan"] == {"osc_range_deg": 1, "images": 5, "first_image": 2}
+    assert with_series_config({}, 6) == {"scan": {"images": 6}}
+    with pytest.raises(ClientError, match="config.scan is list"):
+        with_series_config({"scan": []}, 2)
+
+
+def test_a_damaged_dataset_leaves_no_folder(service, tmp_path):
+    """The dataset route stops the stream when a stored file no longer matches its record; the
+    client reports the broken download and leaves neither the folder nor its temporary one."""
+    args = [("16" if a == "256" else a) for a in CUBIC_ARGS]
+    with BraggClient(service.base_url, TOKENS["alice"]) as bc:
+        rec = bc.wait(bc.submit_args(args, outputs=["float"])["id"], timeout=120)
+        assert rec["status"] == "finished", rec
+        good = bc.fetch_dataset(rec["id"], tmp_path / "good")
+        assert sorted(p.name for p in good) == ["commands.txt", "floatimage.bin",
+                                                "run_metadata.json", "sha256.txt"]
+        stored = service.data_dir / "jobs" / rec["id"] / "floatimage.bin"
+        data = bytearray(stored.read_bytes())
+        assert data == (tmp_path / "good" / "floatimage.bin").read_bytes()
+        data[100] ^= 0xFF
+        os.chmod(stored, 0o644)
+        stored.write_bytes(bytes(data))
+        with pytest.raises(ClientError, match=f"dataset of {rec['id']} broke: .*"
+                                              f"{tmp_path / 'bad'} was not written"):
+            bc.fetch_dataset(rec["id"], tmp_path / "bad")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good"]
+
+
+# -- the verifying unpacker, over hand-made zips -------------------------------------------------
+def _zip(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a name written twice, on purpose
+        for name, data in members:
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _seal(members: dict[str, bytes]) -> bytes:
+    return "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n"
+                   for n, d in sorted(members.items())).encode()
+
+
+FILES = {"floatimage_00001.bin": b"\x01" * 64, "floatimage_00002.bin": b"\x02" * 64,
+         "run_metadata.json": b"{}\n"}
+
+
+def test_extract_verified_unpacks_a_good_zip(tmp_path):
+    z = tmp_path / "d.zip"
+    z.write_bytes(_zip([*FILES.items(), ("sha256.txt", _seal(FILES))]))
+    names = extract_verified(z, tmp_path / "out")
+    assert names == [*FILES, "sha256.txt"]
+    for name, data in FILES.items():
+        assert (tmp_path / "out" / name).read_bytes() == data
+    assert (tmp_path / "out" / "sha256.txt").read_bytes() == _seal(FILES)
+    assert verify_dir(tmp_path / "out").keys() == FILES.keys()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("wrong digest", "floatimage_00002.bin: sha256 .* differs from sha256.txt's"),
+    ("unlisted", "not listed: run_metadata.json"),
+    ("listed, absent", "listed but not in the zip: floatimage_00009.bin"),
+    ("seal not last", "the last member is 'run_metadata.json', not sha256.txt"),
+    ("no seal", "not sha256.txt"),
+    ("bad line", "sha256.txt line 1 is not"),
+    ("outside", "would unpack outside the folder"),
+    ("twice", "members named twice: floatimage_00001.bin"),
+    ("truncated", "not a complete zip"),
+])
+def test_extract_verified_refuses_a_damaged_zip(tmp_path, case, message):
+    files = dict(FILES)
+    seal = _seal(files)
+    members = [*files.items(), ("sha256.txt", seal)]
+    if case == "wrong digest":
+        members[1] = ("floatimage_00002.bin", b"\x03" * 64)
+    elif case == "unlisted":
+        seal = _seal({k: v for k, v in files.items() if k != "run_metadata.json"})
+        members[-1] = ("sha256.txt", seal)
+    elif case == "listed, absent":
+        members[-1] = ("sha256.txt", _seal(files | {"floatimage_00009.bin": b""}))
+    elif case == "seal not last":
+        members = [members[0], members[1], members[3], members[2]]
+    elif case == "no seal":
+        members = members[:-1]
+    elif case == "bad line":
+        members[-1] = ("sha256.txt", b"not a checksum line\n" + seal)
+    elif case == "twice":
+        members.insert(0, ("floatimage_00001.bin", b"\x09" * 64))
+    elif case == "outside":
+        members.insert(0, ("../escaped.bin", b"x"))
+        members[-1] = ("sha256.txt", _seal(files | {"../escaped.bin": b"x"}))
+    data = _zip(members)
+    if case == "truncated":
+        data = data[: len(data) - 40]
+    z = tmp_path / "d.zip"
+    z.write_bytes(data)
+    with pytest.raises(ChecksumError, match=message):
+        extract_verified(z, tmp_path / "out")
+    assert not (tmp_path / "escaped.bin").exists()
+
+
+def test_wait_names_the_failed_images(capsys):
+    rec = {"id": "s" * 32, "status": "failed", "error": None, "artifacts": [],
+           "series": {"images": 6, "first_image": 1, "images_done": 3, "images_failed": 3,
+                      "images_canceled": 0, "children": 3, "children_ended": 3,
+                      "failures": [{"images": [2, 3], "error": {"type": "RenderError",
+                                                               "message": "out of memory"}},
+                                   {"images": [6], "error": {"type": "Timeout",
+                                                             "message": "ran past 60 s"}}]}}
+    assert client_cli._ended(rec) == 1
+    out = capsys.readouterr()
+    assert out.out == "failed\n"
+    assert f"series {'s' * 32} failed" in out.err
+    assert "3 of 6 images done, 3 failed, 0 canceled" in out.err
+    assert "images 2-3: RenderError: out of memory" in out.err
+    assert "image 6: Timeout: ran past 60 s" in out.err
