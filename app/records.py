@@ -243,7 +243,8 @@ if not p[1] then return 'missing' end
 local cst = redis.call('HGET', KEYS[2], 'status')
 if not cst then return p[1] end
 if p[1] == 'queued' and cst ~= 'queued' and cst ~= 'canceled' then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2])
+  local dev = redis.call('HGET', KEYS[2], 'device') or ''
+  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2], 'device', dev)
   redis.call('HINCRBY', KEYS[1], 'version', 1)
   redis.call('HINCRBY', KEYS[5], 'queued', -1)
   redis.call('HINCRBY', KEYS[5], 'running', 1)
