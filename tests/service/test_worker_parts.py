@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from app.job import Job
 from app.server import check_bind
 from app.settings import Settings
 from app.store import LocalStore, safe_name
@@ -243,3 +244,69 @@ def test_the_job_model_round_trips_the_hash():
     reached = {to for (_, to) in TRANSITIONS}
     assert reached == set(JobStatus)
     assert not [t for (frm, t) in TRANSITIONS if frm in TERMINAL_STATUSES]
+
+
+# -- series -------------------------------------------------------------------------------------------
+def _series(ctx, images: int = 3) -> str:
+    from app.submit import PreparedJob, create_series
+    cfg = load_config(dict(SMALL_CONFIG, detector={"distance_mm": 100, "fast_pixels": 8,
+                                                   "slow_pixels": 8},
+                           scan={"osc_range_deg": 0.5, "images": images}))
+    cfg.noise.seed = 5
+    ctx.settings.series_child_evaluations = 1  # one image per child
+    prepared = PreparedJob(config=cfg, file_names={}, outputs=["float"], shape=(8, 8),
+                           evaluations=64, images=images)
+    return create_series(ctx, "tester", prepared)
+
+
+def test_a_series_child_moved_behind_the_parents_back_is_rolled_up(wctx):
+    r = wctx.records
+    parent = _series(wctx)
+    children = r.child_ids(parent)
+    assert len(children) == 3 and r.get(parent)["status"] == "queued"
+    assert r.r.sismember(r.k.owner_active("tester"), parent)
+    assert not r.r.sismember(r.k.owner_active("tester"), children[0])
+    for child in children:
+        assert run_job(child) == "finished"
+    done = r.get(parent)
+    assert done["status"] == "finished" and done["images_done"] == "3"
+    # ROLLUP counts a child once, whoever calls it and however often
+    for child in children:
+        assert r.rollup(parent, child) == "finished"
+    assert r.get(parent)["images_done"] == "3" and r.status_counts()["finished"] == 4
+    assert not r.r.sismember(r.k.owner_active("tester"), parent)
+    assert not r.r.sismember(r.k.series, parent)
+
+
+def test_the_sweeper_settles_a_child_whose_worker_died_before_rolling_up(wctx):
+    r = wctx.records
+    parent = _series(wctx, images=2)
+    first, second = r.child_ids(parent)
+    assert run_job(first) == "finished"
+    # the second child ends without ROLLUP (its worker died right after FINISH)
+    status, attempt = r.start(second, "ghost", "cpu", 60)
+    assert status == "running"
+    assert r.finish(second, "tester", "ghost", attempt, "failed",
+                    {"error_type": "Boom", "error_message": "lost"}) == "failed"
+    assert r.get(parent)["status"] == "running"
+    assert sweeper.settle_series(wctx) >= 1
+    rec = Job.from_record(r.get(parent))
+    assert rec.status == "failed" and rec.images_done == 1 and rec.images_failed == 1
+    assert rec.failures == [{"images": [2], "error": {"type": "Boom", "message": "lost"}}]
+    assert rec.error_type == "ImagesFailed" and "image 2: Boom: lost" in rec.error_message
+
+
+def test_retention_removes_a_series_with_its_children(wctx):
+    s, r = wctx.settings, wctx.records
+    parent = _series(wctx, images=2)
+    children = r.child_ids(parent)
+    for child in children:
+        assert run_job(child) == "finished"
+        assert (s.data_dir / "jobs" / child).exists()
+    s.job_retention_s = 0.3
+    time.sleep(0.4)
+    removed = sweeper.apply_retention(wctx)
+    assert removed["jobs"] == 3
+    assert all(r.get(j) is None for j in [parent, *children])
+    assert not any((s.data_dir / "jobs" / c).exists() for c in children)
+    assert not r.r.exists(r.k.children(parent)) and not r.r.exists(r.k.settled(parent))
