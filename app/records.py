@@ -46,7 +46,10 @@ TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
 #: buckets of the job duration histogram (seconds)
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 4 * 3600)
 
-_CREATE = """
+# The start of both creating scripts: an idempotency key used before returns the earlier job
+# (KEYS[7]), the owner's unfinished jobs (KEYS[3]) are checked against the limit ARGV[1], and the
+# new record gets the next sequence number (KEYS[4]) as 'seq'.
+_ADMIT = """
 if ARGV[3] ~= '' then
   local prev = redis.call('GET', KEYS[7])
   if prev then return {2, prev} end
@@ -54,6 +57,9 @@ end
 local n = redis.call('SCARD', KEYS[3])
 if tonumber(ARGV[1]) > 0 and n >= tonumber(ARGV[1]) then return {0, n} end
 local seq = redis.call('INCR', KEYS[4])
+"""
+
+_CREATE = _ADMIT + """
 redis.call('HSET', KEYS[1], 'seq', seq, 'version', 1, unpack(ARGV, 7))
 redis.call('ZADD', KEYS[2], seq, ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[2])
@@ -202,14 +208,7 @@ return 'failed'
 # own) and every child record (in the outbox, to be enqueued), written together, so that no
 # crash leaves a parent without its children. ARGV[8] is the number of parent field words; each
 # child follows as: id, first image number, number of field words, the words.
-_CREATE_SERIES = """
-if ARGV[3] ~= '' then
-  local prev = redis.call('GET', KEYS[7])
-  if prev then return {2, prev} end
-end
-local n = redis.call('SCARD', KEYS[3])
-if tonumber(ARGV[1]) > 0 and n >= tonumber(ARGV[1]) then return {0, n} end
-local seq = redis.call('INCR', KEYS[4])
+_CREATE_SERIES = _ADMIT + """
 local np = tonumber(ARGV[8])
 redis.call('HSET', KEYS[1], 'seq', seq, 'version', 1, unpack(ARGV, 9, 8 + np))
 redis.call('ZADD', KEYS[2], seq, ARGV[2])
