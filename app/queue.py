@@ -46,6 +46,28 @@ def enqueue(connection: redis.Redis, queue: str, job_id: str, rq_id: str, timeou
               failure_ttl=86400, description=f"bragg job {job_id}", at_front=at_front)
 
 
+def enqueue_many(connection: redis.Redis, queue: str, jobs: list[tuple[str, str, int]]) -> None:
+    """Put ``(job id, rq id, timeout)`` entries on one queue, in order, in one pipeline (the
+    children of a series)."""
+    q = Queue(queue, connection=connection)
+    q.enqueue_many([Queue.prepare_data(TASK, args=(job_id,), job_id=rq_id, timeout=timeout_s + 60,
+                                       result_ttl=0, failure_ttl=86400,
+                                       description=f"bragg job {job_id}")
+                    for job_id, rq_id, timeout_s in jobs])
+
+
+def discard_many(connection: redis.Redis, queue: str, rq_ids: list[str]) -> None:
+    """Remove queued RQ jobs of one queue in one pipeline (best effort, as :func:`discard`)."""
+    if not rq_ids:
+        return
+    key = Queue(queue, connection=connection).key
+    pipe = connection.pipeline(transaction=False)
+    for rq_id in rq_ids:
+        pipe.lrem(key, 0, rq_id)
+        pipe.delete(Job.key_for(rq_id))
+    pipe.execute()
+
+
 def job_id_of(rq_id: str) -> str:
     """The bragg job id inside an RQ job id (``<job id>_<8 hex>``)."""
     return rq_id.rpartition("_")[0] or rq_id
@@ -70,5 +92,6 @@ def queue_lengths(connection: redis.Redis, ns: str) -> dict[str, int]:
     return {d: Queue(queue_name(ns, d), connection=connection).count for d in DEVICES}
 
 
-__all__ = ["TASK", "queue_name", "default_queues", "new_rq_id", "enqueue", "discard",
+__all__ = ["TASK", "queue_name", "default_queues", "new_rq_id", "enqueue", "enqueue_many",
+           "discard", "discard_many",
            "queue_lengths", "job_id_of", "waiting"]

@@ -603,6 +603,29 @@ class Records:
             return self.rollup(rec["parent"], rec["id"])
         return None
 
+    def cancel_children(self, parent: str, owner: str) -> list[dict]:
+        """CANCEL every child of a series, then ROLLUP each, in two pipelines. Returns the
+        children canceled here while queued (``id``, ``rq_id``, ``queue``: their queue entries
+        are to be discarded)."""
+        children = self.child_ids(parent)
+        pipe = self.r.pipeline(transaction=False)
+        for child in children:
+            self._cancel(keys=[self.k.job(child), self.k.owner_active(owner), self.k.stats,
+                               self.k.queued, self.k.ended], args=[now(), child], client=pipe)
+            pipe.hmget(self.k.job(child), "rq_id", "queue")
+        out = pipe.execute()
+        canceled = [{"id": child, "rq_id": _s(rq_id or b""), "queue": _s(queue or b"")}
+                    for child, outcome, (rq_id, queue) in zip(children, out[::2], out[1::2])
+                    if _s(outcome) == "canceled"]
+        keys = [self.k.job(parent), None, self.k.settled(parent), self.k.owner_active(owner),
+                self.k.stats, self.k.ended, self.k.series, self.k.partial(parent)]
+        pipe = self.r.pipeline(transaction=False)
+        for child in children:
+            keys[1] = self.k.job(child)
+            self._rollup(keys=list(keys), args=[child, now(), parent], client=pipe)
+        pipe.execute()
+        return canceled
+
     def mark_cancel(self, parent: str) -> str:
         return _s(self._mark_cancel(keys=[self.k.job(parent)], args=[now()]))
 

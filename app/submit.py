@@ -420,12 +420,17 @@ def _recorded(ctx, owner: str, file_names: dict) -> None:
 
 
 def _enqueue(ctx, jobs: list[Job]) -> None:
-    for job in jobs:
-        try:
-            rq_queue.enqueue(ctx.redis, job.queue, job.id, job.rq_id, job.timeout_s)
-        except Exception:  # noqa: BLE001 - the record is in the outbox: the sweeper enqueues it
-            log.warning("job %s: recorded, not enqueued yet (the sweeper will)", job.id,
-                        exc_info=True)
+    """Enqueue recorded jobs of one queue (a series' children: in one pipeline)."""
+    try:
+        if len(jobs) == 1:
+            rq_queue.enqueue(ctx.redis, jobs[0].queue, jobs[0].id, jobs[0].rq_id,
+                             jobs[0].timeout_s)
+        else:
+            rq_queue.enqueue_many(ctx.redis, jobs[0].queue,
+                                  [(j.id, j.rq_id, j.timeout_s) for j in jobs])
+    except Exception:  # noqa: BLE001 - the records are in the outbox: the sweeper enqueues them
+        log.warning("jobs %s: recorded, not enqueued yet (the sweeper will)",
+                    ", ".join(j.id for j in jobs[:3]), exc_info=True)
 
 
 __all__ = ["prepare", "create_job", "create_series", "check_series", "idempotency", "replayed_job", "PreparedJob", "parse_file_id",

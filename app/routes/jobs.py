@@ -165,9 +165,9 @@ def _cancel_series(ctx, rec: dict) -> Response:
 def cancel_children(ctx, parent: str, owner: str) -> None:
     """Cancel every child of a series: queued ones at once (their queue entries dropped), running
     ones at their next chunk; each child's move is rolled up into the parent."""
-    for child in ctx.records.child_ids(parent):
-        if ctx.records.cancel(child, owner) == "canceled":
-            crec = ctx.records.get(child)
-            if crec is not None:
-                rq_queue.discard(ctx.redis, crec.get("rq_id", ""))
-        ctx.records.rollup(parent, child)
+    canceled = ctx.records.cancel_children(parent, owner)
+    by_queue: dict[str, list[str]] = {}
+    for c in canceled:
+        by_queue.setdefault(c["queue"], []).append(c["rq_id"])
+    for queue, rq_ids in by_queue.items():
+        rq_queue.discard_many(ctx.redis, queue, rq_ids)

@@ -310,3 +310,19 @@ def test_retention_removes_a_series_with_its_children(wctx):
     assert all(r.get(j) is None for j in [parent, *children])
     assert not any((s.data_dir / "jobs" / c).exists() for c in children)
     assert not r.r.exists(r.k.children(parent)) and not r.r.exists(r.k.settled(parent))
+
+
+def test_cancel_of_a_queued_series_ends_it_and_empties_the_queue(wctx):
+    from app import queue as rq_queue
+    from app.routes.jobs import cancel_children
+    r = wctx.records
+    parent = _series(wctx, images=5)
+    queue = r.get(r.child_ids(parent)[0])["queue"]
+    assert len(rq_queue.waiting(wctx.redis, queue)) == 5
+    assert r.mark_cancel(parent) == "cancel-requested"
+    cancel_children(wctx, parent, "tester")
+    rec = Job.from_record(r.get(parent))
+    assert rec.status == "canceled" and rec.images_canceled == 5 and rec.children_ended == 5
+    assert rq_queue.waiting(wctx.redis, queue) == set()
+    assert {r.get(c)["status"] for c in r.child_ids(parent)} == {"canceled"}
+    assert r.status_counts()["canceled"] == 6 and r.status_counts()["queued"] == 0
