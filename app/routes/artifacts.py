@@ -63,4 +63,8 @@ def get_artifact(job_id: str, name: str, request: Request, owner: str = Depends(
     ``trace_<slow>_<fast>.log``, ``run_metadata.json``, ``commands.txt``, ``sha256.txt``: whatever
     the record lists. Any other name is 404."""
     rec = owned_job(request, job_id, owner)
+    if rec.get("kind") == "series":
+        raise not_found("artifact", hint=f"a series' files are its images': GET /v1/jobs/{job_id}"
+                                         f"/images/<n>/artifacts/{name}, or the whole dataset: "
+                                         f"GET /v1/jobs/{job_id}/dataset")
     return serve_artifact(request, rec, name)
