@@ -43,8 +43,13 @@ def test_dry_run_passes_and_reports_every_section(dry_run):
     # what could not run is said, with the reason
     not_run = text.split("not run here:")[1]
     for what in ("CUDA-marked tests", "CPU against CUDA comparison", "compiled kernels",
-                 "speed bar", "24-image series"):
+                 "speed bar"):
         assert what in not_run
+    # the service renders series: the 24-image one runs and its dataset verifies
+    series = [i for sec in rep["sections"].values() for i in sec["items"]
+              if i.get("name") == "series of 24 images"]
+    assert len(series) == 1 and series[0]["ok"], series
+    assert series[0]["float_images"] == 24 and series[0]["checksum_failures"] == []
     assert "CPU DRY RUN" in text and "RESULT: DRY RUN OK" in text
     assert text.strip() in r.stdout  # the report is printed too
     held = {b["name"]: b["held"] for b in rep["bars"]}
