@@ -161,7 +161,7 @@ def check_series(client, device: str, quick: bool, dest: Path, timeout: float) -
         rec = client.submit_args(series_args(quick) + ["-images", "24"], device=device,
                                  label="series-24")
     except ApiError as exc:
-        if exc.status_code == 422:  # this service renders one image per job
+        if exc.status_code == 422:  # a service without series
             return {"not_run": f"the service refuses series jobs ({exc.describe()})"}
         raise
     done = wait_all(client, [rec["id"]], timeout)
@@ -239,7 +239,7 @@ def run(ctx: dict, emit) -> None:
                 continue
             rec, seen = done[jid]
             emit.item(**check_job(client, job, rec, t, seen, work / "jobs" / job["label"]))
-        # a service that renders one image per job answers the series with 422: not run, not failed
+        # a service without series answers it with 422: not run, not failed
         series = check_series(client, device, quick, work / "series", 240)
         if "not_run" in series:
             emit.not_run("24-image series", series["not_run"])
