@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from ..auth import current_owner
+from ..deps import OwnerDep
 from ..errors import not_found
 from ..schemas import error_responses
 from ..views import etag_matches
@@ -58,7 +58,7 @@ def serve_artifact(request: Request, rec: dict, name: str) -> Response:
                                          "text/plain": {"example": "ab12...  floatimage.bin\n"},
                                          "application/json": {}}},
                        **error_responses(401, 404)})
-def get_artifact(job_id: str, name: str, request: Request, owner: str = Depends(current_owner)):
+def get_artifact(job_id: str, name: str, request: Request, owner: OwnerDep):
     """``floatimage.bin``, ``intimage.img``, ``noiseimage.img``, ``preview.png``,
     ``trace_<slow>_<fast>.log``, ``run_metadata.json``, ``commands.txt``, ``sha256.txt``: whatever
     the record lists. Any other name is 404."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -15,7 +15,7 @@ from sim_core.errors import InputFileError
 from sim_core.inputs import KINDS, summarize
 from sim_core.io.summary import MAX_BYTES
 
-from ..auth import current_owner
+from ..deps import CtxDep, OwnerDep
 from ..costs import check_grid
 from ..errors import ApiError, invalid_field, limit_exceeded, not_found
 from ..schemas import FileRecord, error_responses
@@ -103,14 +103,13 @@ def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> 
 @router.post("/v1/files", status_code=201, response_model=FileRecord,
              summary="Upload an input file (HKL, matrix, sources, mask, model, MTZ)",
              responses=error_responses(401, 422), openapi_extra={"requestBody": _UPLOAD_BODY})
-async def upload_file(request: Request, owner: str = Depends(current_owner)):
+async def upload_file(request: Request, ctx: CtxDep, owner: OwnerDep):
     """Stores the bytes under their sha256. The same bytes give the same id. The file is read as
     its ``kind`` on upload, once, into the small ``summary`` that submissions use and GET shows
     (HKL ranges and counts; a model's or MTZ file's cell, space group, atoms or reflections): a
     malformed file is 422 naming the line (or the MTZ column), an HKL file whose index ranges make a
     grid beyond max_hkl_grid_points is 422 stating the ranges, the size and the limit. Matrix files
     may have 1 MiB, source lists 16 MiB, other kinds max_upload_bytes."""
-    ctx = request.app.state.ctx
     limit = ctx.settings.max_upload_bytes
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit + FORM_OVERHEAD:
@@ -137,8 +136,7 @@ async def upload_file(request: Request, owner: str = Depends(current_owner)):
 
 @router.get("/v1/files/{file_id}", response_model=FileRecord, summary="An uploaded file's record",
             responses=error_responses(401, 404))
-def get_file(file_id: str, request: Request, owner: str = Depends(current_owner)):
-    ctx = request.app.state.ctx
+def get_file(file_id: str, ctx: CtxDep, owner: OwnerDep):
     digest = file_id.removeprefix("sha256:")
     rec = ctx.records.get_file(owner, digest) if len(digest) == 64 else None
     if rec is None:
