@@ -5,7 +5,10 @@ const $ = (sel) => document.querySelector(sel);
 // flag -> upload kind, from the server's table of input files (sim_core.inputs)
 let FILE_FLAGS = {};
 const TERMINAL = ["finished", "failed", "canceled"];
-const state = {examples: [], jobs: [], selected: null, selectedVersion: null, blobs: [], extra: {}};
+// series: the selected series' numbering, its child jobs, the image shown and the latest look at
+// its children ({id, first, images, children, n, ticket}), or null
+const state = {examples: [], jobs: [], selected: null, selectedVersion: null, blobs: [], extra: {},
+               series: null};
 
 // -- the API ----------------------------------------------------------------------------------------
 function authHeaders() {
@@ -138,6 +141,20 @@ async function submit() {
 // -- the job list -----------------------------------------------------------------------------------
 function pct(p) { return `${Math.round(100 * p)}%`; }
 
+// "series · 36 images · 10/36 done · 1 failed"
+function seriesSummary(s) {
+  let text = `series · ${s.images} image${s.images === 1 ? "" : "s"} · ${s.images_done}/${s.images} done`;
+  if (s.images_failed) text += ` · ${s.images_failed} failed`;
+  if (s.images_canceled) text += ` · ${s.images_canceled} canceled`;
+  return text;
+}
+
+// what changes a job's detail view: its status and progress, and a series' image counts
+function versionOf(rec) {
+  const s = rec.series;
+  return `${rec.status}/${rec.progress}` + (s ? `/${s.images_done}/${s.images_failed}/${s.children_ended}` : "");
+}
+
 function renderJobs() {
   const tbody = $("#jobs tbody");
   tbody.replaceChildren();
@@ -151,8 +168,16 @@ function renderJobs() {
       `<td><span class="badge ${j.status}">${j.status}</span></td><td>${bar}</td>` +
       `<td>${(j.shape || []).slice().reverse().join("×")}</td>` +
       `<td>${(j.created_at || "").slice(11, 19)}</td>`;
-    tr.querySelector(".label").textContent = j.kind === "trace" && j.parent
-      ? `traces of ${j.parent.slice(0, 8)}` : (j.label || "");
+    const label = tr.querySelector(".label");
+    label.textContent = j.kind === "trace" && j.parent
+      ? (j.label || `traces of ${j.parent}`).replace(j.parent, j.parent.slice(0, 8)) : (j.label || "");
+    if (j.series) {
+      const note = document.createElement("span");
+      note.className = "series-note";
+      note.textContent = seriesSummary(j.series);
+      if (label.textContent) label.append(document.createElement("br"));
+      label.append(note);
+    }
     tr.addEventListener("click", () => { state.selected = j.id; state.selectedVersion = null; renderJobs(); showDetail(); });
     tbody.appendChild(tr);
   }
@@ -169,7 +194,7 @@ async function refreshJobs() {
   }
   renderJobs();
   const sel = state.jobs.find((j) => j.id === state.selected);
-  if (sel && `${sel.status}/${sel.progress}` !== state.selectedVersion) await showDetail(sel);
+  if (sel && versionOf(sel) !== state.selectedVersion) await showDetail(sel);
 }
 
 // -- one job --------------------------------------------------------------------------------------
@@ -177,15 +202,20 @@ async function showDetail(rec) {
   if (!state.selected) return;
   if (!rec) rec = await api("GET", `/v1/jobs/${state.selected}`);
   const changedStatus = !state.selectedVersion || !state.selectedVersion.startsWith(rec.status + "/");
-  state.selectedVersion = `${rec.status}/${rec.progress}`;
+  state.selectedVersion = versionOf(rec);
   $("#detail").hidden = false;
   $("#detail-id").textContent = rec.id;
   const badge = $("#detail-status");
   badge.textContent = rec.status === "running" ? `running ${pct(rec.progress)}` : rec.status;
   badge.className = `badge ${rec.status}`;
   $("#cancel").hidden = TERMINAL.includes(rec.status);
-  const fields = {label: rec.label, device: rec.device, dtype: rec.dtype,
-    size: (rec.shape || []).slice().reverse().join(" × ") + " pixels",
+  const s = rec.series;
+  const fields = {label: rec.label,
+    images: s && `${s.images}, numbered ${s.first_image}–${s.first_image + s.images - 1}`,
+    done: s && `${s.images_done} of ${s.images}` + (s.images_failed ? ` · ${s.images_failed} failed` : "") +
+      (s.images_canceled ? ` · ${s.images_canceled} canceled` : ""),
+    device: rec.device, dtype: rec.dtype,
+    size: (rec.shape || []).slice().reverse().join(" × ") + " pixels" + (s ? " each" : ""),
     evaluations: rec.evaluations.toLocaleString(), created: rec.created_at, finished: rec.finished_at,
     config_sha256: rec.config_sha256, warnings: (rec.warnings || []).join("; ")};
   const dl = $("#detail-fields");
@@ -196,8 +226,14 @@ async function showDetail(rec) {
     const dd = document.createElement("dd"); dd.textContent = v;
     dl.append(dt, dd);
   }
-  $("#detail-error").textContent = rec.error ? `${rec.error.type}: ${rec.error.message}` : "";
+  // a series' failed images each with their error; another job's error
+  const failures = (s && s.failures) || [];
+  $("#detail-error").textContent = failures.length
+    ? failures.map((f) => `image${f.images.length === 1 ? "" : "s"} ${f.images.join(", ")}: ` +
+                          `${f.error.type}: ${f.error.message}`).join("\n")
+    : rec.error ? `${rec.error.type}: ${rec.error.message}` : "";
   if (changedStatus) await showArtifacts(rec);
+  else if (s) await showSeries(rec);
 }
 
 async function showArtifacts(rec) {
@@ -210,24 +246,18 @@ async function showArtifacts(rec) {
   $("#trace-raw-box").hidden = true;
   $("#preview-box").hidden = true;
   $("#preview").removeAttribute("src");
-  for (const a of rec.artifacts) {
-    const li = document.createElement("li");
-    const link = document.createElement("a");
-    link.href = a.url;
-    link.textContent = a.name;
-    link.addEventListener("click", (ev) => { ev.preventDefault(); download(a); });
-    li.append(link, ` ${a.size.toLocaleString()} bytes`);
-    if (a.name.startsWith("trace_")) {
-      const show = document.createElement("button");
-      show.textContent = "show";
-      show.addEventListener("click", () => showTrace(a.url, a.name));
-      li.append(" ", show);
-      traces.appendChild(li);
-    } else list.appendChild(li);
+  $("#image-files-box").hidden = true;
+  if (rec.shape && rec.shape.length) {
+    $("#trace-s").max = rec.shape[0] - 1;
+    $("#trace-f").max = rec.shape[1] - 1;
   }
+  if (rec.series) { await showSeries(rec); return; }
+  state.series = null;
+  for (const a of rec.artifacts) artifactItem(a, a.name, list, traces);
   const viewable = rec.status === "finished" && rec.kind !== "trace" &&
-    rec.artifacts.some((a) => /^floatimage(_\d+)?\.bin$/.test(a.name));
+    rec.artifacts.some((a) => a.name === "floatimage.bin");
   if (viewable) {
+    state.viewer.setAvailable(null);
     try { await state.viewer.open(rec.id); } catch (e) { $("#detail-error").textContent = e.message; }
   } else state.viewer.close();
   const png = rec.artifacts.find((a) => a.name === "preview.png");
@@ -237,9 +267,126 @@ async function showArtifacts(rec) {
     $("#preview").src = url;
     $("#preview-box").hidden = false;
   }
-  if (rec.shape && rec.shape.length) {
-    $("#trace-s").max = rec.shape[0] - 1;
-    $("#trace-f").max = rec.shape[1] - 1;
+}
+
+// a download link for the artifact `a` ({name, size, url}) showing `text`: into `traces` with a
+// show button for a trace, else into `list`
+function artifactItem(a, text, list, traces) {
+  const li = document.createElement("li");
+  const link = document.createElement("a");
+  link.href = a.url;
+  link.textContent = text;
+  link.addEventListener("click", (ev) => { ev.preventDefault(); download(a); });
+  li.append(link);
+  if (a.size !== undefined) li.append(` ${a.size.toLocaleString()} bytes`);
+  if (text.startsWith("trace_")) {
+    const show = document.createElement("button");
+    show.textContent = "show";
+    show.addEventListener("click", () => showTrace(a.url, a.name));
+    li.append(" ", show);
+    traces.appendChild(li);
+  } else list.appendChild(li);
+  return link;
+}
+
+// -- a series ---------------------------------------------------------------------------------------
+function imageNumber(n) { return String(n).padStart(5, "0"); }
+
+// every child job of series `id`, in image order
+async function seriesChildren(id) {
+  const out = [];
+  let cursor = null;
+  do {
+    const page = await api("GET", `/v1/jobs?parent=${id}&limit=200` + (cursor ? `&cursor=${cursor}` : ""));
+    out.push(...page.jobs);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return out;
+}
+
+// a series: the dataset zip (once finished), the viewer on its first rendered image (stepping
+// through those rendered so far), the files of the image shown
+async function showSeries(rec) {
+  const s = rec.series;
+  if (!state.series || state.series.id !== rec.id) {
+    state.series = {id: rec.id, first: s.first_image, images: s.images, children: [], n: null};
+    state.viewer.close();
+  }
+  const ser = state.series;
+  const ticket = ser.ticket = (ser.ticket || 0) + 1;
+  showDataset(rec);
+  const children = await seriesChildren(rec.id);
+  if (state.series !== ser || ser.ticket !== ticket) return;  // another job, or a newer look at this one
+  ser.children = children;
+  const done = new Set();
+  for (const c of children) if (c.status === "finished") for (const n of c.image_numbers) done.add(n);
+  const v = state.viewer;
+  v.setAvailable(done.size === s.images ? null : done);
+  const open = (v.job && v.job.id === rec.id) || (v.target && v.target.id === rec.id);
+  if (!open && done.size) {
+    try { await v.open(rec.id, Math.min(...done)); } catch (e) { $("#detail-error").textContent = e.message; }
+  } else if (open && ser.n !== null) showImageFiles(ser.n);
+  else if (!done.size) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = TERMINAL.includes(rec.status) ? "no image was rendered" : "no image is rendered yet";
+    $("#artifacts").append(li);
+  }
+}
+
+function showDataset(rec) {
+  const list = $("#artifacts");
+  list.replaceChildren();
+  if (rec.status === "finished") {
+    const link = artifactItem({name: `${rec.id}.zip`, url: rec.series.dataset_url}, "dataset (zip)", list);
+    link.id = "dataset-link";
+    link.parentElement.append(": every image's files and sha256.txt, as one zip");
+    return;
+  }
+  const li = document.createElement("li");
+  li.id = "dataset";
+  li.className = "muted";
+  li.textContent = TERMINAL.includes(rec.status) ? `no dataset: the series is ${rec.status}`
+    : "the dataset (one zip of every image) once every image is rendered";
+  list.append(li);
+}
+
+// the viewer shows image n: its files (named as a single job's) and traces
+function imageShown(n) {
+  const ser = state.series;
+  if (!ser || !state.viewer.job || state.viewer.job.id !== ser.id) return;
+  if (ser.n !== n) {
+    ser.n = n;
+    $("#trace-view").replaceChildren();
+    $("#trace-raw-box").hidden = true;
+  }
+  showImageFiles(n);
+}
+
+function showImageFiles(n) {
+  const ser = state.series;
+  const list = $("#image-files"), traces = $("#traces");
+  list.replaceChildren();
+  traces.replaceChildren();
+  $("#image-files-n").textContent = String(n);
+  $("#image-files-box").hidden = false;
+  const child = ser.children.find((c) => c.image_numbers.includes(n));
+  if (!child || child.status !== "finished") {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = `image ${n} is not rendered yet`;
+    list.append(li);
+    return;
+  }
+  // the child holds image n's files numbered (floatimage_00005.bin); the image route names them
+  // as a single job's (floatimage.bin)
+  const numbered = new RegExp(`^(.+)_${imageNumber(n)}(\\.[^.]+)?$`);
+  for (const a of child.artifacts) {
+    const m = a.name.match(numbered);
+    if (!m) continue;
+    const name = m[1] + (m[2] || "");
+    artifactItem({name: a.name, size: a.size, url: `/v1/jobs/${ser.id}/images/${n}/artifacts/${name}`},
+                 name, list, traces);
   }
 }
 
@@ -271,12 +418,18 @@ async function showTrace(url, name) {
   showTraceText(await (await blobOf(url)).text(), name);
 }
 
-// a pixel's trace: shown at once when it exists, else traced by a small job and shown when done
+// a pixel's trace (of a series: of the image shown): shown at once when it exists, else traced by
+// a small job and shown when done
 async function tracePixel() {
   const id = state.selected, s = +$("#trace-s").value, f = +$("#trace-f").value;
-  const path = `/v1/jobs/${id}/trace?pixel=${s},${f}`, name = `trace_${s}_${f}.log`;
+  const ser = state.series && state.series.id === id ? state.series : null;
+  const n = ser ? (ser.n ?? ser.first) : null;
+  const base = ser ? `/v1/jobs/${id}/images/${n}` : `/v1/jobs/${id}`;
+  const path = `${base}/trace?pixel=${s},${f}`;
+  const name = ser ? `trace_${s}_${f}_${imageNumber(n)}.log` : `trace_${s}_${f}.log`;
   const ticket = state.traceTicket = (state.traceTicket || 0) + 1;
-  const current = () => ticket === state.traceTicket && id === state.selected;
+  const current = () => ticket === state.traceTicket && id === state.selected &&
+    (state.series ? state.series.n ?? state.series.first : null) === n;
   try {
     showTraceText(await api("GET", path), name);
     return;
@@ -284,7 +437,7 @@ async function tracePixel() {
     if (e.status !== 404) { traceMessage(e.message, true); return; }
   }
   try {
-    await api("POST", `/v1/jobs/${id}/traces`, {pixels: [[s, f]]});
+    await api("POST", `${base}/traces`, {pixels: [[s, f]]});
     traceMessage(`tracing pixel (${s}, ${f})…`);
     for (let i = 0; i < 600 && current(); i++) {
       await new Promise((ok) => setTimeout(ok, 500));
@@ -320,7 +473,7 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("#submit").addEventListener("click", submit);
   $("#trace-form").addEventListener("submit", (ev) => { ev.preventDefault(); tracePixel(); });
   state.viewer = new ImageViewer($("#viewer"), {binary: binaryOf, json: (url) => api("GET", url)},
-    (s, f) => { $("#trace-s").value = s; $("#trace-f").value = f; tracePixel(); });
+    (s, f) => { $("#trace-s").value = s; $("#trace-f").value = f; tracePixel(); }, imageShown);
   window.viewer = state.viewer;
   $("#cancel").addEventListener("click", cancelSelected);
   await loadExamples();

@@ -81,10 +81,12 @@ function formatValue(v) {
 // -- the viewer ---------------------------------------------------------------------------------
 class ImageViewer {
   // root: the element holding the viewer's controls (ids below); api: {binary(url), json(url)}
-  constructor(root, api, onPick) {
+  // onPick(s, f): a pixel was clicked; onImage(n): image n of the job is shown
+  constructor(root, api, onPick, onImage) {
     this.root = root;
     this.api = api;
     this.onPick = onPick;
+    this.onImage = onImage;
     this.canvas = root.querySelector("#view");
     this.ctx = this.canvas.getContext("2d");
     this.tiles = new Map();       // url -> {data, rows, cols, s0, f0, step, canvas, contrast}
@@ -97,6 +99,7 @@ class ImageViewer {
     this.pointer = null;
     this.hoverTimer = null;
     this.exact = new Map();       // "n:s,f" -> value
+    this.available = null;        // the image numbers that can be shown (null: every one)
     this.bind();
     new ResizeObserver(() => this.resize()).observe(this.canvas);
   }
@@ -104,17 +107,33 @@ class ImageViewer {
   $(id) { return this.root.querySelector(id); }
 
   // ---- opening a job ----
-  async open(jobId, n = 1) {
-    if (this.job && this.job.id === jobId && this.job.n === n) return;
+  // image n of the job, as in its file numbering (null: the job's first image)
+  async open(jobId, n = null) {
+    if (this.job && this.job.id === jobId && (n === null || this.job.n === n)) {
+      // back to the image shown: an image asked for meanwhile is no longer wanted
+      this.target = {id: jobId, n: this.job.n};
+      this.$("#series").value = String(this.job.n);
+      this.seriesLabel(this.job.n);
+      return;
+    }
     const first = !this.job || this.job.id !== jobId;
     const target = this.target = {id: jobId, n};
-    const [info, geo] = await Promise.all([
-      this.api.json(`/v1/jobs/${jobId}/image/info?n=${n}`),
-      first ? this.api.json(`/v1/jobs/${jobId}/geometry`) : Promise.resolve(this.job.geo),
-    ]);
+    let info, geo;
+    try {
+      [info, geo] = await Promise.all([
+        this.api.json(`/v1/jobs/${jobId}/image/info` + (n === null ? "" : `?n=${n}`)),
+        first ? this.api.json(`/v1/jobs/${jobId}/geometry`) : Promise.resolve(this.job.geo),
+      ]);
+    } catch (e) {
+      // nothing is on the way any more: the image shown stays the one to step from
+      if (this.target === target) this.target = this.job && {id: this.job.id, n: this.job.n};
+      throw e;
+    }
     if (this.target !== target) return;  // another image was asked for meanwhile
+    n = info.n;
+    target.n = n;
     this.job = {id: jobId, n, info, geo: geo instanceof Geometry ? geo : new Geometry(geo),
-                images: info.images, shape: info.shape, tile: info.tile};
+                images: info.images, first: info.first_image ?? 1, shape: info.shape, tile: info.tile};
     this.tiles.clear();
     this.queue = [];
     this.exact.clear();
@@ -122,10 +141,12 @@ class ImageViewer {
     const [S, F] = info.shape;
     this.levels = Math.max(0, Math.ceil(Math.log2(Math.max(S, F) / info.tile)));
     const series = this.$("#series");
-    series.max = String(info.images);
+    series.min = String(this.job.first);
+    series.max = String(this.job.first + info.images - 1);
     series.value = String(n);
     this.$("#series-box").hidden = info.images <= 1;
-    this.$("#series-label").textContent = `image ${n} of ${info.images}`;
+    this.seriesLabel(n);
+    this.setStatus("");
     if (first) {
       this.selected = null;
       this.autoContrast();
@@ -138,11 +159,20 @@ class ImageViewer {
     this.$("#ring-note").textContent = this.job.geo.curved ? "rings are not drawn on a curved detector" : "";
     this.root.hidden = false;
     this.resize();
+    if (this.onImage) this.onImage(n);
+  }
+
+  // "image 5 (3 of 6)": the file number, then the place in the series
+  seriesLabel(n, note = "") {
+    const label = this.$("#series-label");
+    label.textContent = `image ${n} (${n - this.job.first + 1} of ${this.job.images})` + note;
+    label.dataset.n = String(n);
   }
 
   close() {
     this.job = null;
     this.target = null;
+    this.available = null;
     this.tiles.clear();
     this.queue = [];
     this.root.hidden = true;
@@ -455,11 +485,32 @@ class ImageViewer {
   setStatus(text) { this.$("#viewer-status").textContent = text; }
 
   // ---- series ----
+  // the image numbers that are rendered so far (a Set), or null when every one is
+  setAvailable(numbers) { this.available = numbers; }
+
+  has(n) { return !this.available || this.available.has(n); }
+
+  // show image n of the open job: its picture once it is rendered, else a note saying so
+  async show(n) {
+    if (!this.job) return;
+    if (!this.has(n)) {
+      this.$("#series").value = String(n);
+      this.seriesLabel(n, `: not rendered (showing image ${this.job.n})`);
+      return;
+    }
+    try { await this.open(this.job.id, n); } catch (e) {
+      if (this.job) this.seriesLabel(n, e.status === 409 ? ": not rendered" : `: ${e.message}`);
+    }
+  }
+
+  // the next rendered image before (delta < 0) or after the one shown, if any
   step(delta) {
     if (!this.job || this.job.images <= 1) return;
-    const current = this.target && this.target.id === this.job.id ? this.target.n : this.job.n;
-    const n = Math.max(1, Math.min(this.job.images, current + delta));
-    if (n !== this.job.n) this.open(this.job.id, n);
+    const last = this.job.first + this.job.images - 1;
+    let n = this.target && this.target.id === this.job.id && this.target.n !== null ? this.target.n : this.job.n;
+    for (n += delta; n >= this.job.first && n <= last; n += delta) {
+      if (this.has(n)) { this.show(n); return; }
+    }
   }
 
   // ---- events ----
@@ -524,7 +575,7 @@ class ImageViewer {
     }
     for (const id of ["#c-scale", "#c-invert"]) this.$(id).addEventListener("change", () => this.contrastChanged());
     for (const id of ["#rings", "#show-rings", "#show-beam"]) this.$(id).addEventListener("change", () => this.draw());
-    this.$("#series").addEventListener("input", () => { if (this.job) this.open(this.job.id, +this.$("#series").value); });
+    this.$("#series").addEventListener("input", () => this.show(+this.$("#series").value));
   }
 
   key(ev) {

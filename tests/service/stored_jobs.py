@@ -1,7 +1,7 @@
 """Finished jobs written straight into a test deployment's store and Redis, the way a worker
 publishes one (record created, started, files committed, record finished through the guarded
-transitions), for images a test render would take too long to make: a 2463 x 2527 detector, a
-series of images. The API then serves them through its real routes."""
+transitions), for images a test render would take too long to make: a 2463 x 2527 detector. The
+API then serves them through its real routes."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from worker.artifacts import seal
 WRITER = "test-writer"
 
 
-def store_finished_job(service, owner: str, config: dict, images: list[np.ndarray],
+def store_finished_job(service, owner: str, config: dict, image: np.ndarray,
                        label: str = "") -> str:
-    """A finished render job of ``config`` whose float images are ``images`` (one: floatimage.bin;
-    more: floatimage_00001.bin, ... a series). Returns its id."""
+    """A finished render job of ``config`` whose float image (floatimage.bin) is ``image``.
+    Returns its id."""
     cfg = load_config(config)
-    shape = images[0].shape
+    shape = image.shape
     records = Records(service.redis, "bragg")
     store = LocalStore(service.data_dir)
     job_id = uuid.uuid4().hex
@@ -40,12 +40,8 @@ def store_finished_job(service, owner: str, config: dict, images: list[np.ndarra
     status, attempt = records.start(job_id, WRITER, "cpu", 60)
     assert status == "running"
     staging = store.staging_dir(job_id, attempt)
-    names = (["floatimage.bin"] if len(images) == 1
-             else [f"floatimage_{i:05d}.bin" for i in range(1, len(images) + 1)])
-    for name, img in zip(names, images):
-        assert img.shape == shape
-        np.asarray(img, dtype="<f4").tofile(staging / name)
-    write_png_preview(staging / "preview.png", images[0])
+    np.asarray(image, dtype="<f4").tofile(staging / "floatimage.bin")
+    write_png_preview(staging / "preview.png", image)
     artifacts = seal(staging)
     store.commit(job_id, staging)
     out = records.finish(job_id, owner, WRITER, attempt, "finished",

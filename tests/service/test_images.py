@@ -13,7 +13,7 @@ from sim_core.geometry.resolution import beam_direction, pixel_resolution
 from sim_core.lab_frame import resolve_frame
 from sim_core.io.png import reduce_max
 from tests.service.helpers import SMALL_CONFIG, submit, wait_status
-from tests.service.stored_jobs import spots_image, store_finished_job
+from tests.service.test_series import SERIES
 
 TILTED = {  # a tilted detector on a two-theta arm, beam centre off the middle
     "crystal": {"cell": {"a_A": 50, "b_A": 60, "c_A": 70}, "Na": 5, "Nb": 5, "Nc": 5},
@@ -97,15 +97,33 @@ def test_info_statistics_and_geometry_match_sim_core(alice, tilted_job):
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "pixel.0"
 
 
-def test_a_series_is_served_image_by_image(service, alice):
-    images = [spots_image((40, 50), 5, seed=i) for i in range(3)]
-    job_id = store_finished_job(service, "alice", SMALL_CONFIG | {"detector": {
-        "distance_mm": 100, "fast_pixels": 50, "slow_pixels": 40}}, images, label="series")
-    for n, img in enumerate(images, start=1):
+def test_a_series_is_served_image_by_image(alice):
+    """A series submitted through the API: ``n`` (numbered from the series' first image) picks the
+    image, each the float file of that image; numbers outside the series are 422."""
+    first = SERIES["scan"]["first_image"]
+    rec = submit(alice, {"config": SERIES | {"scan": SERIES["scan"] | {"images": 3}},
+                         "outputs": ["float"]})
+    job_id = rec["id"]
+    assert wait_status(alice, job_id, timeout=120)["status"] == "finished"
+    images = []
+    for n in range(first, first + 3):
+        img = np.frombuffer(alice.get(f"/v1/jobs/{job_id}/images/{n}/artifacts/floatimage.bin")
+                            .content, "<f4").reshape(24, 20)
         info = alice.get(f"/v1/jobs/{job_id}/image/info", params={"n": n}).json()
-        assert info["images"] == 3 and info["name"] == f"floatimage_{n:05d}.bin"
+        assert (info["images"], info["first_image"], info["n"]) == (3, first, n)
+        assert info["name"] == f"floatimage_{n:05d}.bin" and info["shape"] == [24, 20]
+        assert info["stats"]["max"] == pytest.approx(float(img.max()))
         assert np.array_equal(floats(alice.get(f"/v1/jobs/{job_id}/image", params={"n": n})), img)
-    assert alice.get(f"/v1/jobs/{job_id}/image", params={"n": 4}).status_code == 422
+        half = alice.get(f"/v1/jobs/{job_id}/image", params={"n": n, "step": 2})
+        assert np.array_equal(floats(half), reduce_max(img, 2))
+        images.append(img)
+    assert not np.array_equal(images[0], images[1])  # each image is its own φ range
+    # without n: the first image
+    assert alice.get(f"/v1/jobs/{job_id}/image/info").json()["n"] == first
+    assert np.array_equal(floats(alice.get(f"/v1/jobs/{job_id}/image")), images[0])
+    for bad in (first - 1, first + 3):
+        r = alice.get(f"/v1/jobs/{job_id}/image", params={"n": bad})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "n", r.text
 
 
 def test_jobs_without_a_float_image(alice):

@@ -14,6 +14,7 @@ from tests.service.browser import open_page, page, screenshot  # noqa: F401
 from tests.service.helpers import submit, wait_status
 from tests.service.stored_jobs import spots_image, store_finished_job
 from tests.service.test_images import TILTED
+from tests.service.test_series import SERIES
 
 pytestmark = pytest.mark.browser
 
@@ -140,13 +141,19 @@ def test_cursor_value_resolution_contrast_and_trace(page, service, alice, tilted
     assert pg.errors == []
 
 
-def test_keyboard_zoom_pan_and_a_series(page, service, tmp_path):
+def test_keyboard_zoom_pan_and_a_series(page, service, bob, tmp_path):
+    """A series of 3 images numbered from 2: the viewer opens on image 2 and steps through 2..4."""
     pg = page
-    images = [spots_image((120, 100), 30, seed=i) for i in range(3)]
-    job_id = store_finished_job(service, "bob", TILTED | {"detector": dict(
-        TILTED["detector"], fast_pixels=100, slow_pixels=120)}, images, label="series of 3")
+    config = SERIES | {"detector": dict(SERIES["detector"], fast_pixels=100, slow_pixels=120,
+                                        pixel_size_mm=0.2),
+                       "scan": SERIES["scan"] | {"images": 3, "first_image": 2}}
+    job_id = submit(bob, {"config": config, "outputs": ["float"], "label": "series of 3"})["id"]
+    assert wait_status(bob, job_id, timeout=120)["status"] == "finished"
+    images = [np.frombuffer(bob.get(f"/v1/jobs/{job_id}/images/{n}/artifacts/floatimage.bin")
+                            .content, "<f4").reshape(120, 100) for n in (2, 3, 4)]
     open_job(pg, service, "bob", job_id)
-    assert pg.text_content("#series-label") == "image 1 of 3"
+    assert pg.text_content("#series-label") == "image 2 (1 of 3)"
+    assert (pg.get_attribute("#series", "min"), pg.get_attribute("#series", "max")) == ("2", "4")
     first = canvas_pixels(pg)
     pg.focus("#view")
     scale = float(pg.get_attribute("#view", "data-scale"))
@@ -156,25 +163,25 @@ def test_keyboard_zoom_pan_and_a_series(page, service, tmp_path):
     pg.wait_for_function(f"+document.querySelector('#view').dataset.scale == {scale}")
     pg.keyboard.press("]")
     pg.wait_for_function("document.querySelector('#series-label').textContent === "
-                         "'image 2 of 3'")
+                         "'image 3 (2 of 3)'")
     pg.wait_for_selector("#view[data-complete='1']")
     pg.wait_for_timeout(100)
     second = canvas_pixels(pg)
     assert second != first
     pg.keyboard.press("PageDown")
     pg.wait_for_function("document.querySelector('#series-label').textContent === "
-                         "'image 3 of 3'")
+                         "'image 4 (3 of 3)'")
     pg.keyboard.press("PageDown")  # the last image stays the last
     pg.keyboard.press("[")
     pg.keyboard.press("[")
     pg.wait_for_function("document.querySelector('#series-label').textContent === "
-                         "'image 1 of 3'")
+                         "'image 2 (1 of 3)'")
     # the slider steps with the arrow keys, as a range input does
     pg.focus("#series")
     pg.keyboard.press("ArrowRight")
     pg.wait_for_function("document.querySelector('#series-label').textContent === "
-                         "'image 2 of 3'")
-    # the value under the cursor is image 2's
+                         "'image 3 (2 of 3)'")
+    # the value under the cursor is image 3's
     s, f = (int(x) for x in np.unravel_index(np.argmax(images[1]), images[1].shape))
     pg.fill("#goto-s", str(s))
     pg.fill("#goto-f", str(f))
@@ -221,7 +228,7 @@ def test_a_pilatus_6m_image_opens_in_a_few_megabytes(page, service, tmp_path):
     transfer less than 3 MB."""
     pg = page
     img = spots_image((2527, 2463), 3000, seed=7, background=2.0)
-    job_id = store_finished_job(service, "carol", PILATUS_6M, [img], label="pilatus 6M")
+    job_id = store_finished_job(service, "carol", PILATUS_6M, img, label="pilatus 6M")
     cdp = pg.context.new_cdp_session(pg)
     cdp.send("Network.enable")
     received = {}
