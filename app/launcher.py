@@ -239,6 +239,9 @@ def _run_up(host, port, workers, device, data_dir, ready_timeout) -> int:
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = dict(os.environ, REDIS_URL=redis_url, BRAGG_DATA_DIR=str(data), BRAGG_API_HOST=host,
                BRAGG_API_PORT=str(port), PYTHONUNBUFFERED="1")
+    if workers > 1 and device != "cuda":
+        # CPU workers that each take every core slow each other down many times over: they share
+        env.setdefault("BRAGG_WORKER_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     stack = Stack(env, data / "logs")
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     code = 0
