@@ -150,11 +150,11 @@ def job_dataset(ctx, rec: dict) -> tuple[dict[str, str], Iterator[DatasetFile]]:
     figures, read from each image's own metadata) and ``commands.txt`` (a loop that renders every
     image with ``nanobragg``). Each stored file is checked against the sha256 its record lists
     while it is sent."""
-    from .series import finished_children, is_series
+    from .series import is_series, series_children
 
     if not is_series(rec):
         return {}, _files(ctx, rec, lambda name: name != SEAL)
-    children = list(finished_children(ctx, rec))
+    children = list(series_children(ctx, rec))
     md = series_run_metadata(ctx, rec, children)
     extras = {"run_metadata.json": json.dumps(md, indent=2, sort_keys=True) + "\n",
               "commands.txt": series_commands(rec, (md.get("project") or {}).get("version"))}

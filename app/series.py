@@ -18,6 +18,7 @@ from sim_core.series import numbered_name
 
 from .errors import ApiError, invalid_field, not_found
 from .job import JobStatus
+from .records import decode
 
 
 #: the ``{n}`` of the image routes
@@ -83,18 +84,17 @@ def finished_image(ctx, rec: dict, n: Optional[int], *, field: str = "n") -> Ima
     return src
 
 
-def finished_children(ctx, rec: dict) -> Iterator[dict]:
-    """The child records of a finished series, in image order (every child, so every image)."""
+def series_children(ctx, rec: dict) -> Iterator[dict]:
+    """The child records of a series, in image order, read 200 at a time."""
     ids = ctx.records.child_ids(rec["id"])
     for start in range(0, len(ids), 200):
         pipe = ctx.redis.pipeline(transaction=False)
         for child in ids[start:start + 200]:
             pipe.hgetall(ctx.records.k.job(child))
-        from .records import decode
         for raw in pipe.execute():
             if raw:
                 yield decode(raw)
 
 
 __all__ = ["ImageNumber", "ImageSource", "image_source", "finished_image", "image_range", "is_series",
-           "finished_children"]
+           "series_children"]
