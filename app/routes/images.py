@@ -14,13 +14,13 @@ import re
 import zlib
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from sim_core.cache import ByteLRU
 from sim_core.config import load_config
 
-from ..auth import current_owner
+from ..deps import OwnerDep
 from ..errors import ApiError, invalid_field, not_found
 from ..imagedata import Region, image_stats, read_region
 from ..series import finished_image, image_range
@@ -89,7 +89,7 @@ def _range(field: str, text: str | None, size: int) -> tuple[int, int]:
                                             "block (NaN only where the whole block is)",
                              "content": {"application/octet-stream": {}}},
                        **error_responses(401, 404, 409, 422)})
-def get_image_region(job_id: str, request: Request,
+def get_image_region(job_id: str, request: Request, owner: OwnerDep,
                      slow: str | None = Query(None, description="rows start:stop (default all)",
                                               examples=["0:1024"]),
                      fast: str | None = Query(None, description="columns start:stop (default all)",
@@ -99,8 +99,7 @@ def get_image_region(job_id: str, request: Request,
                                                    "of each 4 x 4 block"),
                      n: int | None = Query(None, ge=0, description="the image of a series, as in "
                                                                    "its file numbering (default: "
-                                                                   "its first)"),
-                     owner: str = Depends(current_owner)):
+                                                                   "its first)")):
     """A region of the image, reduced by ``step``: at most 1,048,576 values per answer. The answer
     is gzip-compressed when the request accepts it; its ETag never changes for a finished job."""
     rec = owned_job(request, job_id, owner)
@@ -137,11 +136,10 @@ def get_image_region(job_id: str, request: Request,
                           "percentiles": {"50": 0.07, "90": 0.2, "99": 2.3, "99.5": 5.1,
                                           "99.9": 40.2, "99.99": 310.0}}}}}},
                        **error_responses(401, 404, 409, 422)})
-def get_image_info(job_id: str, request: Request,
+def get_image_info(job_id: str, request: Request, owner: OwnerDep,
                    n: int | None = Query(None, ge=0, description="the image of a series, as in "
                                                                  "its file numbering (default: "
-                                                                 "its first)"),
-                   owner: str = Depends(current_owner)):
+                                                                 "its first)")):
     """What the viewer needs before it asks for pixels: the shape, how many images the job has,
     and the statistics its automatic contrast uses (percentiles of the positive pixels; of every
     ``sampled_every``-th finite pixel for images of more than 1,048,576 pixels)."""
@@ -182,11 +180,10 @@ def _finite(x: float) -> float | None:
                 "beam_center_px": {"slow": 128.5, "fast": 128.5},
                 "pixels": [{"pixel": [10, 20], "d_A": 52.1, "twotheta_deg": 6.82}]}}}},
                        **error_responses(401, 404, 422)})
-def get_geometry(job_id: str, request: Request,
+def get_geometry(job_id: str, request: Request, owner: OwnerDep,
                  pixel: list[str] = Query([], description="slow,fast (repeatable): the d (Å) "
                                                           "and 2θ (degrees) of these pixels' "
-                                                          "centres", examples=["10,20"]),
-                 owner: str = Depends(current_owner)):
+                                                          "centres", examples=["10,20"])):
     """The detector as plain numbers: a pixel (s, f) has its centre at
     ``pix0_m + (f + 0.5) * pixel_size_m * fdet + (s + 0.5) * pixel_size_m * sdet`` (a curved
     detector then turns that onto the sphere of radius ``distance_m``); 2θ is its angle to
