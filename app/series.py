@@ -17,7 +17,7 @@ from fastapi import Path
 from sim_core.series import numbered_name
 
 from .errors import ApiError, invalid_field, not_found
-from .job import JobStatus
+from .job import OUTPUT_FILES, JobStatus
 from .records import decode
 
 
@@ -35,8 +35,11 @@ class ImageSource:
     number: Optional[int] = None
 
     def name(self, artifact: str) -> str:
-        """The stored name of a single job's artifact name for this image."""
-        return artifact if self.number is None else numbered_name(artifact, self.number)
+        """The stored name of a single job's artifact name for this image (the P1 table of a
+        model or MTZ file is the same for every image: one unnumbered file)."""
+        if self.number is None or artifact == OUTPUT_FILES["hkl"]:
+            return artifact
+        return numbered_name(artifact, self.number)
 
     def entry(self, artifact: str) -> Optional[dict]:
         stored = self.name(artifact)

@@ -155,3 +155,30 @@ def test_mtz_job_in_the_args_form_names_its_column(alice, inputs):
            "with mtz_column / -mtz_column)" in job["warnings"]
     rec = wait_status(alice, job["id"], timeout=120)
     assert rec["status"] == "finished", rec
+
+
+def test_a_series_from_a_model(alice, inputs, tmp_path):
+    """Each image of a series from a model is the single render at its φ; the P1 table is one
+    file of the dataset, and every image's route serves it."""
+    import io
+    import zipfile
+
+    from sim_core.config import load_config
+    from sim_core.series import image_config
+
+    model = _post(alice, "m.pdb", (inputs / "m.pdb").read_bytes(), "model").json()["id"]
+    config = {**GEOMETRY, "structure_factors": {"model_file": model},
+              "scan": {"phi_start_deg": 5, "osc_range_deg": 1, "phi_steps": 2, "images": 3},
+              "noise": {"seed": 3}}
+    job = submit(alice, {"config": config, "outputs": ["float", "hkl"], "dtype": "float64"})
+    rec = wait_status(alice, job["id"], timeout=120)
+    assert rec["status"] == "finished", rec
+    zf = zipfile.ZipFile(io.BytesIO(alice.get(f"/v1/jobs/{job['id']}/dataset").content))
+    assert zf.namelist().count("structure_factors.hkl") == 1
+    table = alice.get(f"/v1/jobs/{job['id']}/images/2/artifacts/structure_factors.hkl")
+    assert table.status_code == 200 and table.content == zf.read("structure_factors.hkl")
+    (tmp_path / "m.pdb").write_bytes((inputs / "m.pdb").read_bytes())
+    series = load_config({**config, "structure_factors": {"model_file": "m.pdb"}})
+    single = simulate(image_config(series, 2), local_files(tmp_path), dtype="float64")
+    np.testing.assert_array_equal(
+        np.frombuffer(zf.read("floatimage_00002.bin"), dtype="<f4").reshape(24, 24), single.image)
