@@ -248,8 +248,11 @@ async function showArtifacts(rec) {
   $("#preview").removeAttribute("src");
   $("#image-files-box").hidden = true;
   if (rec.shape && rec.shape.length) {
-    $("#trace-s").max = rec.shape[0] - 1;
-    $("#trace-f").max = rec.shape[1] - 1;
+    // the pixel to trace starts at the detector's centre, and stays on it
+    for (const [input, size] of [[$("#trace-s"), rec.shape[0]], [$("#trace-f"), rec.shape[1]]]) {
+      input.max = size - 1;
+      if (!(+input.value < size)) input.value = Math.floor(size / 2);
+    }
   }
   if (rec.series) { await showSeries(rec); return; }
   state.series = null;
