@@ -235,8 +235,11 @@ def _ended(rec: dict) -> int:
         print(rec["status"])
         return 0
     err = rec.get("error") or {}
-    _err(f"{'series' if s else 'job'} {rec['id']} {rec['status']}"
-         + (f": {err.get('type')}: {err.get('message')}" if err else ""))
+    if s and s["failures"]:  # each failure is listed below, the first one too
+        _err(f"series {rec['id']} {rec['status']}")
+    else:
+        _err(f"{'series' if s else 'job'} {rec['id']} {rec['status']}"
+             + (f": {err.get('type')}: {err.get('message')}" if err else ""))
     if s:
         _err(f"  {s['images_done']} of {s['images']} images done, {s['images_failed']} failed, "
              f"{s['images_canceled']} canceled")

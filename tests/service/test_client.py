@@ -479,7 +479,9 @@ def test_extract_verified_refuses_a_damaged_zip(tmp_path, case, message):
 
 
 def test_wait_names_the_failed_images(capsys):
-    rec = {"id": "s" * 32, "status": "failed", "error": None, "artifacts": [],
+    rec = {"id": "s" * 32, "status": "failed", "artifacts": [],
+           "error": {"type": "ImagesFailed", "message": "3 of 6 images failed; image 2, 3: "
+                                                        "RenderError: out of memory"},
            "series": {"images": 6, "first_image": 1, "images_done": 3, "images_failed": 3,
                       "images_canceled": 0, "children": 3, "children_ended": 3,
                       "failures": [{"images": [2, 3], "error": {"type": "RenderError",
@@ -493,3 +495,4 @@ def test_wait_names_the_failed_images(capsys):
     assert "3 of 6 images done, 3 failed, 0 canceled" in out.err
     assert "images 2-3: RenderError: out of memory" in out.err
     assert "image 6: Timeout: ran past 60 s" in out.err
+    assert out.err.count("out of memory") == 1  # the series' error names the first failure
