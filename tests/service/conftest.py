@@ -112,6 +112,23 @@ class Service:
                                          f"worker-{name}.log")
         return name
 
+    def post_to_an_api_that_dies_after_the_record(self, body: dict, headers: dict) -> None:
+        """POST a job to an extra API process that exits (status 17) right after writing the
+        job's record(s), before enqueueing: the request gets no answer."""
+        port = free_port()
+        env = dict(self.env, BRAGG_FAULT_INJECTION="exit-after-record")
+        proc = self._spawn(["api", "--port", str(port)], f"api-faulty-{port}.log", env=env)
+        try:
+            wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200,
+                     30, what="the faulty API")
+            with pytest.raises(httpx.TransportError):
+                httpx.post(f"http://127.0.0.1:{port}/v1/jobs", json=body, headers=headers,
+                           timeout=30)
+            assert proc.wait(10) == 17
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
     def live_worker_names(self) -> set[str]:
         r = httpx.get(f"{self.base_url}/readyz", timeout=5)
         return {w["name"] for w in r.json().get("workers", [])} if r.status_code == 200 else set()

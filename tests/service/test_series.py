@@ -23,7 +23,7 @@ from sim_core.cost import estimate
 from sim_core.series import image_config, image_seed, numbered_name
 from sim_core.simulate import simulate
 
-from .conftest import free_port, wait_for
+from .conftest import wait_for
 from .helpers import get, long_args, submit, wait_status, with_flag
 
 #: 6 images of 0.5 deg from phi 10, 3 phi steps each, 4 mosaic domains, 24 x 20 pixels
@@ -276,21 +276,9 @@ def test_a_series_fails_with_its_images_and_reasons(service, alice):
 def test_a_series_recorded_by_an_api_that_died_before_enqueueing_is_rendered(service, alice):
     """The parent and its children are written by one script, the children into the outbox: an
     API that dies right after it leaves nothing half made, and the sweeper enqueues the children."""
-    port = free_port()
-    env = dict(service.env, BRAGG_FAULT_INJECTION="exit-after-record")
-    proc = service._spawn(["api", "--port", str(port)], "api-faulty-series.log", env=env)
-    try:
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 30,
-                 what="the faulty API")
-        body = {"config": SERIES | {"scan": SERIES["scan"] | {"images": 4}},
-                "outputs": ["float"], "label": "series in the outbox"}
-        with pytest.raises(httpx.TransportError):
-            httpx.post(f"http://127.0.0.1:{port}/v1/jobs", json=body,
-                       headers={"Authorization": "Bearer alice-token"}, timeout=30)
-        assert proc.wait(10) == 17
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    body = {"config": SERIES | {"scan": SERIES["scan"] | {"images": 4}},
+            "outputs": ["float"], "label": "series in the outbox"}
+    service.post_to_an_api_that_dies_after_the_record(body, {"Authorization": "Bearer alice-token"})
     jobs = alice.get("/v1/jobs", params={"limit": 10}).json()["jobs"]
     job = next(j for j in jobs if j["label"] == "series in the outbox")
     assert job["kind"] == "series" and job["series"]["images"] == 4
