@@ -7,6 +7,7 @@ the simulation or imports torch.
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 from sim_core.config import SimulationConfig
 from sim_core.cost import Cost, estimate
@@ -70,13 +71,43 @@ def job_cost(cfg: SimulationConfig, summaries: dict, form: str,
         if form != "nanobragg_args":
             raise invalid_field(f"config.{exc.field}" if exc.field else "config",
                                 message) from None
-        from sim_core.nanobragg_args import flag_position
-        idx = flag_position(argv or [], exc.field) if exc.field else None
-        flag = argv[idx] if idx is not None else None
+        where, flag = args_field(argv, exc.field)
         which = [x for x in (flag, exc.field) if x and x not in message]
         if which:
             message = f"{' / '.join(which)}: {message}"
-        raise invalid_field(form + (f".{idx}" if idx is not None else ""), message) from None
+        raise invalid_field(where, message) from None
+
+
+def args_field(argv: Optional[list[str]], path: Optional[str]) -> tuple[str, Optional[str]]:
+    """The field of a command line that sets config field ``path``: ``nanobragg_args.<index>``
+    of its (last) flag, and that flag (``nanobragg_args`` and None where no flag sets it)."""
+    from sim_core.nanobragg_args import flag_position
+
+    idx = flag_position(argv or [], path) if path else None
+    if idx is None:
+        return "nanobragg_args", None
+    return f"nanobragg_args.{idx}", argv[idx]
+
+
+def check_series(settings, images: int, evaluations: int, form: str,
+                 argv: Optional[list[str]] = None) -> None:
+    """The limits of a series, by arithmetic: its images, and its evaluations (all images)."""
+    if form == "config":
+        where, what = "config.scan.images", "the number of images of the series"
+    else:
+        where, flag = args_field(argv, "scan.images")
+        what = f"{flag or '-images'} / scan.images: the number of images of the series"
+    if images > settings.max_series_images:
+        raise limit_exceeded(where, "max_series_images", images, settings.max_series_images,
+                             what)
+    total = images * evaluations
+    if total > settings.max_series_evaluations:
+        err = limit_exceeded(where, "max_series_evaluations", total,
+                             settings.max_series_evaluations, "the series' evaluations")
+        err.errors[0]["message"] = (f"the series' evaluations are {images:,} images x "
+                                    f"{evaluations:,} = {total:,}; the limit "
+                                    f"max_series_evaluations is {settings.max_series_evaluations:,}")
+        raise err
 
 
 def check_cost(settings, cost: Cost, form: str) -> None:
@@ -107,4 +138,5 @@ def check_cost(settings, cost: Cost, form: str) -> None:
                              "orientations, sources)")
 
 
-__all__ = ["file_summary", "check_kind", "check_grid", "job_cost", "check_cost", "named"]
+__all__ = ["file_summary", "check_kind", "check_grid", "job_cost", "check_cost", "check_series",
+           "args_field", "named"]

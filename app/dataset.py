@@ -141,6 +141,11 @@ def stream_zip(files: Iterable[Union[DatasetFile, tuple]],
 PER_IMAGE_BOOKKEEPING = ("run_metadata", "commands", "sha256")
 
 
+def in_dataset(name: str) -> bool:
+    """A child's artifact that a series' dataset holds (its images, traces, the P1 table)."""
+    return not name.startswith(PER_IMAGE_BOOKKEEPING)
+
+
 def job_dataset(ctx, rec: dict) -> tuple[dict[str, str], Iterator[DatasetFile]]:
     """The members of a finished job's dataset: (small files made now, files of the store).
 
@@ -150,7 +155,8 @@ def job_dataset(ctx, rec: dict) -> tuple[dict[str, str], Iterator[DatasetFile]]:
     figures, read from each image's own metadata) and ``commands.txt`` (a loop that renders every
     image with ``nanobragg``). Each stored file is checked against the sha256 its record lists
     while it is sent."""
-    from .series import is_series, series_children
+    from .job import is_series
+    from .series import series_children
 
     if not is_series(rec):
         return {}, _files(ctx, rec, lambda name: name != SEAL)
@@ -162,9 +168,7 @@ def job_dataset(ctx, rec: dict) -> tuple[dict[str, str], Iterator[DatasetFile]]:
     def files() -> Iterator[DatasetFile]:
         seen: set[str] = set()
         for child in children:
-            def wanted(name: str) -> bool:
-                return not name.startswith(PER_IMAGE_BOOKKEEPING) and name not in seen
-            for f in _files(ctx, child, wanted):
+            for f in _files(ctx, child, lambda name: in_dataset(name) and name not in seen):
                 seen.add(f.name)
                 yield f
     return extras, files()
@@ -219,7 +223,7 @@ def series_run_metadata(ctx, rec: dict, children: list[dict]) -> dict:
                 "evaluations": own.get("evaluations"), "stats": own.get("image"),
                 "noise": own.get("noise"), "int_scale": own.get("int_scale"),
                 "files": {name: digest for name, digest in sums.items()
-                          if suffix in name and not name.startswith(PER_IMAGE_BOOKKEEPING)},
+                          if suffix in name and in_dataset(name)},
             }
     for im in series["image"]:
         im.update(by_number.get(im["n"], {}))

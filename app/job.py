@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sim_core.series import numbered_name
+
 
 class JobStatus(str, Enum):
     queued = "queued"
@@ -149,10 +151,24 @@ class Job(BaseModel):
     def is_series(self) -> bool:
         return self.kind == "series"
 
-    @property
-    def in_series(self) -> bool:
-        """A child job of a series (it renders ``image_numbers`` of its parent's config)."""
-        return bool(self.parent and self.image_numbers)
+
+def is_series(rec: dict) -> bool:
+    """A series' record (kind ``series``): its images are its children's."""
+    return rec.get("kind") == "series"
+
+
+def is_series_child(rec: dict) -> bool:
+    """A child job of a series (it renders ``image_numbers`` of its parent's config)."""
+    return bool(rec.get("parent") and rec.get("image_numbers"))
+
+
+def image_artifact(name: str, n: Optional[int]) -> str:
+    """The stored name of a single job's artifact ``name`` for image ``n`` of a series
+    (``floatimage_00003.bin``), or ``name`` itself for a single job (``n`` None). The P1 table of a
+    model or MTZ file is the same for every image: one unnumbered file."""
+    if n is None or name == OUTPUT_FILES["hkl"]:
+        return name
+    return numbered_name(name, n)
 
 
 def decode_hash(raw: dict) -> dict:
@@ -182,4 +198,5 @@ def encode_fields(fields: dict) -> dict[str, str]:
 
 
 __all__ = ["Job", "JobStatus", "OUTPUT_FILES", "parse_file_id", "TERMINAL_STATUSES", "TRANSITIONS",
-           "SERIES_TRANSITIONS", "JSON_FIELDS", "decode_hash", "encode_fields"]
+           "SERIES_TRANSITIONS", "JSON_FIELDS", "decode_hash", "encode_fields", "is_series",
+           "is_series_child", "image_artifact"]

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Optional
 
 import redis
 
-from .job import TERMINAL_STATUSES, Job, JobStatus, decode_hash, encode_fields
+from .job import TERMINAL_STATUSES, Job, JobStatus, decode_hash, encode_fields, is_series_child
 
 STATUSES = tuple(s.value for s in JobStatus)
 TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
@@ -231,12 +231,22 @@ if ARGV[3] ~= '' then redis.call('SET', KEYS[7], ARGV[2] .. ' ' .. ARGV[3], 'EX'
 return {1, seq}
 """
 
+# A series' progress: its images done and the share of its running children (images_partial),
+# over its images.
+_SET_PROGRESS = """
+local function set_progress(key, images)
+  local h = redis.call('HMGET', key, 'images_done', 'images_partial')
+  local sum = tonumber(h[1] or '0') + tonumber(h[2] or '0')
+  redis.call('HSET', key, 'progress', string.format('%.4f', math.min(1, sum / tonumber(images))))
+end
+"""
+
 # A series moves with its children: after any move of a child, ROLLUP looks at the child's status.
 # A started child makes a queued parent running; an ended child is counted once (the settled hash
 # remembers it, so that the worker, the sweeper and a cancel may all call ROLLUP for the same
 # child) into the images done, failed or canceled; the last child ends the parent: canceled if a
 # cancel was asked for, failed if an image failed, else finished.
-_ROLLUP = """
+_ROLLUP = _SET_PROGRESS + """
 local p = redis.call('HMGET', KEYS[1], 'status', 'children', 'cancel', 'images')
 if not p[1] then return 'missing' end
 local cst = redis.call('HGET', KEYS[2], 'status')
@@ -256,17 +266,13 @@ local c = redis.call('HMGET', KEYS[2], 'image_numbers', 'error_type', 'error_mes
 local nums = cjson.decode(c[1])
 local ended = redis.call('HINCRBY', KEYS[1], 'children_ended', 1)
 local share = tonumber(redis.call('HGET', KEYS[8], ARGV[1]) or '0')
-local partial = 0
 if share ~= 0 then
   redis.call('HDEL', KEYS[8], ARGV[1])
-  partial = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], 'images_partial', -share))
-else
-  partial = tonumber(redis.call('HGET', KEYS[1], 'images_partial') or '0')
+  redis.call('HINCRBYFLOAT', KEYS[1], 'images_partial', -share)
 end
 if cst == 'finished' then
-  local done = redis.call('HINCRBY', KEYS[1], 'images_done', #nums)
-  redis.call('HSET', KEYS[1], 'progress',
-             string.format('%.4f', math.min(1, (done + partial) / tonumber(p[4]))))
+  redis.call('HINCRBY', KEYS[1], 'images_done', #nums)
+  set_progress(KEYS[1], p[4])
 elseif cst == 'failed' then
   redis.call('HINCRBY', KEYS[1], 'images_failed', #nums)
   local raw = redis.call('HGET', KEYS[1], 'failures')
@@ -306,15 +312,14 @@ return outcome
 # its own), kept per child in the partial hash and summed in the parent's 'images_partial', so that
 # the parent's progress moves while its children render. ROLLUP takes a child's share out when it
 # counts the child; a retried child's share is replaced by its next write.
-_SERIES_PROGRESS = """
-local p = redis.call('HMGET', KEYS[1], 'status', 'images', 'images_done')
+_SERIES_PROGRESS = _SET_PROGRESS + """
+local p = redis.call('HMGET', KEYS[1], 'status', 'images')
 if p[1] ~= 'queued' and p[1] ~= 'running' then return 0 end
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 0 end
 local old = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local partial = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], 'images_partial', tonumber(ARGV[2]) - old))
-redis.call('HSET', KEYS[1], 'progress',
-           string.format('%.4f', math.min(1, (tonumber(p[3] or '0') + partial) / tonumber(p[2]))))
+redis.call('HINCRBYFLOAT', KEYS[1], 'images_partial', tonumber(ARGV[2]) - old)
+set_progress(KEYS[1], p[2])
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 return 1
 """
@@ -345,6 +350,13 @@ redis.call('SREM', KEYS[5], ARGV[1])
 if st then redis.call('HINCRBY', KEYS[6], st, -1) end
 return st or 'missing'
 """
+
+
+#: every script, registered by Records as ``_<name>``
+SCRIPTS = {"create": _CREATE, "start": _START, "renew": _RENEW, "finish": _FINISH,
+           "cancel": _CANCEL, "requeue": _REQUEUE, "reenqueue": _REENQUEUE, "forget": _FORGET,
+           "fail_queued": _FAIL_QUEUED, "create_series": _CREATE_SERIES, "rollup": _ROLLUP,
+           "mark_cancel": _MARK_CANCEL, "series_progress": _SERIES_PROGRESS}
 
 
 def now() -> float:
@@ -433,19 +445,8 @@ class Records:
     def __init__(self, connection: redis.Redis, ns: str):
         self.r = connection
         self.k = Keys(ns)
-        self._create = connection.register_script(_CREATE)
-        self._start = connection.register_script(_START)
-        self._renew = connection.register_script(_RENEW)
-        self._finish = connection.register_script(_FINISH)
-        self._cancel = connection.register_script(_CANCEL)
-        self._requeue = connection.register_script(_REQUEUE)
-        self._reenqueue = connection.register_script(_REENQUEUE)
-        self._forget = connection.register_script(_FORGET)
-        self._fail_queued = connection.register_script(_FAIL_QUEUED)
-        self._create_series = connection.register_script(_CREATE_SERIES)
-        self._rollup = connection.register_script(_ROLLUP)
-        self._mark_cancel = connection.register_script(_MARK_CANCEL)
-        self._series_progress = connection.register_script(_SERIES_PROGRESS)
+        for name, text in SCRIPTS.items():
+            setattr(self, f"_{name}", connection.register_script(text))
 
     # -- jobs: reads --------------------------------------------------------------------------------
     def get(self, job_id: str) -> Optional[dict]:
@@ -535,11 +536,12 @@ class Records:
                            + encode(fields or {}))
         return _s(out)
 
-    def cancel(self, job_id: str, owner: str) -> str:
+    def cancel(self, job_id: str, owner: str, client=None) -> str:
+        """CANCEL (``client``: a pipeline, whose execute() then gives the outcome)."""
         out = self._cancel(keys=[self.k.job(job_id), self.k.owner_active(owner), self.k.stats,
                                  self.k.queued, self.k.ended],
-                           args=[now(), job_id])
-        return _s(out)
+                           args=[now(), job_id], client=client)
+        return out if client is not None else _s(out)
 
     def requeue(self, job_id: str, owner: str, attempt: int, rq_id: str, reason: str) -> str:
         keys = [self.k.job(job_id), self.k.running, self.k.lease(job_id),
@@ -582,15 +584,14 @@ class Records:
         code, val = self._create_series(keys=keys, args=args)
         return int(code), (_s(val) if int(code) == 2 else int(val))
 
-    def rollup(self, parent: str, child: str) -> str:
-        """Count a child's move into its series (idempotent); returns the parent's status."""
-        rec_owner = self.r.hget(self.k.job(parent), "owner")
-        if rec_owner is None:
-            return "missing"
+    def rollup(self, parent: str, child: str, owner: str, client=None) -> str:
+        """Count a child's move into its series (idempotent); returns the parent's status
+        (``client``: a pipeline, as for :meth:`cancel`)."""
         keys = [self.k.job(parent), self.k.job(child), self.k.settled(parent),
-                self.k.owner_active(_s(rec_owner)), self.k.stats, self.k.ended, self.k.series,
+                self.k.owner_active(owner), self.k.stats, self.k.ended, self.k.series,
                 self.k.partial(parent)]
-        return _s(self._rollup(keys=keys, args=[child, now(), parent]))
+        out = self._rollup(keys=keys, args=[child, now(), parent], client=client)
+        return out if client is not None else _s(out)
 
     def series_progress(self, parent: str, child: str, images: float) -> None:
         """A running child has rendered ``images`` of its images (a fraction of them) so far."""
@@ -599,8 +600,8 @@ class Records:
 
     def settle(self, rec: dict) -> Optional[str]:
         """ROLLUP of a series child (``rec``); None for any other job."""
-        if rec.get("parent") and rec.get("image_numbers"):
-            return self.rollup(rec["parent"], rec["id"])
+        if is_series_child(rec):
+            return self.rollup(rec["parent"], rec["id"], rec["owner"])
         return None
 
     def cancel_children(self, parent: str, owner: str) -> list[dict]:
@@ -610,30 +611,24 @@ class Records:
         children = self.child_ids(parent)
         pipe = self.r.pipeline(transaction=False)
         for child in children:
-            self._cancel(keys=[self.k.job(child), self.k.owner_active(owner), self.k.stats,
-                               self.k.queued, self.k.ended], args=[now(), child], client=pipe)
+            self.cancel(child, owner, client=pipe)
             pipe.hmget(self.k.job(child), "rq_id", "queue")
         out = pipe.execute()
         canceled = [{"id": child, "rq_id": _s(rq_id or b""), "queue": _s(queue or b"")}
                     for child, outcome, (rq_id, queue) in zip(children, out[::2], out[1::2])
                     if _s(outcome) == "canceled"]
-        keys = [self.k.job(parent), None, self.k.settled(parent), self.k.owner_active(owner),
-                self.k.stats, self.k.ended, self.k.series, self.k.partial(parent)]
         pipe = self.r.pipeline(transaction=False)
         for child in children:
-            keys[1] = self.k.job(child)
-            self._rollup(keys=list(keys), args=[child, now(), parent], client=pipe)
+            self.rollup(parent, child, owner, client=pipe)
         pipe.execute()
         return canceled
 
     def mark_cancel(self, parent: str) -> str:
         return _s(self._mark_cancel(keys=[self.k.job(parent)], args=[now()]))
 
-    def child_ids(self, parent: str, start: float = float("-inf"), limit: int = -1) -> list[str]:
-        """A series' children in image order, from the child whose first image is ``start``."""
-        num = None if limit < 0 else limit
-        return [_s(m) for m in self.r.zrangebyscore(self.k.children(parent), start, "+inf",
-                                                    start=0 if num else None, num=num)]
+    def child_ids(self, parent: str) -> list[str]:
+        """A series' children in image order."""
+        return [_s(m) for m in self.r.zrange(self.k.children(parent), 0, -1)]
 
     def children_of(self, parent: str, *, limit: int = 20, cursor: Optional[int] = None
                     ) -> tuple[list[dict], Optional[int]]:
@@ -677,12 +672,6 @@ class Records:
         keys = [self.k.job(job_id), self.k.owner_active(owner), self.k.stats, self.k.queued,
                 self.k.ended]
         return _s(self._fail_queued(keys=keys, args=[now(), job_id, etype, message])) == "failed"
-
-    def set_fields(self, job_id: str, fields: dict) -> None:
-        pipe = self.r.pipeline()
-        pipe.hset(self.k.job(job_id), mapping=dict(zip(*[iter(encode(fields))] * 2)))
-        pipe.hincrby(self.k.job(job_id), "version", 1)
-        pipe.execute()
 
     def running_ids(self) -> list[str]:
         return sorted(m.decode() for m in self.r.smembers(self.k.running))

@@ -14,10 +14,8 @@ from typing import Annotated, Iterator, Optional
 
 from fastapi import Path
 
-from sim_core.series import numbered_name
-
 from .errors import ApiError, invalid_field, not_found
-from .job import OUTPUT_FILES, JobStatus
+from .job import JobStatus, image_artifact, is_series
 from .records import decode
 
 
@@ -35,19 +33,12 @@ class ImageSource:
     number: Optional[int] = None
 
     def name(self, artifact: str) -> str:
-        """The stored name of a single job's artifact name for this image (the P1 table of a
-        model or MTZ file is the same for every image: one unnumbered file)."""
-        if self.number is None or artifact == OUTPUT_FILES["hkl"]:
-            return artifact
-        return numbered_name(artifact, self.number)
+        """The stored name of a single job's artifact name for this image."""
+        return image_artifact(artifact, self.number)
 
     def entry(self, artifact: str) -> Optional[dict]:
         stored = self.name(artifact)
         return next((a for a in self.job.get("artifacts") or [] if a["name"] == stored), None)
-
-
-def is_series(rec: dict) -> bool:
-    return rec.get("kind") == "series"
 
 
 def image_range(rec: dict) -> range:
@@ -99,5 +90,5 @@ def series_children(ctx, rec: dict) -> Iterator[dict]:
                 yield decode(raw)
 
 
-__all__ = ["ImageNumber", "ImageSource", "image_source", "finished_image", "image_range", "is_series",
+__all__ = ["ImageNumber", "ImageSource", "image_source", "finished_image", "image_range",
            "series_children"]

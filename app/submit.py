@@ -32,7 +32,8 @@ from sim_core.seeds import with_seeds
 from sim_core.series import image_config, plan_children
 
 from . import queue as rq_queue
-from .costs import check_cost, check_grid, check_kind, file_summary, job_cost, named
+from .costs import (args_field, check_cost, check_grid, check_kind, check_series, file_summary,
+                    job_cost, named)
 from .devices import unserved_warnings
 from .errors import invalid, invalid_field, limit_exceeded
 from .job import OUTPUT_FILES, Job, JobStatus, parse_file_id
@@ -159,13 +160,10 @@ def _from_args(ctx, owner: str, sub: JobSubmission, summaries: dict
 def _arg_field(argv: list[str], exc: SimCoreError) -> str:
     """``nanobragg_args.<index>`` of the flag at fault: the flag the error names, or the last flag
     that sets the config field it names."""
-    from sim_core.nanobragg_args import flag_position
-
     flag = getattr(exc, "flag", None)
-    idx = len(argv) - 1 - argv[::-1].index(flag) if flag in argv else None
-    if idx is None and exc.field:
-        idx = flag_position(argv, exc.field)
-    return "nanobragg_args" + (f".{idx}" if idx is not None else "")
+    if flag in argv:
+        return f"nanobragg_args.{len(argv) - 1 - argv[::-1].index(flag)}"
+    return args_field(argv, exc.field)[0]
 
 
 # -- checks -----------------------------------------------------------------------------------------
@@ -222,29 +220,6 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
     warnings += unserved_warnings(ctx, run.device)
     return PreparedJob(config=cfg, file_names=names, outputs=outputs, shape=cost.shape,
                        evaluations=cost.evaluations, warnings=warnings, images=images)
-
-
-def check_series(settings, images: int, evaluations: int, form: str,
-                 argv: Optional[list[str]] = None) -> None:
-    """The limits of a series, by arithmetic: its images, and its evaluations (all images)."""
-    if form == "config":
-        where, what = "config.scan.images", "the number of images of the series"
-    else:
-        from sim_core.nanobragg_args import flag_position
-        idx = flag_position(argv or [], "scan.images")
-        where = form + (f".{idx}" if idx is not None else "")
-        what = "-images / scan.images: the number of images of the series"
-    if images > settings.max_series_images:
-        raise limit_exceeded(where, "max_series_images", images, settings.max_series_images,
-                             what)
-    total = images * evaluations
-    if total > settings.max_series_evaluations:
-        err = limit_exceeded(where, "max_series_evaluations", total,
-                             settings.max_series_evaluations, "the series' evaluations")
-        err.errors[0]["message"] = (f"the series' evaluations are {images:,} images x "
-                                    f"{evaluations:,} = {total:,}; the limit "
-                                    f"max_series_evaluations is {settings.max_series_evaluations:,}")
-        raise err
 
 
 # -- the record and the queue ----------------------------------------------------------------------
@@ -325,11 +300,8 @@ def create_series(ctx, owner: str, prepared: PreparedJob, *, label: Optional[str
     numbers = range(scan.first_image, scan.first_image + scan.images)
     workers = max(1, serving_workers(ctx, cfg.run.device))
     groups = plan_children(numbers, max(1, prepared.evaluations),
-                           settings.series_child_evaluations, min_children=workers)
-    if len(groups) % workers:  # a multiple of the workers: none waits on another's last child
-        groups = plan_children(numbers, max(1, prepared.evaluations),
-                               settings.series_child_evaluations,
-                               min_children=-(-len(groups) // workers) * workers)
+                           settings.series_child_evaluations, min_children=workers,
+                           multiple_of=workers)
     job_id = new_job_id()
     parent = _queued_job(settings, job_id, owner, kind="series", config=cfg,
                          file_names=prepared.file_names, outputs=prepared.outputs,
@@ -433,5 +405,5 @@ def _enqueue(ctx, jobs: list[Job]) -> None:
                     ", ".join(j.id for j in jobs[:3]), exc_info=True)
 
 
-__all__ = ["prepare", "create_job", "create_series", "check_series", "idempotency", "replayed_job", "PreparedJob", "parse_file_id",
+__all__ = ["prepare", "create_job", "create_series", "idempotency", "replayed_job", "PreparedJob", "parse_file_id",
            "OUTPUT_FILES"]

@@ -32,6 +32,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from . import queue as rq_queue
 from .devices import fail_unserved
+from .job import is_series, is_series_child
 from .records import now
 
 log = logging.getLogger("bragg.sweeper")
@@ -150,7 +151,7 @@ def settle_series(ctx) -> int:
     records, r = ctx.records, ctx.redis
     looked = 0
     for parent in records.live_series():
-        status = r.hget(records.k.job(parent), "status")
+        status, owner = r.hmget(records.k.job(parent), "status", "owner")
         if status is None or status.decode() not in ("queued", "running"):
             r.srem(records.k.series, parent)
             continue
@@ -161,7 +162,7 @@ def settle_series(ctx) -> int:
             pipe.hget(records.k.job(child), "status")
         for child, st in zip(todo, pipe.execute()):
             if st is not None and st != b"queued":
-                records.rollup(parent, child)
+                records.rollup(parent, child, owner.decode())
                 looked += 1
     return looked
 
@@ -207,12 +208,12 @@ def apply_retention(ctx) -> dict[str, int]:
         if rec is None:
             r.zrem(records.k.ended, job_id)
             continue
-        if rec.get("image_numbers") and records.get(rec["parent"]) is not None:
+        if is_series_child(rec) and records.get(rec["parent"]) is not None:
             r.zrem(records.k.ended, job_id)  # a series' child goes with its series
             continue
         # a series' children first (the parent's record lists them)
         family = [records.get(c) for c in records.child_ids(job_id)] \
-            if rec.get("kind") == "series" else []
+            if is_series(rec) else []
         for one in [c for c in family if c is not None] + [rec]:
             store.remove_job(one["id"])
             if records.forget(one["id"], one["owner"]) != "live":

@@ -61,10 +61,6 @@ class ResolvedSampling:
     mosaic_domains: int
     notes: tuple[str, ...] = ()
 
-    @property
-    def phi_values(self) -> list[float]:
-        return [self.phi0 + self.phi_step * i for i in range(self.phi_steps)]
-
 
 def _neg(x):
     return -1.0 if x is None else x

@@ -81,23 +81,25 @@ def numbered_name(path: P, n: int, width: int = NUMBER_WIDTH) -> P:
 
 
 def plan_children(images: Iterable[int], evals_per_image: float, target_evals: float, *,
-                  min_children: int = 1) -> list[list[int]]:
+                  min_children: int = 1, multiple_of: int = 1) -> list[list[int]]:
     """Group consecutive images into child jobs of about ``target_evals`` evaluations each.
 
     An image of ``target_evals`` or more is a child of its own; smaller ones are grouped
     ``target_evals // evals_per_image`` to a child. Groups differ in size by at most one image, and
-    there are at least ``min_children`` of them (one per worker keeps every worker busy) unless
-    there are fewer images.
+    there are at least ``min_children`` of them (one per worker keeps every worker busy) and a
+    multiple of ``multiple_of`` (the number of workers: none waits on another's last child),
+    unless there are fewer images.
     """
     imgs = list(images)
     if evals_per_image <= 0 or target_evals <= 0:
         raise ValueError("evals_per_image and target_evals must be positive")
-    if min_children < 1:
-        raise ValueError("min_children must be at least 1")
+    if min_children < 1 or multiple_of < 1:
+        raise ValueError("min_children and multiple_of must be at least 1")
     if not imgs:
         return []
     per_child = max(1, int(target_evals // evals_per_image))
     count = max(math.ceil(len(imgs) / per_child), min(min_children, len(imgs)))
+    count = min(len(imgs), -(-count // multiple_of) * multiple_of)
     size, extra = divmod(len(imgs), count)
     groups, start = [], 0
     for c in range(count):

@@ -17,7 +17,7 @@ from typing import Optional
 import redis
 
 from app.commands import commands_text
-from app.job import OUTPUT_FILES, parse_file_id
+from app.job import OUTPUT_FILES, image_artifact, is_series_child, parse_file_id
 from app.store import disk_error, write_atomic
 from sim_core.errors import SimCoreError
 
@@ -61,7 +61,7 @@ class RunningJob:
         self.reason: Optional[str] = None
         self._unreachable = False
         #: a child of a series: its parent and how many images it renders
-        self.series = rec.get("parent") if rec.get("image_numbers") else None
+        self.series = rec["parent"] if is_series_child(rec) else None
         self.images = len(rec.get("image_numbers") or [])
         self.peak_rss = _rss()
 
@@ -173,7 +173,7 @@ def _peak_memory(job: RunningJob, device: str) -> dict:
 def _render(ctx, rec: dict, job: RunningJob, device: str, staging: Path) -> dict:
     from sim_core.config import load_config
 
-    if rec.get("image_numbers"):
+    if is_series_child(rec):
         return _render_images(ctx, rec, job, device, staging)
     return _render_image(ctx, rec, job, device, staging, load_config(rec["config"]),
                          progress=job.progress)
@@ -215,11 +215,10 @@ def _render_image(ctx, rec: dict, job: RunningJob, device: str, staging: Path, c
     """Render one image and write its artifacts into ``staging``: named as a single job's, or
     for image ``number`` of a series numbered (``intimage_00003.img``, ``run_metadata_00003.json``)."""
     from sim_core.outputs import write_outputs
-    from sim_core.series import numbered_name
     from sim_core.simulate import simulate
 
     def name(n: Optional[str]) -> Optional[str]:
-        return n if n is None or number is None else numbered_name(n, number)
+        return n if n is None else image_artifact(n, number)
 
     result = simulate(config, _resolver(ctx), progress=progress, cancel=job.should_stop,
                       device=device, dtype=config.run.dtype)
@@ -232,8 +231,7 @@ def _render_image(ctx, rec: dict, job: RunningJob, device: str, staging: Path, c
                            cbf_file=names["cbf"])
     for t in result.traces:
         write_atomic(staging / name(f"trace_{t.slow}_{t.fast}.log"), t.text)
-    hkl_name = OUTPUT_FILES["hkl"] if "hkl" in outputs and result.experiment.hkl_grid is not None \
-        else None
+    hkl_name = names["hkl"] if result.experiment.hkl_grid is not None else None
     if hkl_name and not (staging / hkl_name).exists():  # the P1 table, for the C program
         from sim_core.io.hkl import write_hkl
         write_hkl(staging / hkl_name, result.experiment.hkl_grid)
@@ -344,8 +342,6 @@ def run_job(job_id: str) -> Optional[str]:
 
 def _settle(ctx, rec: dict) -> None:
     """Roll a series child's move up into its series (the sweeper does it should this fail)."""
-    if not rec.get("image_numbers"):
-        return
     try:
         ctx.records.settle(rec)
     except redis.RedisError as exc:

@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from ..deps import OwnerDep
 from ..errors import not_found
+from ..job import is_series
 from ..schemas import error_responses
 from ..views import etag_matches
 from .jobs import owned_job
@@ -63,7 +64,7 @@ def get_artifact(job_id: str, name: str, request: Request, owner: OwnerDep):
     ``trace_<slow>_<fast>.log``, ``run_metadata.json``, ``commands.txt``, ``sha256.txt``: whatever
     the record lists. Any other name is 404."""
     rec = owned_job(request, job_id, owner)
-    if rec.get("kind") == "series":
+    if is_series(rec):
         raise not_found("artifact", hint=f"a series' files are its images': GET /v1/jobs/{job_id}"
                                          f"/images/<n>/artifacts/{name}, or the whole dataset: "
                                          f"GET /v1/jobs/{job_id}/dataset")

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from .. import queue as rq_queue
 from ..deps import CtxDep, OwnerDep
 from ..errors import ApiError, invalid_field, not_found
+from ..job import is_series, is_series_child
 from ..schemas import EXAMPLE_JOB, JobList, JobRecord, JobSubmission, error_responses
 from ..submit import create_job, create_series, idempotency, prepare, replayed_job
 from ..views import etag_matches, job_etag, job_url, job_view
@@ -135,9 +136,9 @@ def cancel_job(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
     every child (those running stop at their next chunk) and ends ``canceled`` with the last;
     a child of a series is canceled with its series only (409)."""
     rec = owned_job(request, job_id, owner)
-    if rec.get("kind") == "series":
+    if is_series(rec):
         return _cancel_series(ctx, rec)
-    if rec.get("parent") and rec.get("image_numbers"):
+    if is_series_child(rec):
         raise ApiError(409, "a child of a series is canceled with its series",
                        hint=f"POST /v1/jobs/{rec['parent']}/cancel")
     outcome = ctx.records.cancel(job_id, owner)

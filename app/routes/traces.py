@@ -21,7 +21,8 @@ from sim_core.config import load_config
 from ..deps import CtxDep, OwnerDep
 from ..errors import ApiError, invalid, invalid_field, not_found
 from ..schemas import EXAMPLE_JOB, TraceRequest, TraceSubmission, error_responses
-from ..series import ImageNumber, ImageSource, finished_image, is_series
+from ..job import is_series
+from ..series import ImageNumber, ImageSource, finished_image
 from ..views import job_view
 from .artifacts import serve_artifact
 from .jobs import owned_job

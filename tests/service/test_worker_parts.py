@@ -272,7 +272,7 @@ def test_a_series_child_moved_behind_the_parents_back_is_rolled_up(wctx):
     assert done["status"] == "finished" and done["images_done"] == "3"
     # ROLLUP counts a child once, whoever calls it and however often
     for child in children:
-        assert r.rollup(parent, child) == "finished"
+        assert r.rollup(parent, child, "tester") == "finished"
     assert r.get(parent)["images_done"] == "3" and r.status_counts()["finished"] == 4
     assert not r.r.sismember(r.k.owner_active("tester"), parent)
     assert not r.r.sismember(r.k.series, parent)

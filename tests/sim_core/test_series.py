@@ -154,3 +154,14 @@ def test_command_loop_keeps_its_table_from_stdin_readers_and_stops_at_a_failure(
     run = subprocess.run(["bash", "-c", script], cwd=tmp_path)
     assert run.returncode == 1
     assert (tmp_path / "ran").read_text().split() == ["00001", "00002", "00003"]
+
+
+def test_plan_children_makes_a_multiple_of_the_workers():
+    # 7 images, 3 a child, 3 workers: 3 children
+    assert [len(g) for g in plan_children(range(7), 1, 3, multiple_of=3)] == [3, 2, 2]
+    # 7 images, 2 a child: 4 children would leave 2 workers idle at the end: 6
+    assert [len(g) for g in plan_children(range(7), 1, 2, multiple_of=3)] == [2, 1, 1, 1, 1, 1]
+    # never more children than images
+    assert plan_children(range(2), 1, 1, min_children=3, multiple_of=3) == [[0], [1]]
+    with pytest.raises(ValueError):
+        plan_children(range(2), 1, 1, multiple_of=0)
