@@ -16,6 +16,7 @@ written under numbered names (``intimage_00001.img``, …) with one line per ima
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,44 @@ from .errors import ArgumentError, SimCoreError
 USAGE = """usage: nanobragg [nanoBragg flags]   (e.g. -mat A.mat -hkl P1.hkl -distance 100)
        nanobragg -help   for the list of flags
 """
+#: the column where -help starts a flag's description
+HELP_COLUMN = 34
+
+
+def _values(row) -> str:
+    """The value tokens of a flag, for -help: FILE, N, a|b, or the row's own wording
+    (its ``what``, as in \"-roi needs xmin xmax ymin ymax\")."""
+    if row.kind == "switch" or (row.kind == "ignored" and row.nargs == 0):
+        return ""
+    if row.kind == "file" or row.output or row.what == "a file name":
+        return "FILE"
+    if row.what:
+        return re.sub(r"^an? (?=\w\w)", "", row.what)  # "a column label", not "a b c"
+    one = {"str": "NAME", "choice": "|".join(row.choices)}.get(row.kind, "N")
+    return " ".join([one] * row.nargs)
+
+
+def _flag_line(row) -> str:
+    left = f"  {row.name} {_values(row)}".rstrip()
+    text = row.help + (f" (also {', '.join(row.aliases)})" if row.aliases else "")
+    if len(left) + 2 > HELP_COLUMN:
+        return f"{left}\n{'':{HELP_COLUMN}}{text}"
+    return f"{left:{HELP_COLUMN}}{text}"
+
+
+def help_text() -> str:
+    """The usage and every flag of the table with its one-line description, nanoBragg's flags
+    first, then ours."""
+    from .flag_table import FLAGS
+
+    lines = [USAGE.splitlines()[0], "", "nanoBragg's flags (lengths in mm, angles in degrees, "
+             "wavelengths in A, unless said):"]
+    lines += [_flag_line(r) for r in FLAGS if not r.ours]
+    lines += ["", "our own flags:"]
+    lines += [_flag_line(r) for r in FLAGS if r.ours]
+    lines += ["", "Documentation: docs/sim_core.md. The files written and their default names are "
+              "nanoBragg's."]
+    return "\n".join(lines) + "\n"
 
 
 class _Progress:
@@ -160,18 +199,24 @@ def _run_series(parsed, progress, cancel) -> int:
 
 
 def run(argv: list[str], cancel=None) -> int:
-    from .experiment import local_files
     from .nanobragg_args import parse_nanobragg_args
+    from .preflight import check
+
+    if not argv:
+        sys.stderr.write(USAGE)
+        return 2
+    if argv[0] in ("-h", "-help", "--help"):
+        sys.stdout.write(help_text())
+        return 0
+    parsed = parse_nanobragg_args(argv, base_dir=Path("."), allow_fdump=True)
+    # priced before the simulator (and torch) is loaded: a command this machine cannot run is
+    # refused at once
+    warnings = parsed.warnings + check(parsed.config, argv, ".", force=parsed.force)
+    for w in warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
+    from .experiment import local_files
     from .simulate import simulate
 
-    if not argv or argv[0] in ("-h", "-help", "--help"):
-        from .nanobragg_args import EXTENSION_FLAGS
-        sys.stdout.write(USAGE)
-        sys.stdout.write("see docs/sim_core.md; our own flags: " + " ".join(EXTENSION_FLAGS) + "\n")
-        return 0 if argv else 2
-    parsed = parse_nanobragg_args(argv, base_dir=Path("."), allow_fdump=True)
-    for w in parsed.warnings:
-        print(f"WARNING: {w}", file=sys.stderr)
     progress = _Progress(parsed.progress)
     if parsed.config.scan.images > 1:
         return _run_series(parsed, progress, cancel)
@@ -195,7 +240,12 @@ def main(argv: list[str] | None = None, cancel=None) -> int:
         print("nanobragg: interrupted", file=sys.stderr)
         return 130
     except ArgumentError as exc:
-        print(f"nanobragg: error: {exc}", file=sys.stderr)
+        if len(exc.errors) > 1:
+            print(f"nanobragg: {len(exc.errors)} errors:", file=sys.stderr)
+            for e in exc.errors:
+                print(f"nanobragg: error: {e}", file=sys.stderr)
+        else:
+            print(f"nanobragg: error: {exc}", file=sys.stderr)
         return 2
     except SimCoreError as exc:
         print(f"nanobragg: error: {exc}", file=sys.stderr)
@@ -203,6 +253,12 @@ def main(argv: list[str] | None = None, cancel=None) -> int:
     except KeyboardInterrupt:
         print("nanobragg: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        # what the price check let through (-force, or memory taken by others meanwhile)
+        print("nanobragg: error: out of memory while rendering; see the warnings above, or ask "
+              "for fewer pixels (-detpixels), a smaller -roi or a smaller -memory_mb",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

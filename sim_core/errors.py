@@ -31,10 +31,35 @@ class ConfigError(SimCoreError):
 
 
 class ArgumentError(SimCoreError):
-    """An unknown or malformed nanoBragg command-line flag."""
+    """An unknown or malformed nanoBragg command-line flag.
 
-    def __init__(self, message: str, *, flag: str | None = None):
+    A command line with several such errors raises one ArgumentError that lists them all in
+    ``errors`` (each an ArgumentError naming its flag); ``flag`` is then the first one's.
+    """
+
+    def __init__(self, message: str, *, flag: str | None = None,
+                 errors: list[SimCoreError] | None = None):
         super().__init__(message, field=flag)
+        self.flag = flag
+        self.errors = errors or [self]
+
+    @classmethod
+    def of(cls, errors: list[SimCoreError]) -> "SimCoreError":
+        """One error for several: the error itself when there is one, else an ArgumentError
+        whose message lists every message."""
+        if len(errors) == 1:
+            return errors[0]
+        message = f"{len(errors)} errors in the command line: " + "; ".join(
+            e.message for e in errors)
+        return cls(message, flag=getattr(errors[0], "flag", None), errors=errors)
+
+
+class ResourceError(SimCoreError):
+    """A command that this machine cannot run: more memory than it has, or days of computing.
+    ``flag`` names the flag whose value asks for it (None when the defaults do)."""
+
+    def __init__(self, message: str, *, field: str | None = None, flag: str | None = None):
+        super().__init__(message, field=field)
         self.flag = flag
 
 

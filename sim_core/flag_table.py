@@ -60,6 +60,8 @@ class Flag:
     #: one of our own flags, not the C program's
     ours: bool = False
     what: str = field(default="", compare=False)
+    #: the one-line description ``nanobragg -help`` prints
+    help: str = field(default="", compare=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -143,6 +145,8 @@ def read_cell(d, tok, flag):
         raise ArgumentError("-cell needs the cell: a b c alpha beta gamma", flag=flag)
     old = d.cell or []
     d.cell = vals + old[len(vals):]
+    # what the user typed, for the warning when nanoBragg's rules complete it (nanobragg_args)
+    d.cell_given = (vals, len(old) > len(vals))
 
 
 def read_misset(d, tok, flag):
@@ -286,6 +290,11 @@ def read_progress(d, tok, flag):
     d.progress = flag == "-progress"
 
 
+def read_force(d, tok, flag):
+    """Our -force: render even what the price check (sim_core.preflight) would refuse."""
+    d.force = True
+
+
 # -- the C program's quirks: writers -------------------------------------------------------------------
 def declared_default(path: str):
     """The default the config model declares for a field."""
@@ -376,167 +385,253 @@ def never(config, row, names):
 
 
 # -- the table ----------------------------------------------------------------------------------------
-def _num_rows(fields_by_flag: dict[str, str], **kw) -> list[Flag]:
-    return [Flag(name, (path,), **kw) for name, path in fields_by_flag.items()]
+def _num_rows(fields_by_flag: dict[str, tuple[str, str]], **kw) -> list[Flag]:
+    """Rows of one kind: flag -> (field, help)."""
+    return [Flag(name, (path,), help=text, **kw) for name, (path, text) in fields_by_flag.items()]
 
 
-def _switches(path: str, values: dict[str, Any]) -> list[Flag]:
-    return [Flag(name, (path,), "switch", 0, value=v) for name, v in values.items()]
+def _switches(path: str, values: dict[str, tuple[Any, str]]) -> list[Flag]:
+    """Switches of one field: flag -> (value, help)."""
+    return [Flag(name, (path,), "switch", 0, value=v, help=text)
+            for name, (v, text) in values.items()]
 
 
-def _ignored(names: tuple[str, ...], nargs: int, note: str, what: str = "") -> Flag:
+def _ignored(names: tuple[str, ...], nargs: int, note: str, what: str = "", *, help: str) -> Flag:
     return Flag(names[0], (), "ignored", nargs, aliases=names[1:], note=note, what=what,
-                writes=False)
+                writes=False, help=help)
 
 
 _NO_EFFECT = "{flag} has no effect on the image (nanoBragg only reports it)"
-_FILE_ROWS = [Flag(f.flag, (f.field,), "file", ours=f.ours) for f in INPUT_FILES]
+_FILE_ROWS = [Flag(f.flag, (f.field,), "file", ours=f.ours, help=f.help)
+              for f in INPUT_FILES]
 _FILE_ROW = {r.name: r for r in _FILE_ROWS}
 
 FLAGS: tuple[Flag, ...] = (
     # -- lab frame and detector switches that must come first -----------------------------------------
     Flag("-mosflm", ("detector.convention",), "switch", 0, value="mosflm",
          aliases=("-xds", "-adxv", "-denzo", "-dials"), read=read_convention,
-         write=write_convention),
+         write=write_convention,
+         help="the detector convention (axes, beam centre, pivot) of that program; -mosflm by default"),
     Flag("-curved_det", ("detector.curved",), "switch", 0, value=True,
-         aliases=("-curved_detector",), read=read_curved),
+         aliases=("-curved_detector",), read=read_curved,
+         help="a spherical detector: every pixel at the same distance from the sample"),
     # -- crystal ----------------------------------------------------------------------------------------
-    Flag("-cell", ("crystal.cell",), nargs=6, read=read_cell, write=write_cell),
+    Flag("-cell", ("crystal.cell",), nargs=6, read=read_cell, write=write_cell,
+         what="a b c (A) alpha beta gamma (deg)",
+         help="the unit cell; fewer values are completed as nanoBragg does (with a warning)"),
     _FILE_ROW["-mat"],
     Flag("-misset", ("crystal.misset_deg", "crystal.misset_random"), nargs=3, read=read_misset,
-         write=write_misset, what="three angles (degrees) or 'random'"),
-    *_num_rows({"-Na": "crystal.Na", "-Nb": "crystal.Nb", "-Nc": "crystal.Nc"}, kind="int"),
-    Flag("-N", ("crystal.Na", "crystal.Nb", "crystal.Nc"), "int"),
-    Flag("-xtal_x", ("crystal.size_a_mm",), aliases=("-sample_thick", "-sample_x", "-xtal_thick")),
+         write=write_misset, what="three angles (degrees) or 'random'",
+         help="misorientation of the crystal: rotations about x, y and z, or a random one"),
+    *_num_rows({"-Na": ("crystal.Na", "unit cells along a"),
+                "-Nb": ("crystal.Nb", "unit cells along b"),
+                "-Nc": ("crystal.Nc", "unit cells along c")}, kind="int"),
+    Flag("-N", ("crystal.Na", "crystal.Nb", "crystal.Nc"), "int",
+         help="unit cells along a, b and c"),
+    Flag("-xtal_x", ("crystal.size_a_mm",), aliases=("-sample_thick", "-sample_x", "-xtal_thick"),
+         help="crystal size along a (mm), instead of -Na"),
     Flag("-xtal_y", ("crystal.size_b_mm",),
-         aliases=("-sample_width", "-sample_y", "-width", "-xtal_width")),
+         aliases=("-sample_width", "-sample_y", "-width", "-xtal_width"),
+         help="crystal size along b (mm), instead of -Nb"),
     Flag("-xtal_z", ("crystal.size_c_mm",),
          aliases=("-sample_height", "-sample_heigh", "-sample_z", "-height", "-heigh",
-                  "-xtal_height", "-xtal_heigh")),
+                  "-xtal_height", "-xtal_heigh"),
+         help="crystal size along c (mm), instead of -Nc"),
     Flag("-samplesize", ("crystal.size_a_mm", "crystal.size_b_mm", "crystal.size_c_mm"),
-         aliases=("-sample_size", "-xtalsize", "-xtal_size")),
-    *_switches("crystal.shape", {"-square_xtal": "square", "-round_xtal": "round",
-                                 "-gauss_xtal": "gauss", "-tophat_spots": "tophat"}),
-    Flag("-binary_spots", ("crystal.shape",), "switch", 0, value="tophat", writes=False),
-    Flag("-fudge", ("crystal.fudge",)),
+         aliases=("-sample_size", "-xtalsize", "-xtal_size"),
+         help="crystal size along a, b and c (mm)"),
+    *_switches("crystal.shape", {
+        "-square_xtal": ("square", "spot shape of a parallelepiped crystal (the default)"),
+        "-round_xtal": ("round", "spot shape of a spherical crystal"),
+        "-gauss_xtal": ("gauss", "Gaussian spot shape"),
+        "-tophat_spots": ("tophat", "top-hat spot shape (uniform within each spot)")}),
+    Flag("-binary_spots", ("crystal.shape",), "switch", 0, value="tophat", writes=False,
+         help="the same as -tophat_spots"),
+    Flag("-fudge", ("crystal.fudge",), help="factor on the spot width of the non-square shapes"),
     Flag("-mosaic", ("crystal.mosaic_spread_deg",),
-         aliases=("-mosaicity", "-mosaici", "-mosaic_spread", "-mosaic_spr")),
-    Flag("-mosaic_domains", ("crystal.mosaic_domains",), "count", aliases=("-mosaic_dom",)),
-    Flag("-mosaic_seed", ("crystal.mosaic_seed",), "int"),
+         aliases=("-mosaicity", "-mosaici", "-mosaic_spread", "-mosaic_spr"),
+         help="mosaic spread (deg)"),
+    Flag("-mosaic_domains", ("crystal.mosaic_domains",), "count", aliases=("-mosaic_dom",),
+         help="mosaic domains sampled over the spread"),
+    Flag("-mosaic_seed", ("crystal.mosaic_seed",), "int", help="random seed of the mosaic domains"),
     # -- scan and goniometer -----------------------------------------------------------------------------
-    *_num_rows({"-phi": "scan.phi_start_deg", "-osc": "scan.osc_range_deg",
-                "-phistep": "scan.phi_step_deg"}),
-    Flag("-phisteps", ("scan.phi_steps",), "count"),
+    *_num_rows({"-phi": ("scan.phi_start_deg", "spindle angle at the start (deg)"),
+                "-osc": ("scan.osc_range_deg", "oscillation range of the image (deg)"),
+                "-phistep": ("scan.phi_step_deg", "spindle step within the oscillation (deg)")}),
+    Flag("-phisteps", ("scan.phi_steps",), "count", help="spindle steps within the oscillation"),
     # -- structure factors -------------------------------------------------------------------------------
     _FILE_ROW["-hkl"],
-    Flag("-default_F", ("structure_factors.default_F",)),
-    *_switches("structure_factors.interpolate", {"-interpolate": "on", "-nointerpolate": "off"}),
-    Flag("-dump", (), "str", read=read_into_draft("dump_name"), writes=False),
+    Flag("-default_F", ("structure_factors.default_F",),
+         help="structure factor of every reflection that no file gives"),
+    *_switches("structure_factors.interpolate", {
+        "-interpolate": ("on", "interpolate structure factors between Miller indices"),
+        "-nointerpolate": ("off", "take the structure factor of the nearest Miller index")}),
+    Flag("-dump", (), "str", read=read_into_draft("dump_name"), writes=False,
+         help="structure-factor cache read when no -hkl is given (default Fdump.bin)"),
     # -- beam ----------------------------------------------------------------------------------------------
-    Flag("-lambda", ("beam.wavelength_A",), aliases=("-wave", "-wavelength")),
-    Flag("-energy", ("beam.wavelength_A",), read=read_energy, writes=False),
-    Flag("-dispersion", ("beam.dispersion_pct",)),
-    Flag("-dispsteps", ("beam.dispersion_steps",), "count"),
-    *_num_rows({"-hdivrange": "beam.hdiv_range_mrad", "-vdivrange": "beam.vdiv_range_mrad",
-                "-hdivstep": "beam.hdiv_step_mrad", "-vdivstep": "beam.vdiv_step_mrad"}),
-    *_num_rows({"-hdivsteps": "beam.hdiv_steps", "-vdivsteps": "beam.vdiv_steps"}, kind="count"),
-    Flag("-divergence", ("beam.hdiv_range_mrad", "beam.vdiv_range_mrad")),
-    Flag("-divsteps", ("beam.hdiv_steps", "beam.vdiv_steps"), "count"),
-    *_switches("beam.round_div", {"-round_div": True, "-square_div": False}),
+    Flag("-lambda", ("beam.wavelength_A",), aliases=("-wave", "-wavelength"),
+         help="wavelength (A)"),
+    Flag("-energy", ("beam.wavelength_A",), read=read_energy, writes=False,
+         help="photon energy (eV), instead of -lambda"),
+    Flag("-dispersion", ("beam.dispersion_pct",), help="spectral width (percent of the wavelength)"),
+    Flag("-dispsteps", ("beam.dispersion_steps",), "count",
+         help="wavelengths sampled over -dispersion"),
+    *_num_rows({"-hdivrange": ("beam.hdiv_range_mrad", "horizontal beam divergence (mrad)"),
+                "-vdivrange": ("beam.vdiv_range_mrad", "vertical beam divergence (mrad)"),
+                "-hdivstep": ("beam.hdiv_step_mrad", "horizontal divergence step (mrad)"),
+                "-vdivstep": ("beam.vdiv_step_mrad", "vertical divergence step (mrad)")}),
+    *_num_rows({"-hdivsteps": ("beam.hdiv_steps", "horizontal divergence points"),
+                "-vdivsteps": ("beam.vdiv_steps", "vertical divergence points")}, kind="count"),
+    Flag("-divergence", ("beam.hdiv_range_mrad", "beam.vdiv_range_mrad"),
+         help="horizontal and vertical beam divergence (mrad)"),
+    Flag("-divsteps", ("beam.hdiv_steps", "beam.vdiv_steps"), "count",
+         help="horizontal and vertical divergence points"),
+    *_switches("beam.round_div", {
+        "-round_div": (True, "an elliptical divergence grid (the default)"),
+        "-square_div": (False, "a rectangular divergence grid (corners kept)")}),
     _FILE_ROW["-sourcefile"],
     _ignored(("-source_dist", "-source_distance"), 1,
-             "{flag} is ignored, as nanoBragg ignores it (sources sit 10 m away)"),
-    Flag("-polar", ("beam.polarization",), read=read_polar),
-    Flag("-nopolar", ("beam.polarization_off",), "switch", 0, value=True),
-    Flag("-fluence", ("beam.fluence_photons_per_m2",)),
-    Flag("-flux", ("beam.flux_photons_per_s",)),
-    Flag("-exposure", ("beam.exposure_s",)),
-    Flag("-beamsize", ("beam.beam_size_mm",)),
+             "{flag} is ignored, as nanoBragg ignores it (sources sit 10 m away)",
+             help="ignored, as by nanoBragg (sources sit 10 m away)"),
+    Flag("-polar", ("beam.polarization",), read=read_polar,
+         help="Kahn polarization factor (0 to 1)"),
+    Flag("-nopolar", ("beam.polarization_off",), "switch", 0, value=True,
+         help="no polarization correction"),
+    Flag("-fluence", ("beam.fluence_photons_per_m2",), help="photons per square metre"),
+    Flag("-flux", ("beam.flux_photons_per_s",), help="photons per second"),
+    Flag("-exposure", ("beam.exposure_s",), help="exposure time (s)"),
+    Flag("-beamsize", ("beam.beam_size_mm",), help="beam size (mm)"),
     # -- detector ------------------------------------------------------------------------------------------
-    Flag("-pixel", ("detector.pixel_size_mm",)),
-    Flag("-detpixels_x", ("detector.fast_pixels",), "int", aliases=("-detpixels_f",)),
-    Flag("-detpixels_y", ("detector.slow_pixels",), "int", aliases=("-detpixels_s",)),
-    Flag("-detpixels", ("detector.fast_pixels", "detector.slow_pixels"), "int"),
-    *_num_rows({"-detsize_f": "detector.size_fast_mm", "-detsize_s": "detector.size_slow_mm"}),
-    Flag("-detsize", ("detector.size_fast_mm", "detector.size_slow_mm")),
-    *_num_rows({"-fdet_vector": "detector.fdet_vector", "-sdet_vector": "detector.sdet_vector",
-                "-odet_vector": "detector.odet_vector"}, nargs=3, custom=True),
+    Flag("-pixel", ("detector.pixel_size_mm",), help="pixel size (mm)"),
+    Flag("-detpixels_x", ("detector.fast_pixels",), "int", aliases=("-detpixels_f",),
+         help="pixels along the fast axis"),
+    Flag("-detpixels_y", ("detector.slow_pixels",), "int", aliases=("-detpixels_s",),
+         help="pixels along the slow axis"),
+    Flag("-detpixels", ("detector.fast_pixels", "detector.slow_pixels"), "int",
+         help="pixels along both axes"),
+    *_num_rows({"-detsize_f": ("detector.size_fast_mm", "detector size along the fast axis (mm)"),
+                "-detsize_s": ("detector.size_slow_mm", "detector size along the slow axis (mm)")}),
+    Flag("-detsize", ("detector.size_fast_mm", "detector.size_slow_mm"),
+         help="detector size along both axes (mm)"),
+    *_num_rows({"-fdet_vector": ("detector.fdet_vector", "fast detector axis (custom convention)"),
+                "-sdet_vector": ("detector.sdet_vector", "slow detector axis (custom convention)"),
+                "-odet_vector": ("detector.odet_vector", "detector normal (custom convention)")},
+               nargs=3, custom=True),
     Flag("-pix0_vector", ("detector.pix0_vector_m",), nargs=3, custom=True,
-         aliases=("-pix0_vector_mm",)),
+         aliases=("-pix0_vector_mm",), help="position of the first pixel (m; custom convention)"),
     Flag("-twotheta_axis", ("detector.twotheta_axis",), nargs=3, custom=True,
-         read=read_twotheta_axis),
-    *_num_rows({"-beam_vector": "beam.beam_vector", "-polar_vector": "beam.polar_vector",
-                "-spindle_axis": "goniometer.spindle_axis"}, nargs=3, custom=True),
-    *_num_rows({"-detector_rotx": "detector.rotx_deg", "-detector_roty": "detector.roty_deg",
-                "-detector_rotz": "detector.rotz_deg"}),
-    Flag("-twotheta", ("detector.twotheta_deg",), pivot="sample", write=write_twotheta),
-    *_num_rows({"-Xbeam": "detector.beam_x_mm", "-Ybeam": "detector.beam_y_mm",
-                "-distance": "detector.distance_mm"}, pivot="beam"),
-    *_num_rows({"-Xclose": "detector.close_x_mm", "-Yclose": "detector.close_y_mm",
-                "-ORGX": "detector.org_x_px", "-ORGY": "detector.org_y_px",
-                "-close_distance": "detector.close_distance_mm"}, pivot="sample"),
-    Flag("-pivot", ("detector.pivot",), "str", read=read_pivot, write=write_pivot),
-    Flag("-point_pixel", ("detector.point_pixel",), "switch", 0, value=True),
+         read=read_twotheta_axis, help="rotation axis of -twotheta (custom convention)"),
+    *_num_rows({"-beam_vector": ("beam.beam_vector", "beam direction (custom convention)"),
+                "-polar_vector": ("beam.polar_vector", "polarization direction (custom convention)"),
+                "-spindle_axis": ("goniometer.spindle_axis", "spindle axis (custom convention)")},
+               nargs=3, custom=True),
+    *_num_rows({"-detector_rotx": ("detector.rotx_deg", "detector rotation about x (deg)"),
+                "-detector_roty": ("detector.roty_deg", "detector rotation about y (deg)"),
+                "-detector_rotz": ("detector.rotz_deg", "detector rotation about z (deg)")}),
+    Flag("-twotheta", ("detector.twotheta_deg",), pivot="sample", write=write_twotheta,
+         help="detector swing angle 2theta (deg; sample pivot)"),
+    *_num_rows({"-Xbeam": ("detector.beam_x_mm", "beam centre X of the convention (mm; beam pivot)"),
+                "-Ybeam": ("detector.beam_y_mm", "beam centre Y of the convention (mm; beam pivot)"),
+                "-distance": ("detector.distance_mm",
+                              "sample to detector along the beam (mm; beam pivot)")},
+               pivot="beam"),
+    *_num_rows({"-Xclose": ("detector.close_x_mm", "X of the detector point nearest the sample (mm)"),
+                "-Yclose": ("detector.close_y_mm", "Y of the detector point nearest the sample (mm)"),
+                "-ORGX": ("detector.org_x_px", "XDS origin ORGX (pixels; sample pivot)"),
+                "-ORGY": ("detector.org_y_px", "XDS origin ORGY (pixels; sample pivot)"),
+                "-close_distance": ("detector.close_distance_mm",
+                                    "sample to detector plane (mm; sample pivot)")},
+               pivot="sample"),
+    Flag("-pivot", ("detector.pivot",), "str", read=read_pivot, write=write_pivot,
+         what="beam or sample", help="rotate the detector about the beam spot or the sample"),
+    Flag("-point_pixel", ("detector.point_pixel",), "switch", 0, value=True,
+         help="the solid angle of a point instead of the pixel's area"),
     Flag("-detector_abs", ("detector.absorption_length_um",),
          aliases=("-detector_absorb", "-detector_absorption"), read=read_detector_abs,
-         write=write_detector_abs),
-    Flag("-detector_thick", ("detector.thickness_um",)),
-    Flag("-thicksteps", ("detector.thickness_steps",), "count", aliases=("-detector_thicksteps",)),
+         write=write_detector_abs, help="sensor attenuation length (um), or 'inf' for none"),
+    Flag("-detector_thick", ("detector.thickness_um",), help="sensor thickness (um)"),
+    Flag("-thicksteps", ("detector.thickness_steps",), "count", aliases=("-detector_thicksteps",),
+         help="layers sampled through the sensor"),
     _FILE_ROW["-mask"],
-    Flag("-img", (), "str", writes=False),  # its header presets the detector (read before the rest)
+    # its header presets the detector (read before the rest)
+    Flag("-img", (), "str", writes=False, what="a file name",
+         help="preset the detector from the header of this SMV image"),
     # -- sampling, background, noise -----------------------------------------------------------------
-    Flag("-oversample", ("sampling.oversample",), "posint_or_none"),
-    *[Flag(f"-{k}", (f"sampling.{k}",), "switch", 0, value=True)
-      for k in ("oversample_thick", "oversample_polar", "oversample_omega")],
-    Flag("-roi", ("sampling.roi",), "int", nargs=4, what="xmin xmax ymin ymax"),
-    Flag("-dmin", ("sampling.dmin_A",)),
-    Flag("-water", ("background.water_um",)),
-    Flag("-seed", ("noise.seed",), "int"),
+    Flag("-oversample", ("sampling.oversample",), "posint_or_none",
+         help="subpixels per pixel side (default: chosen from the spot size)"),
+    *[Flag(f"-{k}", (f"sampling.{k}",), "switch", 0, value=True,
+           help=f"{what_} per subpixel rather than per pixel")
+      for k, what_ in (("oversample_thick", "sensor absorption"),
+                       ("oversample_polar", "polarization"), ("oversample_omega", "solid angle"))],
+    Flag("-roi", ("sampling.roi",), "int", nargs=4, what="xmin xmax ymin ymax",
+         help="render only this region of pixels"),
+    Flag("-dmin", ("sampling.dmin_A",), help="skip pixels finer than this resolution (A)"),
+    Flag("-water", ("background.water_um",), help="thickness of water scattering a background (um)"),
+    Flag("-seed", ("noise.seed",), "int", help="random seed of the noise image"),
     # -- outputs ---------------------------------------------------------------------------------------
-    Flag("-floatfile", ("outputs.float_file",), "str", aliases=("-floatimage",), output=True),
-    Flag("-intfile", ("outputs.int_file",), "str", aliases=("-intimage",), output=True),
+    Flag("-floatfile", ("outputs.float_file",), "str", aliases=("-floatimage",), output=True,
+         help="raw float image (default floatimage.bin)"),
+    Flag("-intfile", ("outputs.int_file",), "str", aliases=("-intimage",), output=True,
+         help="SMV image of integers (default intimage.img)"),
     Flag("-pgmfile", ("outputs.pgm_file",), "str", aliases=("-pgmimage",), output=True,
-         read=read_output_file),
+         read=read_output_file, help="PGM picture (default image.pgm)"),
     Flag("-noisefile", ("outputs.noise_file",), "str", aliases=("-noiseimage",), output=True,
-         read=read_output_file),
+         read=read_output_file, help="SMV image with Poisson noise (default noiseimage.img)"),
     Flag("-nonoise", ("outputs.noise_file",), "switch", 0, output=True, read=read_output_off,
-         write=write_output_off),
+         write=write_output_off, help="no noise image"),
     Flag("-nopgm", ("outputs.pgm_file",), "switch", 0, output=True, read=read_output_off,
-         write=write_output_off),
-    Flag("-scale", ("outputs.int_scale",), "pos_or_none"),
+         write=write_output_off, help="no PGM picture"),
+    Flag("-scale", ("outputs.int_scale",), "pos_or_none",
+         help="photons to counts of the int image (default: brightest pixel to 55000)"),
     Flag("-pgmscale", ("outputs.pgm_scale",), "pos_or_none", read=read_pgmscale,
-         write=write_pgmscale),
-    Flag("-adc", ("outputs.adc_offset",)),
+         write=write_pgmscale, help="scale of the PGM picture"),
+    Flag("-adc", ("outputs.adc_offset",), help="offset added to the int and noise images (default 40)"),
     Flag("-misset_seed", ("crystal.misset_seed",), "int", read=read_misset_seed,
-         write=write_misset_seed_alone),
+         write=write_misset_seed_alone, help="random seed of -misset random"),
     # -- accepted, no effect on the image ----------------------------------------------------------------
     _ignored(("-density", "-sample_density", "-sample_den", "-MW", "-molecular_weight", "-molec"),
-             1, _NO_EFFECT),
-    _ignored(("-printout", "-coherent"), 0, ""),
-    _ignored(("-printout_pixel",), 2, "", "fast and slow pixel"),
+             1, _NO_EFFECT, help="accepted; no effect on the image (nanoBragg only reports it)"),
+    _ignored(("-printout", "-coherent"), 0, "", help="accepted; no effect on the image"),
+    _ignored(("-printout_pixel",), 2, "", "fast and slow pixel",
+             help="accepted; no effect on the image"),
     _ignored(("-stol", "-4stol", "-Q", "-stolout"), 1,
-             "{flag} has no effect on the image and is ignored", "a file name"),
+             "{flag} has no effect on the image and is ignored", "a file name",
+             help="accepted and ignored (no effect on the image)"),
     Flag("-noprogress", (), "switch", 0, aliases=("-progress",), read=read_progress,
-         writes=False),
+         writes=False, help="hide (or, -progress, show) the progress of long renders"),
     # -- our own flags -------------------------------------------------------------------------------
-    Flag("-dtype", ("run.dtype",), "choice", choices=("float64", "float32"), ours=True),
-    Flag("-device", ("run.device",), "choice", choices=("auto", "cpu", "cuda"), ours=True),
-    Flag("-phi_mode", ("run.phi_mode",), "choice", choices=("default", "c-parity"), ours=True),
-    Flag("-compile", ("run.compile",), "choice", choices=("auto", "on", "off"), ours=True),
-    Flag("-memory_mb", ("run.memory_budget_mb",), "int", ours=True),
+    Flag("-dtype", ("run.dtype",), "choice", choices=("float64", "float32"), ours=True,
+         help="floating-point precision of the render (default float64)"),
+    Flag("-device", ("run.device",), "choice", choices=("auto", "cpu", "cuda"), ours=True,
+         help="where to render (default auto: a GPU when there is one)"),
+    Flag("-phi_mode", ("run.phi_mode",), "choice", choices=("default", "c-parity"), ours=True,
+         help="c-parity: reproduce the C program's stale rotation at phi = 0"),
+    Flag("-compile", ("run.compile",), "choice", choices=("auto", "on", "off"), ours=True,
+         help="compile the render kernel with torch.compile (default auto)"),
+    Flag("-memory_mb", ("run.memory_budget_mb",), "int", ours=True,
+         help="memory budget of one render chunk (MB, default 1024)"),
     Flag("-trace_pixel", ("run.trace_pixels",), "int", nargs=2, read=read_trace_pixel,
-         write=write_trace_pixels, ours=True),
-    Flag("-trace_file", (), "str", read=read_into_draft("trace_file"), writes=False, ours=True),
+         write=write_trace_pixels, ours=True, what="slow and fast pixel",
+         help="print every term of this pixel's computation (repeatable)"),
+    Flag("-trace_file", (), "str", read=read_into_draft("trace_file"), writes=False, ours=True,
+         what="a file name", help="write the traces to this file instead of the screen"),
     # structure factors computed from a coordinate model or read from an MTZ file
     _FILE_ROW["-model"],
     _FILE_ROW["-mtz"],
     Flag("-mtz_column", ("structure_factors.mtz_column",), "str", ours=True,
-         what="a column label"),
-    Flag("-dmin_F", ("structure_factors.dmin_F_A",), ours=True),
-    Flag("-cbf", ("outputs.cbf_file",), "str", aliases=("-cbffile",), output=True, ours=True),
+         what="a column label", help="the MTZ column to read (default: the first F or I column)"),
+    Flag("-dmin_F", ("structure_factors.dmin_F_A",), ours=True,
+         help="resolution limit of the structure factors of -model or -mtz (A)"),
+    Flag("-cbf", ("outputs.cbf_file",), "str", aliases=("-cbffile",), output=True, ours=True,
+         help="also write the int image as a miniCBF file"),
     # a rotation series: image n starts at -phi + (n - first_image) * -osc (see sim_core.series)
-    Flag("-images", ("scan.images",), "int", ours=True),
-    Flag("-first_image", ("scan.first_image",), "int", ours=True),
+    Flag("-images", ("scan.images",), "int", ours=True,
+         help="render a rotation series of this many images"),
+    Flag("-first_image", ("scan.first_image",), "int", ours=True,
+         help="the number of the series' first image (default 1)"),
+    # the local command's price check (sim_core.preflight); the service keeps its own limits
+    Flag("-force", (), "switch", 0, read=read_force, writes=False, ours=True,
+         help="render even what does not fit in memory or would take more than a day"),
 )
 
 FLAGS_BY_NAME: dict[str, Flag] = {n: row for row in FLAGS for n in row.names}

@@ -64,20 +64,26 @@ class InputFile:
     summarize: Callable
     #: one of our own flags, not the C program's
     ours: bool = False
+    #: the one-line description of its flag (``nanobragg -help``)
+    help: str = ""
 
 
 INPUT_FILES: tuple[InputFile, ...] = (
     InputFile("crystal.matrix_file", "-mat", "matrix", _read_matrix, "MOSFLM A matrix",
-              _summary.matrix),
+              _summary.matrix, help="crystal orientation and cell: a MOSFLM A matrix"),
     InputFile("structure_factors.hkl_file", "-hkl", "hkl", _read_hkl,
-              "'h k l F' lines (or an Fdump.bin)", _summary.hkl),
+              "'h k l F' lines (or an Fdump.bin)", _summary.hkl,
+              help="structure factors: 'h k l F' lines (or an Fdump.bin)"),
     InputFile("beam.source_file", "-sourcefile", "sources", _read_sources,
-              "'X Y Z weight lambda' lines", _summary.sources),
-    InputFile("detector.mask_file", "-mask", "mask", _read_smv, "SMV image", _summary.mask),
+              "'X Y Z weight lambda' lines", _summary.sources,
+              help="beam sources: 'X Y Z weight lambda' lines"),
+    InputFile("detector.mask_file", "-mask", "mask", _read_smv, "SMV image", _summary.mask,
+              help="SMV image whose zero pixels are not rendered (its header presets the detector)"),
     InputFile("structure_factors.model_file", "-model", "model", _read_model,
-              "PDB or mmCIF coordinates", _summary.model, ours=True),
+              "PDB or mmCIF coordinates", _summary.model, ours=True,
+              help="structure factors computed from PDB or mmCIF coordinates"),
     InputFile("structure_factors.mtz_file", "-mtz", "mtz", _read_mtz, "MTZ reflections",
-              _summary.mtz, ours=True),
+              _summary.mtz, ours=True, help="structure factors read from an MTZ file"),
 )
 #: -img names an SMV image whose header presets the detector, like -mask, but is kept nowhere
 HEADER_FLAGS = {"-img": "mask", "-mask": "mask"}

@@ -11,9 +11,11 @@ other flags; later flags override earlier ones.
 Unlike the C program, flags are matched by their exact names (the C program matches substrings and
 silently ignores what it does not know): an unknown flag, a missing or malformed value is an
 :class:`~sim_core.errors.ArgumentError` naming the flag, and a value the config refuses is a
-:class:`~sim_core.errors.ConfigError` naming the flag and the field. Two substring side effects of the
-C program change images and are reproduced, with a warning (``flag_table.read_misset_seed``,
-``flag_table.read_twotheta_axis``).
+:class:`~sim_core.errors.ConfigError` naming the flag and the field. The parser reads on past an
+error (from the next flag) and reports every error of the command line at once. Two substring side
+effects of the C program change images and are reproduced, with a warning
+(``flag_table.read_misset_seed``, ``flag_table.read_twotheta_axis``), and so is its completion of a
+short ``-cell`` (with a warning giving the cell used).
 
 ``config_to_args`` is the inverse: a command line that reproduces a config (used for commands.txt).
 """
@@ -44,6 +46,8 @@ class ParsedArgs:
     warnings: list[str] = field(default_factory=list)
     trace_file: str | None = None
     progress: bool = True
+    #: -force: render even what the local price check refuses (sim_core.preflight)
+    force: bool = False
     #: files the command line names, by field path (for uploads and checksums)
     input_files: dict[str, str] = field(default_factory=dict)
 
@@ -73,6 +77,8 @@ class Draft:
     def __init__(self):
         self.cfg: dict = {k: {} for k in SimulationConfig.model_fields}
         self.cell: list[float] | None = None
+        #: the values of the last -cell and whether it kept values of an earlier one
+        self.cell_given: tuple[list[float], bool] | None = None
         self.pivot: str | None = None  # "beam" or "sample", as the flags last set it
         self.convention = "mosflm"
         self.misset: str | tuple | None = None
@@ -83,6 +89,7 @@ class Draft:
         self.trace_file: str | None = None
         self.dump_name = "Fdump.bin"
         self.progress = True
+        self.force = False
 
     def set(self, path: str, value) -> None:
         section, key = path.split(".")
@@ -183,19 +190,30 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
     d = Draft()
     _preset_headers(d, argv, base)
     tok = Tokens(argv)
+    errors: list[ArgumentError] = []
     while tok.i < len(tok.argv):
+        start = tok.i
         a = tok.argv[tok.i]
         row = FLAGS_BY_NAME.get(a) if a.startswith("-") else None
-        if row is None:
-            raise _unknown(a)
         try:
+            if row is None:
+                raise _unknown(a)
             read_flag(d, tok, a, row)
+            tok.i += 1
         except ArgumentError as exc:
-            if row.fields and row.fields[0] not in str(exc):
+            if row is not None and row.fields and row.fields[0] not in str(exc):
                 exc.message = f"{exc.message} ({', '.join(row.fields)})"
                 exc.args = (exc.message,)
-            raise
-        tok.i += 1
+            errors.append(exc)
+            tok.i = _next_flag(tok.argv, start)
+    if errors:
+        # the config's own checks too, where they name a flag that read without error
+        try:
+            _finish(d, argv)
+        except ConfigError as exc:
+            if exc.flag is not None and exc.flag not in {e.flag for e in errors}:
+                errors.append(exc)
+        raise ArgumentError.of(errors)
     if allow_fdump and not structure_file_given(d) and (base / d.dump_name).is_file():
         d.set("structure_factors.hkl_file", d.dump_name)
         d.warnings.append(f"no -hkl given: reading structure factors from {d.dump_name}, "
@@ -203,7 +221,17 @@ def parse_nanobragg_args(argv: list[str], *, base_dir: Path | str | None = None,
     config = _finish(d, argv)
     inputs = {f.field: d.get(f.field) for f in INPUT_FILES if d.get(f.field)}
     return ParsedArgs(config=config, warnings=d.warnings, trace_file=d.trace_file,
-                      progress=d.progress, input_files=inputs)
+                      progress=d.progress, force=d.force, input_files=inputs)
+
+
+def _next_flag(argv: list[str], start: int) -> int:
+    """Where to read on after an error at ``argv[start]``: the next token that looks like a flag
+    (a negative number does not); the tokens before it are most likely values of the flag at
+    fault, and reporting them too would only repeat its error."""
+    i = start + 1
+    while i < len(argv) and not (argv[i].startswith("-") and not _is_number(argv[i])):
+        i += 1
+    return i
 
 
 def _finish_cell_and_misset(d: Draft) -> None:
@@ -216,6 +244,14 @@ def _finish_cell_and_misset(d: Draft) -> None:
         ang = [vals[i] if len(vals) > i and vals[i] > 0 else 90.0 for i in (3, 4, 5)]
         cr["cell"] = {"a_A": a, "b_A": b, "c_A": c, "alpha_deg": ang[0], "beta_deg": ang[1],
                       "gamma_deg": ang[2]}
+        given, kept = d.cell_given
+        full = [a, b, c, *ang]
+        if kept or full[:len(given)] != given or len(given) < 6:
+            rule = ("the values it leaves out are those of the earlier -cell" if kept else
+                    "a missing or non-positive b or c is a, a missing or non-positive angle 90 deg")
+            d.warnings.append(f"-cell {' '.join(format_value(x) for x in given)}: completed as "
+                              f"nanoBragg does, to the cell {' '.join(format_value(x) for x in full)}"
+                              f" (A, deg): {rule}")
     if d.misset == "random":
         cr["misset_random"] = True
     elif d.misset is not None:
@@ -252,13 +288,11 @@ def _finish(d: Draft, argv: list[str]) -> SimulationConfig:
         return SimulationConfig.model_validate(d.cfg)
     except ValidationError as exc:
         errs = validation_errors(exc)
-        e = errs[0]
-        flag = flag_for_field(argv, e["field"])
-        where = f"{flag} ({e['field']})" if flag else e["field"]
-        rest = "; ".join(f"{x['field']}: {x['message']}" for x in errs[1:])
-        raise ConfigError(f"the command line gives an impossible simulation: {where}: "
-                          f"{e['message']}" + (f"; {rest}" if rest else ""),
-                          field=e["field"], flag=flag) from exc
+        flags = [flag_for_field(argv, e["field"]) for e in errs]
+        each = "; ".join(f"{flag} ({e['field']}): {e['message']}" if flag else
+                         f"{e['field']}: {e['message']}" for flag, e in zip(flags, errs))
+        raise ConfigError(f"the command line gives an impossible simulation: {each}",
+                          field=errs[0]["field"], flag=flags[0]) from exc
 
 
 def flag_position(argv: list[str], path: str) -> int | None:

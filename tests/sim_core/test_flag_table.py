@@ -113,3 +113,10 @@ def test_defaults_are_not_written_again():
     args = config_to_args(parse_nanobragg_args(["-cell", "50", "50", "50", "90", "90", "90",
                                                 "-default_F", "1"]).config)
     assert args == ["-cell", "50", "50", "50", "90", "90", "90", "-default_F", "1"]
+
+
+def test_every_flag_has_a_one_line_description():
+    # nanobragg -help prints it: every row, our own and the C program's, has one
+    missing = [r.name for r in FLAGS if not r.help.strip()]
+    assert not missing, f"rows without help=: {missing}"
+    assert all("\n" not in r.help for r in FLAGS)
