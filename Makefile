@@ -5,7 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip --disable-pip-version-check
+# pip with compact progress: each package collected or downloaded (with a percentage on a terminal),
+# then what was installed and how long it took; pip's whole output only when it fails
+PIP_INSTALL := $(PY) scripts/pip_install.py
 PORT ?=
 # Without a GPU take the CPU build of torch (on this kind of machine it lies on local disk);
 # with one, let pip choose the CUDA build that satisfies the project's range.
@@ -18,15 +20,18 @@ TEST_STAMP := $(VENV)/.installed-test
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): on Debian or \
 	Ubuntu install python3-venv first (apt-get install python3-venv)" >&2; exit 1; }
-	@echo "make: installing $(TORCH_SPEC) and the project into $(VENV) (the first time takes a minute or more)"
-	@$(PIP) install -qq --upgrade pip
-	@$(PIP) install -qq "$(TORCH_SPEC)"
-	@$(PIP) install -qq -e ".[local]"
+	@echo "make: setting up $(VENV) (the first time takes a few minutes: PyTorch is a large download)"
+	@echo "make: [1/3] upgrading pip"
+	@$(PIP_INSTALL) --upgrade pip
+	@echo "make: [2/3] installing $(TORCH_SPEC)"
+	@$(PIP_INSTALL) "$(TORCH_SPEC)"
+	@echo "make: [3/3] installing the project and its dependencies (editable, with the extra 'local')"
+	@$(PIP_INSTALL) -e ".[local]"
 	@touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
 	@echo "make: installing the test tools into $(VENV)"
-	@$(PIP) install -qq -e ".[local,test]"
+	@$(PIP_INSTALL) -e ".[local,test]"
 	@touch $(TEST_STAMP)
 
 setup: $(STAMP)
