@@ -11,6 +11,10 @@ rendered, and shows progress on renders that take more than a couple of seconds.
 ``-cbf FILE`` (a miniCBF of the int image), and ``-images N`` / ``-first_image N`` for a rotation
 series: N images of consecutive φ ranges (image n starts at ``-phi`` + (n − first)·``-osc``), each
 written under numbered names (``intimage_00001.img``, …) with one line per image.
+
+Before anything is rendered the command is priced (:mod:`sim_core.preflight`): one that cannot fit
+in this machine's memory or would take days is refused naming the flag, unless ``-force``.
+``-help`` lists every flag of the table with its one-line description.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def check(config: SimulationConfig, argv: list[str], base: Path | str = ".", *,
     elif problems:
         message = "; ".join(f"{m}; {fix}" for m, fix, _, _ in problems)
         _, _, flag, field = problems[0]
-        raise ResourceError(f"{message}. Or add -force to render it anyway", flag=flag,
+        raise ResourceError(f"{message} (or add -force to render it anyway)", flag=flag,
                             field=field)
     free = available_memory()
     if not problems and free is not None and cost.memory_bytes > free:
