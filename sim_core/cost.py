@@ -65,13 +65,18 @@ class Cost:
                 * self.mosaic_domains)
 
     @property
-    def memory_bytes(self) -> int:
-        """The worker's memory for the job's own arrays, beyond its render chunks: the float image
-        and the integer images made from it, the structure factors (grid and bordered copy), the cell
-        of every orientation and the source directions."""
+    def memory_parts(self) -> dict[str, int]:
+        """The bytes of each of the job's own arrays: the float image and the integer images made
+        from it, the structure factors (grid and bordered copy), the cell of every orientation and
+        the source directions."""
         S, F = self.shape
-        return (S * F * (8 + 4 + 2 + 2 + 1) + self.grid_points * 16 + self.orientations * 3 * 72
-                + self.sources * 64)
+        return {"images": S * F * (8 + 4 + 2 + 2 + 1), "structure_factors": self.grid_points * 16,
+                "orientations": self.orientations * 3 * 72, "sources": self.sources * 64}
+
+    @property
+    def memory_bytes(self) -> int:
+        """The worker's memory for the job's own arrays, beyond its render chunks (memory_parts)."""
+        return sum(self.memory_parts.values())
 
     def formula(self) -> str:
         return (f"{self.pixels:,} pixels x {self.subpixels} subpixels x {self.layers} layers x "

@@ -1,8 +1,8 @@
 """The local command's price check: what a ``nanobragg`` command will ask of this machine, by the
 service's arithmetic (:func:`sim_core.cost.estimate`), before anything is allocated or rendered.
 
-A command whose arrays need more memory than the machine has, or whose evaluations would take more
-than a day even at a rate no device reaches today, is refused with a
+A command whose arrays need more memory than the machine has, or whose evaluations (all images of
+a series) would take more than a day even at a rate no device reaches today, is refused with a
 :class:`~sim_core.errors.ResourceError` that names the flag and the size, within a second, instead
 of running for minutes and dying of a MemoryError (or running for weeks). ``-force`` renders it
 anyway (the problems become warnings). Memory beyond what is free right now is a warning only.
@@ -27,17 +27,20 @@ OPTIMISTIC_RATE = 10e9
 #: a render longer than this at OPTIMISTIC_RATE is refused without -force
 MAX_SECONDS = 24 * 3600.0
 
-#: the factors of the evaluation count (sim_core.cost.Cost.formula) and the fields that set them
+#: the factors of the evaluation count (sim_core.cost.Cost.formula) and the fields that set them,
+#: directly or by nanoBragg's sampling rules (a range without steps, a spread without a count)
 FACTORS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("pixels", "pixels", ("detector.fast_pixels", "detector.slow_pixels",
                           "detector.size_fast_mm", "detector.size_slow_mm",
                           "detector.pixel_size_mm", "sampling.roi", "detector.mask_file")),
     ("subpixels", "subpixels", ("sampling.oversample",)),
-    ("layers", "sensor layers", ("detector.thickness_steps",)),
+    ("layers", "sensor layers", ("detector.thickness_steps", "detector.thickness_um")),
     ("sources", "sources", ("beam.hdiv_steps", "beam.vdiv_steps", "beam.hdiv_step_mrad",
-                            "beam.vdiv_step_mrad", "beam.dispersion_steps", "beam.source_file")),
-    ("phi_steps", "phi steps", ("scan.phi_steps", "scan.phi_step_deg")),
-    ("mosaic_domains", "mosaic domains", ("crystal.mosaic_domains",)),
+                            "beam.vdiv_step_mrad", "beam.hdiv_range_mrad", "beam.vdiv_range_mrad",
+                            "beam.dispersion_steps", "beam.dispersion_pct", "beam.source_file")),
+    ("phi_steps", "phi steps", ("scan.phi_steps", "scan.phi_step_deg", "scan.osc_range_deg")),
+    ("mosaic_domains", "mosaic domains", ("crystal.mosaic_domains",
+                                          "crystal.mosaic_spread_deg")),
 )
 
 
@@ -105,27 +108,28 @@ def _summaries(config: SimulationConfig, base: Path) -> dict[str, dict]:
 
 def _memory_problem(cost: Cost, config: SimulationConfig, argv: list[str],
                     memory: int) -> tuple[str, str, str | None, str]:
-    """(message, what to do, flag, field) for arrays that do not fit in ``memory`` bytes, named by their
-    largest part."""
+    """(message, what to do, flag, field) for arrays that do not fit in ``memory`` bytes, named by
+    their largest part (Cost.memory_parts)."""
     S, F = cost.shape
     pixels = S * F
     image_bytes = pixels * (8 if config.run.dtype == "float64" else 4)
-    parts = [
-        (pixels * 17, FACTORS[0][2],
-         f"{pixels:,} pixels ({F:,} x {S:,}) need {size(image_bytes)} for the "
-         f"{config.run.dtype} image alone and {size(cost.memory_bytes)} in all",
-         "a smaller detector"),
-        (cost.grid_points * 16, ("structure_factors.hkl_file",),
-         f"a structure-factor grid of {cost.grid_points:,} points needs "
-         f"{size(cost.grid_points * 16)}", "a smaller range of Miller indices"),
-        (cost.orientations * 216, ("scan.phi_steps", "crystal.mosaic_domains"),
-         f"{cost.orientations:,} crystal orientations ({cost.phi_steps:,} phi steps x "
-         f"{cost.mosaic_domains:,} mosaic domains) need {size(cost.orientations * 216)}",
-         "fewer phi steps or mosaic domains"),
-        (cost.sources * 64, FACTORS[3][2],
-         f"{cost.sources:,} sources need {size(cost.sources * 64)}", "fewer sources"),
-    ]
-    _, fields, what, fix = max(parts, key=lambda p: p[0])
+    part = cost.memory_parts
+    about = {
+        "images": (FACTORS[0][2], f"{pixels:,} pixels ({F:,} x {S:,}) need {size(image_bytes)} "
+                                  f"for the {config.run.dtype} image alone", "a smaller detector"),
+        "structure_factors": (("structure_factors.hkl_file",),
+                              f"a structure-factor grid of {cost.grid_points:,} points needs "
+                              f"{size(part['structure_factors'])}",
+                              "a smaller range of Miller indices"),
+        "orientations": (("scan.phi_steps", "crystal.mosaic_domains"),
+                         f"{cost.orientations:,} crystal orientations ({cost.phi_steps:,} phi "
+                         f"steps x {cost.mosaic_domains:,} mosaic domains) need "
+                         f"{size(part['orientations'])}", "fewer phi steps or mosaic domains"),
+        "sources": (FACTORS[3][2], f"{cost.sources:,} sources need {size(part['sources'])}",
+                    "fewer sources"),
+    }
+    fields, what, fix = about[max(part, key=part.get)]
+    what += f" and {size(cost.memory_bytes)} in all"
     flags = flags_setting(argv, fields)
     where = f"{', '.join(flags)}: " if flags else ""
     message = f"{where}{what}, more than the {size(memory)} of memory of this machine"
@@ -133,13 +137,19 @@ def _memory_problem(cost: Cost, config: SimulationConfig, argv: list[str],
     return message, f"ask for {fix}", first, fields[0]
 
 
-def _time_problem(cost: Cost, argv: list[str]) -> tuple[str, str, str | None, str]:
-    """(message, what to do, flag, field) for a render that would take more than MAX_SECONDS:
-    every factor of its evaluation count above 1 with the flag that set it, the largest first."""
-    seconds = cost.evaluations / OPTIMISTIC_RATE
+def _time_problem(cost: Cost, images: int,
+                  argv: list[str]) -> tuple[str, str, str | None, str | None]:
+    """(message, what to do, flag, field) for a render (of ``images`` images) that would take more
+    than MAX_SECONDS: every factor of its evaluation count above 1 with the flag that set it, the
+    largest first."""
+    seconds = cost.evaluations * images / OPTIMISTIC_RATE
     factors = sorted((f for f in FACTORS if getattr(cost, f[0]) > 1),
                      key=lambda f: -getattr(cost, f[0]))
     named, first, field = [], None, None
+    if images > 1:
+        series = flags_setting(argv, ("scan.images",))
+        named.append(f"{', '.join(series)} ({images:,} images)")
+        first, field = series[0].split()[0], "scan.images"
     for name, label, fields in factors:
         flags = flags_setting(argv, fields)
         if flags:
@@ -149,10 +159,11 @@ def _time_problem(cost: Cost, argv: list[str]) -> tuple[str, str, str | None, st
             named.append(f"oversampling {cost.oversample} chosen from the spot size "
                          f"({cost.subpixels:,} subpixels; set -oversample)")
         else:
-            named.append(f"{getattr(cost, name):,} {label} by default")
-    return (f"{first + ': ' if first else ''}the render needs {cost.formula()}: more than "
-            f"{duration(seconds)} even at {OPTIMISTIC_RATE / 1e6:,.0f} M evaluations/s",
-            f"the factors: {'; '.join(named)}", first, field or "detector.fast_pixels")
+            named.append(f"{getattr(cost, name):,} {label}")
+    per_image = f" per image, {images:,} images" if images > 1 else ""
+    return (f"{first + ': ' if first else ''}the render needs {cost.formula()}{per_image}: more "
+            f"than {duration(seconds)} even at {OPTIMISTIC_RATE / 1e6:,.0f} M evaluations/s",
+            f"the factors: {'; '.join(named)}", first, field)
 
 
 def check(config: SimulationConfig, argv: list[str], base: Path | str = ".", *,
@@ -168,7 +179,7 @@ def check(config: SimulationConfig, argv: list[str], base: Path | str = ".", *,
         ConfigError, InputFileError: what the pricing itself finds wrong (as the service).
     """
     images = config.scan.images
-    if images != 1:  # every image of a series costs the same: price one
+    if images != 1:  # every image of a series costs the same: price one, time them all
         config = config.model_copy(deep=True)
         config.scan.images = config.scan.first_image = 1
     cost = estimate(config, _summaries(config, Path(base)))
@@ -176,8 +187,8 @@ def check(config: SimulationConfig, argv: list[str], base: Path | str = ".", *,
     memory = memory if memory is not None else physical_memory()
     if memory is not None and cost.memory_bytes > memory:
         problems.append(_memory_problem(cost, config, argv, memory))
-    if cost.evaluations > OPTIMISTIC_RATE * MAX_SECONDS:
-        problems.append(_time_problem(cost, argv))
+    if cost.evaluations * images > OPTIMISTIC_RATE * MAX_SECONDS:
+        problems.append(_time_problem(cost, images, argv))
     warnings = []
     if problems and force:
         warnings += [f"-force: rendering anyway: {m}" for m, _, _, _ in problems]

@@ -71,7 +71,7 @@ def test_a_render_of_more_than_a_day_is_refused_naming_its_factors():
     text = str(exc.value)
     assert 1e15 > OPTIMISTIC_RATE * MAX_SECONDS
     assert "= 1,000,000,000,000,000 evaluations: more than 1.16 days" in text
-    assert ("the factors: -detpixels 1000 (1,000,000 pixels); -mosaic_domains 100000 "
+    assert ("the factors: -detpixels 1000 (1,000,000 pixels); -mosaic 1, -mosaic_domains 100000 "
             "(100,000 mosaic domains); -oversample 100 (10,000 subpixels)") in text
     # a tenth of it is allowed
     assert priced(*args[:-1], "10000") == []
@@ -153,3 +153,15 @@ def test_a_cell_completed_like_nanobragg_is_a_warning(args, text):
 
 def test_a_whole_cell_gives_no_warning():
     assert parse_nanobragg_args(CELL).warnings == []
+
+
+def test_a_series_is_timed_over_all_its_images():
+    args = ["-detpixels", "1000", "-oversample", "100", "-mosaic", "1", "-mosaic_domains", "10000",
+            "-osc", "1"]
+    assert priced(*args) == []  # one image (-osc: 2 phi steps): 2e14 evaluations, 5.6 hours
+    with pytest.raises(ResourceError) as exc:
+        priced(*args, "-images", "100")
+    assert exc.value.flag == "-images"
+    assert "per image, 100 images: more than 23.1 days" in str(exc.value)
+    assert "-osc 1 (2 phi steps)" in str(exc.value)
+    assert "the factors: -images 100 (100 images); -detpixels 1000" in str(exc.value)
