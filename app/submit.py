@@ -131,7 +131,9 @@ def _from_args(ctx, owner: str, sub: JobSubmission, summaries: dict
             (base / name).symlink_to(ctx.store.input_path(parse_file_id(ref)))
         parsed = parse_nanobragg_args(argv, base_dir=base, allow_fdump=False)
     except (ArgumentError, ConfigError) as exc:
-        raise invalid_field(_arg_field(argv, exc), str(exc)) from None
+        # a command line with several errors: each at the index of its flag
+        raise invalid([{"field": _arg_field(argv, e), "message": str(e)}
+                       for e in getattr(exc, "errors", [exc])]) from None
     except InputFileError as exc:
         raise invalid_field("nanobragg_args", str(exc).replace(str(base) + "/", "")) from None
     except SimCoreError as exc:
