@@ -146,6 +146,8 @@ def _from_args(ctx, owner: str, sub: JobSubmission, summaries: dict
     warnings = list(parsed.warnings)
     if parsed.trace_file:
         warnings.append("-trace_file is ignored: traces are artifacts trace_<slow>_<fast>.log")
+    if parsed.force:
+        warnings.append("-force is ignored: the service's own limits apply (BRAGG_MAX_*)")
     names: dict[str, str] = {}
     for path, name in parsed.input_files.items():
         flag = BY_FIELD[path].flag
