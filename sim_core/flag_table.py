@@ -156,7 +156,7 @@ def read_misset(d, tok, flag):
         tok.value(flag)
         d.misset = "random"
         return
-    if tok.remaining() < 3:
+    if tok.remaining() < 3 or any(tok.peek(k) in FLAGS_BY_NAME for k in (1, 2, 3)):
         raise ArgumentError("-misset needs three angles (degrees) or 'random'", flag=flag)
     d.misset = tuple(_num(flag, tok.value(flag)) for _ in range(3))
 

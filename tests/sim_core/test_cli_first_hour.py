@@ -127,6 +127,8 @@ def test_every_error_of_a_command_line_is_reported_at_once(tmp_path):
     err = res.stderr.splitlines()
     assert err[0] == "nanobragg: 6 errors:"
     assert err[2] == "nanobragg: error: unknown flag -distancex (did you mean -distance?)"
+    assert err[3] == ("nanobragg: error: -misset needs three angles (degrees) or 'random' "
+                      "(crystal.misset_deg, crystal.misset_random)")
     assert "-pixel (detector.pixel_size_mm)" in err[6]
 
 
