@@ -23,6 +23,8 @@ from .errors import ArgumentError
 from .inputs import INPUT_FILES
 from .lab_frame import given_vectors
 
+#: the distributions of a shot-to-shot variation (config.ShotDistribution)
+SHOT_KINDS = ("normal", "uniform", "lognormal")
 #: value kinds: how one token reads (see read_value)
 KINDS = ("num", "int", "count", "pos_or_none", "posint_or_none", "str", "file", "choice", "switch",
          "ignored")
@@ -371,6 +373,24 @@ def write_trace_pixels(config, row, names):
     return out
 
 
+def read_shot(d, tok, flag):
+    """A shot-to-shot distribution: its kind (normal, uniform, lognormal), center and width."""
+    kind = tok.value(flag, "a distribution (normal, uniform or lognormal), its center and width")
+    if kind not in SHOT_KINDS:
+        raise ArgumentError(f"{flag}: expected normal, uniform or lognormal, got {kind!r}",
+                            flag=flag)
+    center, width = (_num(flag, tok.value(flag, "the center and width of the distribution"))
+                     for _ in range(2))
+    d.set(FLAGS_BY_NAME[flag].fields[0], {"kind": kind, "center": center, "width": width})
+
+
+def write_shot(config, row, names):
+    dist = get_field(config, row.fields[0])
+    if dist is None:
+        return []
+    return [row.name, dist.kind, format_value(dist.center), format_value(dist.width)]
+
+
 def never(config, row, names):
     return []
 
@@ -537,6 +557,18 @@ FLAGS: tuple[Flag, ...] = (
     # a rotation series: image n starts at -phi + (n - first_image) * -osc (see sim_core.series)
     Flag("-images", ("scan.images",), "int", ours=True),
     Flag("-first_image", ("scan.first_image",), "int", ours=True),
+    # a stills dataset: every image's orientation drawn uniformly, shot-to-shot variations drawn
+    # from the same seeded stream (see sim_core.stills)
+    Flag("-random_orientations", ("scan.random_orientations",), "switch", 0, value=True,
+         ours=True),
+    Flag("-orientation_seed", ("scan.orientation_seed",), "int", ours=True),
+    *[Flag(name, (path,), nargs=3, read=read_shot, write=write_shot, ours=True,
+           what="a distribution (normal, uniform or lognormal), its center and width")
+      for name, path in (("-shot_N", "scan.shot_N"),
+                         ("-shot_mosaic", "scan.shot_mosaic_spread_deg"),
+                         ("-shot_cell_scale", "scan.shot_cell_scale"),
+                         ("-shot_lambda", "scan.shot_wavelength_A"),
+                         ("-shot_flux_scale", "scan.shot_flux_scale"))],
 )
 
 FLAGS_BY_NAME: dict[str, Flag] = {n: row for row in FLAGS for n in row.names}
