@@ -143,8 +143,9 @@ def _detector(exp):
 
 
 def _pixel_hkl_sums(exp, image: np.ndarray, real: np.ndarray, lam: float, beam: np.ndarray):
-    """(keys, sums, offset): the rounded hkl of every pixel centre, encoded, with the image summed
-    over the pixels of each."""
+    """(keys, sums, span, width): the rounded hkl of the pixel centres, each once, encoded as
+    ``((h + span) * width + k + span) * width + l + span``, and the image summed over the pixels
+    of each."""
     pix0, f, s, _, px, F, S = _detector(exp)
     flat = np.asarray(image, dtype=np.float64).reshape(-1)
     keys_parts, sums_parts = [], []
@@ -155,17 +156,21 @@ def _pixel_hkl_sums(exp, image: np.ndarray, real: np.ndarray, lam: float, beam: 
                  np.linalg.norm(d - beam, axis=1).max()) / lam
     span = int(math.ceil(qmax * np.linalg.norm(real, axis=1).max())) + 2
     width = 2 * span + 1
-    for start in range(0, F * S, _CHUNK):
-        lin = np.arange(start, min(F * S, start + _CHUNK))
-        sl, fa = np.divmod(lin, F)
-        pos = pix0 + ((fa + 0.5) * px)[:, None] * f + ((sl + 0.5) * px)[:, None] * s
-        dirs = pos / np.linalg.norm(pos, axis=1, keepdims=True)
-        frac = ((dirs - beam) / lam) @ real.T
-        idx = np.ceil(frac - 0.5).astype(np.int64) + span
+    # fractional indices of a pixel centre: real @ (d - beam) / lambda, d its unit direction
+    M = np.ascontiguousarray(real.T / lam)
+    offset = (beam / lam) @ real.T
+    rows = max(1, _CHUNK // F)
+    along_fast = ((np.arange(F) + 0.5) * px)[:, None] * f
+    for start in range(0, S, rows):
+        slow = ((np.arange(start, min(S, start + rows)) + 0.5) * px)[:, None, None] * s
+        pos = (pix0 + along_fast[None, :, :] + slow).reshape(-1, 3)
+        dirs = pos / np.sqrt(np.einsum("ij,ij->i", pos, pos))[:, None]
+        idx = np.ceil(dirs @ M - offset - 0.5).astype(np.int64) + span
         key = (idx[:, 0] * width + idx[:, 1]) * width + idx[:, 2]
         u, inv = np.unique(key, return_inverse=True)
         keys_parts.append(u)
-        sums_parts.append(np.bincount(inv, weights=flat[lin], minlength=u.size))
+        sums_parts.append(np.bincount(inv, weights=flat[start * F:start * F + key.size],
+                                      minlength=u.size))
     keys = np.concatenate(keys_parts)
     sums = np.concatenate(sums_parts)
     u, inv = np.unique(keys, return_inverse=True)

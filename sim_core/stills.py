@@ -71,16 +71,25 @@ def shot_stream(seed: int, n: int) -> np.random.Generator:
 
 def rotation_from_quaternion(q) -> np.ndarray:
     """The rotation matrix of a quaternion (x, y, z, w), normalised first."""
-    from scipy.spatial.transform import Rotation
-    return Rotation.from_quat(np.asarray(q, dtype=np.float64)).as_matrix()
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
-def misset_from_rotation(matrix: np.ndarray) -> tuple[float, float, float]:
-    """Angles (degrees) with ``rotate_z(rotate_y(rotate_x(v, x), y), z) == matrix @ v``: extrinsic
-    x-y-z Euler angles, the order of nanoBragg's ``-misset``."""
-    from scipy.spatial.transform import Rotation
-    angles = Rotation.from_matrix(matrix).as_euler("xyz", degrees=True)
-    return tuple(float(a) for a in angles)
+def misset_from_rotation(R: np.ndarray) -> tuple[float, float, float]:
+    """Angles (degrees) with ``rotate_z(rotate_y(rotate_x(v, x), y), z) == R @ v``, i.e.
+    ``R = Rz Ry Rx``: extrinsic x-y-z Euler angles, the order of nanoBragg's ``-misset``."""
+    cos_y = math.hypot(R[0, 0], R[1, 0])
+    ry = math.atan2(-R[2, 0], cos_y)
+    if cos_y > 1e-12:
+        rx = math.atan2(R[2, 1], R[2, 2])
+        rz = math.atan2(R[1, 0], R[0, 0])
+    else:  # y = ±90 deg: only x ∓ z is defined; put it all in z
+        rx = 0.0
+        rz = math.atan2(-R[0, 1], R[1, 1])
+    return tuple(math.degrees(a) for a in (rx, ry, rz))
 
 
 def _inverse_cdf(dist, u: float) -> float:

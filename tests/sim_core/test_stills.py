@@ -91,6 +91,13 @@ def test_an_image_orientation_depends_on_the_seed_and_its_number_only():
     assert (cfg.scan.images, cfg.scan.osc_range_deg, cfg.scan.random_orientations) == \
         (1, None, False)
     assert cfg.noise.seed != image_config(small, 3).noise.seed
+    # without -orientation_seed the stills take the noise seed's size (recorded, as a misset's)
+    unseeded = parse_nanobragg_args(GEOMETRY + ["-default_F", "100", "-images", "5",
+                                                "-random_orientations", "-seed", "-7"]).config
+    with pytest.raises(ConfigError) as err:
+        draw_shot(unseeded, 1)
+    assert err.value.field == "scan.orientation_seed"
+    assert with_seeds(unseeded).scan.orientation_seed == 7
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +284,17 @@ def test_a_curved_detector_has_no_planar_truth():
     with pytest.raises(ConfigError) as err:
         image_truth(simulate(cfg, device="cpu"))
     assert err.value.field == "detector.curved"
+
+
+def test_misset_angles_reproduce_the_drawn_rotation_even_at_gimbal_lock():
+    rng = np.random.default_rng(2)
+    cases = [rng.standard_normal(4) for _ in range(200)]
+    cases += [Rotation.from_euler("xyz", a, degrees=True).as_quat()
+              for a in ([10, 90, 20], [-30, -90, 45], [0, 0, 0])]
+    from sim_core.stills import misset_from_rotation, rotation_from_quaternion
+    for q in cases:
+        R = rotation_from_quaternion(q)
+        np.testing.assert_allclose(R, Rotation.from_quat(q).as_matrix(), atol=1e-14)
+        angles = misset_from_rotation(R)
+        np.testing.assert_allclose(Rotation.from_euler("xyz", angles, degrees=True).as_matrix(),
+                                   R, atol=1e-14)
