@@ -229,7 +229,7 @@ def beam_model(exp) -> dict:
     """The beam as dxtbx's ``Beam.to_dict``: ``direction`` points to the source, the polarization
     plane holds the E-vector (normal: beam x E), its fraction is (1 + Kahn factor) / 2."""
     bm = exp.beam
-    return {"__id__": "monochromatic", "direction": [-float(x) for x in _np(bm.direction)],
+    return {"__id__": "monochromatic", "direction": [0.0 - float(x) for x in _np(bm.direction)],
             "wavelength": float(exp.config.beam.wavelength_A), "divergence": 0.0,
             "sigma_divergence": 0.0,
             "polarization_normal": [float(x) for x in _np(bm.vertical)],
