@@ -200,7 +200,7 @@ def run(argv: list[str], cancel=None) -> int:
     for w in parsed.warnings:
         print(f"WARNING: {w}", file=sys.stderr)
     progress = _Progress(parsed.progress)
-    if parsed.config.scan.images > 1:
+    if parsed.config.scan.images > 1 or parsed.config.scan.random_orientations:
         return _run_series(parsed, progress, cancel)
     result = simulate(parsed.config, local_files("."), progress=progress, cancel=cancel)
     progress.close()

@@ -219,6 +219,32 @@ def stills_metadata(config: SimulationConfig) -> dict:
 
 
 
+def stills_commands(config: SimulationConfig, *, program: str = "nanobragg",
+                    width: int | None = None) -> str:
+    """Shell commands that render every image of the stills dataset ``config`` (seeds fixed), one
+    line per image: ``program`` with image ``n``'s own command line (``config_to_args`` of
+    :func:`still_config`, naming every output file) and each output file numbered
+    (``intimage_00001.img``); the script stops at the first command that fails. Unlike a rotation
+    series, whose images differ in two numbers (one loop over a table), each still has its own
+    orientation and drawn values, so each has its own line."""
+    import shlex
+
+    from .nanobragg_args import config_to_args
+    from .series import NUMBER_WIDTH, OUTPUT_FLAGS, numbered_name
+
+    width = NUMBER_WIDTH if width is None else width
+    scan = config.scan
+    lines = []
+    for n in range(scan.first_image, scan.first_image + scan.images):
+        args = config_to_args(still_config(config, n), outputs="explicit")
+        words = [program]
+        for i, word in enumerate(args):
+            numbered = i > 0 and args[i - 1] in OUTPUT_FLAGS
+            words.append(numbered_name(word, n, width) if numbered else word)
+        lines.append(" ".join(shlex.quote(w) for w in words) + " </dev/null || exit")
+    return "\n".join(lines) + "\n"
+
+
 #: the image file an experiment list points at, best first (DIALS reads these; not the float image)
 EXPT_IMAGE_KINDS = ("cbf", "noise", "int")
 
@@ -264,4 +290,4 @@ def write_experiments(path, records: list[dict], image_paths: list[dict]) -> Non
 
 __all__ = ["Shot", "DRAW_RULE", "EXPT_IMAGE_KINDS", "shot_stream", "rotation_from_quaternion",
            "misset_from_rotation", "draw_shot", "still_config", "shot_record", "stills_metadata",
-           "write_still_truth", "write_experiments"]
+           "stills_commands", "write_still_truth", "write_experiments"]

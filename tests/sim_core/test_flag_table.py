@@ -33,10 +33,12 @@ SAMPLES = {
     "-hkl": ["P1.hkl"], "-mat": ["A.mat"], "-sourcefile": ["sources.txt"], "-mask": ["mask.img"],
     "-img": ["mask.img"], "-model": ["model.pdb"], "-mtz": ["data.mtz"],
     "-images": ["2", "-osc", "0.5"],
-    # a stills dataset of two images; the variations come with it
-    "-random_orientations": ["-images", "2"],
+    # a stills dataset of two images (a seed: both renders draw the same crystals); the
+    # variations come with it
+    "-random_orientations": ["-images", "2", "-orientation_seed", "7"],
     "-orientation_seed": ["7", "-random_orientations", "-images", "2"],
-    **{flag: [kind, center, width, "-random_orientations", "-images", "2"]
+    **{flag: [kind, center, width, "-random_orientations", "-images", "2", "-orientation_seed",
+              "7"]
        for flag, kind, center, width in (("-shot_N", "normal", "4", "1"),
                                          ("-shot_mosaic", "uniform", "0.2", "0.1"),
                                          ("-shot_cell_scale", "normal", "1", "0.01"),

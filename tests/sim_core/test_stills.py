@@ -298,3 +298,25 @@ def test_misset_angles_reproduce_the_drawn_rotation_even_at_gimbal_lock():
         angles = misset_from_rotation(R)
         np.testing.assert_allclose(Rotation.from_euler("xyz", angles, degrees=True).as_matrix(),
                                    R, atol=1e-14)
+
+
+def test_the_stills_commands_reproduce_each_images_config_and_refuse_a_plain_render():
+    import shlex
+
+    from sim_core.stills import stills_commands
+    cfg = with_seeds(stills_config(2, *VARIATIONS))
+    lines = stills_commands(cfg).splitlines()
+    assert len(lines) == 2
+    for n, line in zip((1, 2), lines):
+        words = shlex.split(line)
+        assert words[0] == "nanobragg" and line.endswith(" </dev/null || exit")
+        argv = words[1:words.index("</dev/null")]
+        parsed = parse_nanobragg_args(argv).config
+        assert parsed.outputs.int_file == f"intimage_{n:05d}.img"
+        parsed.outputs = image_config(cfg, n).outputs
+        assert parsed == image_config(cfg, n)
+    # a stills config as it stands would render the unturned crystal: refused, naming the field
+    single = parse_nanobragg_args(GEOMETRY + ["-default_F", "1"] + STILLS).config
+    with pytest.raises(ConfigError) as err:
+        simulate(single, device="cpu")
+    assert err.value.field == "scan.random_orientations"
