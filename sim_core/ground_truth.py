@@ -216,8 +216,7 @@ def predict_reflections(exp, image: np.ndarray, *, limit_inv_A: float | None = N
     hkl, d_A, fast, slow, eps, sums = hkl[ok], d_A[ok], fast[ok], slow[ok], eps[ok], sums[ok]
     sf = exp.structure_factors
     hk = torch.as_tensor(hkl, dtype=torch.float64)
-    F_ = sf.nearest(hk[:, 0].clone(), hk[:, 1].clone(), hk[:, 2].clone()).numpy() \
-        if hkl.size else np.zeros(0)
+    F_ = sf.nearest(hk[:, 0], hk[:, 1], hk[:, 2]).numpy() if hkl.size else np.zeros(0)
     order = np.lexsort((hkl[:, 2], hkl[:, 1], hkl[:, 0], -sums))
     cols = {"h": hkl[:, 0], "k": hkl[:, 1], "l": hkl[:, 2], "d_A": d_A, "fast_px": fast,
             "slow_px": slow, "excitation_error": eps, "F": np.asarray(F_, dtype=np.float64),
