@@ -10,7 +10,11 @@ rendered, and shows progress on renders that take more than a couple of seconds.
 ``-trace_pixel S F`` (repeatable), ``-trace_file PATH``, ``-memory_mb N``, ``-compile auto|on|off``,
 ``-cbf FILE`` (a miniCBF of the int image), and ``-images N`` / ``-first_image N`` for a rotation
 series: N images of consecutive φ ranges (image n starts at ``-phi`` + (n − first)·``-osc``), each
-written under numbered names (``intimage_00001.img``, …) with one line per image.
+written under numbered names (``intimage_00001.img``, …) with one line per image. With
+``-random_orientations`` (``-orientation_seed N``, ``-shot_N`` ...) the images are stills, each crystal
+in its own random orientation (sim_core.stills), and each image's ground truth is written beside it
+(``reflections_00001.csv``, ``crystal_00001.mat``, ``truth_00001.json``; sim_core.ground_truth), with
+``experiments.expt`` for the dataset.
 
 Before anything is rendered the command is priced (:mod:`sim_core.preflight`): one that cannot fit
 in this machine's memory or would take days is refused naming the flag, unless ``-force``.
@@ -172,9 +176,11 @@ def _run_series(parsed, progress, cancel) -> int:
     from .simulate import render_series, with_seeds
 
     config = with_seeds(parsed.config)
+    stills = config.scan.random_orientations
     total = len(series_of(config))
     per_kind: dict[str, list] = {}
     extra: list[str] = []
+    records, image_paths = [], []
     result = report = None
     for k, (im, result) in enumerate(render_series(config, local_files("."), progress=progress,
                                                    cancel=cancel)):
@@ -187,6 +193,18 @@ def _run_series(parsed, progress, cancel) -> int:
             per_kind.setdefault(kind, []).append(path)
         extra += lines[len(report.paths):]
         progress.close()
+        if stills:
+            from .stills import write_still_truth
+            truth_paths, record = write_still_truth(config, result, im.n)
+            for kind, path in truth_paths.items():
+                per_kind.setdefault(kind, []).append(path)
+            records.append(record)
+            image_paths.append(report.paths)
+            m = result.config.crystal.misset_deg
+            print(f"image {k + 1}/{total} (number {im.n}): still, misset {m[0]:.3f} {m[1]:.3f} "
+                  f"{m[2]:.3f} deg, {record['reflections']} reflections, seed {im.seed}, "
+                  f"{result.elapsed_s:.2f} s", flush=True)
+            continue
         print(f"image {k + 1}/{total} (number {im.n}): phi {im.phi_start_deg:g} to "
               f"{im.phi_start_deg + im.osc_deg:g} deg, seed {im.seed}, {result.elapsed_s:.2f} s",
               flush=True)
@@ -196,8 +214,17 @@ def _run_series(parsed, progress, cancel) -> int:
     wrote = [f"{paths[0]} ... {paths[-1]} ({kind}, {len(paths)} files)"
              for kind, paths in per_kind.items()]
     wrote += extra + ["series_metadata.json (every image's phi range and noise seed)"]
-    print(f"series of {total} images from number {config.scan.first_image}, series seed "
-          f"{config.noise.seed}; the last image:")
+    if stills:
+        from .stills import write_experiments
+        write_experiments("experiments.expt", records, image_paths)
+        wrote[-1] = "series_metadata.json (every image's noise seed, drawn orientation and values)"
+        wrote.append("experiments.expt (the true crystal, beam and detector of every image)")
+        print(f"stills dataset of {total} images from number {config.scan.first_image}, "
+              f"orientation seed {config.scan.orientation_seed}, series seed "
+              f"{config.noise.seed}; the last image:")
+    else:
+        print(f"series of {total} images from number {config.scan.first_image}, series seed "
+              f"{config.noise.seed}; the last image:")
     print(_summary(result, report, wrote))
     return 0
 
@@ -222,7 +249,7 @@ def run(argv: list[str], cancel=None) -> int:
     from .simulate import simulate
 
     progress = _Progress(parsed.progress)
-    if parsed.config.scan.images > 1:
+    if parsed.config.scan.images > 1 or parsed.config.scan.random_orientations:
         return _run_series(parsed, progress, cancel)
     result = simulate(parsed.config, local_files("."), progress=progress, cancel=cancel)
     progress.close()

@@ -228,8 +228,25 @@ class Goniometer(_Model):
         return _nonzero(info.field_name, v)
 
 
+class ShotDistribution(_Model):
+    """A quantity drawn anew for every still: ``normal`` (mean ``center``, standard deviation
+    ``width``), ``uniform`` (on ``center ± width``) or ``lognormal`` (median ``center``, standard
+    deviation of its logarithm ``width``). See sim_core.stills."""
+
+    kind: Literal["normal", "uniform", "lognormal"]
+    center: Num(ge=-1e6, le=1e6)
+    width: Num(ge=0, le=1e6)
+
+    @model_validator(mode="after")
+    def _positive_median(self) -> "ShotDistribution":
+        if self.kind == "lognormal" and self.center <= 0:
+            raise FieldError("center", "a lognormal distribution needs a median (center) above 0")
+        return self
+
+
 class Scan(_Model):
-    """The φ rotation of one image: from ``phi_start_deg`` over ``osc_range_deg`` in steps."""
+    """The φ rotation of one image: from ``phi_start_deg`` over ``osc_range_deg`` in steps; for a
+    series, the images; for a stills dataset, what is drawn anew for every image."""
 
     phi_start_deg: Angle = 0.0
     #: a negative range or step counts as not given, as in nanoBragg
@@ -241,6 +258,19 @@ class Scan(_Model):
     images: Count(ge=1) = 1
     #: number of the first image of the series
     first_image: Count(ge=0, le=10 ** 9) = 1
+    #: a stills dataset: no rotation, every image's crystal orientation drawn uniformly over all
+    #: rotations (``-random_orientations``; see sim_core.stills)
+    random_orientations: bool = False
+    #: seed of the stills' draws; None picks one from the clock and records it
+    orientation_seed: Optional[Annotated[int, Field(ge=0, le=MAX_SEED)]] = None
+    #: shot-to-shot variation of a stills dataset, drawn per image from the same seeded stream:
+    #: cells per crystal edge (Na = Nb = Nc), mosaic spread, a factor on the cell edges, the
+    #: wavelength, a factor on the fluence (or flux)
+    shot_N: Optional[ShotDistribution] = None
+    shot_mosaic_spread_deg: Optional[ShotDistribution] = None
+    shot_cell_scale: Optional[ShotDistribution] = None
+    shot_wavelength_A: Optional[ShotDistribution] = None
+    shot_flux_scale: Optional[ShotDistribution] = None
 
     @model_validator(mode="after")
     def _bounded_steps(self) -> "Scan":
@@ -252,8 +282,28 @@ class Scan(_Model):
         return self
 
     @model_validator(mode="after")
+    def _stills(self) -> "Scan":
+        if not self.random_orientations:
+            for name in SHOT_FIELDS:
+                if getattr(self, name) is not None:
+                    raise FieldError(name, "a shot-to-shot variation needs a stills dataset "
+                                           "(random_orientations, -random_orientations)")
+            return self
+        # a still has no rotation: no range, no step and one φ step (nanoBragg's rules would
+        # otherwise turn a count of steps into a 1 degree range)
+        for name, value in (("osc_range_deg", self.osc_range_deg),
+                            ("phi_step_deg", self.phi_step_deg)):
+            if value is not None and value > 0:
+                raise FieldError(name, f"a still has no rotation: {name} must not be given "
+                                       "with random_orientations")
+        if self.phi_steps is not None and self.phi_steps > 1:
+            raise FieldError("phi_steps", "a still has no rotation: one phi step with "
+                                          "random_orientations")
+        return self
+
+    @model_validator(mode="after")
     def _series(self) -> "Scan":
-        if self.images == 1:
+        if self.images == 1 or self.random_orientations:
             return self
         osc = self.osc_range_deg
         if osc is None or osc < 0:
@@ -264,6 +314,11 @@ class Scan(_Model):
             raise FieldError("images", f"the last of {self.images} images would start at "
                                        f"{last:g} deg, beyond {MAX_ANGLE_DEG:g}")
         return self
+
+
+#: the per-shot variations of a stills dataset, in the order of their draws (see sim_core.stills)
+SHOT_FIELDS = ("shot_N", "shot_mosaic_spread_deg", "shot_cell_scale", "shot_wavelength_A",
+               "shot_flux_scale")
 
 
 class Crystal(_Model):
@@ -440,6 +495,11 @@ class SimulationConfig(_Model):
                                         "(crystal.matrix_file) or a model / MTZ file that has one")
         for path, message in frame_errors(self):
             raise FieldError(path, message)
+        if self.scan.random_orientations and (self.crystal.misset_random
+                                              or self.crystal.misset_deg is not None):
+            raise FieldError("scan.random_orientations",
+                             "random_orientations draws each image's orientation: give no misset "
+                             "(crystal.misset_deg, crystal.misset_random) with it")
         if not (sf.hkl_file or sf.model_file or sf.mtz_file) and sf.default_F == 0:
             raise FieldError("structure_factors", "give an HKL, model or MTZ file "
                                                   "(structure_factors.hkl_file, model_file, "

@@ -264,6 +264,12 @@ def check_one_image(config: SimulationConfig) -> None:
                           "image at a time: sim_core.simulate.render_series(config), or "
                           "sim_core.series.image_config(config, n) for image n",
                           field="scan.images")
+    if config.scan.random_orientations:
+        # its orientation is drawn per image: rendered as it stands, the crystal would not turn
+        raise ConfigError("scan.random_orientations: a stills dataset is rendered image by image: "
+                          "sim_core.simulate.render_series(config), or "
+                          "sim_core.series.image_config(config, n) for image n",
+                          field="scan.random_orientations")
 
 
 def _summary(summaries: Mapping[str, dict], ref: Optional[str], field: str) -> Optional[dict]:

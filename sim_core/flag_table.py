@@ -23,6 +23,8 @@ from .errors import ArgumentError
 from .inputs import INPUT_FILES
 from .lab_frame import given_vectors
 
+#: the distributions of a shot-to-shot variation (config.ShotDistribution)
+SHOT_KINDS = ("normal", "uniform", "lognormal")
 #: value kinds: how one token reads (see read_value)
 KINDS = ("num", "int", "count", "pos_or_none", "posint_or_none", "str", "file", "choice", "switch",
          "ignored")
@@ -380,6 +382,24 @@ def write_trace_pixels(config, row, names):
     return out
 
 
+def read_shot(d, tok, flag):
+    """A shot-to-shot distribution: its kind (normal, uniform, lognormal), center and width."""
+    kind = tok.value(flag, "a distribution (normal, uniform or lognormal), its center and width")
+    if kind not in SHOT_KINDS:
+        raise ArgumentError(f"{flag}: expected normal, uniform or lognormal, got {kind!r}",
+                            flag=flag)
+    center, width = (_num(flag, tok.value(flag, "the center and width of the distribution"))
+                     for _ in range(2))
+    d.set(FLAGS_BY_NAME[flag].fields[0], {"kind": kind, "center": center, "width": width})
+
+
+def write_shot(config, row, names):
+    dist = get_field(config, row.fields[0])
+    if dist is None:
+        return []
+    return [row.name, dist.kind, format_value(dist.center), format_value(dist.width)]
+
+
 def never(config, row, names):
     return []
 
@@ -626,12 +646,28 @@ FLAGS: tuple[Flag, ...] = (
          help="also write the int image as a miniCBF file"),
     # a rotation series: image n starts at -phi + (n - first_image) * -osc (see sim_core.series)
     Flag("-images", ("scan.images",), "int", ours=True,
-         help="render a rotation series of this many images"),
+         help="render a rotation series (or a stills dataset) of this many images"),
     Flag("-first_image", ("scan.first_image",), "int", ours=True,
          help="the number of the series' first image (default 1)"),
     # the local command's price check (sim_core.preflight); the service keeps its own limits
     Flag("-force", (), "switch", 0, read=read_force, writes=False, ours=True,
          help="render even what does not fit in memory or would take more than a day"),
+    # a stills dataset: every image's orientation drawn uniformly, shot-to-shot variations drawn
+    # from the same seeded stream (see sim_core.stills)
+    Flag("-random_orientations", ("scan.random_orientations",), "switch", 0, value=True,
+         ours=True, help="stills: draw each image's crystal orientation uniformly over all "
+                         "rotations (no rotation within an image)"),
+    Flag("-orientation_seed", ("scan.orientation_seed",), "int", ours=True,
+         help="the seed of the stills' orientations and shot-to-shot draws"),
+    *[Flag(name, (path,), nargs=3, read=read_shot, write=write_shot, ours=True,
+           what="a distribution (normal, uniform or lognormal), its center and width",
+           help=f"stills: draw each image's {about} from a distribution")
+      for name, path, about in (("-shot_N", "scan.shot_N", "crystal size (cells per axis)"),
+                                ("-shot_mosaic", "scan.shot_mosaic_spread_deg",
+                                 "mosaic spread (deg)"),
+                                ("-shot_cell_scale", "scan.shot_cell_scale", "unit-cell scale"),
+                                ("-shot_lambda", "scan.shot_wavelength_A", "wavelength (A)"),
+                                ("-shot_flux_scale", "scan.shot_flux_scale", "flux scale"))],
 )
 
 FLAGS_BY_NAME: dict[str, Flag] = {n: row for row in FLAGS for n in row.names}

@@ -179,9 +179,12 @@ def check(config: SimulationConfig, argv: list[str], base: Path | str = ".", *,
         ConfigError, InputFileError: what the pricing itself finds wrong (as the service).
     """
     images = config.scan.images
-    if images != 1:  # every image of a series costs the same: price one, time them all
-        config = config.model_copy(deep=True)
-        config.scan.images = config.scan.first_image = 1
+    if images != 1 or config.scan.random_orientations:
+        # price the first image (a series' images cost the same; a still's own draws may differ
+        # a little) and time them all
+        from .seeds import with_seeds
+        from .series import image_config
+        config = image_config(with_seeds(config), config.scan.first_image)
     cost = estimate(config, _summaries(config, Path(base)))
     problems = []
     memory = memory if memory is not None else physical_memory()

@@ -20,6 +20,9 @@ def with_seeds(config: SimulationConfig) -> SimulationConfig:
         cfg.noise.seed = choose_seed()
     if cfg.crystal.misset_random and cfg.crystal.misset_seed is None:
         cfg.crystal.misset_seed = cfg.noise.seed
+    if cfg.scan.random_orientations and cfg.scan.orientation_seed is None:
+        # as a random misset's seed: the noise seed (its size, the stills' seeds are >= 0)
+        cfg.scan.orientation_seed = abs(cfg.noise.seed)
     return cfg
 
 

@@ -184,7 +184,13 @@ def image_config(config, n: int):
     Everything else is the series': the same crystal, so a random misset whose seed is not given
     takes the series seed (as ``with_seeds`` fixes it for a single render), drawn once for every
     image. Rendering the result is rendering image ``n``; a child job renders exactly this.
+
+    A stills dataset (``scan.random_orientations``) gives ``stills.still_config(config, n)``: image
+    ``n``'s own drawn orientation and variations, written as fixed values.
     """
+    if config.scan.random_orientations:
+        from .stills import still_config
+        return still_config(config, n)
     image = series_image(config, n)
     cfg = config.model_copy(deep=True)
     if cfg.crystal.misset_random and cfg.crystal.misset_seed is None:
@@ -198,14 +204,15 @@ def image_config(config, n: int):
 
 def series_metadata(config) -> dict:
     """The series part of ``run_metadata.json``: the series' numbering, angles and seeds, and
-    every image with its φ range and noise seed (``SeriesImage.as_dict``)."""
+    every image with its φ range and noise seed (``SeriesImage.as_dict``); for a stills dataset
+    also ``stills`` (``stills.stills_metadata``: every image's drawn orientation and variations)."""
     scan = config.scan
     images = series_of(config)
     cr = config.crystal
     misset_seed = cr.misset_seed
     if cr.misset_random and misset_seed is None:
         misset_seed = config.noise.seed  # as image_config fixes it
-    return {
+    meta = {
         "images": scan.images,
         "first_image": scan.first_image,
         "phi_start_deg": scan.phi_start_deg,
@@ -217,6 +224,10 @@ def series_metadata(config) -> dict:
                            f"({SEED_STRIDE}) states along ran1's cycle",
         "image": [im.as_dict() for im in images],
     }
+    if scan.random_orientations:
+        from .stills import stills_metadata
+        meta["stills"] = stills_metadata(config)
+    return meta
 
 
 def _shell_numbered(path: str) -> str:

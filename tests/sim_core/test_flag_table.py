@@ -33,6 +33,17 @@ SAMPLES = {
     "-hkl": ["P1.hkl"], "-mat": ["A.mat"], "-sourcefile": ["sources.txt"], "-mask": ["mask.img"],
     "-img": ["mask.img"], "-model": ["model.pdb"], "-mtz": ["data.mtz"],
     "-images": ["2", "-osc", "0.5"],
+    # a stills dataset of two images (a seed: both renders draw the same crystals); the
+    # variations come with it
+    "-random_orientations": ["-images", "2", "-orientation_seed", "7"],
+    "-orientation_seed": ["7", "-random_orientations", "-images", "2"],
+    **{flag: [kind, center, width, "-random_orientations", "-images", "2", "-orientation_seed",
+              "7"]
+       for flag, kind, center, width in (("-shot_N", "normal", "4", "1"),
+                                         ("-shot_mosaic", "uniform", "0.2", "0.1"),
+                                         ("-shot_cell_scale", "normal", "1", "0.01"),
+                                         ("-shot_lambda", "uniform", "1.2", "0.01"),
+                                         ("-shot_flux_scale", "lognormal", "1", "0.5"))},
     "-cbf": ["out.cbf"], "-cbffile": ["out.cbf"],
     # the MTZ column and the resolution of F come with the file they apply to
     "-mtz_column": ["FP", "-mtz", "data.mtz"], "-dmin_F": ["4", "-model", "model.pdb"],
