@@ -534,6 +534,10 @@ FLAGS: tuple[Flag, ...] = (
          what="a column label"),
     Flag("-dmin_F", ("structure_factors.dmin_F_A",), ours=True),
     Flag("-cbf", ("outputs.cbf_file",), "str", aliases=("-cbffile",), output=True, ours=True),
+    # an NXmx NeXus/HDF5 master file: every image of the render or series (sim_core.io.nexus)
+    Flag("-nexus", ("outputs.nexus_file",), "str", output=True, ours=True),
+    Flag("-nexus_image", ("outputs.nexus_image",), "choice", choices=("float", "int", "noise"),
+         ours=True),
     # a rotation series: image n starts at -phi + (n - first_image) * -osc (see sim_core.series)
     Flag("-images", ("scan.images",), "int", ours=True),
     Flag("-first_image", ("scan.first_image",), "int", ours=True),
