@@ -18,6 +18,9 @@ the geometry in NXmx's own terms, so that every pixel's lab position follows fro
   beam pivot (MOSFLM, DENZO, ADXV, ``-pivot beam``) the rotations turn it about the beam spot and
   ``detector_distance`` then moves that spot down the beam. The beam centre, ``-Xbeam/-Ybeam``,
   ``-ORGX/-ORGY`` and the other offsets all end in ``module_offset``;
+- ``distance`` and ``beam_center_x/y`` (pixels): where the direct beam meets the detector plane.
+  Under ``-twotheta`` that is not nanoBragg's distance and beam centre (the SMV and CBF headers
+  keep those, which leave the 2θ rotation out); the chain holds the geometry either way;
 - ``/entry/sample/transformations/phi``: the goniometer (spindle) axis with each frame's φ start,
   ``phi_end`` and ``phi_increment_set`` (the φ range of each image, from ``sim_core.series``);
 - ``/entry/instrument/beam``: wavelength, total flux where the config sets one, beam size;
