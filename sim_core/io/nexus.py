@@ -102,14 +102,6 @@ def mcstas_rotation(beam, spindle, polar=None) -> np.ndarray:
     return np.stack([x, y, z])
 
 
-def _rotation_matrix(axis: np.ndarray, angle_rad: float) -> np.ndarray:
-    """Right-handed rotation about the unit ``axis`` (the sense of ``rotate_axis`` and NeXus)."""
-    a = _unit(axis)
-    c, s = math.cos(angle_rad), math.sin(angle_rad)
-    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    return c * np.eye(3) + s * k + (1 - c) * np.outer(a, a)
-
-
 @dataclass(frozen=True)
 class Transformation:
     """One NXtransformations axis: a translation (mm) or a rotation (degrees) along ``vector``."""

@@ -226,3 +226,12 @@ def test_the_flags_round_trip_and_a_failed_write_leaves_nothing(tmp_path):
     assert not list(tmp_path.iterdir())
     # nanoBragg's MOSFLM default beam centre: (14 + 1) / 2 pixels plus MOSFLM's half pixel
     assert nexus_geometry(config).beam_center_px[0] == pytest.approx(8.0, abs=1e-12)
+
+
+def test_a_2theta_axis_that_scales_the_detector_is_refused():
+    # nanoBragg turns the detector about -twotheta_axis as given: a non-unit axis also scales it
+    config = parse_nanobragg_args(CRYSTAL + ["-twotheta_axis", "0", "0", "2",
+                                             "-twotheta", "5"]).config
+    with pytest.raises(ConfigError, match="unit") as err:
+        nexus_geometry(config)
+    assert err.value.field == "detector.twotheta_axis"
