@@ -153,6 +153,8 @@ def _run_series(parsed, progress, cancel) -> int:
                 per_kind.setdefault(kind, []).append(path)
             extra += lines[len(report.paths):]
             if nexus is not None:
+                if k == 0:
+                    nexus.mark_unrendered(result.experiment)
                 nexus.write(k, frame_pixels(result, out.nexus_image, noise=report.noise))
             progress.close()
             print(f"image {k + 1}/{total} (number {im.n}): phi {im.phi_start_deg:g} to "

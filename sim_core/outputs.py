@@ -138,7 +138,7 @@ def write_outputs(result, directory: Path | str, *, float_file: str | None = Non
         if pixels is None:
             pixels = frame_pixels(result, nexus_image)
         paths["nexus"] = write_nexus(out / nexus_file, [pixels], result.config,
-                                     image=nexus_image)
+                                     image=nexus_image, experiment=exp)
     if png_file:
         paths["png"] = _atomic(out / png_file, lambda p: write_png_preview(p, image))
     return report

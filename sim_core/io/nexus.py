@@ -24,6 +24,7 @@ the geometry in NXmx's own terms, so that every pixel's lab position follows fro
 - ``/entry/sample/transformations/phi``: the goniometer (spindle) axis with each frame's φ start,
   ``phi_end`` and ``phi_increment_set`` (the φ range of each image, from ``sim_core.series``);
 - ``/entry/instrument/beam``: wavelength, total flux where the config sets one, beam size;
+- ``pixel_mask``: bit 8 (user defined) on the pixels the render skipped (``-roi``, ``-mask``);
 - the sensor (silicon, as nanoBragg's absorption model and the miniCBF header assume, with
   ``detector.thickness_um``), exposure time and a saturation value.
 
@@ -72,6 +73,9 @@ COUNT_SATURATION = 65535
 FLOAT_SATURATION = 2 ** 31 - 1
 #: fixed, so that the same render gives the same file contents
 FIXED_START_TIME = "1970-01-01T00:00:00Z"
+#: ``pixel_mask`` bit 8, NXmx's "user defined mask": pixels the render skipped (outside ``-roi``,
+#: zero in ``-mask``), which hold 0 rather than a measurement
+UNRENDERED = 1 << 8
 
 
 def _unit(v) -> np.ndarray:
@@ -303,7 +307,8 @@ class NexusWriter:
     """An NXmx master file written frame by frame (a series renders one image at a time).
 
     ``with NexusWriter(path, config, frames=N, image="noise") as w: w.write(k, pixels)`` for
-    k = 0 … N−1. The file is written under a temporary name beside ``path`` and renamed when the
+    k = 0 … N−1; ``w.mark_unrendered(experiment)`` flags the pixels its render skipped in
+    ``pixel_mask`` (every pixel counts otherwise). The file is written under a temporary name beside ``path`` and renamed when the
     block ends without an error (a reader never sees half a file); on an error it is removed.
     ``config`` is the series' config (its ``scan`` gives every frame's φ range).
     """
@@ -381,6 +386,15 @@ class NexusWriter:
         self._data[k] = arr.astype(self._data.dtype, copy=False)
         self._written.add(k)
 
+    def mark_unrendered(self, experiment) -> None:
+        """Set :data:`UNRENDERED` in ``pixel_mask`` for the pixels ``experiment`` does not render
+        (outside its ROI or masked), so that a processing program leaves them out."""
+        g = self.geometry
+        rendered = np.zeros(g.spixels * g.fpixels, dtype=bool)
+        rendered[experiment.render_pixels()] = True
+        self._mask[...] = np.where(rendered.reshape(g.spixels, g.fpixels), 0,
+                                   UNRENDERED).astype(np.uint32)
+
     def _write_structure(self):
         import hdf5plugin
 
@@ -443,6 +457,10 @@ class NexusWriter:
             for name, value in zip(("beam_center_x", "beam_center_y"), g.beam_center_px):
                 ds = det.create_dataset(name, data=value)
                 ds.attrs["units"] = "pixels"
+        self._mask = det.create_dataset("pixel_mask", shape=(g.spixels, g.fpixels),
+                                        dtype=np.uint32, fillvalue=0,
+                                        **hdf5plugin.Bitshuffle(cname="lz4"))
+        det.create_dataset("pixel_mask_applied", data=False)
         for name in ("x_pixel_size", "y_pixel_size"):
             ds = det.create_dataset(name, data=g.pixel_size_mm)
             ds.attrs["units"] = "mm"
@@ -483,8 +501,8 @@ class NexusWriter:
         sample["beam"] = beam  # older NXmx readers look for the beam in the sample
 
 
-def write_nexus(path: PathLike, frames: Iterable, config, *, image: ImageKind = "float"
-                ) -> Path:
+def write_nexus(path: PathLike, frames: Iterable, config, *, image: ImageKind = "float",
+                experiment=None) -> Path:
     """Write an NXmx master file at ``path`` holding ``frames`` as ``/entry/data/data``.
 
     Args:
@@ -495,6 +513,8 @@ def write_nexus(path: PathLike, frames: Iterable, config, *, image: ImageKind = 
         config: the series' (or the single image's) config: geometry, beam, sensor, exposure.
         image: ``float`` (photons, float32), ``int`` or ``noise`` (uint16 counts as the SMV
             files hold them); it names what arrays hold, and picks the pixels of results.
+        experiment: the render's :class:`~sim_core.experiment.Experiment` (the results' own
+            when they are given): its skipped pixels are flagged in ``pixel_mask``.
     """
     items = list(frames)
     if not items:
@@ -512,10 +532,13 @@ def write_nexus(path: PathLike, frames: Iterable, config, *, image: ImageKind = 
     else:
         writer = NexusWriter(path, config, frames=len(items), image=image)
     with writer:
+        experiment = experiment or (results[0].experiment if results else None)
+        if experiment is not None:
+            writer.mark_unrendered(experiment)
         for k, item in enumerate(items):
             writer.write(k, frame_pixels(item, image) if results else item)
     return Path(path)
 
 
-__all__ = ["IMAGE_KINDS", "DATA_PATH", "COUNT_SATURATION", "NexusGeometry", "NexusWriter",
+__all__ = ["IMAGE_KINDS", "DATA_PATH", "COUNT_SATURATION", "UNRENDERED", "NexusGeometry", "NexusWriter",
            "Transformation", "frame_pixels", "mcstas_rotation", "nexus_geometry", "write_nexus"]

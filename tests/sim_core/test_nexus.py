@@ -235,3 +235,21 @@ def test_a_2theta_axis_that_scales_the_detector_is_refused():
     with pytest.raises(ConfigError, match="unit") as err:
         nexus_geometry(config)
     assert err.value.field == "detector.twotheta_axis"
+
+
+def test_pixels_the_render_skipped_are_masked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(CRYSTAL + ["-distance", "100", "-roi", "2", "10", "1", "6", "-nopgm",
+                               "-nonoise", "-nexus", "roi.nxs"]) == 0
+    with h5py.File("roi.nxs", "r") as f:
+        mask = f["/entry/instrument/detector/pixel_mask"][()]
+        data = f["/entry/data/data"][0]
+    inside = np.zeros((9, 14), dtype=bool)
+    inside[1:7, 2:11] = True  # slow 1..6, fast 2..10 inclusive
+    np.testing.assert_array_equal(mask, np.where(inside, 0, 256))
+    assert (data[~inside] == 0).all() and data[inside].max() > 0
+    # arrays alone carry no render: every pixel counts
+    config = parse_nanobragg_args(CRYSTAL).config
+    path = write_nexus(tmp_path / "a.nxs", [np.ones((9, 14), np.float32)], config)
+    with h5py.File(path, "r") as f:
+        assert not f["/entry/instrument/detector/pixel_mask"][()].any()
