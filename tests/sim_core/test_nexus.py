@@ -137,21 +137,28 @@ def test_the_chains_are_the_detector_motions_in_nanobragg_order(tmp_path):
             assert det["depends_on"][()].decode() == chain[1].path
 
 
-def test_a_series_is_one_file_of_every_image_with_its_phi(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["float", "noise"])
+def test_a_series_is_one_file_of_every_image_with_its_phi(kind, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = CRYSTAL + ["-distance", "100", "-images", "3", "-first_image", "4", "-seed", "9",
-                      "-nopgm", "-noisefile", "noise.img", "-nexus", "series.nxs"]
+                      "-nopgm", "-noisefile", "noise.img", "-nexus", "series.nxs",
+                      "-nexus_image", kind]
     assert cli.main(args) == 0
     config = parse_nanobragg_args(args).config
     images = series_of(config)
     with h5py.File("series.nxs", "r") as f:
         data = f["/entry/data/data"]
-        assert data.shape == (3, 9, 14) and data.dtype == np.float32
+        assert data.shape == (3, 9, 14)
+        assert data.dtype == (np.float32 if kind == "float" else np.uint16)
         assert "32008" in data._filters  # bitshuffle
         assert data._filters["32008"][-1] == 2  # ... with LZ4 (bitshuffle's option 2)
         for k, im in enumerate(images):
-            floats = np.fromfile(f"floatimage_{im.n:05d}.bin", dtype=np.float32).reshape(9, 14)
-            np.testing.assert_array_equal(data[k], floats)
+            if kind == "float":
+                pixels = np.fromfile(f"floatimage_{im.n:05d}.bin",
+                                     dtype=np.float32).reshape(9, 14)
+            else:
+                _, pixels = read_smv(f"noise_{im.n:05d}.img")
+            np.testing.assert_array_equal(data[k], pixels)
         assert data[:].max() > 0
         gonio = f["/entry/sample/transformations"]
         np.testing.assert_array_equal(gonio["phi"][()], [im.phi_start_deg for im in images])
