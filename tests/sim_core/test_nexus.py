@@ -43,6 +43,11 @@ GEOMETRIES = {
             "-detector_rotz", "2"],
     "dials, sample pivot": ["-dials", "-distance", "100", "-pivot", "sample", "-twotheta", "10",
                             "-detector_rotx", "2", "-Xbeam", "1.2", "-Ybeam", "0.7"],
+    "oblique custom beam, spindle along it": [
+        "-beam_vector", "0", "0.6", "0.8", "-fdet_vector", "1", "0", "0", "-sdet_vector", "0",
+        "0.8", "-0.6", "-odet_vector", "0", "0.6", "0.8", "-spindle_axis", "0", "0.6", "0.8",
+        "-polar_vector", "1", "0", "0", "-distance", "100", "-twotheta", "4",
+        "-detector_roty", "3"],
     "adxv": ["-adxv", "-distance", "100", "-twotheta", "-6", "-detector_roty", "2"],
     "denzo": ["-denzo", "-distance", "70", "-Xbeam", "0.5", "-detector_rotx", "-4"],
 }
@@ -107,8 +112,11 @@ def test_every_pixel_from_the_file_alone_is_where_sim_core_puts_it(name, tmp_pat
     np.testing.assert_allclose(pos @ spindle, ours @ spindle_lab, rtol=0, atol=1e-3)
 
     # and the positions themselves, in McStas by a rotation built here: the beam to +z, the
-    # spindle's part across the beam to -x
+    # spindle's part across the beam to -x (the polarization's, when the spindle lies along it)
     across = spindle_lab - (spindle_lab @ beam) * beam
+    if np.linalg.norm(across) < 1e-9:
+        polar = np.asarray(c_unitize(frame.polar)[0])
+        across = polar - (polar @ beam) * beam
     to_mcstas, _ = Rotation.align_vectors([[0, 0, 1], [-1, 0, 0]], [beam, across],
                                           weights=[np.inf, 1])
     err = np.abs(pos - to_mcstas.apply(ours)).max()
