@@ -134,9 +134,8 @@ def write_outputs(result, directory: Path | str, *, float_file: str | None = Non
         counts = ints if cbf_counts == "int" else report.noise.image
         paths["cbf"] = write_cbf_file(result, out / cbf_file, counts)
     if nexus_file:
-        pixels = {"int": ints, "noise": report.noise and report.noise.image}.get(nexus_image)
-        if pixels is None:
-            pixels = frame_pixels(result, nexus_image)
+        pixels = ints if nexus_image == "int" else \
+            frame_pixels(result, nexus_image, noise=report.noise)
         paths["nexus"] = write_nexus(out / nexus_file, [pixels], result.config,
                                      image=nexus_image, experiment=exp)
     if png_file:
