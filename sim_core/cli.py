@@ -8,13 +8,15 @@ image.pgm, noiseimage.img unless -nonoise, Fdump.bin after reading -hkl), prints
 rendered, and shows progress on renders that take more than a couple of seconds. Our own flags:
 ``-dtype float64|float32``, ``-device auto|cpu|cuda``, ``-phi_mode default|c-parity``,
 ``-trace_pixel S F`` (repeatable), ``-trace_file PATH``, ``-memory_mb N``, ``-compile auto|on|off``,
-``-cbf FILE`` (a miniCBF of the int image), and ``-images N`` / ``-first_image N`` for a rotation
-series: N images of consecutive φ ranges (image n starts at ``-phi`` + (n − first)·``-osc``), each
-written under numbered names (``intimage_00001.img``, …) with one line per image. With
-``-random_orientations`` (``-orientation_seed N``, ``-shot_N`` ...) the images are stills, each crystal
-in its own random orientation (sim_core.stills), and each image's ground truth is written beside it
-(``reflections_00001.csv``, ``crystal_00001.mat``, ``truth_00001.json``; sim_core.ground_truth), with
-``experiments.expt`` for the dataset.
+``-cbf FILE`` (a miniCBF of the int image), ``-nexus FILE`` (an NXmx NeXus/HDF5 file of the float,
+int or noise image: ``-nexus_image``), and ``-images N`` / ``-first_image N`` for a rotation series:
+N images of consecutive φ ranges (image n starts at ``-phi`` + (n − first)·``-osc``), each written
+under numbered names (``intimage_00001.img``, …) with one line per image; the NeXus file of a series
+is one file holding every image. With ``-random_orientations`` (``-orientation_seed N``,
+``-shot_N`` ...) the images are stills, each crystal in its own random orientation (sim_core.stills),
+and each image's ground truth is written beside it (``reflections_00001.csv``,
+``crystal_00001.mat``, ``truth_00001.json``; sim_core.ground_truth), with ``experiments.expt`` for
+the dataset.
 
 Before anything is rendered the command is priced (:mod:`sim_core.preflight`): one that cannot fit
 in this machine's memory or would take days is refused naming the flag, unless ``-force``.
@@ -167,10 +169,13 @@ def _write_image(result, parsed, wrote: list[str], *, number: int | None = None,
 
 def _run_series(parsed, progress, cancel) -> int:
     """Every image of a ``-images N`` series: numbered files, one line per image, then the summary
-    of the last image and series_metadata.json (every image's φ range and noise seed)."""
+    of the last image and series_metadata.json (every image's φ range and noise seed); the NeXus
+    file (``-nexus``) is one file with every image as a frame."""
+    import contextlib
     import json
 
     from .experiment import local_files
+    from .io.nexus import NexusWriter, frame_pixels
     from .outputs import _atomic
     from .series import series_metadata, series_of
     from .simulate import render_series, with_seeds
@@ -182,37 +187,47 @@ def _run_series(parsed, progress, cancel) -> int:
     extra: list[str] = []
     records, image_paths = [], []
     result = report = None
-    for k, (im, result) in enumerate(render_series(config, local_files("."), progress=progress,
-                                                   cancel=cancel)):
-        if k == 0:
-            for note in result.experiment.notes:
-                print(f"note: {note}", file=sys.stderr)
-        lines: list[str] = []
-        report = _write_image(result, parsed, lines, number=im.n, fdump=k == 0)
-        for kind, path in report.paths.items():
-            per_kind.setdefault(kind, []).append(path)
-        extra += lines[len(report.paths):]
-        progress.close()
-        if stills:
-            from .stills import write_still_truth
-            truth_paths, record = write_still_truth(config, result, im.n)
-            for kind, path in truth_paths.items():
+    out = config.outputs
+    with contextlib.ExitStack() as stack:
+        nexus = stack.enter_context(NexusWriter(out.nexus_file, config, image=out.nexus_image)) \
+            if out.nexus_file else None
+        for k, (im, result) in enumerate(render_series(config, local_files("."),
+                                                       progress=progress, cancel=cancel)):
+            if k == 0:
+                for note in result.experiment.notes:
+                    print(f"note: {note}", file=sys.stderr)
+            lines: list[str] = []
+            report = _write_image(result, parsed, lines, number=im.n, fdump=k == 0)
+            for kind, path in report.paths.items():
                 per_kind.setdefault(kind, []).append(path)
-            records.append(record)
-            image_paths.append(report.paths)
-            m = result.config.crystal.misset_deg
-            print(f"image {k + 1}/{total} (number {im.n}): still, misset {m[0]:.3f} {m[1]:.3f} "
-                  f"{m[2]:.3f} deg, {record['reflections']} reflections, seed {im.seed}, "
+            extra += lines[len(report.paths):]
+            if nexus is not None:
+                if k == 0:
+                    nexus.mark_unrendered(result.experiment)
+                nexus.write(k, frame_pixels(result, out.nexus_image, noise=report.noise))
+            progress.close()
+            if stills:
+                from .stills import write_still_truth
+                truth_paths, record = write_still_truth(config, result, im.n)
+                for kind, path in truth_paths.items():
+                    per_kind.setdefault(kind, []).append(path)
+                records.append(record)
+                image_paths.append(report.paths)
+                m = result.config.crystal.misset_deg
+                print(f"image {k + 1}/{total} (number {im.n}): still, misset {m[0]:.3f} "
+                      f"{m[1]:.3f} {m[2]:.3f} deg, {record['reflections']} reflections, "
+                      f"seed {im.seed}, {result.elapsed_s:.2f} s", flush=True)
+                continue
+            print(f"image {k + 1}/{total} (number {im.n}): phi {im.phi_start_deg:g} to "
+                  f"{im.phi_start_deg + im.osc_deg:g} deg, seed {im.seed}, "
                   f"{result.elapsed_s:.2f} s", flush=True)
-            continue
-        print(f"image {k + 1}/{total} (number {im.n}): phi {im.phi_start_deg:g} to "
-              f"{im.phi_start_deg + im.osc_deg:g} deg, seed {im.seed}, {result.elapsed_s:.2f} s",
-              flush=True)
     meta = {"config": json.loads(config.canonical_json()), "series": series_metadata(config)}
     _atomic(Path("series_metadata.json"),
             lambda p: Path(p).write_text(json.dumps(meta, indent=1) + "\n"))
     wrote = [f"{paths[0]} ... {paths[-1]} ({kind}, {len(paths)} files)"
              for kind, paths in per_kind.items()]
+    if out.nexus_file:
+        wrote.append(f"{out.nexus_file} (nexus, {total} frames of the {out.nexus_image} image)")
     wrote += extra + ["series_metadata.json (every image's phi range and noise seed)"]
     if stills:
         from .stills import write_experiments

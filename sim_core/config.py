@@ -402,6 +402,10 @@ class Outputs(_Model):
     pgm_file: Optional[str] = "image.pgm"
     #: a miniCBF of the int image's counts (``-cbf``); None writes none
     cbf_file: Optional[str] = None
+    #: an NXmx NeXus/HDF5 file with every image of the render or series (``-nexus``); None: none
+    nexus_file: Optional[str] = None
+    #: what its frames hold: the float image (photons) or the int or noise image's counts
+    nexus_image: Literal["float", "int", "noise"] = "float"
     #: counts per photon of the SMV int image; None scales the maximum to 55000
     int_scale: Optional[Num(gt=0, le=1e30)] = None
     pgm_scale: Optional[Num(gt=0, le=1e30)] = None
@@ -500,6 +504,10 @@ class SimulationConfig(_Model):
             raise FieldError("scan.random_orientations",
                              "random_orientations draws each image's orientation: give no misset "
                              "(crystal.misset_deg, crystal.misset_random) with it")
+        if self.outputs.nexus_file and self.detector.curved:
+            raise FieldError("detector.curved", "NeXus/NXmx output (outputs.nexus_file) describes "
+                                                "flat detector modules; a curved detector has no "
+                                                "NXmx description")
         if not (sf.hkl_file or sf.model_file or sf.mtz_file) and sf.default_F == 0:
             raise FieldError("structure_factors", "give an HKL, model or MTZ file "
                                                   "(structure_factors.hkl_file, model_file, "

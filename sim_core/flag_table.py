@@ -644,6 +644,11 @@ FLAGS: tuple[Flag, ...] = (
          help="resolution limit of the structure factors of -model or -mtz (A)"),
     Flag("-cbf", ("outputs.cbf_file",), "str", aliases=("-cbffile",), output=True, ours=True,
          help="also write the int image as a miniCBF file"),
+    # an NXmx NeXus/HDF5 master file: every image of the render or series (sim_core.io.nexus)
+    Flag("-nexus", ("outputs.nexus_file",), "str", output=True, ours=True,
+         help="also write an NXmx NeXus/HDF5 file with every image and the full geometry"),
+    Flag("-nexus_image", ("outputs.nexus_image",), "choice", choices=("float", "int", "noise"),
+         ours=True, help="what the NeXus file holds: the float image, the int or the noise counts"),
     # a rotation series: image n starts at -phi + (n - first_image) * -osc (see sim_core.series)
     Flag("-images", ("scan.images",), "int", ours=True,
          help="render a rotation series (or a stills dataset) of this many images"),

@@ -1,5 +1,5 @@
-"""The files of a render: nanoBragg's float, SMV int, SMV noise and PGM images, a miniCBF image and
-a PNG preview.
+"""The files of a render: nanoBragg's float, SMV int, SMV noise and PGM images, a miniCBF image, an
+NXmx NeXus file and a PNG preview.
 
 Each writer takes a :class:`~sim_core.simulate.SimulationResult`. Files are written to a temporary
 name in the target folder and renamed, so that a reader never sees half a file.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .io.cbf import write_cbf
 from .io.floatimage import write_float_image
+from .io.nexus import frame_pixels, write_nexus
 from .io.pgm import auto_pgm_scale, write_pgm
 from .io.png import write_png_preview
 from .io.smv import SmvGeometry, auto_int_scale, int_image, write_smv
@@ -88,14 +89,18 @@ def write_cbf_file(result, path: Path | str, counts) -> Path:
 def write_outputs(result, directory: Path | str, *, float_file: str | None = None,
                   int_file: str | None = None, noise_file: str | None = None,
                   pgm_file: str | None = None, png_file: str | None = None,
-                  cbf_file: str | None = None, cbf_counts: str = "int") -> OutputReport:
+                  cbf_file: str | None = None, cbf_counts: str = "int",
+                  nexus_file: str | None = None, nexus_image: str | None = None) -> OutputReport:
     """Write the requested files into ``directory``; names of None are skipped.
 
     ``cbf_file`` holds the counts of the int image (``cbf_counts="int"``) or of the noise image
     (``"noise"``, drawn with the config's seed, the same pixels as ``noise_file``).
+    ``nexus_file`` is an NXmx file of this one image holding the float image, the int image or the
+    noise image (``nexus_image``; None: ``outputs.nexus_image``).
     """
     if cbf_counts not in ("int", "noise"):
         raise ValueError(f"cbf_counts must be 'int' or 'noise', not {cbf_counts!r}")
+    nexus_image = nexus_image or result.config.outputs.nexus_image
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     cfg = result.config.outputs
@@ -110,7 +115,7 @@ def write_outputs(result, directory: Path | str, *, float_file: str | None = Non
     report.int_scale = scale
     geom = smv_geometry(result)
     ints = None
-    if int_file or (cbf_file and cbf_counts == "int"):
+    if int_file or (cbf_file and cbf_counts == "int") or (nexus_file and nexus_image == "int"):
         ints = int_image(image, scale, cfg.adc_offset, roi)
     if int_file:
         paths["int"] = _atomic(out / int_file, lambda p: write_smv(p, ints, geom))
@@ -118,7 +123,8 @@ def write_outputs(result, directory: Path | str, *, float_file: str | None = Non
         pscale = cfg.pgm_scale or auto_pgm_scale(result.image_stats.rmsd, scale)
         report.pgm_scale = pscale
         paths["pgm"] = _atomic(out / pgm_file, lambda p: write_pgm(p, image, pscale, roi))
-    if noise_file or (cbf_file and cbf_counts == "noise"):
+    if noise_file or (cbf_file and cbf_counts == "noise") or (nexus_file and
+                                                               nexus_image == "noise"):
         report.noise = poisson_noise(image, result.config.noise.seed, adc_offset=cfg.adc_offset,
                                      roi=roi, rng=exp.rng)
     if noise_file:
@@ -127,6 +133,11 @@ def write_outputs(result, directory: Path | str, *, float_file: str | None = Non
     if cbf_file:
         counts = ints if cbf_counts == "int" else report.noise.image
         paths["cbf"] = write_cbf_file(result, out / cbf_file, counts)
+    if nexus_file:
+        pixels = ints if nexus_image == "int" else \
+            frame_pixels(result, nexus_image, noise=report.noise)
+        paths["nexus"] = write_nexus(out / nexus_file, [pixels], result.config,
+                                     image=nexus_image, experiment=exp)
     if png_file:
         paths["png"] = _atomic(out / png_file, lambda p: write_png_preview(p, image))
     return report
@@ -135,8 +146,9 @@ def write_outputs(result, directory: Path | str, *, float_file: str | None = Non
 def write_nanobragg_files(result, directory: Path | str = ".", *,
                           number: int | None = None) -> OutputReport:
     """The files the C program would write for this config, under its names (and the miniCBF of
-    ``outputs.cbf_file``); ``number``: image ``number`` of a series, each name numbered
-    (``intimage_00003.img``)."""
+    ``outputs.cbf_file``, the NeXus file of ``outputs.nexus_file``); ``number``: image ``number``
+    of a series, each name numbered (``intimage_00003.img``) and no NeXus file (the series' one
+    file holds every image: see :class:`~sim_core.io.nexus.NexusWriter`)."""
     from .series import numbered_name
 
     o = result.config.outputs
@@ -146,7 +158,8 @@ def write_nanobragg_files(result, directory: Path | str = ".", *,
 
     return write_outputs(result, directory, float_file=name(o.float_file),
                          int_file=name(o.int_file), noise_file=name(o.noise_file),
-                         pgm_file=name(o.pgm_file), cbf_file=name(o.cbf_file))
+                         pgm_file=name(o.pgm_file), cbf_file=name(o.cbf_file),
+                         nexus_file=o.nexus_file if number is None else None)
 
 
 __all__ = ["write_outputs", "write_nanobragg_files", "write_cbf_file", "smv_geometry",

@@ -37,7 +37,7 @@ SEED_STRIDE = 1327217887
 #: the widest numbering :func:`numbered_name` pads to by default
 NUMBER_WIDTH = 5
 #: the nanoBragg flags that name output files (each is numbered per image in the shell loop)
-OUTPUT_FLAGS = ("-floatfile", "-intfile", "-noisefile", "-pgmfile", "-cbf")
+OUTPUT_FLAGS = ("-floatfile", "-intfile", "-noisefile", "-pgmfile", "-cbf", "-nexus")
 #: flags with one value that the loop sets per image or that describe the whole series
 PER_IMAGE_FLAGS = ("-phi", "-seed", "-images", "-first_image")
 

@@ -4,16 +4,20 @@ A miniCBF file is a CIF data block holding a free-text header (``_array_data.hea
 ``# Key value`` lines that Pilatus detectors write) and the pixels as signed 32-bit counts with
 ``x-CBF_BYTE_OFFSET`` compression. DIALS (dxtbx ``FormatCBFMini``), XDS and fabio read such files.
 
-The header declares ``_array_data.header_convention GENERIC_MINI``, dxtbx's convention for simulated
-pixel-array data of any size: with ``PILATUS_1.2`` dxtbx would model Pilatus module gaps, which a
-simulated detector does not have and which fail for sizes that are not a Pilatus's. For the same
-reason the ``# Detector:`` line does not name a Pilatus.
+The header declares ``_array_data.header_convention PILATUS_1.2``, the convention under which
+fabio parses the ``# Key value`` lines into fields (``fabio.open(f).pilatus_headers["Beam_xy"]``;
+under any other convention fabio hands over the raw text) and pyFAI and XDS take the values as a
+Pilatus header. dxtbx also reads it as a Pilatus (``FormatCBFMiniPilatus``) and masks the gaps
+between Pilatus modules, which needs an image of a Pilatus's size (487 × 195 modules with 7 and 17
+pixel gaps: 487 × 195, 487 × 619, 1475 × 1679, 2463 × 2527 …); DIALS users of other sizes import
+the NeXus output (``sim_core.io.nexus``), which also carries tilts and rotations. The ``# Detector:``
+line does not name a Pilatus: the detector is a simulated one.
 
 The values come from the same :class:`~sim_core.io.smv.SmvGeometry` as the SMV header: the beam
 centre is where the direct beam meets the detector (``Fbeam``, ``Sbeam``) in pixels from the corner
 of the first pixel (dxtbx's reading of ``Beam_xy``), the distance is the sample to that spot. A
-miniCBF header describes a detector normal to the beam; ``Detector_2theta`` is written, detector
-rotations are not expressible. The timestamp is fixed by default so that the same render gives the
+miniCBF header describes a detector normal to the beam; ``Detector_2theta`` states a 2θ tilt (its
+axis is not expressible), detector rotations are not expressible at all. The timestamp is fixed by default so that the same render gives the
 same bytes.
 """
 
@@ -32,8 +36,8 @@ from .smv import SmvGeometry
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: ``_array_data.header_convention``: dxtbx's convention for simulated, non-Pilatus-size arrays
-HEADER_CONVENTION = "GENERIC_MINI"
+#: ``_array_data.header_convention``: the only one whose header fabio parses into fields
+HEADER_CONVENTION = "PILATUS_1.2"
 #: the ``# Detector:`` line
 DETECTOR_NAME = "nanoBragg simulated pixel array detector, S/N 00-0000"
 #: the default timestamp line: fixed, so that identical renders give identical files

@@ -1,4 +1,4 @@
-"""miniCBF output and the rotation keys of the SMV header, read back with fabio."""
+"""miniCBF output and the rotation keys of the SMV header, read back with fabio (and pyFAI)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import math
 import fabio
 import numpy as np
 import pytest
-from fabio.cbfimage import PilatusHeader
-
+from sim_core.geometry.resolution import beam_direction, pixel_resolution
 from sim_core.io.cbf import HEADER_CONVENTION, minicbf_header, write_cbf
 from sim_core.io.smv import SmvGeometry, read_smv
 from sim_core.nanobragg_args import parse_nanobragg_args
@@ -27,8 +26,10 @@ def result():
     return simulate(parse_nanobragg_args(ARGS).config, device="cpu", dtype="float64")
 
 
-def _pilatus(frame) -> PilatusHeader:
-    return PilatusHeader(frame.header["_array_data.header_contents"])
+def _pilatus(frame):
+    """The header fields as fabio parses them itself (only for a PILATUS_1.2 header)."""
+    assert frame.pilatus_headers is not None, "fabio did not parse the Pilatus header"
+    return frame.pilatus_headers
 
 
 def test_cbf_output_reads_back_with_fabio(result, tmp_path):
@@ -40,7 +41,7 @@ def test_cbf_output_reads_back_with_fabio(result, tmp_path):
     np.testing.assert_array_equal(frame.data, ints.astype(np.int32))
     assert int(ints.max()) > 40  # the render put photons on the detector, not just the ADC offset
     assert frame.header["conversions"] == "x-CBF_BYTE_OFFSET"
-    assert frame.header["_array_data.header_convention"] == HEADER_CONVENTION
+    assert frame.header["_array_data.header_convention"] == HEADER_CONVENTION == "PILATUS_1.2"
     assert frame.header["X-Binary-Size-Fastest-Dimension"] == "48"
     assert frame.header["X-Binary-Size-Second-Dimension"] == "40"
 
@@ -117,3 +118,36 @@ def test_smv_rotation_keys_read_back_with_fabio(result, tmp_path):
         assert float(header["DISTANCE"]) == pytest.approx(120.0)
         assert float(header["WAVELENGTH"]) == pytest.approx(1.3)
         assert float(header["PIXEL_SIZE"]) == pytest.approx(0.172)
+
+
+def test_pyfai_from_the_header_fields_alone_puts_the_rings_where_sim_core_does(result, tmp_path):
+    """A pyFAI geometry built from nothing but the fields fabio parses gives every pixel the 2θ
+    that sim_core's detector gives it, so powder rings of any d-spacing land on the same pixels."""
+    from pyFAI.detectors import Detector
+    from pyFAI.geometry import Geometry
+
+    write_outputs(result, tmp_path, cbf_file="image.cbf")
+    frame = fabio.open(str(tmp_path / "image.cbf"))
+    h = _pilatus(frame)
+    px_fast, px_slow = h["Pixel_size"]
+    beam_fast, beam_slow = h["Beam_xy"]
+    assert h["Detector_2theta"] == 0.0
+    shape = frame.data.shape
+    geometry = Geometry(dist=h["Detector_distance"], poni1=beam_slow * px_slow,
+                        poni2=beam_fast * px_fast, wavelength=h["Wavelength"] * 1e-10,
+                        detector=Detector(pixel1=px_slow, pixel2=px_fast, max_shape=shape))
+    tth_pyfai = np.degrees(geometry.center_array(shape, unit="2th_rad"))
+
+    exp = result.experiment
+    slow, fast = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    d_ours, tth_ours = pixel_resolution(exp.detector, beam_direction(exp.frame), 1.3,
+                                        slow.ravel(), fast.ravel())
+    np.testing.assert_allclose(tth_pyfai.ravel(), tth_ours.numpy(), rtol=0, atol=1e-7)
+    # rings: for a few d-spacings on the detector, the pixels pyFAI puts within a pixel's width of
+    # the ring are those whose sim_core resolution is that d to the same precision
+    lam = h["Wavelength"]
+    for d in (np.quantile(d_ours.numpy(), q) for q in (0.1, 0.5, 0.9)):
+        ring = np.degrees(2 * np.arcsin(lam / (2 * d)))
+        near_pyfai = np.abs(tth_pyfai.ravel() - ring) < 0.02
+        near_ours = np.abs(tth_ours.numpy() - ring) < 0.02
+        assert near_pyfai.sum() > 0 and np.array_equal(near_pyfai, near_ours)
