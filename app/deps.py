@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from .auth import current_owner
-from .context import AppContext
+from app.auth import current_owner
+from app.context import AppContext
 
 
 def get_ctx(request: Request) -> AppContext:

@@ -8,7 +8,7 @@ Everything that can be wrong with a submission is found here and answered with 4
 nothing is queued then.
 
 The job's cost and limits come from the config and the uploads' summaries by arithmetic
-(app.costs); the API never builds the experiment and never imports torch.
+(app.limits); the API never builds the experiment and never imports torch.
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ from sim_core.inputs import BY_FIELD, HEADER_FLAGS
 from sim_core.seeds import with_seeds
 from sim_core.series import image_config, plan_children
 
-from . import queue as rq_queue
-from .costs import (args_field, check_cost, check_grid, check_kind, check_series, file_summary,
+from jobs import queue as rq_queue
+from app.limits import (args_field, check_cost, check_grid, check_kind, check_series, file_summary,
                     job_cost, named)
-from .devices import unserved_warnings
-from .errors import invalid, invalid_field, limit_exceeded
-from .job import OUTPUT_FILES, Job, JobStatus, parse_file_id
-from .records import now
-from .schemas import JobSubmission
-from .store import safe_name
+from jobs.live_workers import unserved_warnings
+from app.errors import invalid, invalid_field, limit_exceeded
+from jobs.job import OUTPUT_FILES, Job, JobStatus, parse_file_id
+from jobs.records import now
+from app.schemas import JobSubmission
+from jobs.store import safe_name
 
 log = logging.getLogger("bragg.api")
 
@@ -339,7 +339,7 @@ def _images_label(group: list[int]) -> str:
 
 def serving_workers(ctx, device: str) -> int:
     """How many live workers take jobs of ``device``."""
-    from .metrics import live_workers
+    from jobs.metrics import live_workers
 
     queue = rq_queue.queue_name(ctx.settings.namespace, device)
     return sum(1 for w in live_workers(ctx.redis, ctx.records.k) if queue in w["queues"])

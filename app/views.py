@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .job import Job
-from .records import iso
+from jobs.job import Job
+from jobs.records import iso
 
 
 def job_url(job_id: str) -> str:

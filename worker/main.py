@@ -12,7 +12,7 @@ log = logging.getLogger("bragg.worker")
 
 
 def _queue_names(ns: str, queues):
-    from app.queue import DEVICES, queue_name
+    from jobs.queue import DEVICES, queue_name
     if not queues:
         return None
     return [queue_name(ns, q) if q in DEVICES else q for q in queues]
@@ -42,11 +42,11 @@ def warm_up(device: str) -> float:
 
 def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
                burst: bool = False) -> int:
-    from app.settings import get_settings
-    from app.sweeper import SweeperThread
+    from jobs.settings import get_settings
+    from jobs.sweeper import SweeperThread
 
-    from . import context
-    from .worker import Heartbeat
+    from worker import context
+    from worker.worker import Heartbeat
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(),
@@ -86,7 +86,7 @@ def _work(ctx, settings, burst: bool) -> int:
     lost connection while it waits for a job, but quits on one while it does its bookkeeping."""
     import redis
 
-    from .worker import BraggWorker
+    from worker.worker import BraggWorker
 
     delay = 1.0
     while True:

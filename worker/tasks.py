@@ -16,13 +16,13 @@ from typing import Optional
 
 import redis
 
-from app.commands import commands_text
-from app.job import OUTPUT_FILES, image_artifact, is_series_child, parse_file_id
-from app.store import disk_error, write_atomic
+from jobs.commands import commands_text
+from jobs.job import OUTPUT_FILES, image_artifact, is_series_child, parse_file_id
+from jobs.store import disk_error, write_atomic
 from sim_core.errors import SimCoreError
 
-from . import context
-from .artifacts import metadata, seal, write_json
+from worker import context
+from jobs.artifacts import metadata, seal, write_json
 
 log = logging.getLogger("bragg.worker")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

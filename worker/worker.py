@@ -27,7 +27,7 @@ class BraggWorker(SimpleWorker):
     """A SimpleWorker (no fork): the device and warm state live as long as the process."""
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
-        # RQ's own bookkeeping of the job; the lease in app.records is what detects dead workers
+        # RQ's own bookkeeping of the job; the lease in jobs.records is what detects dead workers
         return int(job.timeout or 600) + 60
 
 

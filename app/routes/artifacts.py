@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from ..deps import OwnerDep
-from ..errors import not_found
-from ..job import is_series
-from ..schemas import error_responses
-from ..views import etag_matches
-from .jobs import owned_job
+from app.deps import OwnerDep
+from app.errors import not_found
+from jobs.job import is_series
+from app.schemas import error_responses
+from app.views import etag_matches
+from app.routes.jobs import owned_job
 
 router = APIRouter(tags=["artifacts"])
 

@@ -12,11 +12,11 @@ import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ..deps import CtxDep, OwnerDep
-from ..errors import not_found
-from ..records import TERMINAL
-from ..schemas import error_responses
-from ..views import job_view
+from app.deps import CtxDep, OwnerDep
+from app.errors import not_found
+from jobs.records import TERMINAL
+from app.schemas import error_responses
+from app.views import job_view
 
 router = APIRouter(tags=["jobs"])
 log = logging.getLogger("bragg.api")

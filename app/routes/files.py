@@ -15,11 +15,11 @@ from sim_core.errors import InputFileError
 from sim_core.inputs import KINDS, summarize
 from sim_core.io.summary import MAX_BYTES
 
-from ..deps import CtxDep, OwnerDep
-from ..costs import check_grid
-from ..errors import ApiError, invalid_field, limit_exceeded, not_found
-from ..schemas import FileRecord, error_responses
-from ..store import safe_name
+from app.deps import CtxDep, OwnerDep
+from app.limits import check_grid
+from app.errors import ApiError, invalid_field, limit_exceeded, not_found
+from app.schemas import FileRecord, error_responses
+from jobs.store import safe_name
 
 router = APIRouter(tags=["files"])
 

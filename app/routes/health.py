@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..metrics import live_workers
-from ..queue import DEVICES, queue_name
+from jobs.metrics import live_workers
+from jobs.queue import DEVICES, queue_name
 
 router = APIRouter(tags=["health"])
 

@@ -20,13 +20,13 @@ from fastapi.responses import JSONResponse, Response
 from sim_core.cache import ByteLRU
 from sim_core.config import load_config
 
-from ..deps import OwnerDep
-from ..errors import ApiError, invalid_field, not_found
-from ..imagedata import Region, image_stats, read_region
-from ..series import finished_image, image_range
-from ..schemas import error_responses
-from ..views import etag_matches
-from .jobs import owned_job
+from app.deps import OwnerDep
+from app.errors import ApiError, invalid_field, not_found
+from app.imagedata import Region, image_stats, read_region
+from jobs.images import finished_image, image_range
+from app.schemas import error_responses
+from app.views import etag_matches
+from app.routes.jobs import owned_job
 
 router = APIRouter(tags=["images"])
 

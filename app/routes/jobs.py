@@ -9,13 +9,13 @@ from typing import Literal, Optional
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from .. import queue as rq_queue
-from ..deps import CtxDep, OwnerDep
-from ..errors import ApiError, invalid_field, not_found
-from ..job import is_series, is_series_child
-from ..schemas import EXAMPLE_JOB, JobList, JobRecord, JobSubmission, error_responses
-from ..submit import create_job, create_series, idempotency, prepare, replayed_job
-from ..views import etag_matches, job_etag, job_url, job_view
+from jobs import queue as rq_queue
+from app.deps import CtxDep, OwnerDep
+from app.errors import ApiError, invalid_field, not_found
+from jobs.job import is_series, is_series_child
+from app.schemas import EXAMPLE_JOB, JobList, JobRecord, JobSubmission, error_responses
+from app.submit import create_job, create_series, idempotency, prepare, replayed_job
+from app.views import etag_matches, job_etag, job_url, job_view
 
 router = APIRouter(tags=["jobs"])
 #: ASCII digits only: str.isdigit() also takes '²', which int() refuses

@@ -18,14 +18,14 @@ from redis.exceptions import LockError
 
 from sim_core.config import load_config
 
-from ..deps import CtxDep, OwnerDep
-from ..errors import ApiError, invalid, invalid_field, not_found
-from ..schemas import EXAMPLE_JOB, TraceRequest, TraceSubmission, error_responses
-from ..job import is_series
-from ..series import ImageNumber, ImageSource, finished_image
-from ..views import job_view
-from .artifacts import serve_artifact
-from .jobs import owned_job
+from app.deps import CtxDep, OwnerDep
+from app.errors import ApiError, invalid, invalid_field, not_found
+from app.schemas import EXAMPLE_JOB, TraceRequest, TraceSubmission, error_responses
+from jobs.job import is_series
+from jobs.images import ImageNumber, ImageSource, finished_image
+from app.views import job_view
+from app.routes.artifacts import serve_artifact
+from app.routes.jobs import owned_job
 
 router = APIRouter(tags=["traces"])
 _PIXEL = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*$")
@@ -119,7 +119,7 @@ def _trace_config(rec: dict, src: ImageSource):
 
 def _claim_pixels(ctx, owner: str, rec: dict, src: ImageSource, pixels) -> tuple:
     """The state of each pixel, and the trace job queued for those nobody traces yet."""
-    from ..submit import create_job
+    from app.submit import create_job
 
     job_id = rec["id"]
     S, F = rec["shape"]
@@ -214,7 +214,7 @@ def queue_traces(ctx, owner: str, rec: dict, src: ImageSource, body: TraceReques
     if errs:
         raise invalid(errs)
     if len(pixels) > ctx.settings.max_trace_pixels:
-        from ..errors import limit_exceeded
+        from app.errors import limit_exceeded
         raise limit_exceeded("pixels", "max_trace_pixels", len(pixels),
                              ctx.settings.max_trace_pixels, "the number of traced pixels")
     # two requests for the same pixel at once would both see it untraced and each queue a trace

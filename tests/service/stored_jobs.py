@@ -9,12 +9,12 @@ import uuid
 
 import numpy as np
 
-from app.job import Job, JobStatus
-from app.records import Records, now
-from app.store import LocalStore
+from jobs.job import Job, JobStatus
+from jobs.records import Records, now
+from jobs.store import LocalStore
 from sim_core.config import load_config
 from sim_core.io.png import write_png_preview
-from worker.artifacts import seal
+from jobs.artifacts import seal
 
 WRITER = "test-writer"
 

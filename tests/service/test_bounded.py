@@ -231,10 +231,10 @@ def test_a_device_nobody_serves(service, alice, redis_url, tmp_path):
 
     from rq import Queue
 
-    from app import queue as rq_queue
-    from app.devices import fail_unserved
-    from app.records import Records
-    from app.settings import Settings
+    from jobs import queue as rq_queue
+    from jobs.live_workers import fail_unserved
+    from jobs.records import Records
+    from jobs.settings import Settings
     from app.submit import create_job
 
     settings = Settings(redis_url=redis_url, namespace=f"unserved{time.monotonic_ns()}",
@@ -258,7 +258,7 @@ def test_a_device_nobody_serves(service, alice, redis_url, tmp_path):
     assert fail_unserved(ctx, now=time.time() + 1) == []  # a failed job stays failed
     # a job in the outbox on no queue (the API died before enqueueing it) fails too, from the
     # sweeper's pass
-    from app import sweeper
+    from jobs import sweeper
 
     lost = create_job(ctx, "tester", kind="render", config=cfg, file_names={}, outputs=["float"],
                       shape=(64, 64), evaluations=4096, warnings=[])
@@ -308,7 +308,7 @@ def test_openapi_auth_options_and_examples(service, alice):
 
 
 def test_a_file_uploaded_before_summaries_is_summarized_once(service, alice):
-    from app.records import Keys
+    from jobs.records import Keys
 
     rec = upload(alice, EXAMPLE_FILES / "A.mat", "matrix")
     key = Keys("bragg").file("alice", rec["id"].removeprefix("sha256:"))

@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from app.job import Job
-from app.server import check_bind
-from app.settings import Settings
-from app.store import LocalStore, safe_name
+from jobs.job import Job
+from app.http_server import check_bind
+from jobs.settings import Settings
+from jobs.store import LocalStore, safe_name
 from app.submit import create_job
 from sim_core.config import load_config
 from tests.service.helpers import SMALL_CONFIG, long_args
-from app import sweeper
+from jobs import sweeper
 from worker import context
 from worker.tasks import run_job
 
@@ -212,7 +212,7 @@ def test_store_publishes_whole_folders(tmp_path):
 def test_the_api_starts_without_torch(tmp_path):
     import subprocess
     import sys
-    code = ("import sys, app.main, app.server\n"
+    code = ("import sys, app.main, app.http_server\n"
             "app.main.create_app()\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     env = {"BRAGG_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
@@ -233,7 +233,7 @@ def test_the_worker_never_imports_the_http_layer():
 
 
 def test_the_job_model_round_trips_the_hash():
-    from app.job import TERMINAL_STATUSES, TRANSITIONS, Job, JobStatus
+    from jobs.job import TERMINAL_STATUSES, TRANSITIONS, Job, JobStatus
     job = Job(id="j1", owner="alice", outputs=["float"], trace_pixels=[[1, 2]],
               file_names={"sha256:" + "a" * 64: "P1.hkl"}, cancel=True, parent="p0")
     raw = {k.encode(): v.encode() for k, v in job.to_hash().items()}
@@ -313,7 +313,7 @@ def test_retention_removes_a_series_with_its_children(wctx):
 
 
 def test_cancel_of_a_queued_series_ends_it_and_empties_the_queue(wctx):
-    from app import queue as rq_queue
+    from jobs import queue as rq_queue
     from app.routes.jobs import cancel_children
     r = wctx.records
     parent = _series(wctx, images=5)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 
-from . import queue as rq_queue
-from .metrics import live_workers
+from jobs import queue as rq_queue
+from jobs.metrics import live_workers
 
 
 def served_queues(ctx) -> set[str]:

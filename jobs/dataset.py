@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Iterable, Iterator, Mapping, Optional, Union
 
-from app.store import sha256sum_text
+from jobs.store import sha256sum_text
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: bytes read from a file at a time
@@ -155,8 +155,8 @@ def job_dataset(ctx, rec: dict) -> tuple[dict[str, str], Iterator[DatasetFile]]:
     figures, read from each image's own metadata) and ``commands.txt`` (a loop that renders every
     image with ``nanobragg``). Each stored file is checked against the sha256 its record lists
     while it is sent."""
-    from .job import is_series
-    from .series import series_children
+    from jobs.job import is_series
+    from jobs.images import series_children
 
     if not is_series(rec):
         return {}, _files(ctx, rec, lambda name: name != SEAL)
@@ -188,7 +188,7 @@ def series_commands(rec: dict, version: str | None) -> str:
     from sim_core.config import load_config
     from sim_core.series import series_of
 
-    from .commands import series_commands_text
+    from jobs.commands import series_commands_text
 
     cfg = load_config(rec["config"])
     return series_commands_text(rec["id"], cfg, rec.get("file_names") or {}, version,
@@ -201,7 +201,7 @@ def series_run_metadata(ctx, rec: dict, children: list[dict]) -> dict:
     from sim_core.config import load_config
     from sim_core.series import numbered_name, series_metadata
 
-    from .records import iso
+    from jobs.records import iso
 
     cfg = load_config(rec["config"])
     series = series_metadata(cfg)

@@ -1,6 +1,6 @@
 """A Python client of the bragg-service REST API (v1); the ``bragg`` command line uses it.
 
-    from app.client import BraggClient
+    from client.api_client import BraggClient
 
     with BraggClient("http://127.0.0.1:8000", token=None) as bc:
         job = bc.submit_args(["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100",
@@ -38,7 +38,7 @@ import httpx
 
 from sim_core.inputs import FLAG_KINDS, INPUT_FILES
 
-from .store import sha256_file
+from jobs.store import sha256_file
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = ("finished", "failed", "canceled")
@@ -598,7 +598,7 @@ def load_document(path: Path):
 
 
 def _safe(name: str) -> bool:
-    """The API's rule for file names in ``files`` (app.store.safe_name)."""
+    """The API's rule for file names in ``files`` (jobs.store.safe_name)."""
     return bool(_NAME.match(name)) and ".." not in name
 
 

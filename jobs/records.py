@@ -39,7 +39,7 @@ from typing import Any, Iterable, Optional
 
 import redis
 
-from .job import TERMINAL_STATUSES, Job, JobStatus, decode_hash, encode_fields, is_series_child
+from jobs.job import TERMINAL_STATUSES, Job, JobStatus, decode_hash, encode_fields, is_series_child
 
 STATUSES = tuple(s.value for s in JobStatus)
 TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)

@@ -14,9 +14,9 @@ from typing import Annotated, Iterator, Optional
 
 from fastapi import Path
 
-from .errors import ApiError, invalid_field, not_found
-from .job import JobStatus, image_artifact, is_series
-from .records import decode
+from app.errors import ApiError, invalid_field, not_found
+from jobs.job import JobStatus, image_artifact, is_series
+from jobs.records import decode
 
 
 #: the ``{n}`` of the image routes

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from rq.job import Job as RQJob
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from . import queue as rq_queue
-from .devices import fail_unserved
-from .job import is_series, is_series_child
-from .records import now
+from jobs import queue as rq_queue
+from jobs.live_workers import fail_unserved
+from jobs.job import is_series, is_series_child
+from jobs.records import now
 
 log = logging.getLogger("bragg.sweeper")
 

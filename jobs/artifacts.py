@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.records import iso
-from app.store import sha256_file, sha256sum_text, write_atomic
+from jobs.records import iso
+from jobs.store import sha256_file, sha256sum_text, write_atomic
 
 
 def write_json(path: Path, data: dict) -> None:

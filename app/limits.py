@@ -14,7 +14,7 @@ from sim_core.cost import Cost, estimate
 from sim_core.errors import ConfigError, InputFileError
 from sim_core.inputs import BY_FIELD, summarize
 
-from .errors import ApiError, invalid, invalid_field, limit_exceeded
+from app.errors import ApiError, invalid, invalid_field, limit_exceeded
 
 log = logging.getLogger("bragg.api")
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from ..dataset import job_dataset, stream_zip
-from ..deps import CtxDep, OwnerDep
-from ..errors import ApiError, not_found
-from ..schemas import error_responses
-from ..series import ImageNumber, finished_image
-from .artifacts import serve_artifact
-from .jobs import owned_job
+from jobs.dataset import job_dataset, stream_zip
+from app.deps import CtxDep, OwnerDep
+from app.errors import ApiError, not_found
+from app.schemas import error_responses
+from jobs.images import ImageNumber, finished_image
+from app.routes.artifacts import serve_artifact
+from app.routes.jobs import owned_job
 
 router = APIRouter(tags=["artifacts"])
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 
-from .queue import queue_lengths
-from .records import DURATION_BUCKETS, Keys, Records
+from jobs.queue import queue_lengths
+from jobs.records import DURATION_BUCKETS, Keys, Records
 
 
 def live_workers(connection, keys: Keys) -> list[dict]:

@@ -2,7 +2,7 @@
 
 Three queues per deployment: ``<ns>:cuda`` (only CUDA workers listen), ``<ns>:cpu`` and ``<ns>:auto``
 (every worker listens; ``auto`` jobs run on whichever worker takes them first). The RQ job only
-carries the job id: the record in Redis (app.records) is the source of truth, and the task is named
+carries the job id: the record in Redis (jobs.records) is the source of truth, and the task is named
 by its import path so that the API never imports the worker code (or torch).
 """
 

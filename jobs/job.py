@@ -1,7 +1,7 @@
 """The job: its statuses and fields, defined once.
 
 ``JobStatus`` names every status a job can be in and ``TRANSITIONS`` every move between them (each
-move is one guarded Lua script in ``app.records``). ``Job`` is the record's fields with their types;
+move is one guarded Lua script in ``jobs.records``). ``Job`` is the record's fields with their types;
 ``Job.from_hash`` and ``Job.to_hash`` are the only conversion between it and the Redis hash.
 """
 
@@ -31,7 +31,7 @@ class JobStatus(str, Enum):
 
 TERMINAL_STATUSES = frozenset({JobStatus.finished, JobStatus.failed, JobStatus.canceled})
 
-#: (from, to) -> the script of app.records that makes the move, and when
+#: (from, to) -> the script of jobs.records that makes the move, and when
 TRANSITIONS = {
     (None, JobStatus.queued): "CREATE: a submission (with its queue entry, or in the outbox)",
     (JobStatus.queued, JobStatus.running): "START: a worker takes the job's current queue entry",

@@ -60,7 +60,7 @@ def subcommand(name: str, help: str, *args: Arg):
             arg("--port", type=int, default=None, help="port (default: BRAGG_API_PORT, 8000)"),
             arg("--workers", type=int, default=1, help="uvicorn worker processes (default 1)"))
 def cmd_api(args: argparse.Namespace) -> int:
-    from app.server import run_api
+    from app.http_server import run_api
     return run_api(args.host, args.port, workers=args.workers)
 
 
@@ -86,7 +86,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             arg("--data-dir", default=None,
                 help="artifacts, inputs and Redis data (default: BRAGG_DATA_DIR, ./data)"))
 def cmd_up(args: argparse.Namespace) -> int:
-    from app.launcher import run_up
+    from bragg.stack import run_up
     return run_up(host=args.host, port=args.port, workers=args.workers, device=args.device,
                   data_dir=args.data_dir)
 
@@ -111,7 +111,7 @@ def _count(least: int):
 
 def _client(name: str):
     def run(args: argparse.Namespace) -> int:
-        from app import client_cli
+        from client import subcommands as client_cli
         return client_cli.run(getattr(client_cli, name), args)
     return run
 
