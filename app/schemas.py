@@ -14,12 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim_core.config import SimulationConfig
 from sim_core.inputs import KINDS
+from sim_core.output_formats import DEFAULT_OUTPUTS as FORMAT_DEFAULTS, SERVICE_OUTPUTS
+
+from jobs.job import JobStatus
 
 NonNeg = Annotated[int, Field(ge=0)]
 Pixel = tuple[NonNeg, NonNeg]
-Output = Literal["float", "smv", "noise", "png", "hkl", "cbf"]
-Status = Literal["queued", "running", "finished", "failed", "canceled"]
-DEFAULT_OUTPUTS: list[str] = ["float", "smv", "png"]
+#: the outputs a job may ask for (sim_core.output_formats)
+Output = Literal[SERVICE_OUTPUTS]  # type: ignore[valid-type]
+Status = Literal[tuple(s.value for s in JobStatus)]  # type: ignore[valid-type]
+DEFAULT_OUTPUTS: list[str] = list(FORMAT_DEFAULTS)
 
 #: the example input files (app/examples/files): the examples name them by their real ids, so
 #: that after uploading them every example of this document is accepted by its route

@@ -26,6 +26,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
+from sim_core.output_formats import SERVICE_OUTPUTS
+
+from jobs.job import JobStatus
+
+STATUSES = tuple(s.value for s in JobStatus)
+
 
 @dataclass
 class Arg:
@@ -120,7 +126,7 @@ subcommand("submit", "submit a job; prints its id alone on standard output",
            arg("--config", metavar="FILE", help="a JSON/YAML config or whole submission"),
            arg("--trace", nargs=2, type=int, action="append", metavar=("S", "F"),
                help="trace pixel (slow, fast); repeatable"),
-           arg("--outputs", nargs="+", choices=("float", "smv", "noise", "png", "hkl", "cbf"),
+           arg("--outputs", nargs="+", choices=SERVICE_OUTPUTS,
                default=None, help="files to write (default float smv png; hkl: the P1 "
                                   "structure factors of a model or MTZ file; cbf: a "
                                   "miniCBF image with a Pilatus header)"),
@@ -157,7 +163,7 @@ subcommand("trace", "print the trace of pixel (S, F), tracing it first where nee
            *CLIENT)(_client("trace"))
 subcommand("cancel", "cancel a queued or running job", arg("job_id"), *CLIENT)(_client("cancel"))
 subcommand("jobs", "list your jobs, newest first (or a series' child jobs)",
-           arg("--status", choices=("queued", "running", "finished", "failed", "canceled"),
+           arg("--status", choices=STATUSES,
                default=None),
            arg("--parent", default=None, metavar="SERIES",
                help="list the child jobs of this series, in image order"),

@@ -38,10 +38,11 @@ import httpx
 
 from sim_core.inputs import FLAG_KINDS, INPUT_FILES
 
+from jobs.job import TERMINAL_STATUSES
 from jobs.store import sha256_file
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL = ("finished", "failed", "canceled")
+TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
 OPTIONS = ("trace_pixels", "outputs", "device", "dtype", "label")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$")
 #: the checksum list of a fetched job or dataset (``sha256sum`` format)

@@ -11,14 +11,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Optional
 
-
+from .config import get_field
 from .io.cbf import write_cbf
 from .io.floatimage import write_float_image
 from .io.pgm import auto_pgm_scale, write_pgm
 from .io.png import write_png_preview
 from .io.smv import SmvGeometry, auto_int_scale, int_image, write_smv
 from .noise import NoiseResult, poisson_noise
+from .output_formats import BY_KEY, OUTPUT_FORMATS, numbered_name
 
 
 @dataclass
@@ -85,17 +87,21 @@ def write_cbf_file(result, path: Path | str, counts) -> Path:
                      sensor_thickness_m=float(cfg.detector.thickness_um or 0.0) * 1e-6)
 
 
-def write_outputs(result, directory: Path | str, *, float_file: str | None = None,
-                  int_file: str | None = None, noise_file: str | None = None,
-                  pgm_file: str | None = None, png_file: str | None = None,
-                  cbf_file: str | None = None, cbf_counts: str = "int") -> OutputReport:
-    """Write the requested files into ``directory``; names of None are skipped.
+def write_outputs(result, directory: Path | str, files: Mapping[str, Optional[str]], *,
+                  cbf_counts: str = "int") -> OutputReport:
+    """Write the files ``files`` names into ``directory``: output key (a row of
+    ``sim_core.output_formats``: float, smv, noise, pgm, cbf, png) -> file name; keys missing or
+    None are skipped. The report's ``paths`` has the same keys.
 
-    ``cbf_file`` holds the counts of the int image (``cbf_counts="int"``) or of the noise image
-    (``"noise"``, drawn with the config's seed, the same pixels as ``noise_file``).
+    The ``cbf`` file holds the counts of the int image (``cbf_counts="int"``) or of the noise image
+    (``"noise"``, drawn with the config's seed, the same pixels as the noise file).
     """
     if cbf_counts not in ("int", "noise"):
         raise ValueError(f"cbf_counts must be 'int' or 'noise', not {cbf_counts!r}")
+    unknown = set(files) - set(BY_KEY)
+    if unknown:
+        raise ValueError(f"no output format {sorted(unknown)}; the formats are {sorted(BY_KEY)}")
+    want = {k: v for k, v in files.items() if v}
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     cfg = result.config.outputs
@@ -104,49 +110,48 @@ def write_outputs(result, directory: Path | str, *, float_file: str | None = Non
     report = OutputReport(paths=paths)
     image = result.image
     roi = exp.roi
-    if float_file:
-        paths["float"] = _atomic(out / float_file, lambda p: write_float_image(p, image))
+    if "float" in want:
+        paths["float"] = _atomic(out / want["float"], lambda p: write_float_image(p, image))
     scale = int_scale_of(result)
     report.int_scale = scale
     geom = smv_geometry(result)
     ints = None
-    if int_file or (cbf_file and cbf_counts == "int"):
+    if "smv" in want or ("cbf" in want and cbf_counts == "int"):
         ints = int_image(image, scale, cfg.adc_offset, roi)
-    if int_file:
-        paths["int"] = _atomic(out / int_file, lambda p: write_smv(p, ints, geom))
-    if pgm_file:
+    if "smv" in want:
+        paths["smv"] = _atomic(out / want["smv"], lambda p: write_smv(p, ints, geom))
+    if "pgm" in want:
         pscale = cfg.pgm_scale or auto_pgm_scale(result.image_stats.rmsd, scale)
         report.pgm_scale = pscale
-        paths["pgm"] = _atomic(out / pgm_file, lambda p: write_pgm(p, image, pscale, roi))
-    if noise_file or (cbf_file and cbf_counts == "noise"):
+        paths["pgm"] = _atomic(out / want["pgm"], lambda p: write_pgm(p, image, pscale, roi))
+    if "noise" in want or ("cbf" in want and cbf_counts == "noise"):
         report.noise = poisson_noise(image, result.config.noise.seed, adc_offset=cfg.adc_offset,
                                      roi=roi, rng=exp.rng)
-    if noise_file:
+    if "noise" in want:
         noisy = report.noise.image
-        paths["noise"] = _atomic(out / noise_file, lambda p: write_smv(p, noisy, geom))
-    if cbf_file:
+        paths["noise"] = _atomic(out / want["noise"], lambda p: write_smv(p, noisy, geom))
+    if "cbf" in want:
         counts = ints if cbf_counts == "int" else report.noise.image
-        paths["cbf"] = write_cbf_file(result, out / cbf_file, counts)
-    if png_file:
-        paths["png"] = _atomic(out / png_file, lambda p: write_png_preview(p, image))
+        paths["cbf"] = write_cbf_file(result, out / want["cbf"], counts)
+    if "png" in want:
+        paths["png"] = _atomic(out / want["png"], lambda p: write_png_preview(p, image))
+    if "hkl" in want and exp.hkl_grid is not None:
+        from .io.hkl import write_hkl
+        paths["hkl"] = _atomic(out / want["hkl"], lambda p: write_hkl(p, exp.hkl_grid))
     return report
 
 
 def write_nanobragg_files(result, directory: Path | str = ".", *,
                           number: int | None = None) -> OutputReport:
     """The files the C program would write for this config, under its names (and the miniCBF of
-    ``outputs.cbf_file``); ``number``: image ``number`` of a series, each name numbered
-    (``intimage_00003.img``)."""
-    from .series import numbered_name
-
-    o = result.config.outputs
-
-    def name(n: str | None) -> str | None:
-        return n if n is None or number is None else numbered_name(n, number)
-
-    return write_outputs(result, directory, float_file=name(o.float_file),
-                         int_file=name(o.int_file), noise_file=name(o.noise_file),
-                         pgm_file=name(o.pgm_file), cbf_file=name(o.cbf_file))
+    ``outputs.cbf_file``): every format whose config field names a file; ``number``: image
+    ``number`` of a series, each name numbered (``intimage_00003.img``)."""
+    files = {}
+    for f in OUTPUT_FORMATS:
+        name = get_field(result.config, f.config_field) if f.config_field else None
+        if name:
+            files[f.key] = name if number is None else numbered_name(name, number)
+    return write_outputs(result, directory, files)
 
 
 __all__ = ["write_outputs", "write_nanobragg_files", "write_cbf_file", "smv_geometry",

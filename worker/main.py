@@ -33,8 +33,8 @@ def warm_up(device: str) -> float:
         "noise": {"seed": 1}, "run": {"trace_pixels": [[4, 4]]}})
     result = simulate(cfg, device=device)
     with tempfile.TemporaryDirectory() as d:
-        write_outputs(result, Path(d), float_file="f.bin", int_file="i.img", noise_file="n.img",
-                      png_file="p.png")
+        write_outputs(result, Path(d), {"float": "f.bin", "smv": "i.img", "noise": "n.img",
+                                        "png": "p.png"})
         from sim_core.nanobragg_args import config_to_args
         config_to_args(result.config)
     return time.perf_counter() - t0

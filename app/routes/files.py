@@ -93,8 +93,7 @@ def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> 
             check_grid(ctx.settings, summary, "file", name)
         digest = h.hexdigest()
         ctx.store.put_input(tmp, digest)
-        rec = ctx.records.put_file(owner, digest, name, size, kind, summary)
-        return {"id": rec["id"], "name": name, "size": size, "kind": kind, "summary": summary}
+        return ctx.records.put_file(owner, digest, name, size, kind, summary).public()
     finally:
         if tmp.exists():
             os.unlink(tmp)
@@ -141,7 +140,6 @@ def get_file(file_id: str, ctx: CtxDep, owner: OwnerDep):
     rec = ctx.records.get_file(owner, digest) if len(digest) == 64 else None
     if rec is None:
         raise not_found("file")
-    return {"id": rec["id"], "name": rec["name"], "size": rec["size"], "kind": rec["kind"],
-            "summary": rec.get("summary") or {}}
+    return rec.public()
 
 

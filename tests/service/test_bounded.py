@@ -248,13 +248,13 @@ def test_a_device_nobody_serves(service, alice, redis_url, tmp_path):
     assert fail_unserved(ctx) == []  # not waited long enough yet
     assert fail_unserved(ctx, now=time.time() + 1) == [job_id]
     rec = ctx.records.get(job_id)
-    assert rec["status"] == "failed" and rec["error_type"] == "NoWorker"
-    assert "no live worker serves device 'cuda'" in rec["error_message"]
+    assert rec.status == "failed" and rec.error_type == "NoWorker"
+    assert "no live worker serves device 'cuda'" in rec.error_message
     # the transition also leaves the outbox, the owner's quota and the queue
-    k = ctx.records.k
+    k = ctx.records._k
     assert conn.zscore(k.queued, job_id) is None and conn.zscore(k.ended, job_id) is not None
     assert not conn.sismember(k.owner_active("tester"), job_id)
-    assert rec["rq_id"] not in rq_queue.waiting(conn, rec["queue"])
+    assert rec.rq_id not in rq_queue.waiting(conn, rec.queue)
     assert fail_unserved(ctx, now=time.time() + 1) == []  # a failed job stays failed
     # a job in the outbox on no queue (the API died before enqueueing it) fails too, from the
     # sweeper's pass
@@ -308,7 +308,7 @@ def test_openapi_auth_options_and_examples(service, alice):
 
 
 def test_a_file_uploaded_before_summaries_is_summarized_once(service, alice):
-    from jobs.records import Keys
+    from jobs.records.keys import Keys
 
     rec = upload(alice, EXAMPLE_FILES / "A.mat", "matrix")
     key = Keys("bragg").file("alice", rec["id"].removeprefix("sha256:"))

@@ -224,11 +224,11 @@ def test_worker_fails_jobs_on_a_read_only_folder_and_stays_up(service, tmp_path)
             cfg.noise.seed = 1
             job_id = create_job(ctx, "tester", kind="render", config=cfg, file_names={},
                                 outputs=["float"], shape=(64, 64), evaluations=4096, warnings=[])
-            rec = wait_for(lambda: (lambda r: r if r["status"] in ("failed", "finished") else None)(
+            rec = wait_for(lambda: (lambda r: r if r.status in ("failed", "finished") else None)(
                 ctx.records.get(job_id)), 120, 0.1, what="the job to end")
-            assert rec["status"] == "failed" and rec["error_type"] == "StorageError", rec
-            assert rec["error_message"].startswith("the service's data folder is read-only")
-            assert str(data) not in rec["error_message"]
+            assert rec.status == "failed" and rec.error_type == "StorageError", rec
+            assert rec.error_message.startswith("the service's data folder is read-only")
+            assert str(data) not in rec.error_message
             assert proc.poll() is None
     finally:
         proc.terminate()
