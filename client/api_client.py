@@ -38,6 +38,8 @@ import httpx
 
 from sim_core.inputs import FLAG_KINDS, INPUT_FILES
 
+from sim_core.output_formats import SHA256SUMS
+
 from jobs.job import TERMINAL_STATUSES
 from jobs.store import sha256_file
 
@@ -46,7 +48,7 @@ TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
 OPTIONS = ("trace_pixels", "outputs", "device", "dtype", "label")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$")
 #: the checksum list of a fetched job or dataset (``sha256sum`` format)
-SEAL = "sha256.txt"
+SEAL = SHA256SUMS
 _SEAL_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 #: bytes read or written at a time while downloading and unpacking
 CHUNK = 1 << 20
@@ -476,7 +478,7 @@ class BraggClient:
 def verify_dir(folder: str | Path) -> dict[str, str]:
     """Check the files of a fetched job against its ``sha256.txt`` (like ``sha256sum -c``)."""
     folder = Path(folder)
-    listed = read_sha256_list(folder / "sha256.txt")
+    listed = read_sha256_list(folder / SEAL)
     if not listed:
         raise ChecksumError(f"{folder}/sha256.txt lists no file")
     for name, digest in listed.items():

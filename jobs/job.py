@@ -78,7 +78,7 @@ def parse_file_id(ref: str) -> Optional[str]:
 
 #: fields stored as JSON text in the hash
 JSON_FIELDS = ("outputs", "trace_pixels", "file_names", "warnings", "artifacts", "shape",
-               "image_numbers", "failures")
+               "image_numbers", "failures", "geometry")
 
 
 class Artifact(BaseModel):
@@ -135,6 +135,9 @@ class Job(BaseModel):
     file_names: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     artifacts: list[Artifact] = Field(default_factory=list)
+    #: the detector as plain numbers (``sim_core.geometry.resolution.describe_detector``), written
+    #: by the worker that rendered it: the API answers d and 2θ from it without torch
+    geometry: dict = Field(default_factory=dict)
     shape: list[int] = Field(default_factory=list)
     evaluations: int = 0
     timeout_s: int = 0

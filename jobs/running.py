@@ -44,6 +44,8 @@ class RunResult:
     evaluations: int = 0
     render_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    #: more fields of the record, set when the job finishes (a render's detector geometry)
+    fields: dict = field(default_factory=dict)
 
     @property
     def evaluations_per_second(self) -> float:

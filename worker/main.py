@@ -7,6 +7,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the worker's context imports torch: only when the worker starts
+    from jobs.settings import Settings
+    from worker.context import WorkerContext
 
 log = logging.getLogger("bragg.worker")
 
@@ -81,7 +86,7 @@ def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
             pass
 
 
-def _work(ctx, settings, burst: bool) -> int:
+def _work(ctx: WorkerContext, settings: Settings, burst: bool) -> int:
     """RQ's work loop, started again (with backoff) whenever it gave up on Redis: RQ retries a
     lost connection while it waits for a job, but quits on one while it does its bookkeeping."""
     import redis

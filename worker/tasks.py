@@ -99,6 +99,7 @@ def _execute(ctx: WorkerContext, job: Job, running: RunningJob, device: str) -> 
                 "device": result.device}
         if result.warnings:
             done["warnings"] = result.warnings
+        done.update(result.fields)
         out = until_redis_answers(ctx, lambda: ctx.records.finish(
             job_id, owner, name, attempt, "finished", done))
         if out == "cancel":

@@ -15,6 +15,7 @@ from sim_core.errors import InputFileError
 from sim_core.inputs import KINDS, summarize
 from sim_core.io.summary import MAX_BYTES
 
+from app.context import AppContext
 from app.deps import CtxDep, OwnerDep
 from app.limits import check_grid
 from app.errors import ApiError, invalid_field, limit_exceeded, not_found
@@ -60,7 +61,7 @@ def _receive_limited(request: Request, cap: int, limit: int):
     return receive
 
 
-def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> dict:
+def _store_upload(ctx: AppContext, owner: str, upload: UploadFile, kind: str, name: str) -> dict:
     """Copy the upload into the store under its sha256 and record its summary (read with bounded
     memory; runs in a worker thread, so the event loop keeps answering meanwhile)."""
     limit = upload_limit(ctx.settings, kind)

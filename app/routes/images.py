@@ -18,14 +18,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from sim_core.cache import ByteLRU
-from sim_core.config import load_config
+from sim_core.geometry.description import described_resolution
 from sim_core.output_formats import BY_KEY
 
 from app.context import AppContext
 from app.deps import CtxDep, OwnedJobDep
 from app.errors import ApiError, invalid_field, not_found
 from app.imagedata import Region, image_stats, read_region
-from app.image_sources import finished_image
+from app.image_sources import finished_image, image_source
 from app.schemas import error_responses
 from app.views import etag_matches
 from jobs.job import Artifact, Job
@@ -43,7 +43,6 @@ _IMMUTABLE = "private, max-age=31536000, immutable"
 FLOAT_IMAGE = BY_KEY["float"].artifact
 
 _stats_cache = ByteLRU(None, entries=32)
-_geometry_cache = ByteLRU(None, entries=64)
 _bytes_cache = ByteLRU(None, entries=2)  # whole images, only for stores that cannot give a local path
 
 
@@ -157,17 +156,14 @@ def get_image_info(job: OwnedJobDep, ctx: CtxDep,
                         headers={"Cache-Control": "private, no-cache"})
 
 
-def _detector(job: Job):
-    # torch comes in with the first geometry asked for, not when the API starts
-    from sim_core.geometry.detector import build_detector
-    from sim_core.geometry.resolution import beam_direction
-    from sim_core.lab_frame import resolve_frame
-
-    def build():
-        cfg = load_config(job.config)
-        frame = resolve_frame(cfg)
-        return build_detector(cfg.detector, frame), beam_direction(frame), cfg.beam.wavelength_A
-    return _geometry_cache.get_or_make(job.config_sha256 or job.config, build)
+def _description(ctx: AppContext, job: Job, n: int | None) -> dict:
+    """The detector as the worker that rendered the image described it (the API never builds a
+    detector: that needs torch)."""
+    src = image_source(ctx, job, n)
+    if not src.job.geometry:
+        raise ApiError(409, f"job {src.job.id} is {src.job.status.value}: its detector is "
+                            "described once it has rendered", hint="ask again when it is finished")
+    return src.job.geometry
 
 
 def _finite(x: float) -> float | None:
@@ -182,21 +178,21 @@ def _finite(x: float) -> float | None:
                 "twotheta_deg": 0.0, "curved": False, "convention": "mosflm",
                 "beam_center_px": {"slow": 128.5, "fast": 128.5},
                 "pixels": [{"pixel": [10, 20], "d_A": 52.1, "twotheta_deg": 6.82}]}}}},
-                       **error_responses(401, 404, 422)})
-def get_geometry(job: OwnedJobDep,
+                       **error_responses(401, 404, 409, 422)})
+def get_geometry(job: OwnedJobDep, ctx: CtxDep,
                  pixel: list[str] = Query([], description="slow,fast (repeatable): the d (Å) "
                                                           "and 2θ (degrees) of these pixels' "
-                                                          "centres", examples=["10,20"])):
+                                                          "centres", examples=["10,20"]),
+                 n: int | None = Query(None, ge=0, le=10 ** 9 + 10 ** 6,
+                                       description="the image of a series (default: its first)")):
     """The detector as plain numbers: a pixel (s, f) has its centre at
     ``pix0_m + (f + 0.5) * pixel_size_m * fdet + (s + 0.5) * pixel_size_m * sdet`` (a curved
     detector then turns that onto the sphere of radius ``distance_m``); 2θ is its angle to
     ``beam`` and d = ``wavelength_A`` / (2 sin θ). ``beam_center_px`` is where the direct beam
     meets the detector, in pixels from the first pixel's outer corner. ``pixel=`` adds sim_core's
-    values for given pixels (d is null where 2θ is 0)."""
-    from sim_core.geometry.resolution import describe_detector, pixel_resolution
-
-    det, beam, wavelength = _detector(job)
-    out = describe_detector(det, beam, wavelength)
+    values for given pixels (d is null where 2θ is 0). Known once the image is rendered (409
+    before)."""
+    out = dict(_description(ctx, job, n))
     S, F = out["shape"]
     wanted = []
     for i, text in enumerate(pixel):
@@ -209,8 +205,7 @@ def get_geometry(job: OwnedJobDep,
                                               f"{S} slow x {F} fast")
         wanted.append((s, f))
     if wanted:
-        d, tt = pixel_resolution(det, beam, wavelength,
-                                 [p[0] for p in wanted], [p[1] for p in wanted])
+        d, tt = described_resolution(out, [p[0] for p in wanted], [p[1] for p in wanted])
         out["pixels"] = [{"pixel": list(p), "d_A": _finite(float(d[i])),
                           "twotheta_deg": float(tt[i])} for i, p in enumerate(wanted)]
     return JSONResponse(out)

@@ -66,6 +66,7 @@ def _render_images(ctx: WorkerServices, job: Job, running: RunningJob, device: s
         total.render_s += one.render_s
         total.device = one.device
         total.warnings = one.warnings
+        total.fields = one.fields
     return total
 
 
@@ -110,7 +111,19 @@ def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: st
         md["series_image"] = image
     write_json(staging / name(RUN_METADATA), md)
     return RunResult(device=result.device, evaluations=int(result.evaluations),
-                     render_s=result.elapsed_s, warnings=warnings)
+                     render_s=result.elapsed_s, warnings=warnings,
+                     fields={"geometry": detector_description(config)})
+
+
+def detector_description(config) -> dict:
+    """The detector of ``config`` as plain numbers (the viewer's d, 2θ, rings, beam centre)."""
+    from sim_core.geometry.detector import build_detector
+    from sim_core.geometry.resolution import beam_direction, describe_detector
+    from sim_core.lab_frame import resolve_frame
+
+    frame = resolve_frame(config)
+    return describe_detector(build_detector(config.detector, frame), beam_direction(frame),
+                             config.beam.wavelength_A)
 
 
 def check_finite(image, warnings: list[str]) -> dict:
