@@ -132,7 +132,7 @@ def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
 
 @router.get("/v1/jobs/{job_id}/image/info", summary="Size, series and statistics of the image",
             responses={200: {"content": {"application/json": {"example": {
-                "shape": [2527, 2463], "n": 1, "images": 1, "name": "floatimage.bin",
+                "shape": [2527, 2463], "n": 1, "images": 1, "name": FLOAT_IMAGE,
                 "tile": 256, "max_region_values": MAX_REGION_VALUES,
                 "stats": {"pixels": 6224001, "finite": 6224001, "positive": 6224001,
                           "min": 0.0, "max": 812.5, "mean": 0.41, "sampled_every": 6,

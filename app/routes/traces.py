@@ -157,7 +157,7 @@ def _claim_pixels(ctx: AppContext, owner: str, job: Job, src: ImageSource, pixel
 
 
 _POST_RESPONSES = {202: {"content": {"application/json": {"example": {
-    "trace_job": dict(EXAMPLE_JOB, kind="trace", status="queued"),
+    "trace_job": dict(EXAMPLE_JOB, kind=JobKind.trace.value, status="queued"),
     "pixels": [{"pixel": [10, 20], "status": "pending", "job": EXAMPLE_JOB["id"],
                 "url": "/v1/jobs/<id>/trace?pixel=10,20"}]}}}},
     **error_responses(401, 404, 409, 422)}

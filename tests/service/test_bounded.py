@@ -68,6 +68,24 @@ def test_the_api_process_never_loads_torch(service, alice):
     job = submit(alice, {"nanobragg_args": args,
                          "files": {"A.mat": mat["id"], "P1.hkl": hkl["id"]}})
     assert wait_status(alice, job["id"])["status"] == "finished"
+    # the viewer's routes too: geometry, statistics, pixels, a trace
+    base = f"/v1/jobs/{job['id']}"
+    geo = alice.get(f"{base}/geometry", params={"pixel": "3,5"})
+    assert geo.status_code == 200 and geo.json()["pixels"][0]["twotheta_deg"] > 0, geo.text
+    assert alice.get(f"{base}/image/info").status_code == 200
+    assert alice.get(f"{base}/image", params={"step": 4}).status_code == 200
+    assert alice.post(f"{base}/traces", json={"pixels": [[3, 5]]}).status_code == 202
+    # a block larger than the image is the image (no step x step allocation)
+    whole = alice.get(f"{base}/image", params={"step": 65536})
+    assert whole.status_code == 200 and whole.headers["x-image-shape"] == "1,1"
+    # numbers of thousands of digits are a 422 naming the parameter, not a 500
+    huge = "9" * 5000
+    for path, params, field in ((f"{base}/image", {"slow": f"0:{huge}"}, "slow"),
+                                (f"{base}/geometry", {"pixel": f"{huge},1"}, "pixel.0"),
+                                (f"{base}/trace", {"pixel": f"1,{huge}"}, "pixel"),
+                                (f"{base}/images/1/trace", {"pixel": f"{huge},1"}, "pixel")):
+        r = alice.get(path, params=params)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, (path, r.text)
     maps = Path(f"/proc/{service.api.pid}/maps").read_text()
     assert "libtorch" not in maps
 
