@@ -9,7 +9,7 @@
                                                  prints the job (or series) id alone on stdout
     bragg status ID | wait ID | fetch ID [--dir D] | trace ID S F | cancel ID
     bragg jobs [--parent SERIES]
-                                                 the REST API's client (app/client.py);
+                                                 the REST API's client (client/api_client.py);
                                                  --url/--token or BRAGG_URL/BRAGG_TOKEN
 
 To add a subcommand::
@@ -97,7 +97,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                   data_dir=args.data_dir)
 
 
-# -- the client (app/client.py; presentation in app/client_cli.py) ---------------------------------
+# -- the client (client/api_client.py; presentation in client/subcommands.py) ----------------------
 CLIENT = (arg("--url", default=None, help="the API (default: BRAGG_URL, http://127.0.0.1:8000)"),
           arg("--token", default=None, help="bearer token (default: BRAGG_TOKEN)"))
 
