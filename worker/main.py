@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -76,7 +77,7 @@ def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
     log.info("worker %s on %s (%s) listening on %s", ctx.name, ctx.device, ctx.device_name,
              ", ".join(ctx.queues))
     try:
-        return _work(ctx, settings, burst)
+        rc = _work(ctx, settings, burst)
     finally:
         sweeper.stop()
         hb.stop()
@@ -84,6 +85,13 @@ def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
             hb.unregister()
         except Exception:  # noqa: BLE001
             pass
+    # Everything a worker has to say is in Redis and the store by now. The interpreter's own exit
+    # would wait for torch's compile workers and thread pools (seconds, much longer on a busy
+    # machine), so a stop request would not be prompt: leave at once.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def _work(ctx: WorkerContext, settings: Settings, burst: bool) -> int:

@@ -27,6 +27,16 @@ log = logging.getLogger("bragg.worker")
 class BraggWorker(SimpleWorker):
     """A SimpleWorker (no fork): the device and warm state live as long as the process."""
 
+    def subscribe(self) -> None:
+        # RQ reads its command channel with a 60 s timeout, and its stop closes that channel while
+        # the reading thread holds it: a stop then waited up to a minute. Reading with a 1 s timeout
+        # lets the thread see the stop and the close go through at once.
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler)
+
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         # RQ's own bookkeeping of the job; the lease in jobs.records is what detects dead workers
         return int(job.timeout or 600) + 60
