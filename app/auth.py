@@ -12,7 +12,7 @@ import ipaddress
 
 from fastapi import Request
 
-from .errors import ApiError
+from app.errors import ApiError
 
 
 def is_loopback(host: str) -> bool:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import redis
 
-from .records import AsyncRecords, Records
-from .settings import Settings
-from .store import ArtifactStore
+from jobs.records import AsyncRecords, Records
+from jobs.settings import Settings
+from jobs.store import ArtifactStore
 
 
 @dataclass

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sim_core.config import FieldError
 
-from .store import disk_error
+from jobs.store import disk_error
 
 log = logging.getLogger("bragg.api")
 

@@ -3,7 +3,7 @@ maximum of its step x step block, so a one-pixel spot survives at every zoom lev
 image's statistics for automatic contrast.
 
 A float image is an artifact ``floatimage.bin`` (of a series' image n: ``floatimage_<n>.bin`` of
-the child job that rendered it, app.series), raw little-endian float32 in (slow, fast) order. Reads go through a
+the child job that rendered it, app.image_sources), raw little-endian float32 in (slow, fast) order. Reads go through a
 memory map of the stored file, so a tile of a 6-megapixel image touches only its rows.
 """
 

@@ -13,15 +13,15 @@ import redis.asyncio as aredis
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from . import apidocs, errors, web
-from .context import AppContext
-from .guard import RequestGuard
-from .metrics import make_registry
-from .records import AsyncRecords, Records
-from .routes import artifacts, events, files, health, images, jobs, series, traces
-from .sweeper import SweeperThread
-from .settings import Settings, get_settings
-from .store import open_store
+from app import apidocs, errors, web
+from app.context import AppContext
+from app.guard import RequestGuard
+from jobs.metrics import make_registry
+from jobs.records import AsyncRecords, Records
+from app.routes import artifacts, datasets, events, files, health, images, jobs, traces
+from jobs.sweeper import SweeperThread
+from jobs.settings import Settings, get_settings
+from jobs.store import open_store
 
 log = logging.getLogger("bragg.api")
 
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     errors.install(app)
-    for r in (files.router, jobs.router, traces.router, artifacts.router, series.router,
+    for r in (files.router, jobs.router, traces.router, artifacts.router, datasets.router,
               images.router, events.router, health.router):
         app.include_router(r)
     apidocs.install(app)  # /docs and /redoc without a CDN (app/apidocs.py)

@@ -14,12 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sim_core.config import SimulationConfig
 from sim_core.inputs import KINDS
+from sim_core.output_formats import BY_KEY, DEFAULT_OUTPUTS as FORMAT_DEFAULTS, SERVICE_OUTPUTS
+
+from jobs.job import JobStatus
 
 NonNeg = Annotated[int, Field(ge=0)]
 Pixel = tuple[NonNeg, NonNeg]
-Output = Literal["float", "smv", "noise", "png", "hkl", "cbf"]
-Status = Literal["queued", "running", "finished", "failed", "canceled"]
-DEFAULT_OUTPUTS: list[str] = ["float", "smv", "png"]
+#: the outputs a job may ask for (sim_core.output_formats)
+Output = Literal[SERVICE_OUTPUTS]  # type: ignore[valid-type]
+Status = Literal[tuple(s.value for s in JobStatus)]  # type: ignore[valid-type]
+DEFAULT_OUTPUTS: list[str] = list(FORMAT_DEFAULTS)
 
 #: the example input files (app/examples/files): the examples name them by their real ids, so
 #: that after uploading them every example of this document is accepted by its route
@@ -121,7 +125,7 @@ EXAMPLE_JOB = {
     "created_at": "2026-01-01T12:00:00.000Z", "started_at": "2026-01-01T12:00:00.012Z",
     "finished_at": "2026-01-01T12:00:01.350Z", "device": "cpu", "dtype": "float64",
     "config_sha256": "5d1c" * 16, "error": None,
-    "artifacts": [{"name": "floatimage.bin", "size": 262144, "sha256": "ab12" * 16,
+    "artifacts": [{"name": BY_KEY["float"].artifact, "size": 262144, "sha256": "ab12" * 16,
                    "url": "/v1/jobs/3f9a0c2b7d4e4f1a9b8c7d6e5f4a3b2c/artifacts/floatimage.bin"}],
     "outputs": ["float", "smv", "png"], "trace_pixels": [[128, 128]], "shape": [256, 256],
     "evaluations": 65536, "timeout_s": 61, "attempts": 1, "worker": "host.1234.cpu",

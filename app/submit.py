@@ -8,7 +8,7 @@ Everything that can be wrong with a submission is found here and answered with 4
 nothing is queued then.
 
 The job's cost and limits come from the config and the uploads' summaries by arithmetic
-(app.costs); the API never builds the experiment and never imports torch.
+(app.limits); the API never builds the experiment and never imports torch.
 """
 
 from __future__ import annotations
@@ -31,15 +31,19 @@ from sim_core.inputs import BY_FIELD, HEADER_FLAGS
 from sim_core.seeds import with_seeds
 from sim_core.series import image_config, plan_children
 
-from . import queue as rq_queue
-from .costs import (args_field, check_cost, check_grid, check_kind, check_series, file_summary,
-                    job_cost, named)
-from .devices import unserved_warnings
-from .errors import invalid, invalid_field, limit_exceeded
-from .job import OUTPUT_FILES, Job, JobStatus, parse_file_id
-from .records import now
-from .schemas import JobSubmission
-from .store import safe_name
+from sim_core.output_formats import BY_KEY, SERVICE_OUTPUTS
+
+from app.context import AppContext
+from app.errors import invalid, invalid_field, limit_exceeded
+from app.limits import (args_field, check_cost, check_grid, check_kind, check_series, file_summary,
+                        job_cost, named)
+from app.schemas import JobSubmission
+from jobs import queue as rq_queue
+from jobs.job import FileRecord, Job, JobKind, JobStatus, parse_file_id
+from jobs.kinds import KINDS
+from jobs.live_workers import serving_workers, unserved_warnings
+from jobs.records import now
+from jobs.store import safe_name
 
 log = logging.getLogger("bragg.api")
 
@@ -61,7 +65,7 @@ class PreparedJob:
         return self.evaluations * self.images
 
 
-def _owned_file(ctx, owner: str, ref: str, where: str) -> dict:
+def _owned_file(ctx: AppContext, owner: str, ref: str, where: str) -> FileRecord:
     digest = parse_file_id(ref)
     if digest is None:
         raise invalid_field(where, f"expected an uploaded file id 'sha256:<64 hex digits>', got "
@@ -73,17 +77,17 @@ def _owned_file(ctx, owner: str, ref: str, where: str) -> dict:
 
 
 # -- the two forms --------------------------------------------------------------------------------
-def _from_config(ctx, owner: str, sub: JobSubmission, summaries: dict
+def _from_config(ctx: AppContext, owner: str, sub: JobSubmission, summaries: dict
                  ) -> tuple[SimulationConfig, dict, list]:
     cfg = sub.config.model_copy(deep=True)
     names: dict[str, str] = {}
     used: set[str] = set()
     for path, ref in cfg.file_refs().items():
         rec = _owned_file(ctx, owner, ref, f"config.{path}")
-        _use_file(ctx, owner, rec, path, f"config.{path}", rec["name"], summaries)
+        _use_file(ctx, owner, rec, path, f"config.{path}", rec.name, summaries)
         if ref in names:
             continue
-        name = rec["name"] if safe_name(rec["name"]) else f"input{len(names) + 1}"
+        name = rec.name if safe_name(rec.name) else f"input{len(names) + 1}"
         if name in used:
             name = f"{len(names) + 1}_{name}"
         used.add(name)
@@ -91,20 +95,20 @@ def _from_config(ctx, owner: str, sub: JobSubmission, summaries: dict
     return cfg, names, cfg.deprecations
 
 
-def _use_file(ctx, owner: str, rec: dict, path: str, where: str, name: str,
+def _use_file(ctx: AppContext, owner: str, rec: FileRecord, path: str, where: str, name: str,
               summaries: dict) -> None:
     check_kind(rec, path, where, name)
     summary = file_summary(ctx, owner, rec, where)
     if path == "structure_factors.hkl_file":
         check_grid(ctx.settings, summary, where, name)
-    summaries[rec["id"]] = summary
+    summaries[rec.id] = summary
 
 
-def _from_args(ctx, owner: str, sub: JobSubmission, summaries: dict
+def _from_args(ctx: AppContext, owner: str, sub: JobSubmission, summaries: dict
                ) -> tuple[SimulationConfig, dict, list]:
     argv = list(sub.nanobragg_args)
     ids: dict[str, str] = {}
-    recs: dict[str, dict] = {}
+    recs: dict[str, FileRecord] = {}
     for name, ref in sub.files.items():
         if not safe_name(name):
             raise invalid_field(f"files.{name}", "a file name without directories or a leading "
@@ -183,7 +187,7 @@ def _check_trace_pixels(settings, pixels, shape, field_name: str) -> None:
         raise invalid(errs)
 
 
-def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
+def prepare(ctx: AppContext, owner: str, sub: JobSubmission) -> PreparedJob:
     settings = ctx.settings
     form = "config" if sub.config is not None else "nanobragg_args"
     summaries: dict[str, dict] = {}
@@ -198,17 +202,14 @@ def prepare(ctx, owner: str, sub: JobSubmission) -> PreparedJob:
         run.device = sub.device
     if sub.dtype:
         run.dtype = sub.dtype
-    outputs = [o for o in OUTPUT_FILES if o in set(sub.outputs)]
+    outputs = [o for o in SERVICE_OUTPUTS if o in set(sub.outputs)]
     if "hkl" in outputs and not (cfg.structure_factors.model_file or cfg.structure_factors.mtz_file):
         raise invalid_field("outputs", "'hkl' writes the P1 structure factors of a model or MTZ "
                                        "file; the job has neither")
-    out = cfg.outputs
-    out.float_file = OUTPUT_FILES["float"]
-    out.int_file = OUTPUT_FILES["smv"] if "smv" in outputs else None
-    out.noise_file = OUTPUT_FILES["noise"] if "noise" in outputs else None
-    out.pgm_file = None
-    if "cbf" in outputs:
-        out.cbf_file = OUTPUT_FILES["cbf"]
+    # the config names the files the service writes (commands.txt reproduces them by name)
+    for f in BY_KEY.values():
+        if f.config_field:
+            set_field(cfg, f.config_field, f.artifact if f.key in outputs or f.always else None)
     cfg = with_seeds(cfg)
     images = cfg.scan.images
     # every image of a series costs what its first one does (only its φ range and noise differ)
@@ -242,7 +243,7 @@ def idempotency(key: Optional[str], body: dict) -> Optional[tuple[str, str]]:
             hashlib.sha256(canonical.encode()).hexdigest())
 
 
-def replayed_job(ctx, owner: str, idem: Optional[tuple[str, str]]) -> Optional[str]:
+def replayed_job(ctx: AppContext, owner: str, idem: Optional[tuple[str, str]]) -> Optional[str]:
     """The job an earlier request with the same key created (None if there was none); 422 if
     that request had another body."""
     if idem is None:
@@ -261,7 +262,8 @@ def _key_reused():
                                             "last 24 h: use a new key for a new job")
 
 
-def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_names: dict,
+def create_job(ctx: AppContext, owner: str, *, kind: JobKind, config: SimulationConfig,
+               file_names: dict,
                outputs: list[str], shape, evaluations: int, warnings: list[str],
                label: Optional[str] = None, parent: Optional[str] = None,
                trace_pixels=None, idem: Optional[tuple[str, str]] = None) -> str:
@@ -278,8 +280,7 @@ def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_nam
                       label=label, parent=parent,
                       trace_pixels=(trace_pixels if trace_pixels is not None
                                     else config.run.trace_pixels))
-    code, val = ctx.records.create(job_id, owner, _record_fields(job),
-                                   settings.max_queued_jobs_per_owner, idem,
+    code, val = ctx.records.create(job, settings.max_queued_jobs_per_owner, idem,
                                    settings.idempotency_ttl_s)
     earlier = _created(settings, owner, code, val, idem)
     if earlier is not None:
@@ -289,7 +290,8 @@ def create_job(ctx, owner: str, *, kind: str, config: SimulationConfig, file_nam
     return job_id
 
 
-def create_series(ctx, owner: str, prepared: PreparedJob, *, label: Optional[str] = None,
+def create_series(ctx: AppContext, owner: str, prepared: PreparedJob, *,
+                  label: Optional[str] = None,
                   idem: Optional[tuple[str, str]] = None) -> str:
     """Write a series (the parent and its children, in one script) and enqueue the children.
 
@@ -307,9 +309,11 @@ def create_series(ctx, owner: str, prepared: PreparedJob, *, label: Optional[str
                            settings.series_child_evaluations, min_children=workers,
                            multiple_of=workers)
     job_id = new_job_id()
-    parent = _queued_job(settings, job_id, owner, kind="series", config=cfg,
+    parent = _queued_job(settings, job_id, owner, kind=JobKind.series, config=cfg,
                          file_names=prepared.file_names, outputs=prepared.outputs,
-                         shape=prepared.shape, evaluations=prepared.total_evaluations,
+                         shape=prepared.shape,
+                         evaluations=KINDS[JobKind.series].price(prepared.evaluations,
+                                                                 images=prepared.images),
                          warnings=prepared.warnings, label=label, parent=None,
                          trace_pixels=cfg.run.trace_pixels)
     parent.queue = parent.rq_id = ""  # the parent has no queue entry: its children have
@@ -317,7 +321,7 @@ def create_series(ctx, owner: str, prepared: PreparedJob, *, label: Optional[str
     parent.images, parent.first_image, parent.children = scan.images, scan.first_image, len(groups)
     children = []
     for group in groups:
-        child = _queued_job(settings, new_job_id(), owner, kind="render", config=None,
+        child = _queued_job(settings, new_job_id(), owner, kind=JobKind.render, config=None,
                             file_names=prepared.file_names, outputs=prepared.outputs,
                             shape=prepared.shape, evaluations=prepared.evaluations * len(group),
                             warnings=[], label=_images_label(group), parent=job_id,
@@ -325,10 +329,8 @@ def create_series(ctx, owner: str, prepared: PreparedJob, *, label: Optional[str
                             device=cfg.run.device)
         child.image_numbers = list(group)
         children.append(child)
-    code, val = ctx.records.create_series(
-        job_id, owner, _record_fields(parent), [(c.id, c.image_numbers[0], _record_fields(c))
-                                                for c in children],
-        settings.max_queued_jobs_per_owner, idem, settings.idempotency_ttl_s)
+    code, val = ctx.records.create_series(parent, children, settings.max_queued_jobs_per_owner,
+                                          idem, settings.idempotency_ttl_s)
     earlier = _created(settings, owner, code, val, idem)
     if earlier is not None:
         return earlier
@@ -341,15 +343,7 @@ def _images_label(group: list[int]) -> str:
     return f"image {group[0]}" if len(group) == 1 else f"images {group[0]}-{group[-1]}"
 
 
-def serving_workers(ctx, device: str) -> int:
-    """How many live workers take jobs of ``device``."""
-    from .metrics import live_workers
-
-    queue = rq_queue.queue_name(ctx.settings.namespace, device)
-    return sum(1 for w in live_workers(ctx.redis, ctx.records.k) if queue in w["queues"])
-
-
-def _queued_job(settings, job_id: str, owner: str, *, kind: str, config, file_names: dict,
+def _queued_job(settings, job_id: str, owner: str, *, kind: JobKind, config, file_names: dict,
                 outputs: list[str], shape, evaluations: int, warnings: list[str],
                 label: Optional[str], parent: Optional[str], trace_pixels,
                 dtype: Optional[str] = None, device: Optional[str] = None) -> Job:
@@ -367,12 +361,6 @@ def _queued_job(settings, job_id: str, owner: str, *, kind: str, config, file_na
         rq_id=rq_queue.new_rq_id(job_id))
 
 
-def _record_fields(job: Job) -> dict:
-    fields = job.to_hash()
-    del fields["seq"], fields["version"]  # the script numbers the record
-    return fields
-
-
 def _created(settings, owner: str, code: int, val, idem) -> Optional[str]:
     """None when the record was written; the earlier job of a replayed idempotency key; raises
     over the owner's limit."""
@@ -388,14 +376,14 @@ def _created(settings, owner: str, code: int, val, idem) -> Optional[str]:
     return None
 
 
-def _recorded(ctx, owner: str, file_names: dict) -> None:
+def _recorded(ctx: AppContext, owner: str, file_names: dict) -> None:
     if file_names:
         ctx.records.touch_files(owner, [parse_file_id(ref) for ref in file_names])
     if ctx.settings.fault_injection == "exit-after-record":
         os._exit(17)  # tests only: the crash window between the record and the queue entry
 
 
-def _enqueue(ctx, jobs: list[Job]) -> None:
+def _enqueue(ctx: AppContext, jobs: list[Job]) -> None:
     """Enqueue recorded jobs of one queue (a series' children: in one pipeline)."""
     try:
         if len(jobs) == 1:
@@ -409,5 +397,4 @@ def _enqueue(ctx, jobs: list[Job]) -> None:
                     ", ".join(j.id for j in jobs[:3]), exc_info=True)
 
 
-__all__ = ["prepare", "create_job", "create_series", "idempotency", "replayed_job", "PreparedJob", "parse_file_id",
-           "OUTPUT_FILES"]
+__all__ = ["prepare", "create_job", "create_series", "idempotency", "replayed_job", "PreparedJob"]

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from .job import Job
-from .records import iso
+from jobs.job import Job
+from jobs.records import iso
 
 
 def job_url(job_id: str) -> str:
     return f"/v1/jobs/{job_id}"
 
 
-def job_view(rec: dict | Job) -> dict:
-    """The public view of a job (``JobRecord`` in app/schemas.py), derived from the typed Job."""
-    job = rec if isinstance(rec, Job) else Job.from_record(rec)
+def job_view(job: Job) -> dict:
+    """The public view of a job (``JobRecord`` in app/schemas.py)."""
     jid = job.id
     error = {"type": job.error_type, "message": job.error_message} if job.error_type else None
-    artifacts = [{"name": a["name"], "size": a["size"], "sha256": a["sha256"],
-                  "url": f"{job_url(jid)}/artifacts/{a['name']}"} for a in job.artifacts]
+    artifacts = [{"name": a.name, "size": a.size, "sha256": a.sha256,
+                  "url": f"{job_url(jid)}/artifacts/{a.name}"} for a in job.artifacts]
     return {
         "id": jid,
-        "kind": job.kind,
+        "kind": job.kind.value,
         "parent": job.parent or None,
         "label": job.label or None,
         "status": job.status.value,
@@ -64,10 +63,6 @@ def series_view(job: Job) -> dict | None:
         "image_url": f"{base}/images/{{n}}/artifacts/{{name}}",
         "dataset_url": f"{base}/dataset",
     }
-
-
-def job_etag(rec: dict) -> str:
-    return f'"{rec["id"]}.{rec.get("version", "0")}"'
 
 
 def etag_matches(header: str | None, etag: str) -> bool:

@@ -3,7 +3,7 @@
     python -m bench.chaos [--jobs 500] [--clients 16] [--workers 3]
 
 A deployment of its own (redis-server with its append-only file, fsync on every write; `bragg api`;
-CPU workers) in a temporary folder. 16 client threads submit the jobs with app.client (an
+CPU workers) in a temporary folder. 16 client threads submit the jobs with client.api_client (an
 Idempotency-Key each, retried through outages). Meanwhile a worker (a busy one where there is one,
 never the last live one) is SIGKILLed every 10 s (and a new one started), the API is SIGKILLed twice (and started again 2 s later) and Redis is SIGKILLed
 once (and started again 5 s later on the same port and folder). Then every job must end
@@ -33,8 +33,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from app.client import BraggClient, ClientError
-from app.launcher import _child_setup, free_port  # children get SIGTERM should this run die
+from client.api_client import BraggClient, ClientError
+from bragg.stack import _child_setup, free_port  # children get SIGTERM should this run die
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "chaos-token"
@@ -86,7 +86,7 @@ class Deployment:
               >= workers, 180, "workers")
 
     def _spawn(self, args, log) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=self.dir,
+        return subprocess.Popen([sys.executable, "-m", "bragg.main", *args], cwd=self.dir,
                                 env=self.env, stdout=open(self.dir / f"{log}.log", "ab"),
                                 stderr=subprocess.STDOUT, preexec_fn=_child_setup)
 

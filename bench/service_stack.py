@@ -59,7 +59,7 @@ class Stack:
               >= workers, 120, "workers")
 
     def _spawn(self, args, log):
-        self.procs.append(subprocess.Popen([sys.executable, "-m", "app.cli", *args],
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "bragg.main", *args],
                                            cwd=self.dir, env=self.env,
                                            stdout=open(self.dir / f"{log}.log", "wb"),
                                            stderr=subprocess.STDOUT))

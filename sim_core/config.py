@@ -361,8 +361,18 @@ class StructureFactors(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> "StructureFactors":
-        from .structure_sources import check_structure_sources
-        return check_structure_sources(self)
+        """One source of structure factors; the MTZ and resolution options only with their
+        files."""
+        given = [n for n in ("hkl_file", "model_file", "mtz_file") if getattr(self, n)]
+        if len(given) > 1:
+            raise FieldError(given[1], f"give one of hkl_file, model_file and mtz_file, not "
+                                       f"{' and '.join(given)}")
+        if self.mtz_column is not None and not self.mtz_file:
+            raise FieldError("mtz_column", "mtz_column needs mtz_file")
+        if self.dmin_F_A is not None and not (self.model_file or self.mtz_file):
+            raise FieldError("dmin_F_A", "dmin_F_A needs model_file or mtz_file (an HKL file "
+                                         "gives its own reflections)")
+        return self
 
 
 class Sampling(_Model):

@@ -209,9 +209,9 @@ def read_pivot(d, tok, flag):
     """nanoBragg looks for the lower-case words "sample" or "beam" in the value; else it ignores it."""
     v = tok.value(flag, "'beam' or 'sample'")
     if "sample" in v:
-        d.pivot = "sample"
+        d.pivot, d.pivot_flag = "sample", flag
     elif "beam" in v:
-        d.pivot = "beam"
+        d.pivot, d.pivot_flag = "beam", flag
     else:
         d.warnings.append(f"-pivot {v}: neither 'beam' nor 'sample' (lower case), so ignored, "
                           "as nanoBragg ignores it")
@@ -221,6 +221,7 @@ def read_convention(d, tok, flag):
     """A named convention; its flag also sets the pivot nanoBragg's parser sets with it."""
     d.convention = flag[1:]
     d.pivot = "sample" if flag == "-xds" else "beam"
+    d.pivot_flag = None
 
 
 def read_twotheta_axis(d, tok, flag):
@@ -228,7 +229,7 @@ def read_twotheta_axis(d, tok, flag):
     the 2-theta angle, and the pivot becomes the sample."""
     axis = tuple(_num(flag, tok.value(flag, "three numbers")) for _ in range(3))
     d.set("detector.twotheta_deg", axis[0])
-    d.pivot = "sample"
+    d.pivot, d.pivot_flag = "sample", flag
     d.set("detector.twotheta_axis", axis)
     d.convention = "custom"
     d.warnings.append("-twotheta_axis: as in nanoBragg, its first component also sets -twotheta "

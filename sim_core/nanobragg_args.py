@@ -80,6 +80,8 @@ class Draft:
         #: the values of the last -cell and whether it kept values of an earlier one
         self.cell_given: tuple[list[float], bool] | None = None
         self.pivot: str | None = None  # "beam" or "sample", as the flags last set it
+        #: the flag that last asked for the pivot (None: a convention flag's own)
+        self.pivot_flag: str | None = None
         self.convention = "mosflm"
         self.misset: str | tuple | None = None
         #: output paths switched on or off (-nonoise, -nopgm, and the file flags after them)
@@ -117,7 +119,7 @@ def read_flag(d: Draft, tok: Tokens, flag: str, row: Flag) -> None:
         for path in row.fields:
             d.set(path, value)
     if row.pivot is not None:
-        d.pivot = row.pivot
+        d.pivot, d.pivot_flag = row.pivot, flag
     if row.custom:
         d.convention = "custom"
     if row.note:
@@ -271,9 +273,11 @@ def _finish_frame(d: Draft) -> None:
             d.warnings.append(f"{path} is ignored: the {d.convention} convention, selected after "
                               "it, sets its own axes (as in nanoBragg)")
     fixed = fixed_pivot(d.convention)
-    if d.pivot is not None and d.pivot != fixed:
+    # only a pivot some flag asked for is worth a word (-dials itself sets the beam pivot in C)
+    if d.pivot_flag is not None and d.pivot != fixed:
         d.warnings.append(f"the {d.convention} convention pivots about the {fixed}: the "
-                          f"{d.pivot} pivot asked for by the flags is ignored, as in nanoBragg")
+                          f"{d.pivot} pivot asked for by {d.pivot_flag} is ignored, as in "
+                          "nanoBragg")
 
 
 def _finish(d: Draft, argv: list[str]) -> SimulationConfig:

@@ -11,8 +11,9 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Optional
 
-
+from .config import get_field
 from .io.cbf import write_cbf
 from .io.floatimage import write_float_image
 from .io.nexus import frame_pixels, write_nexus
@@ -20,6 +21,7 @@ from .io.pgm import auto_pgm_scale, write_pgm
 from .io.png import write_png_preview
 from .io.smv import SmvGeometry, auto_int_scale, int_image, write_smv
 from .noise import NoiseResult, poisson_noise
+from .output_formats import BY_KEY, OUTPUT_FORMATS, numbered_name
 
 
 @dataclass
@@ -86,20 +88,23 @@ def write_cbf_file(result, path: Path | str, counts) -> Path:
                      sensor_thickness_m=float(cfg.detector.thickness_um or 0.0) * 1e-6)
 
 
-def write_outputs(result, directory: Path | str, *, float_file: str | None = None,
-                  int_file: str | None = None, noise_file: str | None = None,
-                  pgm_file: str | None = None, png_file: str | None = None,
-                  cbf_file: str | None = None, cbf_counts: str = "int",
-                  nexus_file: str | None = None, nexus_image: str | None = None) -> OutputReport:
-    """Write the requested files into ``directory``; names of None are skipped.
+def write_outputs(result, directory: Path | str, files: Mapping[str, Optional[str]], *,
+                  cbf_counts: str = "int", nexus_image: Optional[str] = None) -> OutputReport:
+    """Write the files ``files`` names into ``directory``: output key (a row of
+    ``sim_core.output_formats``: float, smv, noise, pgm, cbf, png, hkl, nexus) -> file name; keys
+    missing or None are skipped. The report's ``paths`` has the same keys.
 
-    ``cbf_file`` holds the counts of the int image (``cbf_counts="int"``) or of the noise image
-    (``"noise"``, drawn with the config's seed, the same pixels as ``noise_file``).
-    ``nexus_file`` is an NXmx file of this one image holding the float image, the int image or the
-    noise image (``nexus_image``; None: ``outputs.nexus_image``).
+    The ``cbf`` file holds the counts of the int image (``cbf_counts="int"``) or of the noise image
+    (``"noise"``, drawn with the config's seed, the same pixels as the noise file). The ``nexus``
+    file is an NXmx file of this one image holding the float image, the int image or the noise
+    image (``nexus_image``; None: ``outputs.nexus_image``).
     """
     if cbf_counts not in ("int", "noise"):
         raise ValueError(f"cbf_counts must be 'int' or 'noise', not {cbf_counts!r}")
+    unknown = set(files) - set(BY_KEY)
+    if unknown:
+        raise ValueError(f"no output format {sorted(unknown)}; the formats are {sorted(BY_KEY)}")
+    want = {k: v for k, v in files.items() if v}
     nexus_image = nexus_image or result.config.outputs.nexus_image
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,57 +114,57 @@ def write_outputs(result, directory: Path | str, *, float_file: str | None = Non
     report = OutputReport(paths=paths)
     image = result.image
     roi = exp.roi
-    if float_file:
-        paths["float"] = _atomic(out / float_file, lambda p: write_float_image(p, image))
+    if "float" in want:
+        paths["float"] = _atomic(out / want["float"], lambda p: write_float_image(p, image))
     scale = int_scale_of(result)
     report.int_scale = scale
     geom = smv_geometry(result)
     ints = None
-    if int_file or (cbf_file and cbf_counts == "int") or (nexus_file and nexus_image == "int"):
+    if ("smv" in want or ("cbf" in want and cbf_counts == "int")
+            or ("nexus" in want and nexus_image == "int")):
         ints = int_image(image, scale, cfg.adc_offset, roi)
-    if int_file:
-        paths["int"] = _atomic(out / int_file, lambda p: write_smv(p, ints, geom))
-    if pgm_file:
+    if "smv" in want:
+        paths["smv"] = _atomic(out / want["smv"], lambda p: write_smv(p, ints, geom))
+    if "pgm" in want:
         pscale = cfg.pgm_scale or auto_pgm_scale(result.image_stats.rmsd, scale)
         report.pgm_scale = pscale
-        paths["pgm"] = _atomic(out / pgm_file, lambda p: write_pgm(p, image, pscale, roi))
-    if noise_file or (cbf_file and cbf_counts == "noise") or (nexus_file and
-                                                               nexus_image == "noise"):
+        paths["pgm"] = _atomic(out / want["pgm"], lambda p: write_pgm(p, image, pscale, roi))
+    if ("noise" in want or ("cbf" in want and cbf_counts == "noise")
+            or ("nexus" in want and nexus_image == "noise")):
         report.noise = poisson_noise(image, result.config.noise.seed, adc_offset=cfg.adc_offset,
                                      roi=roi, rng=exp.rng)
-    if noise_file:
+    if "noise" in want:
         noisy = report.noise.image
-        paths["noise"] = _atomic(out / noise_file, lambda p: write_smv(p, noisy, geom))
-    if cbf_file:
+        paths["noise"] = _atomic(out / want["noise"], lambda p: write_smv(p, noisy, geom))
+    if "cbf" in want:
         counts = ints if cbf_counts == "int" else report.noise.image
-        paths["cbf"] = write_cbf_file(result, out / cbf_file, counts)
-    if nexus_file:
+        paths["cbf"] = write_cbf_file(result, out / want["cbf"], counts)
+    if "nexus" in want:
         pixels = ints if nexus_image == "int" else \
             frame_pixels(result, nexus_image, noise=report.noise)
-        paths["nexus"] = write_nexus(out / nexus_file, [pixels], result.config,
+        paths["nexus"] = write_nexus(out / want["nexus"], [pixels], result.config,
                                      image=nexus_image, experiment=exp)
-    if png_file:
-        paths["png"] = _atomic(out / png_file, lambda p: write_png_preview(p, image))
+    if "png" in want:
+        paths["png"] = _atomic(out / want["png"], lambda p: write_png_preview(p, image))
+    if "hkl" in want and exp.hkl_grid is not None:
+        from .io.hkl import write_hkl
+        paths["hkl"] = _atomic(out / want["hkl"], lambda p: write_hkl(p, exp.hkl_grid))
     return report
 
 
 def write_nanobragg_files(result, directory: Path | str = ".", *,
                           number: int | None = None) -> OutputReport:
     """The files the C program would write for this config, under its names (and the miniCBF of
-    ``outputs.cbf_file``, the NeXus file of ``outputs.nexus_file``); ``number``: image ``number``
-    of a series, each name numbered (``intimage_00003.img``) and no NeXus file (the series' one
-    file holds every image: see :class:`~sim_core.io.nexus.NexusWriter`)."""
-    from .series import numbered_name
-
-    o = result.config.outputs
-
-    def name(n: str | None) -> str | None:
-        return n if n is None or number is None else numbered_name(n, number)
-
-    return write_outputs(result, directory, float_file=name(o.float_file),
-                         int_file=name(o.int_file), noise_file=name(o.noise_file),
-                         pgm_file=name(o.pgm_file), cbf_file=name(o.cbf_file),
-                         nexus_file=o.nexus_file if number is None else None)
+    ``outputs.cbf_file``, the NeXus file of ``outputs.nexus_file``): every format whose config
+    field names a file; ``number``: image ``number`` of a series, each name numbered
+    (``intimage_00003.img``) and no NeXus file (the series' one file holds every image: see
+    :class:`~sim_core.io.nexus.NexusWriter`)."""
+    files = {}
+    for f in OUTPUT_FORMATS:
+        name = get_field(result.config, f.config_field) if f.config_field else None
+        if name and (number is None or f.per_image):
+            files[f.key] = name if number is None else numbered_name(name, number)
+    return write_outputs(result, directory, files)
 
 
 __all__ = ["write_outputs", "write_nanobragg_files", "write_cbf_file", "smv_geometry",

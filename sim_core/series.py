@@ -26,6 +26,8 @@ import shlex
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence, TypeVar
 
+from .output_formats import NUMBER_WIDTH, OUTPUT_FLAGS, _number_parts, numbered_name
+
 #: ran1's modulus (2³¹ − 1, a prime) and multiplier (a primitive root of it)
 _IM = 2147483647
 _IA = 16807
@@ -34,14 +36,9 @@ CYCLE = _IM - 1
 #: the states between the noise streams of consecutive images: the integer nearest the golden-ratio
 #: fraction of the cycle that is coprime with it (so n ↦ n·G is one-to-one on the cycle)
 SEED_STRIDE = 1327217887
-#: the widest numbering :func:`numbered_name` pads to by default
-NUMBER_WIDTH = 5
-#: the nanoBragg flags that name output files (each is numbered per image in the shell loop)
-OUTPUT_FLAGS = ("-floatfile", "-intfile", "-noisefile", "-pgmfile", "-cbf", "-nexus")
 #: flags with one value that the loop sets per image or that describe the whole series
 PER_IMAGE_FLAGS = ("-phi", "-seed", "-images", "-first_image")
 
-P = TypeVar("P", str, os.PathLike)
 
 
 def image_phi_start(phi0_deg: float, osc_deg: float, n: int, first_image: int = 1) -> float:
@@ -62,22 +59,6 @@ def image_seed(series_seed: int, n: int, *, stride: int = SEED_STRIDE) -> int:
         raise ValueError(f"image numbers are >= 0, got {n}")
     start = (int(series_seed) - 1) % CYCLE + 1
     return start * pow(_IA, (n * stride) % CYCLE, _IM) % _IM
-
-
-def _number_parts(path: str) -> tuple[str, str]:
-    root, ext = os.path.splitext(path)
-    return root + "_", ext
-
-
-def numbered_name(path: P, n: int, width: int = NUMBER_WIDTH) -> P:
-    """``image.img`` → ``image_00001.img`` for ``n = 1``; a name without an extension gets the number
-    at its end (``image`` → ``image_00001``). Folders in ``path`` are kept; numbers wider than
-    ``width`` are written in full. Returns the type it was given (``str`` or a path)."""
-    if n < 0:
-        raise ValueError(f"image numbers are >= 0, got {n}")
-    head, ext = _number_parts(os.fspath(path))
-    name = f"{head}{n:0{width}d}{ext}"
-    return name if isinstance(path, str) else type(path)(name)
 
 
 def plan_children(images: Iterable[int], evals_per_image: float, target_evals: float, *,

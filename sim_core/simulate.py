@@ -1,9 +1,16 @@
 """The library entry point: ``simulate(config)`` renders an image (and traces) from a config.
 
-    >>> from sim_core import simulate, load_config
-    >>> result = simulate(load_config({...}))
-    >>> result.image            # float32 numpy array (slow, fast), as nanoBragg's -floatfile
-    >>> result.traces[0].text   # TRACE_PY lines of the first traced pixel
+    >>> from sim_core.config import load_config
+    >>> from sim_core.simulate import simulate
+    >>> result = simulate(load_config({
+    ...     "crystal": {"cell": {"a_A": 50, "b_A": 50, "c_A": 50}, "Na": 2, "Nb": 2, "Nc": 2},
+    ...     "structure_factors": {"default_F": 10},
+    ...     "detector": {"fast_pixels": 8, "slow_pixels": 8},
+    ...     "run": {"trace_pixels": [[4, 4]]}}))
+    >>> result.image.shape      # float32 numpy array (slow, fast), as nanoBragg's -floatfile
+    (8, 8)
+    >>> result.traces[0].text.splitlines()[0]   # TRACE_PY lines of the traced pixel
+    'TRACE_PY_CONFIG: tracing pixel (spixel=4, fpixel=4)'
 
 The web service and the command line both go through here.
 """

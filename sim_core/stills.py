@@ -246,7 +246,7 @@ def stills_commands(config: SimulationConfig, *, program: str = "nanobragg",
 
 
 #: the image file an experiment list points at, best first (DIALS reads these; not the float image)
-EXPT_IMAGE_KINDS = ("cbf", "noise", "int")
+EXPT_IMAGE_KINDS = ("cbf", "noise", "smv")
 
 
 def write_still_truth(config: SimulationConfig, result, n: int, folder=".") -> tuple[dict, dict]:

@@ -131,10 +131,6 @@ def parse_trace(text: str) -> list[TraceRecord]:
     return records
 
 
-def read_trace(path: str | Path) -> list[TraceRecord]:
-    return parse_trace(Path(path).read_text(errors="replace"))
-
-
 def pixels_of(records: list[TraceRecord]) -> list[tuple[int, int] | None]:
     """The distinct pixels that ``records`` belong to, in order of appearance."""
     out: list = []
@@ -554,5 +550,5 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["TraceRecord", "DiffReport", "KeyDiff", "PairDiff", "parse_trace", "read_trace",
+__all__ = ["TraceRecord", "DiffReport", "KeyDiff", "PairDiff", "parse_trace",
            "compare", "compare_text", "format_report", "select_pixel", "pixels_of", "main"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.cli import build_parser
+from bragg.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

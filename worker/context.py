@@ -15,9 +15,9 @@ from typing import Optional
 
 import redis
 
-from app.records import Records
-from app.settings import Settings, get_settings
-from app.store import ArtifactStore, open_store
+from jobs.records import Records
+from jobs.settings import Settings, get_settings
+from jobs.store import ArtifactStore, open_store
 
 _CTX: Optional["WorkerContext"] = None
 
@@ -83,7 +83,7 @@ def versions(device: str) -> dict:
 
 def build(device: str = "auto", queues: Optional[list[str]] = None, name: Optional[str] = None,
           settings: Optional[Settings] = None) -> WorkerContext:
-    from app.queue import default_queues
+    from jobs.queue import default_queues
     settings = settings or get_settings()
     dev = resolve_device(device)
     conn = redis.Redis.from_url(settings.redis_url)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the worker's context imports torch: only when the worker starts
+    from jobs.settings import Settings
+    from worker.context import WorkerContext
 
 log = logging.getLogger("bragg.worker")
 
 
 def _queue_names(ns: str, queues):
-    from app.queue import DEVICES, queue_name
+    from jobs.queue import DEVICES, queue_name
     if not queues:
         return None
     return [queue_name(ns, q) if q in DEVICES else q for q in queues]
@@ -33,8 +39,8 @@ def warm_up(device: str) -> float:
         "noise": {"seed": 1}, "run": {"trace_pixels": [[4, 4]]}})
     result = simulate(cfg, device=device)
     with tempfile.TemporaryDirectory() as d:
-        write_outputs(result, Path(d), float_file="f.bin", int_file="i.img", noise_file="n.img",
-                      png_file="p.png")
+        write_outputs(result, Path(d), {"float": "f.bin", "smv": "i.img", "noise": "n.img",
+                                        "png": "p.png"})
         from sim_core.nanobragg_args import config_to_args
         config_to_args(result.config)
     return time.perf_counter() - t0
@@ -42,11 +48,11 @@ def warm_up(device: str) -> float:
 
 def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
                burst: bool = False) -> int:
-    from app.settings import get_settings
-    from app.sweeper import SweeperThread
+    from jobs.settings import get_settings
+    from jobs.sweeper import SweeperThread
 
-    from . import context
-    from .worker import Heartbeat
+    from worker import context
+    from worker.worker import Heartbeat
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(),
@@ -71,7 +77,7 @@ def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
     log.info("worker %s on %s (%s) listening on %s", ctx.name, ctx.device, ctx.device_name,
              ", ".join(ctx.queues))
     try:
-        return _work(ctx, settings, burst)
+        rc = _work(ctx, settings, burst)
     finally:
         sweeper.stop()
         hb.stop()
@@ -79,14 +85,21 @@ def run_worker(device: str = "auto", queues=None, *, name: str | None = None,
             hb.unregister()
         except Exception:  # noqa: BLE001
             pass
+    # Everything a worker has to say is in Redis and the store by now. The interpreter's own exit
+    # would wait for torch's compile workers and thread pools (seconds, much longer on a busy
+    # machine), so a stop request would not be prompt: leave at once.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
-def _work(ctx, settings, burst: bool) -> int:
+def _work(ctx: WorkerContext, settings: Settings, burst: bool) -> int:
     """RQ's work loop, started again (with backoff) whenever it gave up on Redis: RQ retries a
     lost connection while it waits for a job, but quits on one while it does its bookkeeping."""
     import redis
 
-    from .worker import BraggWorker
+    from worker.worker import BraggWorker
 
     delay = 1.0
     while True:

@@ -7,17 +7,18 @@ initialised it; the fork would also throw away the warm state every time.
 
 The heartbeat thread keeps this worker visible (``ns:worker:<name>``, read by /readyz), renews the
 lease of the job in progress, writes its progress and sees cancel requests. The sweeper
-(app/sweeper.py), which requeues the jobs of dead workers, runs in a thread of its own, so that a
+(jobs/sweeper.py), which requeues the jobs of dead workers, runs in a thread of its own, so that a
 slow pass never delays a renewal.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 
 from rq.worker import SimpleWorker
+
+from worker.context import WorkerContext
 
 
 log = logging.getLogger("bragg.worker")
@@ -26,13 +27,23 @@ log = logging.getLogger("bragg.worker")
 class BraggWorker(SimpleWorker):
     """A SimpleWorker (no fork): the device and warm state live as long as the process."""
 
+    def subscribe(self) -> None:
+        # RQ reads its command channel with a 60 s timeout, and its stop closes that channel while
+        # the reading thread holds it: a stop then waited up to a minute. Reading with a 1 s timeout
+        # lets the thread see the stop and the close go through at once.
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler)
+
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
-        # RQ's own bookkeeping of the job; the lease in app.records is what detects dead workers
+        # RQ's own bookkeeping of the job; the lease in jobs.records is what detects dead workers
         return int(job.timeout or 600) + 60
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, ctx):
+    def __init__(self, ctx: WorkerContext):
         super().__init__(name="bragg-heartbeat", daemon=True)
         self.ctx = ctx
         self.current = None  # tasks.RunningJob while a job runs
@@ -40,22 +51,15 @@ class Heartbeat(threading.Thread):
 
     def register(self) -> None:
         ctx = self.ctx
-        k = ctx.records.k
         job = self.current
-        pipe = ctx.redis.pipeline(transaction=False)
-        pipe.hset(k.worker(ctx.name), mapping={
+        ctx.records.register_worker(ctx.name, {
             "name": ctx.name, "device": ctx.device, "device_name": ctx.device_name,
             "queues": ",".join(ctx.queues), "pid": ctx.pid, "host": ctx.host,
             "started_at": ctx.started_at, "state": "busy" if job else "idle",
-            "job": job.id if job else "", "versions": json.dumps(ctx.versions)})
-        pipe.expire(k.worker(ctx.name), ctx.settings.lease_ttl_s)
-        pipe.sadd(k.workers, ctx.name)
-        pipe.execute()
+            "job": job.id if job else "", "versions": ctx.versions}, ctx.settings.lease_ttl_s)
 
     def unregister(self) -> None:
-        k = self.ctx.records.k
-        self.ctx.redis.delete(k.worker(self.ctx.name))
-        self.ctx.redis.srem(k.workers, self.ctx.name)
+        self.ctx.records.unregister_worker(self.ctx.name)
 
     def beat(self) -> None:
         self.register()

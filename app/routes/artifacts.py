@@ -5,47 +5,32 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from ..deps import OwnerDep
-from ..errors import not_found
-from ..job import is_series
-from ..schemas import error_responses
-from ..views import etag_matches
-from .jobs import owned_job
+from sim_core.output_formats import content_type
+
+from app.context import AppContext
+from app.deps import CtxDep, OwnedJobDep
+from app.errors import not_found
+from app.schemas import error_responses
+from app.views import etag_matches
+from jobs.job import Job
 
 router = APIRouter(tags=["artifacts"])
 
-CONTENT_TYPES = {
-    ".bin": "application/octet-stream",
-    ".img": "application/octet-stream",
-    ".png": "image/png",
-    ".json": "application/json",
-    ".log": "text/plain; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-}
 
-
-def content_type(name: str) -> str:
-    for ext, ctype in CONTENT_TYPES.items():
-        if name.endswith(ext):
-            return ctype
-    return "application/octet-stream"
-
-
-def serve_artifact(request: Request, rec: dict, name: str) -> Response:
-    ctx = request.app.state.ctx
-    entry = next((a for a in rec.get("artifacts") or [] if a["name"] == name), None)
+def serve_artifact(request: Request, ctx: AppContext, job: Job, name: str) -> Response:
+    entry = job.artifact(name)
     if entry is None:
         raise not_found("artifact", hint="the job record lists its artifacts")
-    etag = f'"{entry["sha256"]}"'
+    etag = f'"{entry.sha256}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=31536000, immutable"}
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     ctype = content_type(name)
-    path = ctx.store.artifact_path(rec["id"], name)
+    path = ctx.store.artifact_path(job.id, name)
     if path is not None:
         return FileResponse(path, media_type=ctype, headers=headers)
     try:
-        fh = ctx.store.open_artifact(rec["id"], name)
+        fh = ctx.store.open_artifact(job.id, name)
     except FileNotFoundError:
         raise not_found("artifact") from None
     return StreamingResponse(iter(lambda: fh.read(1 << 16), b""), media_type=ctype,
@@ -59,13 +44,12 @@ def serve_artifact(request: Request, rec: dict, name: str) -> Response:
                                          "text/plain": {"example": "ab12...  floatimage.bin\n"},
                                          "application/json": {}}},
                        **error_responses(401, 404)})
-def get_artifact(job_id: str, name: str, request: Request, owner: OwnerDep):
+def get_artifact(job: OwnedJobDep, name: str, request: Request, ctx: CtxDep):
     """``floatimage.bin``, ``intimage.img``, ``noiseimage.img``, ``preview.png``,
     ``trace_<slow>_<fast>.log``, ``run_metadata.json``, ``commands.txt``, ``sha256.txt``: whatever
     the record lists. Any other name is 404."""
-    rec = owned_job(request, job_id, owner)
-    if is_series(rec):
-        raise not_found("artifact", hint=f"a series' files are its images': GET /v1/jobs/{job_id}"
+    if job.is_series:
+        raise not_found("artifact", hint=f"a series' files are its images': GET /v1/jobs/{job.id}"
                                          f"/images/<n>/artifacts/{name}, or the whole dataset: "
-                                         f"GET /v1/jobs/{job_id}/dataset")
-    return serve_artifact(request, rec, name)
+                                         f"GET /v1/jobs/{job.id}/dataset")
+    return serve_artifact(request, ctx, job, name)

@@ -12,11 +12,10 @@ import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ..deps import CtxDep, OwnerDep
-from ..errors import not_found
-from ..records import TERMINAL
-from ..schemas import error_responses
-from ..views import job_view
+from app.deps import CtxDep, OwnerDep
+from app.errors import not_found
+from app.schemas import error_responses
+from app.views import job_view
 
 router = APIRouter(tags=["jobs"])
 log = logging.getLogger("bragg.api")
@@ -39,8 +38,8 @@ async def job_events(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep
     """One ``status`` event at once and at every status change, a ``progress`` event at every
     progress change; the stream ends after the terminal status (finished, failed, canceled). If
     the job store becomes unreachable the stream ends with an ``error`` event (reconnect later)."""
-    rec = await ctx.arecords.get_owned(job_id, owner)
-    if rec is None:
+    job = await ctx.arecords.get_owned(job_id, owner)
+    if job is None:
         raise not_found("job")
 
     async def stream():
@@ -53,18 +52,18 @@ async def job_events(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep
                                 "hint": "reconnect later"}, "error")
 
     async def changes():
-        nonlocal rec
+        nonlocal job
         last_version = None
         last_status = None
         last_sent = time.monotonic()
         while True:
-            if rec is not None and rec.get("version") != last_version:
-                view = job_view(rec)
-                kind = "status" if rec["status"] != last_status else "progress"
-                yield sse(kind, view, rec.get("version", "0"))
-                last_version, last_status = rec.get("version"), rec["status"]
+            if job is not None and job.version != last_version:
+                view = job_view(job)
+                kind = "status" if job.status != last_status else "progress"
+                yield sse(kind, view, str(job.version))
+                last_version, last_status = job.version, job.status
                 last_sent = time.monotonic()
-                if rec["status"] in TERMINAL:
+                if job.ended:
                     return
             elif time.monotonic() - last_sent > ctx.settings.events_keepalive_s:
                 yield b": keep-alive\n\n"
@@ -72,7 +71,7 @@ async def job_events(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep
             if await request.is_disconnected():
                 return
             await asyncio.sleep(ctx.settings.events_poll_s)
-            rec = await ctx.arecords.get(job_id)
+            job = await ctx.arecords.get(job_id)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

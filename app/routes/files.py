@@ -15,11 +15,12 @@ from sim_core.errors import InputFileError
 from sim_core.inputs import KINDS, summarize
 from sim_core.io.summary import MAX_BYTES
 
-from ..deps import CtxDep, OwnerDep
-from ..costs import check_grid
-from ..errors import ApiError, invalid_field, limit_exceeded, not_found
-from ..schemas import FileRecord, error_responses
-from ..store import safe_name
+from app.context import AppContext
+from app.deps import CtxDep, OwnerDep
+from app.limits import check_grid
+from app.errors import ApiError, invalid_field, limit_exceeded, not_found
+from app.schemas import FileRecord, error_responses
+from jobs.store import safe_name
 
 router = APIRouter(tags=["files"])
 
@@ -60,7 +61,7 @@ def _receive_limited(request: Request, cap: int, limit: int):
     return receive
 
 
-def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> dict:
+def _store_upload(ctx: AppContext, owner: str, upload: UploadFile, kind: str, name: str) -> dict:
     """Copy the upload into the store under its sha256 and record its summary (read with bounded
     memory; runs in a worker thread, so the event loop keeps answering meanwhile)."""
     limit = upload_limit(ctx.settings, kind)
@@ -93,8 +94,7 @@ def _store_upload(ctx, owner: str, upload: UploadFile, kind: str, name: str) -> 
             check_grid(ctx.settings, summary, "file", name)
         digest = h.hexdigest()
         ctx.store.put_input(tmp, digest)
-        rec = ctx.records.put_file(owner, digest, name, size, kind, summary)
-        return {"id": rec["id"], "name": name, "size": size, "kind": kind, "summary": summary}
+        return ctx.records.put_file(owner, digest, name, size, kind, summary).public()
     finally:
         if tmp.exists():
             os.unlink(tmp)
@@ -141,7 +141,6 @@ def get_file(file_id: str, ctx: CtxDep, owner: OwnerDep):
     rec = ctx.records.get_file(owner, digest) if len(digest) == 64 else None
     if rec is None:
         raise not_found("file")
-    return {"id": rec["id"], "name": rec["name"], "size": rec["size"], "kind": rec["kind"],
-            "summary": rec.get("summary") or {}}
+    return rec.public()
 
 

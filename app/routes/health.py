@@ -3,12 +3,12 @@ serve), /metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..metrics import live_workers
-from ..queue import DEVICES, queue_name
+from app.deps import CtxDep
+from jobs.queue import DEVICES, queue_name
 
 router = APIRouter(tags=["health"])
 
@@ -26,26 +26,26 @@ def healthz():
                        503: {"content": {"application/json": {"example": {
                            "status": "not ready", "redis": "ok", "workers": [],
                            "reason": "no live worker"}}}}})
-def readyz(request: Request):
-    ctx = request.app.state.ctx
+def readyz(ctx: CtxDep):
     try:
         ctx.redis.ping()
     except Exception as exc:  # noqa: BLE001 - reported
         return JSONResponse({"status": "not ready", "redis": f"unreachable: {exc}",
                              "workers": [], "reason": "Redis is unreachable"}, status_code=503)
-    workers = live_workers(ctx.redis, ctx.records.k)
+    workers = ctx.records.live_workers()
     if not workers:
         return JSONResponse({"status": "not ready", "redis": "ok", "workers": [],
                              "reason": "no live worker"}, status_code=503)
-    served = {q for w in workers for q in w["queues"]}
+    served = {q for w in workers for q in w.queues}
     devices = [d for d in DEVICES if queue_name(ctx.settings.namespace, d) in served]
-    return {"status": "ready", "redis": "ok", "devices": devices, "workers": workers}
+    return {"status": "ready", "redis": "ok", "devices": devices,
+            "workers": [w.public() for w in workers]}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {"example":
                                                         'bragg_jobs{status="finished"} 12.0\n'}}}})
-def metrics(request: Request):
+def metrics(ctx: CtxDep):
     """Jobs by status, queue lengths, job durations, evaluations per second, live workers."""
-    return Response(generate_latest(request.app.state.ctx.metrics_registry),
+    return Response(generate_latest(ctx.metrics_registry),
                     media_type=CONTENT_TYPE_LATEST)

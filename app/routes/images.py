@@ -18,15 +18,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from sim_core.cache import ByteLRU
-from sim_core.config import load_config
+from sim_core.geometry.description import described_resolution
+from sim_core.output_formats import BY_KEY
 
-from ..deps import OwnerDep
-from ..errors import ApiError, invalid_field, not_found
-from ..imagedata import Region, image_stats, read_region
-from ..series import finished_image, image_range
-from ..schemas import error_responses
-from ..views import etag_matches
-from .jobs import owned_job
+from app.context import AppContext
+from app.deps import CtxDep, OwnedJobDep
+from app.errors import ApiError, invalid_field, not_found
+from app.imagedata import Region, image_stats, read_region
+from app.image_sources import finished_image, image_source
+from app.schemas import error_responses
+from app.views import etag_matches
+from jobs.job import Artifact, Job
 
 router = APIRouter(tags=["images"])
 
@@ -34,32 +36,30 @@ router = APIRouter(tags=["images"])
 MAX_REGION_VALUES = 1 << 20
 #: the tile size the web page's viewer asks for (a hint in the image description)
 TILE = 256
-_RANGE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
-_PIXEL = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*$")
+# at most 9 digits: a detector is far smaller, and int() of thousands of digits is refused
+_RANGE = re.compile(r"^\s*(\d{1,9})\s*:\s*(\d{1,9})\s*$")
+_PIXEL = re.compile(r"^\s*(\d{1,9})\s*,\s*(\d{1,9})\s*$")
 _IMMUTABLE = "private, max-age=31536000, immutable"
+FLOAT_IMAGE = BY_KEY["float"].artifact
 
 _stats_cache = ByteLRU(None, entries=32)
-_geometry_cache = ByteLRU(None, entries=64)
 _bytes_cache = ByteLRU(None, entries=2)  # whole images, only for stores that cannot give a local path
 
 
-def _image(request: Request, rec: dict, n: int | None) -> tuple[str, dict, np.ndarray]:
+def _image(ctx: AppContext, job: Job, n: int | None) -> tuple[str, Artifact, np.ndarray]:
     """(artifact name, artifact entry, the image as a read-only (slow, fast) float32 array)."""
-    if rec["status"] != "finished" and rec.get("kind") != "series":
-        raise ApiError(409, f"job is {rec['status']}, not finished",
-                       hint="the image can be viewed once the job is finished")
-    src = finished_image(request.app.state.ctx, rec, n)
-    entry = src.entry("floatimage.bin")
+    src = finished_image(ctx, job, n)
+    entry = src.entry(FLOAT_IMAGE)
     if entry is None:
-        raise not_found("float image", hint="the job has no floatimage.bin: submit it with "
+        raise not_found("float image", hint=f"the job has no {FLOAT_IMAGE}: submit it with "
                                             "\"float\" among its outputs (trace jobs have none)")
-    name = entry["name"]
-    S, F = (int(x) for x in rec["shape"])
-    if entry["size"] != S * F * 4:
-        raise ApiError(409, f"{name} holds {entry['size']} bytes, not the {S} x {F} float32 "
+    name = entry.name
+    S, F = job.shape
+    if entry.size != S * F * 4:
+        raise ApiError(409, f"{name} holds {entry.size} bytes, not the {S} x {F} float32 "
                             "pixels of the job's shape")
-    store = request.app.state.ctx.store
-    holder = src.job["id"]
+    store = ctx.store
+    holder = src.job.id
     path = store.artifact_path(holder, name)
     if path is not None:
         return name, entry, np.memmap(path, dtype="<f4", mode="r", shape=(S, F))
@@ -67,7 +67,7 @@ def _image(request: Request, rec: dict, n: int | None) -> tuple[str, dict, np.nd
     def read_all():
         with store.open_artifact(holder, name) as fh:
             return np.frombuffer(fh.read(), dtype="<f4").reshape(S, F)
-    return name, entry, _bytes_cache.get_or_make(entry["sha256"], read_all)
+    return name, entry, _bytes_cache.get_or_make(entry.sha256, read_all)
 
 
 def _range(field: str, text: str | None, size: int) -> tuple[int, int]:
@@ -89,7 +89,7 @@ def _range(field: str, text: str | None, size: int) -> tuple[int, int]:
                                             "block (NaN only where the whole block is)",
                              "content": {"application/octet-stream": {}}},
                        **error_responses(401, 404, 409, 422)})
-def get_image_region(job_id: str, request: Request, owner: OwnerDep,
+def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
                      slow: str | None = Query(None, description="rows start:stop (default all)",
                                               examples=["0:1024"]),
                      fast: str | None = Query(None, description="columns start:stop (default all)",
@@ -102,17 +102,20 @@ def get_image_region(job_id: str, request: Request, owner: OwnerDep,
                                                                    "its first)")):
     """A region of the image, reduced by ``step``: at most 1,048,576 values per answer. The answer
     is gzip-compressed when the request accepts it; its ETag never changes for a finished job."""
-    rec = owned_job(request, job_id, owner)
-    name, entry, img = _image(request, rec, n)
+    name, entry, img = _image(ctx, job, n)
     S, F = img.shape
-    r = Region(*_range("slow", slow, S), *_range("fast", fast, F), step=step)
+    s0, s1 = _range("slow", slow, S)
+    f0, f1 = _range("fast", fast, F)
+    # a block larger than the region is the region: the reduction allocates step x step blocks
+    step = min(step, max(s1 - s0, f1 - f0))
+    r = Region(s0, s1, f0, f1, step=step)
     rows, cols = r.out_shape
     if rows * cols > MAX_REGION_VALUES:
         raise invalid_field("step", f"the region {r.s0}:{r.s1} x {r.f0}:{r.f1} at step {step} is "
                                     f"{rows} x {cols} = {rows * cols:,} values; at most "
                                     f"{MAX_REGION_VALUES:,} per answer: ask for a larger step or "
                                     "a smaller region")
-    etag = f'"{entry["sha256"][:32]}-{r.s0}-{r.s1}-{r.f0}-{r.f1}-{step}"'
+    etag = f'"{entry.sha256[:32]}-{r.s0}-{r.s1}-{r.f0}-{r.f1}-{step}"'
     headers = {"ETag": etag, "Cache-Control": _IMMUTABLE, "Vary": "Accept-Encoding",
                "X-Image-Shape": f"{rows},{cols}", "X-Image-Step": str(step),
                "X-Image-Region": f"{r.s0}:{r.s1},{r.f0}:{r.f1}",
@@ -129,42 +132,38 @@ def get_image_region(job_id: str, request: Request, owner: OwnerDep,
 
 @router.get("/v1/jobs/{job_id}/image/info", summary="Size, series and statistics of the image",
             responses={200: {"content": {"application/json": {"example": {
-                "shape": [2527, 2463], "n": 1, "images": 1, "name": "floatimage.bin",
+                "shape": [2527, 2463], "n": 1, "images": 1, "name": FLOAT_IMAGE,
                 "tile": 256, "max_region_values": MAX_REGION_VALUES,
                 "stats": {"pixels": 6224001, "finite": 6224001, "positive": 6224001,
                           "min": 0.0, "max": 812.5, "mean": 0.41, "sampled_every": 6,
                           "percentiles": {"50": 0.07, "90": 0.2, "99": 2.3, "99.5": 5.1,
                                           "99.9": 40.2, "99.99": 310.0}}}}}},
                        **error_responses(401, 404, 409, 422)})
-def get_image_info(job_id: str, request: Request, owner: OwnerDep,
+def get_image_info(job: OwnedJobDep, ctx: CtxDep,
                    n: int | None = Query(None, ge=0, description="the image of a series, as in "
                                                                  "its file numbering (default: "
                                                                  "its first)")):
     """What the viewer needs before it asks for pixels: the shape, how many images the job has,
     and the statistics its automatic contrast uses (percentiles of the positive pixels; of every
     ``sampled_every``-th finite pixel for images of more than 1,048,576 pixels)."""
-    rec = owned_job(request, job_id, owner)
-    name, entry, img = _image(request, rec, n)
-    stats = _stats_cache.get_or_make(entry["sha256"], lambda: image_stats(img))
-    numbers = image_range(rec)
+    name, entry, img = _image(ctx, job, n)
+    stats = _stats_cache.get_or_make(entry.sha256, lambda: image_stats(img))
+    numbers = job.image_range()
     return JSONResponse({"shape": list(img.shape), "n": numbers[0] if n is None else n,
                          "images": len(numbers), "first_image": numbers[0],
-                         "name": name, "sha256": entry["sha256"], "tile": TILE,
+                         "name": name, "sha256": entry.sha256, "tile": TILE,
                          "max_region_values": MAX_REGION_VALUES, "stats": stats},
                         headers={"Cache-Control": "private, no-cache"})
 
 
-def _detector(rec: dict):
-    # torch comes in with the first geometry asked for, not when the API starts
-    from sim_core.geometry.detector import build_detector
-    from sim_core.geometry.resolution import beam_direction
-    from sim_core.lab_frame import resolve_frame
-
-    def build():
-        cfg = load_config(rec["config"])
-        frame = resolve_frame(cfg)
-        return build_detector(cfg.detector, frame), beam_direction(frame), cfg.beam.wavelength_A
-    return _geometry_cache.get_or_make(rec.get("config_sha256") or rec["config"], build)
+def _description(ctx: AppContext, job: Job, n: int | None) -> dict:
+    """The detector as the worker that rendered the image described it (the API never builds a
+    detector: that needs torch)."""
+    src = image_source(ctx, job, n)
+    if not src.job.geometry:
+        raise ApiError(409, f"job {src.job.id} is {src.job.status.value}: its detector is "
+                            "described once it has rendered", hint="ask again when it is finished")
+    return src.job.geometry
 
 
 def _finite(x: float) -> float | None:
@@ -179,22 +178,21 @@ def _finite(x: float) -> float | None:
                 "twotheta_deg": 0.0, "curved": False, "convention": "mosflm",
                 "beam_center_px": {"slow": 128.5, "fast": 128.5},
                 "pixels": [{"pixel": [10, 20], "d_A": 52.1, "twotheta_deg": 6.82}]}}}},
-                       **error_responses(401, 404, 422)})
-def get_geometry(job_id: str, request: Request, owner: OwnerDep,
+                       **error_responses(401, 404, 409, 422)})
+def get_geometry(job: OwnedJobDep, ctx: CtxDep,
                  pixel: list[str] = Query([], description="slow,fast (repeatable): the d (Å) "
                                                           "and 2θ (degrees) of these pixels' "
-                                                          "centres", examples=["10,20"])):
+                                                          "centres", examples=["10,20"]),
+                 n: int | None = Query(None, ge=0, le=10 ** 9 + 10 ** 6,
+                                       description="the image of a series (default: its first)")):
     """The detector as plain numbers: a pixel (s, f) has its centre at
     ``pix0_m + (f + 0.5) * pixel_size_m * fdet + (s + 0.5) * pixel_size_m * sdet`` (a curved
     detector then turns that onto the sphere of radius ``distance_m``); 2θ is its angle to
     ``beam`` and d = ``wavelength_A`` / (2 sin θ). ``beam_center_px`` is where the direct beam
     meets the detector, in pixels from the first pixel's outer corner. ``pixel=`` adds sim_core's
-    values for given pixels (d is null where 2θ is 0)."""
-    from sim_core.geometry.resolution import describe_detector, pixel_resolution
-
-    rec = owned_job(request, job_id, owner)
-    det, beam, wavelength = _detector(rec)
-    out = describe_detector(det, beam, wavelength)
+    values for given pixels (d is null where 2θ is 0). Known once the image is rendered (409
+    before)."""
+    out = dict(_description(ctx, job, n))
     S, F = out["shape"]
     wanted = []
     for i, text in enumerate(pixel):
@@ -207,8 +205,7 @@ def get_geometry(job_id: str, request: Request, owner: OwnerDep,
                                               f"{S} slow x {F} fast")
         wanted.append((s, f))
     if wanted:
-        d, tt = pixel_resolution(det, beam, wavelength,
-                                 [p[0] for p in wanted], [p[1] for p in wanted])
+        d, tt = described_resolution(out, [p[0] for p in wanted], [p[1] for p in wanted])
         out["pixels"] = [{"pixel": list(p), "d_A": _finite(float(d[i])),
                           "twotheta_deg": float(tt[i])} for i, p in enumerate(wanted)]
     return JSONResponse(out)

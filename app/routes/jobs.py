@@ -9,13 +9,14 @@ from typing import Literal, Optional
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from .. import queue as rq_queue
-from ..deps import CtxDep, OwnerDep
-from ..errors import ApiError, invalid_field, not_found
-from ..job import is_series, is_series_child
-from ..schemas import EXAMPLE_JOB, JobList, JobRecord, JobSubmission, error_responses
-from ..submit import create_job, create_series, idempotency, prepare, replayed_job
-from ..views import etag_matches, job_etag, job_url, job_view
+from app.context import AppContext
+from app.deps import CtxDep, OwnedJobDep, OwnerDep
+from app.errors import ApiError, invalid_field, not_found
+from app.schemas import EXAMPLE_JOB, JobList, JobRecord, JobSubmission, Status, error_responses
+from app.submit import create_job, create_series, idempotency, prepare, replayed_job
+from app.views import etag_matches, job_url, job_view
+from jobs import queue as rq_queue
+from jobs.job import Job, JobKind, JobStatus
 
 router = APIRouter(tags=["jobs"])
 #: ASCII digits only: str.isdigit() also takes '²', which int() refuses
@@ -31,17 +32,10 @@ _QUEUED = dict(EXAMPLE_JOB, status="queued", progress=0.0, started_at=None, fini
                artifacts=[], attempts=0, worker=None, device="auto")
 
 
-def owned_job(request: Request, job_id: str, owner: str) -> dict:
-    rec = request.app.state.ctx.records.get_owned(job_id, owner)
-    if rec is None:
-        raise not_found("job")
-    return rec
-
-
-def job_response(rec: dict, status_code: int = 200, headers: Optional[dict] = None) -> Response:
-    h = {"ETag": job_etag(rec)}
+def job_response(job: Job, status_code: int = 200, headers: Optional[dict] = None) -> Response:
+    h = {"ETag": job.etag}
     h.update(headers or {})
-    return JSONResponse(job_view(rec), status_code=status_code, headers=h)
+    return JSONResponse(job_view(job), status_code=status_code, headers=h)
 
 
 def retry_after(settings, evaluations: int) -> str:
@@ -67,27 +61,27 @@ def submit_job(ctx: CtxDep, owner: OwnerDep,
     job_id = replayed_job(ctx, owner, idem)
     replayed = job_id is not None
     if job_id is None:
-        job = prepare(ctx, owner, body)
-        if job.images > 1:
-            job_id = create_series(ctx, owner, job, label=body.label, idem=idem)
+        prepared = prepare(ctx, owner, body)
+        if prepared.images > 1:
+            job_id = create_series(ctx, owner, prepared, label=body.label, idem=idem)
         else:
-            job_id = create_job(ctx, owner, kind="render", config=job.config,
-                                file_names=job.file_names, outputs=job.outputs, shape=job.shape,
-                                evaluations=job.evaluations, warnings=job.warnings,
-                                label=body.label, idem=idem)
-    rec = ctx.records.get(job_id)
-    if rec is None:  # replayed, but the job has been removed since (retention)
+            job_id = create_job(ctx, owner, kind=JobKind.render, config=prepared.config,
+                                file_names=prepared.file_names, outputs=prepared.outputs,
+                                shape=prepared.shape, evaluations=prepared.evaluations,
+                                warnings=prepared.warnings, label=body.label, idem=idem)
+    job = ctx.records.get(job_id)
+    if job is None:  # replayed, but the job has been removed since (retention)
         raise not_found("job")
     headers = {"Location": job_url(job_id),
-               "Retry-After": retry_after(ctx.settings, int(rec.get("evaluations") or 0))}
+               "Retry-After": retry_after(ctx.settings, job.evaluations)}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return job_response(rec, 202, headers)
+    return job_response(job, 202, headers)
 
 
 @router.get("/v1/jobs", response_model=JobList, summary="The caller's jobs, newest first",
             responses=error_responses(401, 422))
-def list_jobs(status: Optional[Literal["queued", "running", "finished", "failed", "canceled"]]
+def list_jobs(status: Optional[Status]
               = Query(None, description="only jobs in this status"),
               limit: int = Query(20, ge=1, le=200),
               cursor: Optional[str] = Query(None, description="next_cursor of the previous page"),
@@ -102,14 +96,14 @@ def list_jobs(status: Optional[Literal["queued", "running", "finished", "failed"
         prec = ctx.records.get_owned(parent, owner)
         if prec is None:
             raise not_found("job")
-        recs, nxt = ctx.records.children_of(parent, limit=limit,
-                                            cursor=int(cursor) if cursor else None)
+        found, nxt = ctx.records.children_of(parent, limit=limit,
+                                             cursor=int(cursor) if cursor else None)
         if status:
-            recs = [r for r in recs if r.get("status") == status]
+            found = [j for j in found if j.status.value == status]
     else:
-        recs, nxt = ctx.records.list(owner, status=status, limit=limit,
-                                     cursor=int(cursor) if cursor else None)
-    return JSONResponse({"jobs": [job_view(r) for r in recs],
+        found, nxt = ctx.records.list(owner, status=status, limit=limit,
+                                      cursor=int(cursor) if cursor else None)
+    return JSONResponse({"jobs": [job_view(j) for j in found],
                          "next_cursor": str(nxt) if nxt is not None else None})
 
 
@@ -118,57 +112,54 @@ def list_jobs(status: Optional[Literal["queued", "running", "finished", "failed"
                        **error_responses(401, 404)})
 async def get_job(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
     """With an ``ETag``; ``If-None-Match`` with it gives 304 while nothing changed."""
-    rec = await ctx.arecords.get_owned(job_id, owner)
-    if rec is None:
+    job = await ctx.arecords.get_owned(job_id, owner)
+    if job is None:
         raise not_found("job")
-    etag = job_etag(rec)
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    return job_response(rec)
+    if etag_matches(request.headers.get("if-none-match"), job.etag):
+        return Response(status_code=304, headers={"ETag": job.etag})
+    return job_response(job)
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobRecord, summary="Cancel a job",
              responses={202: {"description": "running: it stops at its next chunk"},
                         **error_responses(401, 404, 409)})
-def cancel_job(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
+def cancel_job(job: OwnedJobDep, ctx: CtxDep):
     """A queued job is canceled at once (200); a running job stops at its next chunk and ends
     ``canceled`` with no artifacts (202). A finished or failed job gives 409. A series cancels
     every child (those running stop at their next chunk) and ends ``canceled`` with the last;
     a child of a series is canceled with its series only (409)."""
-    rec = owned_job(request, job_id, owner)
-    if is_series(rec):
-        return _cancel_series(ctx, rec)
-    if is_series_child(rec):
+    if job.is_series:
+        return _cancel_series(ctx, job)
+    if job.is_series_child:
         raise ApiError(409, "a child of a series is canceled with its series",
-                       hint=f"POST /v1/jobs/{rec['parent']}/cancel")
-    outcome = ctx.records.cancel(job_id, owner)
+                       hint=f"POST /v1/jobs/{job.parent}/cancel")
+    outcome = ctx.records.cancel(job.id, job.owner)
     if outcome == "canceled":
-        rq_queue.discard(ctx.redis, rec.get("rq_id", ""))
-        return job_response(ctx.records.get(job_id))
+        rq_queue.discard(ctx.redis, job.rq_id)
+        return job_response(ctx.records.get(job.id))
     if outcome == "cancel-requested":
-        return job_response(ctx.records.get(job_id), 202)
+        return job_response(ctx.records.get(job.id), 202)
     if outcome in ("finished", "failed"):
         raise ApiError(409, f"job is already {outcome}")
-    return job_response(ctx.records.get(job_id))
+    return job_response(ctx.records.get(job.id))
 
 
-def _cancel_series(ctx, rec: dict) -> Response:
-    job_id, owner = rec["id"], rec["owner"]
-    outcome = ctx.records.mark_cancel(job_id)
+def _cancel_series(ctx: AppContext, job: Job) -> Response:
+    outcome = ctx.records.mark_cancel(job.id)
     if outcome in ("finished", "failed"):
         raise ApiError(409, f"job is already {outcome}")
     if outcome == "cancel-requested":
-        cancel_children(ctx, job_id, owner)
-    now_rec = ctx.records.get(job_id)
-    return job_response(now_rec, 200 if now_rec["status"] == "canceled" else 202)
+        cancel_children(ctx, job.id, job.owner)
+    now = ctx.records.get(job.id)
+    return job_response(now, 200 if now.status is JobStatus.canceled else 202)
 
 
-def cancel_children(ctx, parent: str, owner: str) -> None:
+def cancel_children(ctx: AppContext, parent: str, owner: str) -> None:
     """Cancel every child of a series: queued ones at once (their queue entries dropped), running
     ones at their next chunk; each child's move is rolled up into the parent."""
     canceled = ctx.records.cancel_children(parent, owner)
     by_queue: dict[str, list[str]] = {}
     for c in canceled:
-        by_queue.setdefault(c["queue"], []).append(c["rq_id"])
+        by_queue.setdefault(c.queue, []).append(c.rq_id)
     for queue, rq_ids in by_queue.items():
         rq_queue.discard_many(ctx.redis, queue, rq_ids)

@@ -39,7 +39,7 @@ class Stack:
     """``bragg up`` in its own session, its output in a log file."""
 
     def __init__(self, work: Path, device: str):
-        from app.launcher import _child_setup, free_port
+        from bragg.stack import _child_setup, free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,7 +52,7 @@ class Stack:
         env.pop("BRAGG_TOKENS_FILE", None)
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "up", "--device", device, "--port", str(self.port),
+            [sys.executable, "-m", "bragg.main", "up", "--device", device, "--port", str(self.port),
              "--data-dir", str(work / "data")],
             cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=open(self.log, "ab"),
             stderr=subprocess.STDOUT, start_new_session=True,
@@ -109,7 +109,7 @@ def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 def wait_all(client, ids: list[str], timeout: float) -> dict[str, tuple[dict, float]]:
     """Poll until every job ends: id -> (last record, time.time() when first seen ended)."""
-    from app.client import TERMINAL
+    from client.api_client import TERMINAL
     done: dict[str, tuple[dict, float]] = {}
     deadline = time.monotonic() + timeout
     while len(done) < len(ids) and time.monotonic() < deadline:
@@ -124,7 +124,7 @@ def wait_all(client, ids: list[str], timeout: float) -> dict[str, tuple[dict, fl
 
 
 def check_job(client, job: dict, rec: dict, submitted: float, seen: float, dest: Path) -> dict:
-    from app.client import ClientError
+    from client.api_client import ClientError
     fields = {"name": f"job {job['label']}", "label": job["label"], "dtype": job["dtype"],
               "status": rec["status"], "shape_slow_fast": rec.get("shape"),
               "evaluations": rec.get("evaluations"), "worker": rec.get("worker"),
@@ -155,7 +155,7 @@ def check_job(client, job: dict, rec: dict, submitted: float, seen: float, dest:
 def check_series(client, device: str, quick: bool, dest: Path, timeout: float) -> dict:
     """A 24-image series: finished, its dataset zip verified by its sha256.txt, 24 images."""
     import hashlib
-    from app.client import ApiError
+    from client.api_client import ApiError
     t0 = time.time()
     try:
         rec = client.submit_args(series_args(quick) + ["-images", "24"], device=device,
@@ -194,8 +194,8 @@ def check_series(client, device: str, quick: bool, dest: Path, timeout: float) -
 
 
 def run(ctx: dict, emit) -> None:
-    from app.client import BraggClient
-    from app.launcher import redis_server_binary
+    from client.api_client import BraggClient
+    from bragg.stack import redis_server_binary
 
     device, quick = ctx["device"], ctx["quick"]
     work = Path(ctx["work"]) / "service"

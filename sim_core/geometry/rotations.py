@@ -70,8 +70,3 @@ def axis_rotation_matrix(axis: torch.Tensor, phi) -> torch.Tensor:
         return cols.transpose(-1, -2)
     return rotate_axis(eye, axis, phi).transpose(-1, -2)
 
-
-def unitize(v: torch.Tensor) -> torch.Tensor:
-    """Unit vector along ``v``; the zero vector stays zero (as nanoBragg's unitize)."""
-    n = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
-    return torch.where(n > 0, v / torch.where(n > 0, n, torch.ones_like(n)), torch.zeros_like(v))

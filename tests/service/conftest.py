@@ -1,5 +1,5 @@
 """Fixtures of the service tests: a real Redis server on a free port, the real API on uvicorn and
-real workers, each a subprocess started the way an operator starts them (``python -m app.cli``).
+real workers, each a subprocess started the way an operator starts them (``python -m bragg.main``).
 
 The session starts Redis, one API and two CPU workers once; tests that kill or restart processes
 put the fleet back as they found it (``service.ensure_workers()``).
@@ -91,7 +91,7 @@ class Service:
     # -- processes ------------------------------------------------------------------------------
     def _spawn(self, args: list[str], log_name: str, env: dict | None = None) -> subprocess.Popen:
         log = open(self.logs / log_name, "ab")
-        return subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=self.root,
+        return subprocess.Popen([sys.executable, "-m", "bragg.main", *args], cwd=self.root,
                                 env=env or self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def start_api(self) -> None:

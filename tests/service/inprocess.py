@@ -10,7 +10,7 @@ import time
 from starlette.testclient import TestClient
 
 from app.main import create_app
-from app.settings import Settings
+from jobs.settings import Settings
 
 TOKEN = "fuzz-token"
 

@@ -9,12 +9,12 @@ import uuid
 
 import numpy as np
 
-from app.job import Job, JobStatus
-from app.records import Records, now
-from app.store import LocalStore
+from jobs.job import Job, JobStatus
+from jobs.records import Records, now
+from jobs.store import LocalStore
 from sim_core.config import load_config
 from sim_core.io.png import write_png_preview
-from worker.artifacts import seal
+from jobs.artifacts import seal
 
 WRITER = "test-writer"
 
@@ -28,14 +28,13 @@ def store_finished_job(service, owner: str, config: dict, image: np.ndarray,
     records = Records(service.redis, "bragg")
     store = LocalStore(service.data_dir)
     job_id = uuid.uuid4().hex
-    fields = Job(
+    job = Job(
         id=job_id, owner=owner, kind="render", label=label, status=JobStatus.queued,
         created_at=now(), requested_device="cpu", device="cpu", dtype="float32",
         config=cfg.canonical_json(), config_sha256=cfg.config_sha256(), outputs=["float", "png"],
         shape=list(shape), evaluations=int(np.prod(shape)), timeout_s=60, max_attempts=1,
-    ).to_hash()
-    del fields["seq"], fields["version"]  # the script numbers the record
-    code, _ = records.create(job_id, owner, fields, 1000)
+    )
+    code, _ = records.create(job, 1000)
     assert code == 1
     status, attempt = records.start(job_id, WRITER, "cpu", 60)
     assert status == "running"
@@ -45,7 +44,7 @@ def store_finished_job(service, owner: str, config: dict, image: np.ndarray,
     artifacts = seal(staging)
     store.commit(job_id, staging)
     out = records.finish(job_id, owner, WRITER, attempt, "finished",
-                         {"artifacts": artifacts, "progress": "1"})
+                         {"artifacts": [a.model_dump() for a in artifacts], "progress": "1"})
     assert out == "finished", out
     return job_id
 

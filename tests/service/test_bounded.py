@@ -68,6 +68,24 @@ def test_the_api_process_never_loads_torch(service, alice):
     job = submit(alice, {"nanobragg_args": args,
                          "files": {"A.mat": mat["id"], "P1.hkl": hkl["id"]}})
     assert wait_status(alice, job["id"])["status"] == "finished"
+    # the viewer's routes too: geometry, statistics, pixels, a trace
+    base = f"/v1/jobs/{job['id']}"
+    geo = alice.get(f"{base}/geometry", params={"pixel": "3,5"})
+    assert geo.status_code == 200 and geo.json()["pixels"][0]["twotheta_deg"] > 0, geo.text
+    assert alice.get(f"{base}/image/info").status_code == 200
+    assert alice.get(f"{base}/image", params={"step": 4}).status_code == 200
+    assert alice.post(f"{base}/traces", json={"pixels": [[3, 5]]}).status_code == 202
+    # a block larger than the image is the image (no step x step allocation)
+    whole = alice.get(f"{base}/image", params={"step": 65536})
+    assert whole.status_code == 200 and whole.headers["x-image-shape"] == "1,1"
+    # numbers of thousands of digits are a 422 naming the parameter, not a 500
+    huge = "9" * 5000
+    for path, params, field in ((f"{base}/image", {"slow": f"0:{huge}"}, "slow"),
+                                (f"{base}/geometry", {"pixel": f"{huge},1"}, "pixel.0"),
+                                (f"{base}/trace", {"pixel": f"1,{huge}"}, "pixel"),
+                                (f"{base}/images/1/trace", {"pixel": f"{huge},1"}, "pixel")):
+        r = alice.get(path, params=params)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, (path, r.text)
     maps = Path(f"/proc/{service.api.pid}/maps").read_text()
     assert "libtorch" not in maps
 
@@ -231,10 +249,10 @@ def test_a_device_nobody_serves(service, alice, redis_url, tmp_path):
 
     from rq import Queue
 
-    from app import queue as rq_queue
-    from app.devices import fail_unserved
-    from app.records import Records
-    from app.settings import Settings
+    from jobs import queue as rq_queue
+    from jobs.live_workers import fail_unserved
+    from jobs.records import Records
+    from jobs.settings import Settings
     from app.submit import create_job
 
     settings = Settings(redis_url=redis_url, namespace=f"unserved{time.monotonic_ns()}",
@@ -248,17 +266,17 @@ def test_a_device_nobody_serves(service, alice, redis_url, tmp_path):
     assert fail_unserved(ctx) == []  # not waited long enough yet
     assert fail_unserved(ctx, now=time.time() + 1) == [job_id]
     rec = ctx.records.get(job_id)
-    assert rec["status"] == "failed" and rec["error_type"] == "NoWorker"
-    assert "no live worker serves device 'cuda'" in rec["error_message"]
+    assert rec.status == "failed" and rec.error_type == "NoWorker"
+    assert "no live worker serves device 'cuda'" in rec.error_message
     # the transition also leaves the outbox, the owner's quota and the queue
-    k = ctx.records.k
+    k = ctx.records._k
     assert conn.zscore(k.queued, job_id) is None and conn.zscore(k.ended, job_id) is not None
     assert not conn.sismember(k.owner_active("tester"), job_id)
-    assert rec["rq_id"] not in rq_queue.waiting(conn, rec["queue"])
+    assert rec.rq_id not in rq_queue.waiting(conn, rec.queue)
     assert fail_unserved(ctx, now=time.time() + 1) == []  # a failed job stays failed
     # a job in the outbox on no queue (the API died before enqueueing it) fails too, from the
     # sweeper's pass
-    from app import sweeper
+    from jobs import sweeper
 
     lost = create_job(ctx, "tester", kind="render", config=cfg, file_names={}, outputs=["float"],
                       shape=(64, 64), evaluations=4096, warnings=[])
@@ -308,7 +326,7 @@ def test_openapi_auth_options_and_examples(service, alice):
 
 
 def test_a_file_uploaded_before_summaries_is_summarized_once(service, alice):
-    from app.records import Keys
+    from jobs.records.keys import Keys
 
     rec = upload(alice, EXAMPLE_FILES / "A.mat", "matrix")
     key = Keys("bragg").file("alice", rec["id"].removeprefix("sha256:"))

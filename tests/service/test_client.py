@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import client_cli
-from app.client import (ApiError, BraggClient, ChecksumError, ClientError, extract_verified,
+from client import subcommands as client_cli
+from client.api_client import (ApiError, BraggClient, ChecksumError, ClientError, extract_verified,
                         verify_dir, with_series_args, with_series_config)
 from tests.golden import load_case, meets_bar
 from tests.service.conftest import ROOT, TOKENS
@@ -45,7 +45,7 @@ def bragg(service, *args, owner: str | None = "alice", env: dict | None = None, 
     if owner:
         e["BRAGG_TOKEN"] = TOKENS[owner]
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bragg.main", *args], capture_output=True,
                           text=True, env=e, cwd=cwd or ROOT, timeout=timeout)
 
 

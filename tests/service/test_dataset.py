@@ -15,12 +15,12 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
-from app.client import read_sha256_list
-from app.dataset import SEAL, ChecksumMismatch, DatasetFile, stream_zip
+from client.api_client import read_sha256_list
+from jobs.dataset import SEAL, ChecksumMismatch, DatasetFile, stream_zip
 from sim_core.nanobragg_args import parse_nanobragg_args
 from sim_core.series import series_images
 from tests.service.conftest import free_port, wait_for
-from app.commands import commands_text, series_commands_text
+from jobs.commands import commands_text, series_commands_text
 
 MB = 1 << 20
 CHUNK = 128 * 1024

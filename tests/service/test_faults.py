@@ -86,7 +86,7 @@ def test_idempotency_key(service, alice, bob):
 
 
 def test_client_sends_a_key_and_retries(service):
-    from app.client import BraggClient
+    from client.api_client import BraggClient
     c = BraggClient(service.base_url, token=TOKENS["alice"])
     job = c.submit({"config": SMALL_CONFIG, "label": "client key"})
     assert c.last_idempotency_key
@@ -169,7 +169,7 @@ needs_mount_ns = pytest.mark.skipif(not _can_unshare(), reason="needs a private 
 
 def _spawn_in_ns(service, mount: str, args: list[str], log: str, env: dict) -> subprocess.Popen:
     """A `bragg` process in its own mount namespace, after ``mount`` (a shell command)."""
-    cmd = f"{mount} && exec {sys.executable} -m app.cli " + " ".join(args)
+    cmd = f"{mount} && exec {sys.executable} -m bragg.main " + " ".join(args)
     return subprocess.Popen(["unshare", "-m", "sh", "-c", cmd], cwd=ROOT, env=env,
                             stdout=open(service.logs / log, "ab"), stderr=subprocess.STDOUT)
 
@@ -203,7 +203,7 @@ def test_data_folder_faults_answer_json(service, tmp_path, fault, status):
 
 @needs_mount_ns
 def test_worker_fails_jobs_on_a_read_only_folder_and_stays_up(service, tmp_path):
-    from app.settings import Settings
+    from jobs.settings import Settings
     from app.submit import create_job
     from sim_core.config import load_config
     from worker import context
@@ -224,11 +224,11 @@ def test_worker_fails_jobs_on_a_read_only_folder_and_stays_up(service, tmp_path)
             cfg.noise.seed = 1
             job_id = create_job(ctx, "tester", kind="render", config=cfg, file_names={},
                                 outputs=["float"], shape=(64, 64), evaluations=4096, warnings=[])
-            rec = wait_for(lambda: (lambda r: r if r["status"] in ("failed", "finished") else None)(
+            rec = wait_for(lambda: (lambda r: r if r.status in ("failed", "finished") else None)(
                 ctx.records.get(job_id)), 120, 0.1, what="the job to end")
-            assert rec["status"] == "failed" and rec["error_type"] == "StorageError", rec
-            assert rec["error_message"].startswith("the service's data folder is read-only")
-            assert str(data) not in rec["error_message"]
+            assert rec.status == "failed" and rec.error_type == "StorageError", rec
+            assert rec.error_message.startswith("the service's data folder is read-only")
+            assert str(data) not in rec.error_message
             assert proc.poll() is None
     finally:
         proc.terminate()

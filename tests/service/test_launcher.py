@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.client import BraggClient
+from client.api_client import BraggClient
 from tests.service.conftest import ROOT, free_port, redis_server_binary, wait_for
 
 SMALL = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "6.2",
@@ -62,7 +62,7 @@ class Up:
         env["PYTHONPATH"] = str(ROOT)
         env.update(extra or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "up", "--port", str(port), "--data-dir",
+            [sys.executable, "-m", "bragg.main", "up", "--port", str(port), "--data-dir",
              str(tmp / "data")], cwd=tmp, env=env, stdout=open(self.log, "wb"),
             stderr=subprocess.STDOUT, start_new_session=True)
 

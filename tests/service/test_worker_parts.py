@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from app.job import Job
-from app.server import check_bind
-from app.settings import Settings
-from app.store import LocalStore, safe_name
+from jobs.job import Job
+from app.http_server import check_bind
+from jobs.settings import Settings
+from jobs.store import LocalStore, safe_name
 from app.submit import create_job
 from sim_core.config import load_config
 from tests.service.helpers import SMALL_CONFIG, long_args
-from app import sweeper
+from jobs import sweeper
 from worker import context
 from worker.tasks import run_job
 
@@ -43,12 +43,12 @@ def test_a_job_past_its_timeout_fails(wctx):
     cfg = parse_nanobragg_args(long_args(4)).config.model_dump(mode="json")
     job_id = _create(wctx, cfg)
     rec = wctx.records.get(job_id)
-    assert int(rec["timeout_s"]) == 1
+    assert rec.timeout_s == 1
     t0 = time.monotonic()
     assert run_job(job_id) == "failed"
     assert time.monotonic() - t0 < 5
     rec = wctx.records.get(job_id)
-    assert rec["status"] == "failed" and rec["error_type"] == "JobTimeout"
+    assert rec.status == "failed" and rec.error_type == "JobTimeout"
     assert not (wctx.settings.data_dir / "jobs" / job_id).exists()
 
 
@@ -56,17 +56,17 @@ def test_run_job_in_process(wctx):
     job_id = _create(wctx, SMALL_CONFIG)
     assert run_job(job_id) == "finished"
     rec = wctx.records.get(job_id)
-    names = {a["name"] for a in rec["artifacts"]}
+    names = {a.name for a in rec.artifacts}
     assert names == {"floatimage.bin", "run_metadata.json", "commands.txt", "sha256.txt"}
     assert run_job(job_id) == "finished"  # a duplicate delivery does not run it again
-    assert int(wctx.records.get(job_id)["attempts"]) == 1
+    assert wctx.records.get(job_id).attempts == 1
 
 
 def test_attempt_fence(wctx):
     rec_id = _create(wctx, SMALL_CONFIG)
     r = wctx.records
     assert r.start(rec_id, "zombie", "cpu", 2) == ("running", 1)
-    wctx.redis.delete(r.k.lease(rec_id))  # the zombie stopped renewing
+    wctx.redis.delete(r._k.lease(rec_id))  # the zombie stopped renewing
     assert r.requeue(rec_id, "tester", 1, "rq_x", "test") == "queued"
     assert r.start(rec_id, "w2", "cpu", 2) == ("running", 2)
     # the zombie wakes up: it can neither renew nor publish
@@ -80,21 +80,21 @@ def test_sweeper_requeues_at_the_front_then_fails(wctx):
     behind = _create(wctx, SMALL_CONFIG)
     r = wctx.records
     queue_key = f"rq:queue:{wctx.settings.namespace}:auto"
-    wctx.redis.lrem(queue_key, 1, r.get(job_id)["rq_id"])
+    wctx.redis.lrem(queue_key, 1, r.get(job_id).rq_id)
     assert r.start(job_id, "dead-1", "cpu", 1)[0] == "running"
     assert sweeper.sweep(wctx, "t").requeued == []  # the lease is still alive
     time.sleep(1.2)
     assert sweeper.sweep(wctx, "t").requeued == [(job_id, "queued")]
     rec = r.get(job_id)
-    assert rec["status"] == "queued" and "dead-1" in rec["requeued_reason"]
+    assert rec.status == "queued" and "dead-1" in rec.requeued_reason
     # put back on its queue, ahead of the job that was waiting
     assert [m.decode() for m in wctx.redis.lrange(queue_key, 0, -1)] == [
-        rec["rq_id"], r.get(behind)["rq_id"]]
+        rec.rq_id, r.get(behind).rq_id]
     assert r.start(job_id, "dead-2", "cpu", 1) == ("running", 2)
     time.sleep(1.2)
     assert sweeper.sweep(wctx, "t").requeued == [(job_id, "failed")]
     rec = r.get(job_id)
-    assert rec["status"] == "failed" and rec["error_type"] == "WorkerLost"
+    assert rec.status == "failed" and rec.error_type == "WorkerLost"
     assert job_id not in r.running_ids()
     assert r.status_counts()["failed"] == 1 and r.status_counts()["running"] == 0
     r.cancel(behind, "tester")
@@ -116,15 +116,15 @@ def test_a_queued_job_on_no_queue_is_enqueued_again_at_the_front(wctx):
     waiting = _create(wctx, SMALL_CONFIG)
     lost = _create(wctx, SMALL_CONFIG)
     queue_key = f"rq:queue:{wctx.settings.namespace}:auto"
-    old_entry = r.get(lost)["rq_id"]
+    old_entry = r.get(lost).rq_id
     wctx.redis.lrem(queue_key, 1, old_entry)  # as a worker's pop does
     assert sweeper.sweep(wctx, "t").reenqueued == []  # younger than a lease
     time.sleep(wctx.settings.lease_ttl_s + 0.2)
     assert sweeper.sweep(wctx, "t").reenqueued == [lost]
-    new_entry = r.get(lost)["rq_id"]
+    new_entry = r.get(lost).rq_id
     assert new_entry != old_entry
     assert [m.decode() for m in wctx.redis.lrange(queue_key, 0, -1)] == [
-        new_entry, r.get(waiting)["rq_id"]]
+        new_entry, r.get(waiting).rq_id]
     assert r.start(lost, "late", "cpu", 2, old_entry) == ("superseded", 0)
     assert r.start(lost, "w", "cpu", 2, new_entry) == ("running", 1)
     assert sweeper.sweep(wctx, "t").reenqueued == []  # the waiting one is in line
@@ -152,7 +152,7 @@ def test_retention_removes_old_jobs_uploads_and_tmp(wctx):
     old_tmp = store.tmp / "upload-killed.part"
     old_tmp.write_bytes(b"x")
     os.utime(old_tmp, (time.time() - 7200, time.time() - 7200))
-    r.r.sadd(r.k.owner_active("tester"), "gone-job")  # a lost entry holding the quota
+    r.r.sadd(r._k.owner_active("tester"), "gone-job")  # a lost entry holding the quota
     s.job_retention_s = s.upload_retention_s = 0.5
     s.tmp_max_age_s = 3600
     time.sleep(0.6)
@@ -160,10 +160,10 @@ def test_retention_removes_old_jobs_uploads_and_tmp(wctx):
     assert removed["jobs"] == 1 and removed["job_bytes"] > 0
     assert removed == dict(removed, uploads=1, tmp=1, quota=1)
     assert r.get(done) is None and not (s.data_dir / "jobs" / done).exists()
-    assert r.get(live)["status"] == "queued"  # live jobs stay whatever their age
+    assert r.get(live).status == "queued"  # live jobs stay whatever their age
     assert r.get_file("tester", digest) is None and not store.has_input(digest)
     assert not old_tmp.exists()
-    assert r.r.smembers(r.k.owner_active("tester")) == {live.encode()}
+    assert r.r.smembers(r._k.owner_active("tester")) == {live.encode()}
     assert r.status_counts()["finished"] == 0
     assert r.metrics()["retention_removed:jobs"] == "1"
 
@@ -212,7 +212,7 @@ def test_store_publishes_whole_folders(tmp_path):
 def test_the_api_starts_without_torch(tmp_path):
     import subprocess
     import sys
-    code = ("import sys, app.main, app.server\n"
+    code = ("import sys, app.main, app.http_server\n"
             "app.main.create_app()\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     env = {"BRAGG_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
@@ -233,7 +233,7 @@ def test_the_worker_never_imports_the_http_layer():
 
 
 def test_the_job_model_round_trips_the_hash():
-    from app.job import TERMINAL_STATUSES, TRANSITIONS, Job, JobStatus
+    from jobs.job import TERMINAL_STATUSES, TRANSITIONS, Job, JobStatus
     job = Job(id="j1", owner="alice", outputs=["float"], trace_pixels=[[1, 2]],
               file_names={"sha256:" + "a" * 64: "P1.hkl"}, cancel=True, parent="p0")
     raw = {k.encode(): v.encode() for k, v in job.to_hash().items()}
@@ -263,19 +263,19 @@ def test_a_series_child_moved_behind_the_parents_back_is_rolled_up(wctx):
     r = wctx.records
     parent = _series(wctx)
     children = r.child_ids(parent)
-    assert len(children) == 3 and r.get(parent)["status"] == "queued"
-    assert r.r.sismember(r.k.owner_active("tester"), parent)
-    assert not r.r.sismember(r.k.owner_active("tester"), children[0])
+    assert len(children) == 3 and r.get(parent).status == "queued"
+    assert r.r.sismember(r._k.owner_active("tester"), parent)
+    assert not r.r.sismember(r._k.owner_active("tester"), children[0])
     for child in children:
         assert run_job(child) == "finished"
     done = r.get(parent)
-    assert done["status"] == "finished" and done["images_done"] == "3"
+    assert done.status == "finished" and done.images_done == 3
     # ROLLUP counts a child once, whoever calls it and however often
     for child in children:
         assert r.rollup(parent, child, "tester") == "finished"
-    assert r.get(parent)["images_done"] == "3" and r.status_counts()["finished"] == 4
-    assert not r.r.sismember(r.k.owner_active("tester"), parent)
-    assert not r.r.sismember(r.k.series, parent)
+    assert r.get(parent).images_done == 3 and r.status_counts()["finished"] == 4
+    assert not r.r.sismember(r._k.owner_active("tester"), parent)
+    assert not r.r.sismember(r._k.series, parent)
 
 
 def test_the_sweeper_settles_a_child_whose_worker_died_before_rolling_up(wctx):
@@ -288,9 +288,9 @@ def test_the_sweeper_settles_a_child_whose_worker_died_before_rolling_up(wctx):
     assert status == "running"
     assert r.finish(second, "tester", "ghost", attempt, "failed",
                     {"error_type": "Boom", "error_message": "lost"}) == "failed"
-    assert r.get(parent)["status"] == "running"
+    assert r.get(parent).status == "running"
     assert sweeper.settle_series(wctx) >= 1
-    rec = Job.from_record(r.get(parent))
+    rec = r.get(parent)
     assert rec.status == "failed" and rec.images_done == 1 and rec.images_failed == 1
     assert rec.failures == [{"images": [2], "error": {"type": "Boom", "message": "lost"}}]
     assert rec.error_type == "ImagesFailed" and "image 2: Boom: lost" in rec.error_message
@@ -309,20 +309,20 @@ def test_retention_removes_a_series_with_its_children(wctx):
     assert removed["jobs"] == 3
     assert all(r.get(j) is None for j in [parent, *children])
     assert not any((s.data_dir / "jobs" / c).exists() for c in children)
-    assert not r.r.exists(r.k.children(parent)) and not r.r.exists(r.k.settled(parent))
+    assert not r.r.exists(r._k.children(parent)) and not r.r.exists(r._k.settled(parent))
 
 
 def test_cancel_of_a_queued_series_ends_it_and_empties_the_queue(wctx):
-    from app import queue as rq_queue
+    from jobs import queue as rq_queue
     from app.routes.jobs import cancel_children
     r = wctx.records
     parent = _series(wctx, images=5)
-    queue = r.get(r.child_ids(parent)[0])["queue"]
+    queue = r.get(r.child_ids(parent)[0]).queue
     assert len(rq_queue.waiting(wctx.redis, queue)) == 5
     assert r.mark_cancel(parent) == "cancel-requested"
     cancel_children(wctx, parent, "tester")
-    rec = Job.from_record(r.get(parent))
+    rec = r.get(parent)
     assert rec.status == "canceled" and rec.images_canceled == 5 and rec.children_ended == 5
     assert rq_queue.waiting(wctx.redis, queue) == set()
-    assert {r.get(c)["status"] for c in r.child_ids(parent)} == {"canceled"}
+    assert {r.get(c).status for c in r.child_ids(parent)} == {"canceled"}
     assert r.status_counts()["canceled"] == 6 and r.status_counts()["queued"] == 0

@@ -33,8 +33,8 @@ def _pilatus(frame):
 
 
 def test_cbf_output_reads_back_with_fabio(result, tmp_path):
-    report = write_outputs(result, tmp_path, int_file="image.img", cbf_file="image.cbf")
-    assert set(report.paths) == {"int", "cbf"}
+    report = write_outputs(result, tmp_path, {"smv": "image.img", "cbf": "image.cbf"})
+    assert set(report.paths) == {"smv", "cbf"}
     _, ints = read_smv(tmp_path / "image.img")
     frame = fabio.open(str(tmp_path / "image.cbf"))
     assert frame.data.dtype == np.int32 and frame.data.shape == (40, 48)
@@ -64,18 +64,18 @@ def test_cbf_output_reads_back_with_fabio(result, tmp_path):
 
 
 def test_cbf_of_the_noise_image_matches_the_noise_file(result, tmp_path):
-    write_outputs(result, tmp_path, noise_file="noise.img")
-    write_outputs(result, tmp_path, cbf_file="noise.cbf", cbf_counts="noise")
+    write_outputs(result, tmp_path, {"noise": "noise.img"})
+    write_outputs(result, tmp_path, {"cbf": "noise.cbf"}, cbf_counts="noise")
     _, noise = read_smv(tmp_path / "noise.img")
     np.testing.assert_array_equal(fabio.open(str(tmp_path / "noise.cbf")).data, noise)
     with pytest.raises(ValueError, match="cbf_counts"):
-        write_outputs(result, tmp_path, cbf_file="x.cbf", cbf_counts="float")
+        write_outputs(result, tmp_path, {"cbf": "x.cbf"}, cbf_counts="float")
 
 
 def test_cbf_bytes_depend_only_on_the_image(result, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    write_outputs(result, a, cbf_file="image.cbf")
-    write_outputs(result, b, cbf_file="image.cbf")
+    write_outputs(result, a, {"cbf": "image.cbf"})
+    write_outputs(result, b, {"cbf": "image.cbf"})
     assert (a / "image.cbf").read_bytes() == (b / "image.cbf").read_bytes()
     assert sorted(p.name for p in a.iterdir()) == ["image.cbf"]  # no temporary left behind
     assert b"data_image\r\n" in (a / "image.cbf").read_bytes()
@@ -109,7 +109,7 @@ def test_write_cbf_int32_range_shape_and_lines(tmp_path):
 
 
 def test_smv_rotation_keys_read_back_with_fabio(result, tmp_path):
-    write_outputs(result, tmp_path, int_file="image.img", noise_file="noise.img")
+    write_outputs(result, tmp_path, {"smv": "image.img", "noise": "noise.img"})
     for name in ("image.img", "noise.img"):
         header = fabio.open(str(tmp_path / name)).header
         assert float(header["PHI"]) == 12.5
@@ -126,7 +126,7 @@ def test_pyfai_from_the_header_fields_alone_puts_the_rings_where_sim_core_does(r
     from pyFAI.detectors import Detector
     from pyFAI.geometry import Geometry
 
-    write_outputs(result, tmp_path, cbf_file="image.cbf")
+    write_outputs(result, tmp_path, {"cbf": "image.cbf"})
     frame = fabio.open(str(tmp_path / "image.cbf"))
     h = _pilatus(frame)
     px_fast, px_slow = h["Pixel_size"]

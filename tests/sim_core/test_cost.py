@@ -62,7 +62,7 @@ def test_absurd_configs_are_priced_not_built():
 
 
 def test_the_api_side_imports_no_torch():
-    code = ("import sys, app.main, app.submit, app.costs, sim_core.cost, sim_core.io.summary, "
+    code = ("import sys, app.main, app.submit, app.limits, sim_core.cost, sim_core.io.summary, "
             "sim_core.nanobragg_args; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

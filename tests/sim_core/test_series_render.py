@@ -135,6 +135,6 @@ def test_cli_writes_numbered_files_with_the_rotation_in_their_headers(config, se
     # each image's noise comes from its own seed: the series render's, written directly
     from sim_core.outputs import write_outputs
     assert result.config.noise.seed == image_seed(321, 3)
-    write_outputs(result, tmp_path / "direct", noise_file="n.img")
+    write_outputs(result, tmp_path / "direct", {"noise": "n.img"})
     assert (tmp_path / "direct" / "n.img").read_bytes() == \
         (tmp_path / "noiseimage_00003.img").read_bytes()

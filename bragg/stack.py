@@ -194,8 +194,8 @@ def run_up(*, host: str | None = None, port: int | None = None, workers: int = 1
 def _run_up(host, port, workers, device, data_dir, ready_timeout) -> int:
     if data_dir:
         os.environ["BRAGG_DATA_DIR"] = str(data_dir)
-    from .server import bind_address
-    from .settings import Settings
+    from app.http_server import bind_address
+    from jobs.settings import Settings
 
     settings = Settings()
     try:
@@ -254,7 +254,7 @@ def _run_up(host, port, workers, device, data_dir, ready_timeout) -> int:
                               "--save", "", "--daemonize", "no"],
                     log_file=data / "logs" / "redis.log")
         _wait(lambda: _redis_ok(redis_url), 20, stop, stack, "Redis")
-        py = [sys.executable, "-m", "app.cli"]
+        py = [sys.executable, "-m", "bragg.main"]
         stack.spawn("api", py + ["api", "--host", host, "--port", str(port)])
         for i in range(workers):
             stack.spawn(f"worker{i + 1 if workers > 1 else ''}", py + ["worker", "--device", device])

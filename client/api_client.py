@@ -1,6 +1,6 @@
 """A Python client of the bragg-service REST API (v1); the ``bragg`` command line uses it.
 
-    from app.client import BraggClient
+    from client.api_client import BraggClient
 
     with BraggClient("http://127.0.0.1:8000", token=None) as bc:
         job = bc.submit_args(["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100",
@@ -38,14 +38,17 @@ import httpx
 
 from sim_core.inputs import FLAG_KINDS, INPUT_FILES
 
-from .store import sha256_file
+from sim_core.output_formats import SHA256SUMS
+
+from jobs.job import TERMINAL_STATUSES
+from jobs.store import sha256_file
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL = ("finished", "failed", "canceled")
+TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
 OPTIONS = ("trace_pixels", "outputs", "device", "dtype", "label")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}$")
 #: the checksum list of a fetched job or dataset (``sha256sum`` format)
-SEAL = "sha256.txt"
+SEAL = SHA256SUMS
 _SEAL_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 #: bytes read or written at a time while downloading and unpacking
 CHUNK = 1 << 20
@@ -475,7 +478,7 @@ class BraggClient:
 def verify_dir(folder: str | Path) -> dict[str, str]:
     """Check the files of a fetched job against its ``sha256.txt`` (like ``sha256sum -c``)."""
     folder = Path(folder)
-    listed = read_sha256_list(folder / "sha256.txt")
+    listed = read_sha256_list(folder / SEAL)
     if not listed:
         raise ChecksumError(f"{folder}/sha256.txt lists no file")
     for name, digest in listed.items():
@@ -598,7 +601,7 @@ def load_document(path: Path):
 
 
 def _safe(name: str) -> bool:
-    """The API's rule for file names in ``files`` (app.store.safe_name)."""
+    """The API's rule for file names in ``files`` (jobs.store.safe_name)."""
     return bool(_NAME.match(name)) and ".." not in name
 
 

@@ -14,30 +14,30 @@ from sim_core.cost import Cost, estimate
 from sim_core.errors import ConfigError, InputFileError
 from sim_core.inputs import BY_FIELD, summarize
 
-from .errors import ApiError, invalid, invalid_field, limit_exceeded
+from app.context import AppContext
+from app.errors import ApiError, invalid, invalid_field, limit_exceeded
+from jobs.job import FileRecord
 
 log = logging.getLogger("bragg.api")
 
-def file_summary(ctx, owner: str, rec: dict, where: str) -> dict:
+def file_summary(ctx: AppContext, owner: str, rec: FileRecord, where: str) -> dict:
     """The upload's summary; files uploaded before summaries existed are summarized once now."""
-    summary = rec.get("summary")
-    if summary:
-        return summary
-    digest = rec["id"].removeprefix("sha256:")
+    if rec.summary:
+        return rec.summary
+    path = ctx.store.input_path(rec.digest)
     try:
-        summary = summarize(ctx.store.input_path(digest), rec["kind"])
+        summary = summarize(path, rec.kind)
     except InputFileError as exc:
-        raise invalid_field(where, str(exc).replace(str(ctx.store.input_path(digest)),
-                                                    rec["name"])) from None
-    ctx.records.put_file(owner, digest, rec["name"], rec["size"], rec["kind"], summary)
+        raise invalid_field(where, str(exc).replace(str(path), rec.name)) from None
+    ctx.records.put_file(owner, rec.digest, rec.name, rec.size, rec.kind, summary)
     return summary
 
 
-def check_kind(rec: dict, path: str, where: str, name: str) -> None:
+def check_kind(rec: FileRecord, path: str, where: str, name: str) -> None:
     """A file used where its kind does not belong (an HKL file as the matrix) is a 422."""
     want = BY_FIELD[path].kind
-    if rec.get("kind") != want:
-        raise invalid_field(where, f"{name} was uploaded as a {rec.get('kind')} file, but "
+    if rec.kind != want:
+        raise invalid_field(where, f"{name} was uploaded as a {rec.kind} file, but "
                                    f"{path} needs a {want} file (upload it with kind={want})")
 
 

@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from .client import ApiError, BraggClient, ClientError
+from client.api_client import ApiError, BraggClient, ClientError
 
 
 def _err(msg: str) -> None:

@@ -1,8 +1,10 @@
-"""The job: its statuses and fields, defined once.
+"""The job: its kinds, statuses and fields, defined once.
 
-``JobStatus`` names every status a job can be in and ``TRANSITIONS`` every move between them (each
-move is one guarded Lua script in ``app.records``). ``Job`` is the record's fields with their types;
-``Job.from_hash`` and ``Job.to_hash`` are the only conversion between it and the Redis hash.
+``JobKind`` names the kinds of job (each is a module of ``jobs.kinds``), ``JobStatus`` every status
+a job can be in and ``TRANSITIONS`` every move between them (each move is one guarded Lua script in
+``jobs.records.scripts``). ``Job`` is the record's fields with their types, and what the records,
+the routes and the worker pass around; ``Job.from_hash`` and ``Job.to_hash`` are the only
+conversion between it and the Redis hash. ``FileRecord`` is an uploaded file's record.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sim_core.series import numbered_name
+
+
+class JobKind(str, Enum):
+    """What a job does; ``jobs.kinds.KINDS`` says how each kind is queued, run and shown."""
+
+    render = "render"
+    trace = "trace"
+    series = "series"
 
 
 class JobStatus(str, Enum):
@@ -31,7 +40,7 @@ class JobStatus(str, Enum):
 
 TERMINAL_STATUSES = frozenset({JobStatus.finished, JobStatus.failed, JobStatus.canceled})
 
-#: (from, to) -> the script of app.records that makes the move, and when
+#: (from, to) -> the script of jobs.records that makes the move, and when
 TRANSITIONS = {
     (None, JobStatus.queued): "CREATE: a submission (with its queue entry, or in the outbox)",
     (JobStatus.queued, JobStatus.running): "START: a worker takes the job's current queue entry",
@@ -58,9 +67,6 @@ SERIES_TRANSITIONS = {
     (JobStatus.running, JobStatus.canceled): "ROLLUP: the last child ended, a cancel was asked for",
 }
 
-#: the artifact name of each output a job may ask for
-OUTPUT_FILES = {"float": "floatimage.bin", "smv": "intimage.img", "noise": "noiseimage.img",
-                "png": "preview.png", "hkl": "structure_factors.hkl", "cbf": "image.cbf"}
 _FILE_ID = re.compile(r"^sha256:([0-9a-f]{64})$")
 
 
@@ -72,7 +78,36 @@ def parse_file_id(ref: str) -> Optional[str]:
 
 #: fields stored as JSON text in the hash
 JSON_FIELDS = ("outputs", "trace_pixels", "file_names", "warnings", "artifacts", "shape",
-               "image_numbers", "failures")
+               "image_numbers", "failures", "geometry")
+
+
+class Artifact(BaseModel):
+    """A published file of a job: its stored name, size and sha256."""
+
+    name: str
+    size: int = 0
+    sha256: str = ""
+
+
+class FileRecord(BaseModel):
+    """An uploaded file an owner may use: its id ``sha256:<hex>``, the name it was uploaded as, its
+    size, its upload kind (a row of ``sim_core.inputs``) and the summary made at upload."""
+
+    id: str
+    name: str
+    size: int
+    kind: str
+    created_at: float = 0.0
+    summary: dict = Field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return self.id.removeprefix("sha256:")
+
+    def public(self) -> dict:
+        """What the API shows of it."""
+        return {"id": self.id, "name": self.name, "size": self.size, "kind": self.kind,
+                "summary": self.summary}
 
 
 class Job(BaseModel):
@@ -82,7 +117,7 @@ class Job(BaseModel):
 
     id: str
     owner: str
-    kind: str = "render"
+    kind: JobKind = JobKind.render
     parent: str = ""
     label: str = ""
     status: JobStatus = JobStatus.queued
@@ -99,7 +134,10 @@ class Job(BaseModel):
     trace_pixels: list[list[int]] = Field(default_factory=list)
     file_names: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
-    artifacts: list[dict] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    #: the detector as plain numbers (``sim_core.geometry.resolution.describe_detector``), written
+    #: by the worker that rendered it: the API answers d and 2θ from it without torch
+    geometry: dict = Field(default_factory=dict)
     shape: list[int] = Field(default_factory=list)
     evaluations: int = 0
     timeout_s: int = 0
@@ -123,18 +161,17 @@ class Job(BaseModel):
     images_failed: int = 0
     images_canceled: int = 0
     failures: list[dict] = Field(default_factory=list)
+    #: a series: the running children's share of its images (progress)
+    images_partial: float = 0.0
+    cancel_requested_at: Optional[float] = None
     seq: int = 0
     version: int = 0
 
     @classmethod
     def from_hash(cls, raw: dict) -> "Job":
-        """The hash as Redis returns it (bytes or str) -> a Job."""
-        return cls.from_record(decode_hash(raw))
-
-    @classmethod
-    def from_record(cls, rec: dict) -> "Job":
-        """A decoded hash (``decode_hash``) -> a Job; unset ("") fields take their defaults."""
-        fields = {k: v for k, v in rec.items() if v != ""}
+        """The hash as Redis returns it (bytes or str) -> a Job; unset ("") fields take their
+        defaults."""
+        fields = {k: v for k, v in decode_hash(raw).items() if v != ""}
         if "cancel" in fields:
             fields["cancel"] = fields["cancel"] in ("1", True)
         return cls.model_validate(fields)
@@ -149,26 +186,27 @@ class Job(BaseModel):
 
     @property
     def is_series(self) -> bool:
-        return self.kind == "series"
+        """A series' record (kind ``series``): its images are its children's."""
+        return self.kind is JobKind.series
 
+    @property
+    def is_series_child(self) -> bool:
+        """A child job of a series (it renders ``image_numbers`` of its parent's config)."""
+        return bool(self.parent and self.image_numbers)
 
-def is_series(rec: dict) -> bool:
-    """A series' record (kind ``series``): its images are its children's."""
-    return rec.get("kind") == "series"
+    @property
+    def etag(self) -> str:
+        return f'"{self.id}.{self.version}"'
 
+    def artifact(self, name: str) -> Optional[Artifact]:
+        """The published artifact stored as ``name`` (None if the job has none)."""
+        return next((a for a in self.artifacts if a.name == name), None)
 
-def is_series_child(rec: dict) -> bool:
-    """A child job of a series (it renders ``image_numbers`` of its parent's config)."""
-    return bool(rec.get("parent") and rec.get("image_numbers"))
-
-
-def image_artifact(name: str, n: Optional[int]) -> str:
-    """The stored name of a single job's artifact ``name`` for image ``n`` of a series
-    (``floatimage_00003.bin``), or ``name`` itself for a single job (``n`` None). The P1 table of a
-    model or MTZ file is the same for every image: one unnumbered file."""
-    if n is None or name == OUTPUT_FILES["hkl"]:
-        return name
-    return numbered_name(name, n)
+    def image_range(self) -> range:
+        """The image numbers of the job: a series' numbering, or image 1 of a single job."""
+        if self.is_series:
+            return range(self.first_image, self.first_image + self.images)
+        return range(1, 2)
 
 
 def decode_hash(raw: dict) -> dict:
@@ -197,6 +235,6 @@ def encode_fields(fields: dict) -> dict[str, str]:
     return out
 
 
-__all__ = ["Job", "JobStatus", "OUTPUT_FILES", "parse_file_id", "TERMINAL_STATUSES", "TRANSITIONS",
-           "SERIES_TRANSITIONS", "JSON_FIELDS", "decode_hash", "encode_fields", "is_series",
-           "is_series_child", "image_artifact"]
+__all__ = ["Job", "JobKind", "JobStatus", "Artifact", "FileRecord", "parse_file_id",
+           "TERMINAL_STATUSES", "TRANSITIONS", "SERIES_TRANSITIONS", "JSON_FIELDS", "decode_hash",
+           "encode_fields"]

@@ -11,31 +11,8 @@ from __future__ import annotations
 from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 
-from .queue import queue_lengths
-from .records import DURATION_BUCKETS, Keys, Records
-
-
-def live_workers(connection, keys: Keys) -> list[dict]:
-    """Workers whose heartbeat key has not expired (dead ones are dropped from the set)."""
-    names = sorted(m.decode() for m in connection.smembers(keys.workers))
-    if not names:
-        return []
-    pipe = connection.pipeline(transaction=False)
-    for n in names:
-        pipe.hgetall(keys.worker(n))
-    out = []
-    dead = []
-    for n, raw in zip(names, pipe.execute()):
-        if not raw:
-            dead.append(n)
-            continue
-        w = {k.decode(): v.decode() for k, v in raw.items()}
-        out.append({"name": n, "device": w.get("device", ""), "state": w.get("state", ""),
-                    "job": w.get("job") or None, "queues": w.get("queues", "").split(","),
-                    "pid": int(w.get("pid") or 0), "host": w.get("host", "")})
-    if dead:
-        connection.srem(keys.workers, *dead)
-    return out
+from jobs.queue import queue_lengths
+from jobs.records import DURATION_BUCKETS, Records
 
 
 class RedisCollector:
@@ -84,8 +61,8 @@ class RedisCollector:
         yield removed
         workers = GaugeMetricFamily("bragg_workers", "Live workers by device", labels=["device"])
         per: dict[str, int] = {}
-        for w in live_workers(self.r, self.records.k):
-            per[w["device"]] = per.get(w["device"], 0) + 1
+        for w in self.records.live_workers():
+            per[w.device] = per.get(w.device, 0) + 1
         for d, n in sorted(per.items()):
             workers.add_metric([d], n)
         yield workers

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .auth import is_loopback
-from .settings import get_settings
+from app.auth import is_loopback
+from jobs.settings import get_settings
 
 
 def check_bind(host: str, tokens: dict) -> str | None:

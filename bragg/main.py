@@ -9,7 +9,7 @@
                                                  prints the job (or series) id alone on stdout
     bragg status ID | wait ID | fetch ID [--dir D] | trace ID S F | cancel ID
     bragg jobs [--parent SERIES]
-                                                 the REST API's client (app/client.py);
+                                                 the REST API's client (client/api_client.py);
                                                  --url/--token or BRAGG_URL/BRAGG_TOKEN
 
 To add a subcommand::
@@ -25,6 +25,12 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from typing import Callable
+
+from sim_core.output_formats import SERVICE_OUTPUTS
+
+from jobs.job import JobStatus
+
+STATUSES = tuple(s.value for s in JobStatus)
 
 
 @dataclass
@@ -60,7 +66,7 @@ def subcommand(name: str, help: str, *args: Arg):
             arg("--port", type=int, default=None, help="port (default: BRAGG_API_PORT, 8000)"),
             arg("--workers", type=int, default=1, help="uvicorn worker processes (default 1)"))
 def cmd_api(args: argparse.Namespace) -> int:
-    from app.server import run_api
+    from app.http_server import run_api
     return run_api(args.host, args.port, workers=args.workers)
 
 
@@ -86,12 +92,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
             arg("--data-dir", default=None,
                 help="artifacts, inputs and Redis data (default: BRAGG_DATA_DIR, ./data)"))
 def cmd_up(args: argparse.Namespace) -> int:
-    from app.launcher import run_up
+    from bragg.stack import run_up
     return run_up(host=args.host, port=args.port, workers=args.workers, device=args.device,
                   data_dir=args.data_dir)
 
 
-# -- the client (app/client.py; presentation in app/client_cli.py) ---------------------------------
+# -- the client (client/api_client.py; presentation in client/subcommands.py) ----------------------
 CLIENT = (arg("--url", default=None, help="the API (default: BRAGG_URL, http://127.0.0.1:8000)"),
           arg("--token", default=None, help="bearer token (default: BRAGG_TOKEN)"))
 
@@ -111,7 +117,7 @@ def _count(least: int):
 
 def _client(name: str):
     def run(args: argparse.Namespace) -> int:
-        from app import client_cli
+        from client import subcommands as client_cli
         return client_cli.run(getattr(client_cli, name), args)
     return run
 
@@ -120,7 +126,7 @@ subcommand("submit", "submit a job; prints its id alone on standard output",
            arg("--config", metavar="FILE", help="a JSON/YAML config or whole submission"),
            arg("--trace", nargs=2, type=int, action="append", metavar=("S", "F"),
                help="trace pixel (slow, fast); repeatable"),
-           arg("--outputs", nargs="+", choices=("float", "smv", "noise", "png", "hkl", "cbf"),
+           arg("--outputs", nargs="+", choices=SERVICE_OUTPUTS,
                default=None, help="files to write (default float smv png; hkl: the P1 "
                                   "structure factors of a model or MTZ file; cbf: a "
                                   "miniCBF image with a Pilatus header)"),
@@ -157,7 +163,7 @@ subcommand("trace", "print the trace of pixel (S, F), tracing it first where nee
            *CLIENT)(_client("trace"))
 subcommand("cancel", "cancel a queued or running job", arg("job_id"), *CLIENT)(_client("cancel"))
 subcommand("jobs", "list your jobs, newest first (or a series' child jobs)",
-           arg("--status", choices=("queued", "running", "finished", "failed", "canceled"),
+           arg("--status", choices=STATUSES,
                default=None),
            arg("--parent", default=None, metavar="SERIES",
                help="list the child jobs of this series, in image order"),

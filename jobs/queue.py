@@ -2,7 +2,7 @@
 
 Three queues per deployment: ``<ns>:cuda`` (only CUDA workers listen), ``<ns>:cpu`` and ``<ns>:auto``
 (every worker listens; ``auto`` jobs run on whichever worker takes them first). The RQ job only
-carries the job id: the record in Redis (app.records) is the source of truth, and the task is named
+carries the job id: the record in Redis (jobs.records) is the source of truth, and the task is named
 by its import path so that the API never imports the worker code (or torch).
 """
 
@@ -84,7 +84,7 @@ def discard(connection: redis.Redis, rq_id: str) -> None:
         return
     try:
         Job.fetch(rq_id, connection=connection).cancel()
-    except (NoSuchJobError, Exception):  # noqa: BLE001 - cleanup only
+    except NoSuchJobError:  # gone already (done, or removed by its own TTL)
         pass
 
 

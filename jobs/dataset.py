@@ -20,12 +20,16 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Iterable, Iterator, Mapping, Optional, Union
 
-from app.store import sha256sum_text
+from sim_core.output_formats import COMMANDS, RUN_METADATA, SHA256SUMS
+
+from jobs.context import ServiceContext
+from jobs.job import Job
+from jobs.store import sha256sum_text
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: bytes read from a file at a time
 CHUNK = 1 << 20
-SEAL = "sha256.txt"
+SEAL = SHA256SUMS
 
 
 class ChecksumMismatch(Exception):
@@ -146,7 +150,7 @@ def in_dataset(name: str) -> bool:
     return not name.startswith(PER_IMAGE_BOOKKEEPING)
 
 
-def job_dataset(ctx, rec: dict) -> tuple[dict[str, str], Iterator[DatasetFile]]:
+def job_dataset(ctx: ServiceContext, job: Job) -> tuple[dict[str, str], Iterator[DatasetFile]]:
     """The members of a finished job's dataset: (small files made now, files of the store).
 
     A single job: its artifacts (sha256.txt is made anew over the archive). A series: every
@@ -155,15 +159,12 @@ def job_dataset(ctx, rec: dict) -> tuple[dict[str, str], Iterator[DatasetFile]]:
     figures, read from each image's own metadata) and ``commands.txt`` (a loop that renders every
     image with ``nanobragg``). Each stored file is checked against the sha256 its record lists
     while it is sent."""
-    from .job import is_series
-    from .series import series_children
-
-    if not is_series(rec):
-        return {}, _files(ctx, rec, lambda name: name != SEAL)
-    children = list(series_children(ctx, rec))
-    md = series_run_metadata(ctx, rec, children)
-    extras = {"run_metadata.json": json.dumps(md, indent=2, sort_keys=True) + "\n",
-              "commands.txt": series_commands(rec, (md.get("project") or {}).get("version"))}
+    if not job.is_series:
+        return {}, _files(ctx, job, lambda name: name != SEAL)
+    children = list(ctx.records.children(job.id))
+    md = series_run_metadata(ctx, job, children)
+    extras = {RUN_METADATA: json.dumps(md, indent=2, sort_keys=True) + "\n",
+              COMMANDS: series_commands(job, (md.get("project") or {}).get("version"))}
 
     def files() -> Iterator[DatasetFile]:
         seen: set[str] = set()
@@ -174,50 +175,49 @@ def job_dataset(ctx, rec: dict) -> tuple[dict[str, str], Iterator[DatasetFile]]:
     return extras, files()
 
 
-def _files(ctx, rec: dict, wanted) -> Iterator[DatasetFile]:
-    for a in rec.get("artifacts") or []:
-        if wanted(a["name"]):
-            path = ctx.store.artifact_path(rec["id"], a["name"])
+def _files(ctx: ServiceContext, job: Job, wanted) -> Iterator[DatasetFile]:
+    for a in job.artifacts:
+        if wanted(a.name):
+            path = ctx.store.artifact_path(job.id, a.name)
             if path is None:
-                raise FileNotFoundError(f"{a['name']} of job {rec['id']} is not in the store")
-            yield DatasetFile(a["name"], path, a["sha256"])
+                raise FileNotFoundError(f"{a.name} of job {job.id} is not in the store")
+            yield DatasetFile(a.name, path, a.sha256)
 
 
-def series_commands(rec: dict, version: str | None) -> str:
+def series_commands(job: Job, version: str | None) -> str:
     """The series' commands.txt: a loop that renders every image with ``nanobragg``."""
     from sim_core.config import load_config
     from sim_core.series import series_of
 
-    from .commands import series_commands_text
+    from jobs.commands import series_commands_text
 
-    cfg = load_config(rec["config"])
-    return series_commands_text(rec["id"], cfg, rec.get("file_names") or {}, version,
-                                series_of(cfg))
+    cfg = load_config(job.config)
+    return series_commands_text(job.id, cfg, job.file_names, version, series_of(cfg))
 
 
-def series_run_metadata(ctx, rec: dict, children: list[dict]) -> dict:
+def series_run_metadata(ctx: ServiceContext, job: Job, children: list[Job]) -> dict:
     """The series' run_metadata.json: its config and numbering, and every image (φ range, seed,
     files with their sha256, the child job, worker and render figures of its own metadata)."""
     from sim_core.config import load_config
     from sim_core.series import numbered_name, series_metadata
 
-    from .records import iso
+    from jobs.records import iso
 
-    cfg = load_config(rec["config"])
+    cfg = load_config(job.config)
     series = series_metadata(cfg)
     by_number = {}
     project = None
     for child in children:
-        sums = {a["name"]: a["sha256"] for a in child.get("artifacts") or []}
-        for n in child.get("image_numbers") or []:
+        sums = {a.name: a.sha256 for a in child.artifacts}
+        for n in child.image_numbers:
             own = {}
-            path = ctx.store.artifact_path(child["id"], numbered_name("run_metadata.json", n))
+            path = ctx.store.artifact_path(child.id, numbered_name(RUN_METADATA, n))
             if path is not None and path.is_file():
                 own = json.loads(path.read_text())
             project = project or own.get("project")
             suffix = numbered_name("", n)  # "_00003"
             by_number[n] = {
-                "job": child["id"], "worker": (own.get("worker") or {}).get("name"),
+                "job": child.id, "worker": (own.get("worker") or {}).get("name"),
                 "attempt": own.get("attempt"), "device": own.get("device"),
                 "render_elapsed_s": own.get("render_elapsed_s"),
                 "evaluations": own.get("evaluations"), "stats": own.get("image"),
@@ -228,14 +228,14 @@ def series_run_metadata(ctx, rec: dict, children: list[dict]) -> dict:
     for im in series["image"]:
         im.update(by_number.get(im["n"], {}))
     return {
-        "job_id": rec["id"], "kind": "series", "label": rec.get("label") or None,
+        "job_id": job.id, "kind": job.kind.value, "label": job.label or None,
         "config": json.loads(cfg.canonical_json()), "config_sha256": cfg.config_sha256(),
-        "project": project, "dtype": rec.get("dtype"), "shape": rec.get("shape"),
-        "outputs": rec.get("outputs"), "created_at": iso(rec.get("created_at")),
-        "started_at": iso(rec.get("started_at")), "finished_at": iso(rec.get("finished_at")),
-        "input_files": [{"field": f, "id": ref, "name": (rec.get("file_names") or {}).get(ref)}
+        "project": project, "dtype": job.dtype, "shape": job.shape,
+        "outputs": job.outputs, "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
+        "input_files": [{"field": f, "id": ref, "name": job.file_names.get(ref)}
                         for f, ref in sorted(cfg.file_refs().items())],
-        "warnings": rec.get("warnings") or [],
+        "warnings": job.warnings,
         "series": series,
     }
 

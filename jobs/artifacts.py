@@ -5,36 +5,40 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.records import iso
-from app.store import sha256_file, sha256sum_text, write_atomic
+from sim_core.output_formats import SHA256SUMS
+
+from jobs.context import WorkerServices
+from jobs.job import Artifact, Job
+from jobs.records import iso
+from jobs.store import sha256_file, sha256sum_text, write_atomic
 
 
 def write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def seal(folder: Path) -> list[dict]:
+def seal(folder: Path) -> list[Artifact]:
     """Write sha256.txt over every other file; return the artifact list (sha256.txt included)."""
     entries = []
     for p in sorted(folder.iterdir()):
-        if p.is_file() and not p.name.startswith(".") and p.name != "sha256.txt":
-            entries.append({"name": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)})
-    text = sha256sum_text((e["name"], e["sha256"]) for e in entries)
-    write_atomic(folder / "sha256.txt", text)
-    seal_entry = {"name": "sha256.txt", "size": len(text.encode()),
-                  "sha256": sha256_file(folder / "sha256.txt")}
-    return entries + [seal_entry]
+        if p.is_file() and not p.name.startswith(".") and p.name != SHA256SUMS:
+            entries.append(Artifact(name=p.name, size=p.stat().st_size, sha256=sha256_file(p)))
+    text = sha256sum_text((e.name, e.sha256) for e in entries)
+    write_atomic(folder / SHA256SUMS, text)
+    return entries + [Artifact(name=SHA256SUMS, size=len(text.encode()),
+                               sha256=sha256_file(folder / SHA256SUMS))]
 
 
-def metadata(ctx, rec: dict, *, attempt: int, started: float, ended: float, result=None,
-             config=None, report=None, peak_memory: dict | None = None, traces=()) -> dict:
+def metadata(ctx: WorkerServices, job: Job, *, attempt: int, started: float, ended: float,
+             result=None, config=None, report=None, peak_memory: dict | None = None, traces=(),
+             warnings: list[str] = ()) -> dict:
     from dataclasses import asdict
 
     cfg = result.config if result is not None else config
     v = ctx.versions
     md = {
-        "job_id": rec["id"], "kind": rec.get("kind", "render"), "label": rec.get("label") or None,
-        "parent": rec.get("parent") or None,
+        "job_id": job.id, "kind": job.kind.value, "label": job.label or None,
+        "parent": job.parent or None,
         "config": json.loads(cfg.canonical_json()), "config_sha256": cfg.config_sha256(),
         "project": {"name": "bragg-service", "version": v.get("project"),
                     "git_commit": v.get("git_commit")},
@@ -45,11 +49,11 @@ def metadata(ctx, rec: dict, *, attempt: int, started: float, ended: float, resu
         "dtype": result.dtype if result is not None else cfg.run.dtype,
         "worker": {"name": ctx.name, "host": ctx.host, "pid": ctx.pid}, "attempt": attempt,
         "started_at": iso(started), "finished_at": iso(ended), "elapsed_s": round(ended - started, 6),
-        "input_files": [{"field": f, "id": ref, "name": (rec.get("file_names") or {}).get(ref)}
+        "input_files": [{"field": f, "id": ref, "name": job.file_names.get(ref)}
                         for f, ref in sorted(cfg.file_refs().items())],
         "trace_pixels": [list(p) for p in traces],
         "peak_memory": peak_memory,
-        "warnings": rec.get("warnings") or [],
+        "warnings": list(warnings),
     }
     if result is not None:
         seeds = dict(result.seeds)
