@@ -15,6 +15,7 @@ import math
 import os
 import re
 import shutil
+import threading
 import zlib
 from dataclasses import dataclass
 
@@ -50,6 +51,17 @@ _geometry_cache = ByteLRU(None, entries=64)
 _bytes_cache = ByteLRU(None, entries=2)  # whole images, only for stores that cannot give a local path
 #: SMV and CBF images by sha256: SMV memory maps cost nothing, decoded CBF pixels count
 _images = ByteLRU(256 << 20, entries=16)
+#: one image read at a time: the viewer's first tiles come six at once, and each would decode the
+#: same CBF file otherwise
+_reading = threading.Lock()
+
+
+def _cached_image(key: str, read) -> DetectorImage:
+    im = _images.get(key)
+    if im is None:
+        with _reading:
+            im = _images.get_or_make(key, read, _resident_bytes)
+    return im
 
 FLOAT = "floatimage.bin"
 #: a job's images that the viewer shows (a single job's artifact names)
@@ -82,7 +94,7 @@ def _detector_image(store, holder: str, entry: dict) -> DetectorImage:
             finally:
                 os.unlink(path)  # a memory map keeps the pages of an unlinked file
         return open_image(path, entry["name"])
-    return _images.get_or_make(entry["sha256"], read, _resident_bytes)
+    return _cached_image(entry["sha256"], read)
 
 
 def _resident_bytes(im: DetectorImage) -> int:
@@ -151,7 +163,7 @@ def _file_image(request: Request, file_id: str, owner: str) -> Shown:
             return open_image(ctx.store.input_path(digest), rec["name"])
         except InputFileError as exc:
             raise ApiError(409, str(exc)) from None
-    im = _images.get_or_make(digest, read, _resident_bytes)
+    im = _cached_image(digest, read)
     return Shown(digest, rec["name"], im.pixels, im.saturation)
 
 

@@ -625,6 +625,8 @@ window.addEventListener("DOMContentLoaded", async () => {
   await loadExamples();
   await Promise.all([refreshJobs(), health()]);
   await openLink(link);
+  // a link typed or pasted into the address bar of the open page
+  window.addEventListener("hashchange", () => openLink(parseLink(location.hash)));
   setInterval(() => { if (!document.hidden) refreshJobs(); }, 1000);
   setInterval(() => { if (!document.hidden) health(); }, 5000);
   document.body.dataset.ready = "1";
