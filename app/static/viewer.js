@@ -447,7 +447,8 @@ class ImageViewer {
       const job = this.job;
       this.inFlight++;
       const p = this.api.binary(t.url).then((buf) => {
-        if (this.job !== job) return;
+        // an image opened meanwhile asks again for the tiles it lacks (this one may be among them)
+        if (this.job !== job) { this.draw(); return; }
         const rows = Math.ceil((t.s1 - t.s0) / t.step), cols = Math.ceil((t.f1 - t.f0) / t.step);
         this.tiles.set(t.url, Object.assign({}, t, {data: new Float32Array(buf), rows, cols}));
         this.evict();
