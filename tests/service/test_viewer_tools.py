@@ -265,10 +265,10 @@ def test_an_idle_page_with_50_jobs_transfers_under_2_kb_a_second(page, service, 
     small = {"crystal": {"cell": {"a_A": 50, "b_A": 50, "c_A": 50}},
              "structure_factors": {"default_F": 10},
              "detector": {"fast_pixels": 8, "slow_pixels": 8}}
-    with service.client("bob") as bob:
-        have = len(bob.get("/v1/jobs", params={"limit": 50}).json()["jobs"])
+    with service.client("dave") as dave:
+        have = len(dave.get("/v1/jobs", params={"limit": 50}).json()["jobs"])
     for i in range(50 - have):
-        store_finished_job(service, "bob", small, spots_image((8, 8), 2, seed=i), label=f"idle {i}")
+        store_finished_job(service, "dave", small, spots_image((8, 8), 2, seed=i), label=f"idle {i}")
     cdp = pg.context.new_cdp_session(pg)
     cdp.send("Network.enable")
     events = []
@@ -279,7 +279,7 @@ def test_an_idle_page_with_50_jobs_transfers_under_2_kb_a_second(page, service, 
     cdp.on("Network.responseReceivedExtraInfo",
            lambda e: events.append(("headers", len(e.get("headersText") or "")
                                     or sum(len(k) + len(v) + 4 for k, v in e["headers"].items()))))
-    open_page(pg, service, "bob")
+    open_page(pg, service, "dave")
     pg.wait_for_function("document.querySelectorAll('#jobs tbody tr').length === 50",
                          timeout=30_000)
     pg.wait_for_timeout(1500)
@@ -294,8 +294,8 @@ def test_an_idle_page_with_50_jobs_transfers_under_2_kb_a_second(page, service, 
     assert len(lists) >= 4 and set(lists) == {304}
     assert rate <= 2000
     # the full list, compressed, when it changes
-    with service.client("bob") as bob:
-        r = bob.get("/v1/jobs", params={"limit": 50})
+    with service.client("dave") as dave:
+        r = dave.get("/v1/jobs", params={"limit": 50})
         assert len(r.json()["jobs"]) == 50 and r.headers.get("content-encoding") == "gzip"
         print(f"the list of 50 jobs: {len(r.content)} bytes of JSON, {r.num_bytes_downloaded} "
               "bytes sent compressed")
