@@ -5,6 +5,8 @@ const $ = (sel) => document.querySelector(sel);
 // flag -> upload kind, from the server's table of input files (sim_core.inputs)
 let FILE_FLAGS = {};
 const TERMINAL = ["finished", "failed", "canceled"];
+// a job's images the viewer shows (app/routes/images.py), the one it opens first
+const VIEWABLE = ["floatimage.bin", "noiseimage.img", "intimage.img", "image.cbf"];
 // series: the selected series' numbering, its child jobs, the image shown and the latest look at
 // its children ({id, first, images, children, n, ticket}), or null
 const state = {examples: [], jobs: [], selected: null, selectedVersion: null, blobs: [], extra: {},
@@ -282,11 +284,13 @@ async function showArtifacts(rec) {
   if (rec.series) { await showSeries(rec); return; }
   state.series = null;
   for (const a of rec.artifacts) artifactItem(a, a.name, list, traces);
-  const viewable = rec.status === "finished" && rec.kind !== "trace" &&
-    rec.artifacts.some((a) => a.name === "floatimage.bin");
+  // the float image, else the first other image the job wrote
+  const image = rec.status === "finished" && rec.kind !== "trace" &&
+    VIEWABLE.find((name) => rec.artifacts.some((a) => a.name === name));
+  const viewable = !!image;
   if (viewable) {
     state.viewer.setAvailable(null);
-    try { await state.viewer.open(rec.id); } catch (e) { $("#detail-error").textContent = e.message; }
+    try { await state.viewer.open(rec.id, null, image); } catch (e) { $("#detail-error").textContent = e.message; }
     broughtIntoView(rec.id);
   } else state.viewer.close();
   const png = rec.artifacts.find((a) => a.name === "preview.png");

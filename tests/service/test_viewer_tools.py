@@ -300,3 +300,20 @@ def test_an_idle_page_with_50_jobs_transfers_under_2_kb_a_second(page, service, 
         print(f"the list of 50 jobs: {len(r.content)} bytes of JSON, {r.num_bytes_downloaded} "
               "bytes sent compressed")
     assert pg.errors == []
+
+
+def test_a_job_without_a_float_image_opens_on_its_smv_image(page, service, tmp_path):
+    pg = page
+    with service.client("carol") as carol:
+        job = submit(carol, {"nanobragg_args": README_ARGS[:-1] + ["64"], "outputs": ["smv", "png"]})
+        rec = wait_status(carol, job["id"], timeout=120)
+        assert rec["status"] == "finished", rec
+        path = tmp_path / "intimage.img"
+        path.write_bytes(carol.get(f"/v1/jobs/{rec['id']}/artifacts/intimage.img").content)
+    smv = read_smv(path)[1]
+    open_job(pg, service, "carol", rec["id"])
+    assert pg.get_attribute("#view", "data-image") == "intimage.img"
+    assert pg.is_hidden("#preview-box")
+    assert pg.locator("#image-artifact option").count() == 1
+    assert pg.text_content("#st-max") == pg.evaluate(f"formatValue({float(smv.max())!r})")
+    assert pg.errors == []
