@@ -971,6 +971,22 @@ class ImageViewer {
     this.$("#rings").addEventListener("change", () => { this.ringsByUser = true; this.draw(); });
     for (const id of ["#show-rings", "#show-beam"]) this.$(id).addEventListener("change", () => this.draw());
     this.$("#series").addEventListener("input", () => this.show(+this.$("#series").value));
+    // a click or drag on the histogram moves the nearer end of the window there
+    const hist = this.$("#hist");
+    const moveWindow = (ev) => {
+      const h = this.job && this.job.info.stats.histogram;
+      if (!h) return;
+      const r = hist.getBoundingClientRect();
+      const x = Math.max(0, Math.min(1, (ev.clientX - r.left) / r.width));
+      const v = h.lo + Math.expm1(x * (h.hi > h.lo ? Math.log1p(h.hi - h.lo) : 1));
+      const {lo, hi} = this.contrast;
+      const end = Math.abs(v - lo) < Math.abs(v - hi) ? "#c-lo" : "#c-hi";
+      this.$(end).value = formatValue(v);
+      this.$("#contrast-mode").value = "manual";
+      this.contrastChanged();
+    };
+    hist.addEventListener("pointerdown", (ev) => { hist.setPointerCapture(ev.pointerId); moveWindow(ev); });
+    hist.addEventListener("pointermove", (ev) => { if (ev.buttons) moveWindow(ev); });
     this.$("#image-artifact").addEventListener("change", async () => {
       if (!this.job || this.job.kind !== "job") return;
       try { await this.open(this.job.id, this.job.n, this.$("#image-artifact").value); } catch (e) {

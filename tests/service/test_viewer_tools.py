@@ -75,6 +75,13 @@ def test_statistics_histogram_colour_maps_overloads_and_rings(page, service, rea
     x0, x1 = (int(v) for v in pg.get_attribute("#hist", "data-window-px").split(","))
     assert 0 <= x0 < x1
     screenshot(pg, tmp_path, "viewer-histogram.png", "#viewer")
+    # a click on the histogram near the window's high end moves it there (and back to auto)
+    box = pg.locator("#hist").bounding_box()
+    pg.mouse.click(box["x"] + 0.95 * box["width"], box["y"] + box["height"] / 2)
+    want = img.min() + np.expm1(0.95 * np.log1p(float(img.max()) - float(img.min())))
+    assert float(pg.input_value("#c-hi")) == pytest.approx(want, rel=0.01)
+    assert pg.input_value("#contrast-mode") == "manual"
+    pg.select_option("#contrast-mode", "99.5")
 
     # the default rings lie on this detector (10 ... 2 Å drew nothing on it)
     rings = [float(d) for d in pg.input_value("#rings").split()]
