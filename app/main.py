@@ -13,7 +13,7 @@ import redis.asyncio as aredis
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app import apidocs, errors, web
+from app import apidocs, conditional, errors, web
 from app.context import AppContext
 from app.guard import RequestGuard
 from jobs.metrics import make_registry
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     apidocs.install(app)  # /docs and /redoc without a CDN (app/apidocs.py)
     web.install(app)  # the web page at / (app/web.py)
     app.add_middleware(RequestGuard, ctx_of=lambda: ctx)
+    conditional.install(app)  # 304 for an unchanged job list, gzip (app/conditional.py)
     app.openapi = lambda: _openapi(app)
     return app
 

@@ -3,7 +3,8 @@
 Each row ties a config field to the nanoBragg flag that names the file, the kind under which the job
 service takes an upload of it, and the reader that checks it. The command line, the flag parser and
 writer, the API (uploads, submissions), the client and the worker all read this table; a new kind of
-input file is one more row.
+input file is one more row. ``VIEW_FILES`` holds the kinds kept for the web page's viewer only (a
+detector image to compare with a simulation), which no simulation reads.
 """
 
 from __future__ import annotations
@@ -88,11 +89,35 @@ INPUT_FILES: tuple[InputFile, ...] = (
 #: -img names an SMV image whose header presets the detector, like -mask, but is kept nowhere
 HEADER_FLAGS = {"-img": "mask", "-mask": "mask"}
 
+
+
+@dataclass(frozen=True)
+class ViewFile:
+    """A file the service keeps for the viewer, not for a simulation: no config field, no flag."""
+
+    #: the upload kind of the job service (POST /v1/files)
+    kind: str
+    #: what the file holds, for the API's documentation
+    about: str
+    #: reads the file (its header, not more than viewing it takes) into its upload summary
+    summarize: Callable
+
+
+def _summarize_image(path):
+    from .io.imagefile import summary
+    return summary(path)
+
+
+VIEW_FILES: tuple[ViewFile, ...] = (
+    ViewFile("image", "SMV or CBF detector image, to view beside a simulated one",
+             _summarize_image),
+)
+
 BY_FIELD = {f.field: f for f in INPUT_FILES}
 BY_FLAG = {f.flag: f for f in INPUT_FILES}
 BY_KIND = {f.kind: f for f in INPUT_FILES}
 #: upload kind -> what a file of it holds
-KINDS = {f.kind: f.about for f in INPUT_FILES}
+KINDS = {f.kind: f.about for f in INPUT_FILES + VIEW_FILES}
 #: every flag that names a file to upload -> its upload kind
 FLAG_KINDS = {**{f.flag: f.kind for f in INPUT_FILES}, **HEADER_FLAGS}
 
@@ -104,13 +129,13 @@ STRUCTURE_FACTOR_FIELDS = tuple(f.field for f in INPUT_FILES
 
 def summarize(path: Path | str, kind: str) -> dict:
     """Read the file as ``kind`` into its upload summary (format, counts, ranges, cell, space
-    group...); raises InputFileError naming the line (or the MTZ column) of a malformed file."""
+    group, an image's shape...); raises InputFileError naming the line (or the MTZ column) of a malformed file."""
     try:
-        row = BY_KIND[kind]
-    except KeyError:
+        row = BY_KIND.get(kind) or next(v for v in VIEW_FILES if v.kind == kind)
+    except StopIteration:
         raise ValueError(f"unknown input kind {kind!r}") from None
     return row.summarize(path)
 
 
-__all__ = ["InputFile", "INPUT_FILES", "HEADER_FLAGS", "BY_FIELD", "BY_FLAG", "BY_KIND", "KINDS",
+__all__ = ["InputFile", "INPUT_FILES", "ViewFile", "VIEW_FILES", "HEADER_FLAGS", "BY_FIELD", "BY_FLAG", "BY_KIND", "KINDS",
            "FLAG_KINDS", "STRUCTURE_FACTOR_FIELDS", "summarize", "is_fdump"]

@@ -101,7 +101,7 @@ def _store_upload(ctx: AppContext, owner: str, upload: UploadFile, kind: str, na
 
 
 @router.post("/v1/files", status_code=201, response_model=FileRecord,
-             summary="Upload an input file (HKL, matrix, sources, mask, model, MTZ)",
+             summary="Upload an input file (HKL, matrix, sources, mask, model, MTZ) or an image to view",
              responses=error_responses(401, 422), openapi_extra={"requestBody": _UPLOAD_BODY})
 async def upload_file(request: Request, ctx: CtxDep, owner: OwnerDep):
     """Stores the bytes under their sha256. The same bytes give the same id. The file is read as

@@ -1,31 +1,39 @@
-"""The image viewer's routes: regions of a job's float image at any zoom level, the image's
-statistics, and the detector geometry (resolution and 2θ of any pixel, rings, beam centre).
+"""The image viewer's routes: regions of a job's images at any zoom level, the image's statistics
+and histogram, a line profile, and the detector geometry (resolution and 2θ of any pixel, rings,
+beam centre); the same for an image file the user uploaded to compare (``/v1/files/{id}/image``).
 
 ``GET /v1/jobs/{id}/image?slow=a:b&fast=c:d&step=k`` answers raw little-endian float32: each value
 the maximum of a k x k block, so the viewer fetches a 6-megapixel image as a few small tiles of a
 coarse level and finer tiles as it zooms in, never the whole float file. ``n`` picks an image of a
-series (as in its file numbering; by default its first).
+series (as in its file numbering; by default its first), ``artifact`` one of the image's files: the
+float image (default), the integer or noisy SMV image, the CBF image (read with fabio, torch-free).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
+import threading
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from sim_core.cache import ByteLRU
+from sim_core.errors import InputFileError
 from sim_core.geometry.description import described_resolution
+from sim_core.io.imagefile import DetectorImage, open_image
 from sim_core.output_formats import BY_KEY
 
 from app.context import AppContext
-from app.deps import CtxDep, OwnedJobDep
+from app.deps import CtxDep, OwnedJobDep, OwnerDep
 from app.errors import ApiError, invalid_field, not_found
-from app.imagedata import Region, image_stats, read_region
-from app.image_sources import finished_image, image_source
+from app.image_sources import ImageSource, finished_image, image_source
+from app.imagedata import MAX_PROFILE_POINTS, Region, image_stats, profile, read_region
 from app.schemas import error_responses
 from app.views import etag_matches
 from jobs.job import Artifact, Job
@@ -40,34 +48,121 @@ TILE = 256
 _RANGE = re.compile(r"^\s*(\d{1,9})\s*:\s*(\d{1,9})\s*$")
 _PIXEL = re.compile(r"^\s*(\d{1,9})\s*,\s*(\d{1,9})\s*$")
 _IMMUTABLE = "private, max-age=31536000, immutable"
-FLOAT_IMAGE = BY_KEY["float"].artifact
 
 _stats_cache = ByteLRU(None, entries=32)
 _bytes_cache = ByteLRU(None, entries=2)  # whole images, only for stores that cannot give a local path
+#: SMV and CBF images by sha256: SMV memory maps cost nothing, decoded CBF pixels count
+_images = ByteLRU(256 << 20, entries=16)
+#: one image read at a time: the viewer's first tiles come six at once, and each would decode the
+#: same CBF file otherwise
+_reading = threading.Lock()
 
 
-def _image(ctx: AppContext, job: Job, n: int | None) -> tuple[str, Artifact, np.ndarray]:
-    """(artifact name, artifact entry, the image as a read-only (slow, fast) float32 array)."""
+def _cached_image(key: str, read) -> DetectorImage:
+    im = _images.get(key)
+    if im is None:
+        with _reading:
+            im = _images.get_or_make(key, read, _resident_bytes)
+    return im
+
+FLOAT = BY_KEY["float"].artifact
+#: a job's images that the viewer shows (a single job's artifact names)
+VIEWABLE = tuple(BY_KEY[k].artifact for k in ("float", "noise", "smv", "cbf"))
+ARTIFACT_QUERY = Query(FLOAT, description="which of the image's files: " + ", ".join(VIEWABLE)
+                       + " (the SMV and CBF images as float32 values)", examples=["noiseimage.img"])
+
+
+@dataclass(frozen=True)
+class Shown:
+    """An image the viewer asks for: its pixels as a (slow, fast) array, the sha256 of its bytes
+    (ETags, caches), its stored name, the value from which a pixel is an overload."""
+
+    key: str
+    name: str
+    pixels: np.ndarray
+    saturation: float | None
+
+
+def _detector_image(store, holder: str, entry: Artifact) -> DetectorImage:
+    """A job's SMV or CBF artifact, read once per sha256 (SMV: a memory map; CBF: decoded)."""
+    def read():
+        path = store.artifact_path(holder, entry.name)
+        if path is None:  # a store without local files: a scratch copy to read from
+            path = store.scratch_file()
+            with store.open_artifact(holder, entry.name) as fh, open(path, "wb") as out:
+                shutil.copyfileobj(fh, out)
+            try:
+                return open_image(path, entry.name)
+            finally:
+                os.unlink(path)  # a memory map keeps the pages of an unlinked file
+        return open_image(path, entry.name)
+    return _cached_image(entry.sha256, read)
+
+
+def _resident_bytes(im: DetectorImage) -> int:
+    return 0 if isinstance(im.pixels, np.memmap) else im.pixels.nbytes
+
+
+def _viewable(src: ImageSource) -> list[str]:
+    """The artifact names of an image (a single job's names) that the viewer can show."""
+    return [name for name in VIEWABLE if src.entry(name) is not None]
+
+
+def _image(ctx: AppContext, job: Job, n: int | None,
+           artifact: str = FLOAT) -> tuple[Shown, list[str]]:
+    """Image n's artifact ``artifact`` (a single job's name), and the names of its images the
+    viewer can show."""
+    if artifact not in VIEWABLE:
+        raise invalid_field("artifact", f"{artifact!r} is not an image the viewer shows; one of "
+                                        f"{', '.join(VIEWABLE)}")
     src = finished_image(ctx, job, n)
-    entry = src.entry(FLOAT_IMAGE)
+    viewable = _viewable(src)
+    entry = src.entry(artifact)
     if entry is None:
-        raise not_found("float image", hint=f"the job has no {FLOAT_IMAGE}: submit it with "
-                                            "\"float\" among its outputs (trace jobs have none)")
+        if artifact == FLOAT:
+            raise not_found("float image", hint=f"the job has no {FLOAT}: submit it with "
+                                                "\"float\" among its outputs (trace jobs have "
+                                                "none)")
+        raise not_found(artifact, hint=f"the images of this job are: {', '.join(viewable)}"
+                                       if viewable else "the job has no image to view")
     name = entry.name
+    store = ctx.store
+    holder = src.job.id
     S, F = job.shape
+    if artifact != FLOAT:
+        im = _detector_image(store, holder, entry)
+        return Shown(entry.sha256, name, im.pixels, im.saturation), viewable
     if entry.size != S * F * 4:
         raise ApiError(409, f"{name} holds {entry.size} bytes, not the {S} x {F} float32 "
                             "pixels of the job's shape")
-    store = ctx.store
-    holder = src.job.id
     path = store.artifact_path(holder, name)
     if path is not None:
-        return name, entry, np.memmap(path, dtype="<f4", mode="r", shape=(S, F))
+        pixels = np.memmap(path, dtype="<f4", mode="r", shape=(S, F))
+    else:
+        def read_all():
+            with store.open_artifact(holder, name) as fh:
+                return np.frombuffer(fh.read(), dtype="<f4").reshape(S, F)
+        pixels = _bytes_cache.get_or_make(entry.sha256, read_all)
+    return Shown(entry.sha256, name, pixels, None), viewable
 
-    def read_all():
-        with store.open_artifact(holder, name) as fh:
-            return np.frombuffer(fh.read(), dtype="<f4").reshape(S, F)
-    return name, entry, _bytes_cache.get_or_make(entry.sha256, read_all)
+
+def _file_image(ctx: AppContext, file_id: str, owner: str) -> Shown:
+    """The image a user uploaded (kind ``image``) to view beside a simulated one."""
+    digest = file_id.removeprefix("sha256:")
+    rec = ctx.records.get_file(owner, digest) if len(digest) == 64 else None
+    if rec is None:
+        raise not_found("file")
+    if rec.kind != "image":
+        raise ApiError(409, f"file {rec.name} is a {rec.kind} file, not an image",
+                       hint="upload a detector image (SMV, CBF) with kind=image to view it")
+
+    def read():
+        try:
+            return open_image(ctx.store.input_path(digest), rec.name)
+        except InputFileError as exc:
+            raise ApiError(409, str(exc)) from None
+    im = _cached_image(digest, read)
+    return Shown(digest, rec.name, im.pixels, im.saturation)
 
 
 def _range(field: str, text: str | None, size: int) -> tuple[int, int]:
@@ -99,10 +194,17 @@ def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
                                                    "of each 4 x 4 block"),
                      n: int | None = Query(None, ge=0, description="the image of a series, as in "
                                                                    "its file numbering (default: "
-                                                                   "its first)")):
+                                                                   "its first)"),
+                     artifact: str = ARTIFACT_QUERY):
     """A region of the image, reduced by ``step``: at most 1,048,576 values per answer. The answer
     is gzip-compressed when the request accepts it; its ETag never changes for a finished job."""
-    name, entry, img = _image(ctx, job, n)
+    shown, _ = _image(ctx, job, n, artifact)
+    return _region_answer(request, shown, slow, fast, step)
+
+
+def _region_answer(request: Request, shown: Shown, slow: str | None, fast: str | None,
+                   step: int) -> Response:
+    img = shown.pixels
     S, F = img.shape
     s0, s1 = _range("slow", slow, S)
     f0, f1 = _range("fast", fast, F)
@@ -115,7 +217,7 @@ def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
                                     f"{rows} x {cols} = {rows * cols:,} values; at most "
                                     f"{MAX_REGION_VALUES:,} per answer: ask for a larger step or "
                                     "a smaller region")
-    etag = f'"{entry.sha256[:32]}-{r.s0}-{r.s1}-{r.f0}-{r.f1}-{step}"'
+    etag = f'"{shown.key[:32]}-{r.s0}-{r.s1}-{r.f0}-{r.f1}-{step}"'
     headers = {"ETag": etag, "Cache-Control": _IMMUTABLE, "Vary": "Accept-Encoding",
                "X-Image-Shape": f"{rows},{cols}", "X-Image-Step": str(step),
                "X-Image-Region": f"{r.s0}:{r.s1},{r.f0}:{r.f1}",
@@ -132,7 +234,7 @@ def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
 
 @router.get("/v1/jobs/{job_id}/image/info", summary="Size, series and statistics of the image",
             responses={200: {"content": {"application/json": {"example": {
-                "shape": [2527, 2463], "n": 1, "images": 1, "name": FLOAT_IMAGE,
+                "shape": [2527, 2463], "n": 1, "images": 1, "name": FLOAT,
                 "tile": 256, "max_region_values": MAX_REGION_VALUES,
                 "stats": {"pixels": 6224001, "finite": 6224001, "positive": 6224001,
                           "min": 0.0, "max": 812.5, "mean": 0.41, "sampled_every": 6,
@@ -142,16 +244,23 @@ def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
 def get_image_info(job: OwnedJobDep, ctx: CtxDep,
                    n: int | None = Query(None, ge=0, description="the image of a series, as in "
                                                                  "its file numbering (default: "
-                                                                 "its first)")):
+                                                                 "its first)"),
+                   artifact: str = ARTIFACT_QUERY):
     """What the viewer needs before it asks for pixels: the shape, how many images the job has,
     and the statistics its automatic contrast uses (percentiles of the positive pixels; of every
     ``sampled_every``-th finite pixel for images of more than 1,048,576 pixels)."""
-    name, entry, img = _image(ctx, job, n)
-    stats = _stats_cache.get_or_make(entry.sha256, lambda: image_stats(img))
+    shown, viewable = _image(ctx, job, n, artifact)
     numbers = job.image_range()
-    return JSONResponse({"shape": list(img.shape), "n": numbers[0] if n is None else n,
-                         "images": len(numbers), "first_image": numbers[0],
-                         "name": name, "sha256": entry.sha256, "tile": TILE,
+    return _info_answer(shown, {"n": numbers[0] if n is None else n, "images": len(numbers),
+                                "first_image": numbers[0], "artifact": artifact,
+                                "artifacts": viewable})
+
+
+def _info_answer(shown: Shown, extra: dict) -> JSONResponse:
+    stats = _stats_cache.get_or_make(shown.key,
+                                     lambda: image_stats(shown.pixels, shown.saturation))
+    return JSONResponse({"shape": list(shown.pixels.shape), **extra, "name": shown.name,
+                         "sha256": shown.key, "tile": TILE,
                          "max_region_values": MAX_REGION_VALUES, "stats": stats},
                         headers={"Cache-Control": "private, no-cache"})
 
@@ -164,6 +273,78 @@ def _description(ctx: AppContext, job: Job, n: int | None) -> dict:
         raise ApiError(409, f"job {src.job.id} is {src.job.status.value}: its detector is "
                             "described once it has rendered", hint="ask again when it is finished")
     return src.job.geometry
+
+
+def _pixel(field: str, text: str, shape) -> tuple[int, int]:
+    m = _PIXEL.match(text)
+    if not m:
+        raise invalid_field(field, "expected 'slow,fast', e.g. 128,129")
+    s, f = int(m.group(1)), int(m.group(2))
+    if not (s < shape[0] and f < shape[1]):
+        raise invalid_field(field, f"pixel ({s}, {f}) is outside the image of {shape[0]} slow x "
+                                   f"{shape[1]} fast")
+    return s, f
+
+
+def _profile_answer(shown: Shown, start: str, end: str) -> JSONResponse:
+    a = _pixel("start", start, shown.pixels.shape)
+    b = _pixel("end", end, shown.pixels.shape)
+    points = max(abs(b[0] - a[0]), abs(b[1] - a[1])) + 1
+    if points > MAX_PROFILE_POINTS:
+        raise invalid_field("end", f"a line of {points:,} pixels; at most "
+                                   f"{MAX_PROFILE_POINTS:,}")
+    return JSONResponse(dict(profile(shown.pixels, a, b), name=shown.name))
+
+
+_PROFILE_EXAMPLE = {"from": [10, 10], "to": [10, 13], "name": FLOAT,
+                    "pixels": [[10, 10], [10, 11], [10, 12], [10, 13]],
+                    "values": [0.5, 3.25, 102.0, 4.0], "distance_px": [0.0, 1.0, 2.0, 3.0]}
+_START = Query(..., description="the first pixel, slow,fast", examples=["10,10"])
+_END = Query(..., description="the last pixel, slow,fast", examples=["10,13"])
+
+
+@router.get("/v1/jobs/{job_id}/image/profile", summary="The values along a line of the image",
+            responses={200: {"content": {"application/json": {"example": _PROFILE_EXAMPLE}}},
+                       **error_responses(401, 404, 409, 422)})
+def get_image_profile(job: OwnedJobDep, ctx: CtxDep, start: str = _START,
+                      end: str = _END,
+                      n: int | None = Query(None, ge=0, description="the image of a series"),
+                      artifact: str = ARTIFACT_QUERY):
+    """Every pixel on the line from ``start`` to ``end`` (one a step along the longer axis, the
+    nearest on the other), with its value (null for NaN) and its distance from ``start``."""
+    shown, _ = _image(ctx, job, n, artifact)
+    return _profile_answer(shown, start, end)
+
+
+@router.get("/v1/files/{file_id}/image", summary="Pixels of an uploaded image (a region, any zoom)",
+            response_class=Response,
+            responses={200: {"description": "as GET /v1/jobs/{job_id}/image",
+                             "content": {"application/octet-stream": {}}},
+                       **error_responses(401, 404, 409, 422)})
+def get_file_image_region(file_id: str, request: Request, ctx: CtxDep, owner: OwnerDep,
+                          slow: str | None = Query(None, description="rows start:stop"),
+                          fast: str | None = Query(None, description="columns start:stop"),
+                          step: int = Query(1, ge=1, le=65536, description="block size")):
+    """A region of an SMV or CBF image uploaded with ``kind=image``, as the job's image route
+    answers it: the viewer shows a user's own frame beside a simulated one."""
+    return _region_answer(request, _file_image(ctx, file_id, owner), slow, fast, step)
+
+
+@router.get("/v1/files/{file_id}/image/info", summary="Size and statistics of an uploaded image",
+            responses=error_responses(401, 404, 409))
+def get_file_image_info(file_id: str, ctx: CtxDep, owner: OwnerDep):
+    """As GET /v1/jobs/{job_id}/image/info, for an image uploaded with ``kind=image``."""
+    shown = _file_image(ctx, file_id, owner)
+    return _info_answer(shown, {"n": 1, "images": 1, "first_image": 1, "artifact": shown.name,
+                                "artifacts": [shown.name]})
+
+
+@router.get("/v1/files/{file_id}/image/profile", summary="The values along a line of an uploaded image",
+            responses={200: {"content": {"application/json": {"example": _PROFILE_EXAMPLE}}},
+                       **error_responses(401, 404, 409, 422)})
+def get_file_image_profile(file_id: str, ctx: CtxDep, owner: OwnerDep, start: str = _START,
+                           end: str = _END):
+    return _profile_answer(_file_image(ctx, file_id, owner), start, end)
 
 
 def _finite(x: float) -> float | None:

@@ -5,10 +5,12 @@ const $ = (sel) => document.querySelector(sel);
 // flag -> upload kind, from the server's table of input files (sim_core.inputs)
 let FILE_FLAGS = {};
 const TERMINAL = ["finished", "failed", "canceled"];
+// a job's images the viewer shows (app/routes/images.py), the one it opens first
+const VIEWABLE = ["floatimage.bin", "noiseimage.img", "intimage.img", "image.cbf"];
 // series: the selected series' numbering, its child jobs, the image shown and the latest look at
 // its children ({id, first, images, children, n, ticket}), or null
 const state = {examples: [], jobs: [], selected: null, selectedVersion: null, blobs: [], extra: {},
-               series: null};
+               series: null, listEtag: null, scrollTo: null};
 
 // -- the API ----------------------------------------------------------------------------------------
 function authHeaders() {
@@ -131,7 +133,9 @@ async function submit() {
     out.dataset.jobId = rec.id;
     state.selected = rec.id;
     state.selectedVersion = null;
+    state.scrollTo = rec.id;  // its picture, once there, is brought into view too
     await refreshJobs();
+    $("#detail").scrollIntoView({block: "start"});
   } catch (e) {
     out.className = "error";
     out.textContent = e.message;
@@ -178,17 +182,39 @@ function renderJobs() {
       if (label.textContent) label.append(document.createElement("br"));
       label.append(note);
     }
-    tr.addEventListener("click", () => { state.selected = j.id; state.selectedVersion = null; renderJobs(); showDetail(); });
+    tr.addEventListener("click", () => {
+      state.selected = j.id; state.selectedVersion = null; renderJobs(); showDetail(); linkChanged();
+    });
     tbody.appendChild(tr);
   }
   $("#jobs-count").textContent = state.jobs.length ? `(${state.jobs.length})` : "(none yet)";
 }
 
+// the list, asked with the ETag of the last one: 304 (a few headers) while nothing in it changed
+async function fetchJobList() {
+  const headers = authHeaders();
+  if (state.listEtag) headers["If-None-Match"] = state.listEtag;
+  const r = await fetch("/v1/jobs?limit=50", {headers, cache: "no-store"});
+  if (r.status === 304) return null;
+  const type = r.headers.get("content-type") || "";
+  const data = type.includes("json") ? await r.json() : await r.text();
+  if (!r.ok) {
+    const err = new Error(describeError(r.status, data));
+    err.status = r.status;
+    throw err;
+  }
+  state.listEtag = r.headers.get("etag");
+  return data.jobs;
+}
+
 async function refreshJobs() {
   try {
-    state.jobs = (await api("GET", "/v1/jobs?limit=50")).jobs;
+    const jobs = await fetchJobList();
+    if (jobs === null) return;  // unchanged: nothing to draw again
+    state.jobs = jobs;
     $("#jobs-error").textContent = "";
   } catch (e) {
+    state.listEtag = null;
     $("#jobs-error").textContent = e.status === 401 ? "type your token above to see your jobs" : e.message;
     state.jobs = [];
   }
@@ -254,14 +280,18 @@ async function showArtifacts(rec) {
       if (!(+input.value < size)) input.value = Math.floor(size / 2);
     }
   }
+  if (state.viewer.job && state.viewer.job.id !== rec.id) closeCompare();
   if (rec.series) { await showSeries(rec); return; }
   state.series = null;
   for (const a of rec.artifacts) artifactItem(a, a.name, list, traces);
-  const viewable = rec.status === "finished" && rec.kind !== "trace" &&
-    rec.artifacts.some((a) => a.name === "floatimage.bin");
+  // the float image, else the first other image the job wrote
+  const image = rec.status === "finished" && rec.kind !== "trace" &&
+    VIEWABLE.find((name) => rec.artifacts.some((a) => a.name === name));
+  const viewable = !!image;
   if (viewable) {
     state.viewer.setAvailable(null);
-    try { await state.viewer.open(rec.id); } catch (e) { $("#detail-error").textContent = e.message; }
+    try { await state.viewer.open(rec.id, null, image); } catch (e) { $("#detail-error").textContent = e.message; }
+    broughtIntoView(rec.id);
   } else state.viewer.close();
   const png = rec.artifacts.find((a) => a.name === "preview.png");
   if (png && !viewable) {
@@ -328,6 +358,7 @@ async function showSeries(rec) {
   const open = (v.job && v.job.id === rec.id) || (v.target && v.target.id === rec.id);
   if (!open && done.size) {
     try { await v.open(rec.id, Math.min(...done)); } catch (e) { $("#detail-error").textContent = e.message; }
+    broughtIntoView(rec.id);
   } else if (open && ser.n !== null) showImageFiles(ser.n);
   else if (!done.size) {
     const li = document.createElement("li");
@@ -452,6 +483,105 @@ async function tracePixel() {
   } catch (e) { if (current()) traceMessage(e.message, true); }
 }
 
+// a job submitted from the page: its picture is scrolled into view when it first shows
+function broughtIntoView(id) {
+  if (state.scrollTo !== id || !state.viewer.job) return;
+  state.scrollTo = null;
+  $("#viewer").scrollIntoView({block: "start"});
+}
+
+// -- a local image beside the simulated one ----------------------------------------------------------
+async function openLocal() {
+  const file = $("#local-file").files[0];
+  if (!file || !state.viewer.job) return;
+  try {
+    const form = new FormData();
+    form.append("kind", "image");
+    form.append("file", file, file.name);
+    const rec = await api("POST", "/v1/files", form);
+    await showCompare(rec.id);
+  } catch (e) { state.viewer.setStatus(`${file.name}: ${e.message}`); }
+  $("#local-file").value = "";
+}
+
+async function showCompare(fileId) {
+  const main = state.viewer, b = state.compare;
+  if (!main.job) return;
+  main.pair(b);
+  await b.openFile(fileId, main.job.geo);
+  $("#b-compare-title").textContent = b.job.artifact;
+  $("#detail .split").classList.add("comparing");
+  main.sync();
+  linkChanged();
+}
+
+function closeCompare() {
+  if (!state.compare.job) return;
+  state.compare.unpair();
+  state.compare.close();
+  $("#detail .split").classList.remove("comparing");
+  linkChanged();
+}
+
+// -- deep links: #job=ID&n=3&image=noiseimage.img&zoom=16&pixel=120,130&map=heat&compare=FILE ------------
+function currentLink() {
+  const v = state.viewer, p = new URLSearchParams();
+  if (!state.selected) return "";
+  p.set("job", state.selected);
+  if (v.job && v.job.id === state.selected) {
+    if (v.job.images > 1) p.set("n", String(v.job.n));
+    if (v.job.artifact !== "floatimage.bin") p.set("image", v.job.artifact);
+    const view = v.viewState();
+    if (view && view.zoom !== null) { p.set("zoom", String(view.zoom)); p.set("pixel", `${view.s},${view.f}`); }
+    if (v.contrast && v.contrast.mapName !== "grey") p.set("map", v.contrast.mapName);
+    if (state.compare.job) p.set("compare", state.compare.job.id);
+  }
+  return "#" + p.toString();
+}
+
+function linkChanged() {
+  if (state.applyingLink) return;
+  clearTimeout(state.linkTimer);
+  state.linkTimer = setTimeout(() => {
+    const link = currentLink();
+    if (link && link !== location.hash) history.replaceState(null, "", link);
+  }, 150);
+}
+
+function parseLink(hash) {
+  const p = new URLSearchParams(hash.replace(/^#/, ""));
+  const num = (k) => (p.has(k) && Number.isFinite(+p.get(k)) ? +p.get(k) : null);
+  const px = (p.get("pixel") || "").split(",").map(Number);
+  return {job: p.get("job"), n: num("n"), image: p.get("image"), zoom: num("zoom"),
+          pixel: px.length === 2 && px.every(Number.isInteger) ? px : null, map: p.get("map"),
+          compare: p.get("compare")};
+}
+
+// open the view a link names: the job, its image n and file, the zoom about a pixel, the colours
+async function openLink(link) {
+  if (!link.job) return;
+  state.applyingLink = true;
+  try {
+    state.selected = link.job;
+    state.selectedVersion = null;
+    renderJobs();
+    await showDetail();
+    const v = state.viewer;
+    if (!v.job || v.job.id !== link.job) return;
+    if ((link.n !== null && link.n !== v.job.n) || (link.image && link.image !== v.job.artifact)) {
+      await v.open(link.job, link.n ?? v.job.n, link.image || v.job.artifact);
+    }
+    if (link.map && $("#c-map").querySelector(`option[value="${link.map}"]`)) {
+      $("#c-map").value = link.map;
+      v.contrastChanged();
+    }
+    if (link.zoom && link.pixel) v.goTo(link.pixel[0], link.pixel[1], link.zoom);
+    if (link.compare) await showCompare(link.compare);
+  } catch (e) { $("#detail-error").textContent = `the link: ${e.message}`; } finally {
+    state.applyingLink = false;
+  }
+}
+
 async function cancelSelected() {
   try { await api("POST", `/v1/jobs/${state.selected}/cancel`); } catch (e) { $("#detail-error").textContent = e.message; }
   await refreshJobs();
@@ -470,17 +600,37 @@ async function health() {
 // -- start ------------------------------------------------------------------------------------------
 window.addEventListener("DOMContentLoaded", async () => {
   $("#token").value = localStorage.getItem("bragg.token") || "";
-  $("#token").addEventListener("change", () => { localStorage.setItem("bragg.token", $("#token").value.trim()); refreshJobs(); });
+  $("#token").addEventListener("change", () => {
+    localStorage.setItem("bragg.token", $("#token").value.trim());
+    state.listEtag = null;
+    refreshJobs();
+  });
   $("#example").addEventListener("change", chooseExample);
   $("#submission").addEventListener("input", () => { if (!$("#submission").value.trim()) state.extra = {}; });
   $("#submit").addEventListener("click", submit);
   $("#trace-form").addEventListener("submit", (ev) => { ev.preventDefault(); tracePixel(); });
-  state.viewer = new ImageViewer($("#viewer"), {binary: binaryOf, json: (url) => api("GET", url)},
-    (s, f) => { $("#trace-s").value = s; $("#trace-f").value = f; tracePixel(); }, imageShown);
+  const link = parseLink(location.hash);
+  const apiOf = {binary: binaryOf, json: (url) => api("GET", url)};
+  // the viewer of a local image: the job viewer's markup, its ids prefixed with b-
+  const twin = $("#viewer").cloneNode(true);
+  for (const el of [twin, ...twin.querySelectorAll("[id]")]) el.id = "b-" + el.id;
+  twin.setAttribute("aria-label", "a local image beside the simulated one");
+  twin.querySelector("#b-view").setAttribute("aria-label", "the local image, in step with the simulated one");
+  $("#viewer").after(twin);
+  state.viewer = new ImageViewer($("#viewer"), apiOf, {
+    onPick: (s, f) => { $("#trace-s").value = s; $("#trace-f").value = f; tracePixel(); },
+    onImage: imageShown, onView: linkChanged});
+  state.compare = new ImageViewer(twin, apiOf, {prefix: "b-", onView: linkChanged});
   window.viewer = state.viewer;
+  window.compareViewer = state.compare;
+  $("#local-file").addEventListener("change", openLocal);
+  $("#b-compare-close").addEventListener("click", closeCompare);
   $("#cancel").addEventListener("click", cancelSelected);
   await loadExamples();
   await Promise.all([refreshJobs(), health()]);
+  await openLink(link);
+  // a link typed or pasted into the address bar of the open page
+  window.addEventListener("hashchange", () => openLink(parseLink(location.hash)));
   setInterval(() => { if (!document.hidden) refreshJobs(); }, 1000);
   setInterval(() => { if (!document.hidden) health(); }, 5000);
   document.body.dataset.ready = "1";

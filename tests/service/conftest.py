@@ -21,7 +21,8 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKENS = {"alice": "alice-token", "bob": "bob-token", "carol": "carol-token"}
+#: dave: an owner whose jobs no test leaves running (the idle web page's traffic is measured on his)
+TOKENS = {"alice": "alice-token", "bob": "bob-token", "carol": "carol-token", "dave": "dave-token"}
 #: limits of the test deployment (each has a test that crosses it)
 LIMITS = {
     "BRAGG_MAX_DETECTOR_PIXELS": "300000",

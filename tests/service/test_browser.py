@@ -32,10 +32,13 @@ def test_submit_watch_and_see_the_image(page, service, alice, tmp_path):
     job_id = pg.get_attribute("#submit-result", "data-job-id")
     assert pg.text_content("#submit-result") == f"queued job {job_id}"
 
-    # the list shows the job until it is finished; the page then shows its image in the viewer
+    # the list shows the job until it is finished; the page then shows its image in the viewer,
+    # scrolled into view (it lies below the fold of the submit form)
     pg.wait_for_selector(f"#jobs tr[data-id='{job_id}'][data-status='finished']",
                          timeout=120_000)
     pg.wait_for_selector("#view[data-complete='1']", timeout=30_000)
+    top = pg.evaluate("document.querySelector('#viewer').getBoundingClientRect().top")
+    assert pg.evaluate("window.scrollY") > 0 and 0 <= top < pg.evaluate("innerHeight") / 2
     rec = get(alice, job_id)
     assert rec["status"] == "finished" and rec["label"] == "cubic 256 (args)"
     assert rec["shape"] == [256, 256] and pg.is_hidden("#preview-box")

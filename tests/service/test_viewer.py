@@ -97,23 +97,23 @@ def test_cursor_value_resolution_contrast_and_trace(page, service, alice, tilted
     pg.mouse.wheel(0, 300)
     pg.wait_for_function(f"+document.querySelector('#view').dataset.scale < {before}")
 
-    # contrast: a lower white level, a log scale, inverted greys each change the picture
+    # contrast: a lower high end of the window, a log scale, inverted greys each change the picture
     pg.click("#zoom-fit")
     pg.wait_for_selector("#view[data-complete='1']")
     pixels = [canvas_pixels(pg)]
-    pg.fill("#c-max", str(float(img.max()) / 50))
-    pg.dispatch_event("#c-max", "change")
+    pg.fill("#c-hi", str(float(img.max()) / 50))
+    pg.dispatch_event("#c-hi", "change")
     pg.wait_for_timeout(100)
     pixels.append(canvas_pixels(pg))
     pg.select_option("#c-scale", "log")
     pg.wait_for_timeout(100)
     pixels.append(canvas_pixels(pg))
-    pg.check("#c-invert")
+    pg.select_option("#c-map", "inverted")
     pg.wait_for_timeout(100)
     pixels.append(canvas_pixels(pg))
     assert all(a != b for a, b in zip(pixels, pixels[1:]))
     assert pg.input_value("#contrast-mode") == "manual"
-    pg.uncheck("#c-invert")
+    pg.select_option("#c-map", "grey")
     pg.select_option("#contrast-mode", "99.5")
 
     # a click traces the pixel; the table shows its final value, equal to the float image's
