@@ -12,7 +12,7 @@ import uuid
 
 import redis
 from rq import Queue
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
 TASK = "worker.tasks.run_job"
@@ -84,7 +84,7 @@ def discard(connection: redis.Redis, rq_id: str) -> None:
         return
     try:
         Job.fetch(rq_id, connection=connection).cancel()
-    except NoSuchJobError:  # gone already (done, or removed by its own TTL)
+    except (NoSuchJobError, InvalidJobOperation):  # gone already, or taken and ended meanwhile
         pass
 
 

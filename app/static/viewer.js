@@ -208,7 +208,10 @@ class ImageViewer {
     try {
       [info, geo] = await Promise.all([
         this.api.json(`/v1/jobs/${jobId}/image/info?${query}`),
-        first ? this.api.json(`/v1/jobs/${jobId}/geometry`) : Promise.resolve(this.job.geo),
+        // the geometry is known once a worker has rendered the image (409 before): without it the
+        // image is shown with no rings, d or 2θ
+        first ? this.api.json(`/v1/jobs/${jobId}/geometry`).catch(() => null)
+              : Promise.resolve(this.job.geo),
       ]);
     } catch (e) {
       // nothing is on the way any more: the image shown stays the one to step from
@@ -220,7 +223,7 @@ class ImageViewer {
     const newKind = !same || this.job.artifact !== artifact;
     this.install({id: jobId, kind: "job", n: info.n, artifact, base: `/v1/jobs/${jobId}/image`,
                   query: `n=${info.n}&artifact=${encodeURIComponent(artifact)}`, info,
-                  geo: geo instanceof Geometry ? geo : new Geometry(geo)}, first, newKind);
+                  geo: !geo || geo instanceof Geometry ? geo : new Geometry(geo)}, first, newKind);
   }
 
   // an image file the user uploaded (kind image), drawn with the geometry `geo` of the job it is

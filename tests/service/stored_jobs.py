@@ -15,6 +15,7 @@ from jobs.store import LocalStore
 from sim_core.config import load_config
 from sim_core.io.png import write_png_preview
 from jobs.artifacts import seal
+from jobs.kinds.render import detector_description
 
 WRITER = "test-writer"
 
@@ -44,7 +45,8 @@ def store_finished_job(service, owner: str, config: dict, image: np.ndarray,
     artifacts = seal(staging)
     store.commit(job_id, staging)
     out = records.finish(job_id, owner, WRITER, attempt, "finished",
-                         {"artifacts": [a.model_dump() for a in artifacts], "progress": "1"})
+                         {"artifacts": [a.model_dump() for a in artifacts], "progress": "1",
+                          "geometry": detector_description(cfg)})
     assert out == "finished", out
     return job_id
 
