@@ -316,7 +316,6 @@ def create_series(ctx: AppContext, owner: str, prepared: PreparedJob, *,
                                                                  images=prepared.images),
                          warnings=prepared.warnings, label=label, parent=None,
                          trace_pixels=cfg.run.trace_pixels)
-    parent.queue = parent.rq_id = ""  # the parent has no queue entry: its children have
     parent.timeout_s = 0
     parent.images, parent.first_image, parent.children = scan.images, scan.first_image, len(groups)
     children = []
@@ -357,8 +356,10 @@ def _queued_job(settings, job_id: str, owner: str, *, kind: JobKind, config, fil
         config_sha256=config.config_sha256() if config is not None else "", outputs=outputs,
         trace_pixels=[list(p) for p in trace_pixels], file_names=file_names, warnings=warnings,
         shape=list(shape), evaluations=evaluations, timeout_s=settings.job_timeout(evaluations),
-        max_attempts=1 + settings.job_retries, queue=rq_queue.queue_name(settings.namespace, device),
-        rq_id=rq_queue.new_rq_id(job_id))
+        max_attempts=1 + settings.job_retries,
+        # a kind without a queue entry of its own (a series) is moved by its children
+        queue=rq_queue.queue_name(settings.namespace, device) if KINDS[kind].queued else "",
+        rq_id=rq_queue.new_rq_id(job_id) if KINDS[kind].queued else "")
 
 
 def _created(settings, owner: str, code: int, val, idem) -> Optional[str]:

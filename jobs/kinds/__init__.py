@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from jobs.context import WorkerServices
 from jobs.job import Job, JobKind
+from jobs.running import RunningJob, RunResult
 
 from . import render, series, trace
 
-#: ``run(ctx, job, running, device, staging) -> RunResult``: write the job's files into ``staging``
-Runner = Callable[..., "object"]
+#: ``run(ctx, job, running, device, staging)``: write the job's files into ``staging``
+Runner = Callable[[WorkerServices, Job, RunningJob, str, Path], RunResult]
 
 
 @dataclass(frozen=True)
@@ -52,4 +54,4 @@ def spec(job: Job) -> KindSpec:
     return KINDS[job.kind]
 
 
-__all__ = ["KINDS", "KindSpec", "spec", "Path"]
+__all__ = ["KINDS", "KindSpec", "Runner", "spec"]

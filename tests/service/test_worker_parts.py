@@ -24,7 +24,7 @@ from worker.tasks import run_job
 def wctx(redis_url, tmp_path):
     settings = Settings(redis_url=redis_url, namespace=f"unit{time.monotonic_ns()}",
                         data_dir=tmp_path / "data", lease_ttl_s=2, reaper_interval_s=0.1,
-                        job_timeout_base_s=0.5, job_timeout_min_rate=1e12, job_retries=1)
+                        job_timeout_base_s=600, job_timeout_min_rate=1e12, job_retries=1)
     ctx = context.build("cpu", name="in-process", settings=settings)
     context.install(ctx)
     yield ctx
@@ -41,6 +41,7 @@ def _create(ctx, config: dict, evaluations: int = 1000) -> str:
 def test_a_job_past_its_timeout_fails(wctx):
     from sim_core.nanobragg_args import parse_nanobragg_args
     cfg = parse_nanobragg_args(long_args(4)).config.model_dump(mode="json")
+    wctx.settings.job_timeout_base_s = 0.5  # a timeout of 1 s (the others' is generous)
     job_id = _create(wctx, cfg)
     rec = wctx.records.get(job_id)
     assert rec.timeout_s == 1
@@ -267,7 +268,7 @@ def test_a_series_child_moved_behind_the_parents_back_is_rolled_up(wctx):
     assert r.r.sismember(r._k.owner_active("tester"), parent)
     assert not r.r.sismember(r._k.owner_active("tester"), children[0])
     for child in children:
-        assert run_job(child) == "finished"
+        assert run_job(child) == "finished", r.get(child).error_message
     done = r.get(parent)
     assert done.status == "finished" and done.images_done == 3
     # ROLLUP counts a child once, whoever calls it and however often
