@@ -145,6 +145,13 @@ def test_the_viewer_shows_nexus_frames(single, series, alice):
                          params={"artifact": "image.nxs", "n": n}).json()
         assert info["stats"]["max"] == smv.max() and info["stats"]["saturation"] == 65535
         assert "image.nxs" in info["artifacts"]
+    # a series image's image.nxs is the data file of the child that rendered it, with its phi
+    r = alice.get(f"/v1/jobs/{srec['id']}/images/4/artifacts/image.nxs")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-hdf5"
+    assert any(r.content == p.read_bytes() for p in dest.glob("image_data_*.nxs"))
+    assert 10.5 in _frames(r.content, "/entry/sample/transformations/phi")
+    missing = alice.get(f"/v1/jobs/{srec['id']}/images/4/artifacts/nothing.bin")
+    assert missing.status_code == 404 and "image.nxs" in missing.json()["hint"]
 
 
 def test_an_uploaded_nexus_file_opens_and_a_master_alone_is_refused(single, series, alice,
