@@ -170,3 +170,11 @@ def test_an_uploaded_nexus_file_opens_and_a_master_alone_is_refused(single, seri
     assert master.status_code == 422
     message = master.json()["errors"][0]["message"]
     assert "image_data_00003.nxs" in message and "master" in message
+
+
+def test_a_curved_detector_with_nexus_is_refused_naming_the_field(alice):
+    r = alice.post("/v1/jobs", json={"nanobragg_args": SINGLE_ARGS + ["-curved_det"],
+                                     "outputs": ["float", "nexus"]})
+    assert r.status_code == 422, r.text
+    err = r.json()["errors"][0]
+    assert err["field"] == "outputs" and "curved" in err["message"]
