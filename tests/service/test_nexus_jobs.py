@@ -173,7 +173,7 @@ def test_an_uploaded_nexus_file_opens_and_a_master_alone_is_refused(single, seri
 
 
 def test_a_curved_detector_with_nexus_is_refused_naming_the_field(alice):
-    r = alice.post("/v1/jobs", json={"nanobragg_args": SINGLE_ARGS + ["-curved_det"],
+    r = alice.post("/v1/jobs", json={"nanobragg_args": ["-curved_det"] + SINGLE_ARGS,
                                      "outputs": ["float", "nexus"]})
     assert r.status_code == 422, r.text
     err = r.json()["errors"][0]
