@@ -38,32 +38,35 @@ def series_master(parts: Sequence[tuple[str, PathLike]]) -> bytes:
 
     if not parts:
         raise ValueError("a master file needs at least one data file")
-    files = [h5py.File(os.fspath(path), "r") for _, path in parts]
-    try:
-        datas = [f[DATA_PATH] for f in files]
-        first = datas[0]
-        for (name, _), d in zip(parts, datas):
-            if d.shape[1:] != first.shape[1:] or d.dtype != first.dtype:
-                raise ValueError(f"{name}: frames of {d.shape[1:]} {d.dtype}, not the "
-                                 f"{first.shape[1:]} {first.dtype} of {parts[0][0]}")
-        frames = sum(d.shape[0] for d in datas)
-        layout = h5py.VirtualLayout(shape=(frames,) + first.shape[1:], dtype=first.dtype)
-        at = 0
-        for (name, _), d in zip(parts, datas):
-            layout[at:at + d.shape[0]] = h5py.VirtualSource(name, DATA_PATH, shape=d.shape)
-            at += d.shape[0]
-        joined = {p: np.concatenate([np.atleast_1d(f[p][()]) for f in files]) for p in PER_FRAME
-                  if p in files[0]}
-        out = io.BytesIO()
-        with h5py.File(out, "w") as master:
-            _copy_attrs(files[0], master)
-            data = master.create_virtual_dataset(DATA_PATH, layout, fillvalue=0)
-            _copy_attrs(first, data)
-            _copy_group(files[0], master, first, data, joined, done=[])
-        return out.getvalue()
-    finally:
-        for f in files:
-            f.close()
+    # one data file open at a time, so memory does not grow with their count; then the first
+    # again, for its geometry
+    shapes, joined = [], {p: [] for p in PER_FRAME}
+    for name, path in parts:
+        with h5py.File(os.fspath(path), "r") as f:
+            d = f[DATA_PATH]
+            shapes.append((name, d.shape, d.dtype))
+            for p in PER_FRAME:
+                if p in f:
+                    joined[p].append(np.atleast_1d(f[p][()]))
+    _, shape0, dtype0 = shapes[0]
+    for name, shape, dtype in shapes:
+        if shape[1:] != shape0[1:] or dtype != dtype0:
+            raise ValueError(f"{name}: frames of {shape[1:]} {dtype}, not the {shape0[1:]} "
+                             f"{dtype0} of {parts[0][0]}")
+    frames = sum(shape[0] for _, shape, _ in shapes)
+    layout = h5py.VirtualLayout(shape=(frames,) + shape0[1:], dtype=dtype0)
+    at = 0
+    for name, shape, _ in shapes:
+        layout[at:at + shape[0]] = h5py.VirtualSource(name, DATA_PATH, shape=shape)
+        at += shape[0]
+    joined = {p: np.concatenate(v) for p, v in joined.items() if len(v) == len(parts)}
+    out = io.BytesIO()
+    with h5py.File(os.fspath(parts[0][1]), "r") as first, h5py.File(out, "w") as master:
+        _copy_attrs(first, master)
+        data = master.create_virtual_dataset(DATA_PATH, layout, fillvalue=0)
+        _copy_attrs(first[DATA_PATH], data)
+        _copy_group(first, master, first[DATA_PATH], data, joined, done=[])
+    return out.getvalue()
 
 
 def _copy_attrs(src, dst) -> None:
