@@ -46,7 +46,7 @@ class ImageSource:
     @property
     def frame(self) -> int:
         """The image's frame in the NeXus file :meth:`name` names (its child's images, in order)."""
-        return 0 if self.number is None else sorted(self.job.image_numbers).index(self.number)
+        return 0 if self.number is None else list(self.job.image_numbers).index(self.number)
 
     def entry(self, artifact: str) -> Optional[Artifact]:
         return self.job.artifact(self.name(artifact))

@@ -83,7 +83,7 @@ def _nexus_data_file(series, numbers: list[int], staging: Path):
     from sim_core.series import series_image
 
     images = [series_image(series, n) for n in numbers]
-    return NexusWriter(staging / nexus_data_name(numbers[0]), series,
+    return NexusWriter(staging / nexus_data_name(min(numbers)), series,
                        image=series.outputs.nexus_image,
                        phi_starts_deg=[im.phi_start_deg for im in images],
                        osc_deg=images[0].osc_deg)
