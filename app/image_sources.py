@@ -3,7 +3,8 @@
 A single job holds its one image under the plain artifact names (``floatimage.bin``). A series
 (kind ``series``) holds none itself: image ``n`` is rendered by the child job whose
 ``image_numbers`` include it, under the names the ``nanobragg`` command numbers its files with
-(``floatimage_00003.bin``, ``run_metadata_00003.json``, ``trace_10_20_00003.log``). Routes ask
+(``floatimage_00003.bin``, ``run_metadata_00003.json``, ``trace_10_20_00003.log``); its NeXus
+frames lie in the child's data file (``image_data_<first image>.nxs``). Routes ask
 :func:`image_source` and name artifacts as a single job's.
 """
 
@@ -14,13 +15,14 @@ from typing import Annotated, Optional
 
 from fastapi import Path
 
-from sim_core.output_formats import image_artifact
+from sim_core.output_formats import BY_KEY, image_artifact, nexus_data_name
 
 from app.context import AppContext
 from app.errors import ApiError, invalid_field, not_found
 from jobs.job import Artifact, Job, JobStatus
 
 
+NEXUS = BY_KEY["nexus"].artifact
 #: the ``{n}`` of the image routes
 ImageNumber = Annotated[int, Path(ge=0, le=10 ** 9 + 10 ** 6, description="the image, as in the "
                                   "file numbering of a series (a single job: 1)")]
@@ -35,8 +37,16 @@ class ImageSource:
     number: Optional[int] = None
 
     def name(self, artifact: str) -> str:
-        """The stored name of a single job's artifact name for this image."""
+        """The stored name of a single job's artifact name for this image (a series image's
+        NeXus file: its child's data file, which holds the child's images as frames)."""
+        if self.number is not None and artifact == NEXUS:
+            return nexus_data_name(min(self.job.image_numbers))
         return image_artifact(artifact, self.number)
+
+    @property
+    def frame(self) -> int:
+        """The image's frame in the NeXus file :meth:`name` names (its child's images, in order)."""
+        return 0 if self.number is None else list(self.job.image_numbers).index(self.number)
 
     def entry(self, artifact: str) -> Optional[Artifact]:
         return self.job.artifact(self.name(artifact))

@@ -206,6 +206,10 @@ def prepare(ctx: AppContext, owner: str, sub: JobSubmission) -> PreparedJob:
     if "hkl" in outputs and not (cfg.structure_factors.model_file or cfg.structure_factors.mtz_file):
         raise invalid_field("outputs", "'hkl' writes the P1 structure factors of a model or MTZ "
                                        "file; the job has neither")
+    if "nexus" in outputs and cfg.detector.curved:
+        raise invalid_field("outputs", "'nexus' describes flat detector modules (NXmx); a curved "
+                                       "detector (detector.curved, -curved_det) has no NXmx "
+                                       "description: drop one of them")
     # the config names the files the service writes (commands.txt reproduces them by name)
     for f in BY_KEY.values():
         if f.config_field:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Iterable, Iterator, Mapping, Optional, Union
 
-from sim_core.output_formats import COMMANDS, RUN_METADATA, SHA256SUMS
+from sim_core.output_formats import BY_KEY, COMMANDS, RUN_METADATA, SHA256SUMS, nexus_data_name
 
 from jobs.context import ServiceContext
 from jobs.job import Job
@@ -157,14 +157,17 @@ def job_dataset(ctx: ServiceContext, job: Job) -> tuple[dict[str, str], Iterator
     image's files, numbered (``floatimage_00001.bin`` ...), with its trace logs and the P1 table
     once; the series' ``run_metadata.json`` (every image with its φ range, seeds, files and render
     figures, read from each image's own metadata) and ``commands.txt`` (a loop that renders every
-    image with ``nanobragg``). Each stored file is checked against the sha256 its record lists
-    while it is sent."""
+    image with ``nanobragg``); with the ``nexus`` output, each child's NeXus data file and the
+    master file over them, made now (:func:`nexus_master`). Each stored file is checked against
+    the sha256 its record lists while it is sent."""
     if not job.is_series:
         return {}, _files(ctx, job, lambda name: name != SEAL)
     children = list(ctx.records.children(job.id))
     md = series_run_metadata(ctx, job, children)
     extras = {RUN_METADATA: json.dumps(md, indent=2, sort_keys=True) + "\n",
               COMMANDS: series_commands(job, (md.get("project") or {}).get("version"))}
+    if "nexus" in job.outputs:
+        extras[BY_KEY["nexus"].artifact] = nexus_master(ctx, children)
 
     def files() -> Iterator[DatasetFile]:
         seen: set[str] = set()
@@ -173,6 +176,21 @@ def job_dataset(ctx: ServiceContext, job: Job) -> tuple[dict[str, str], Iterator
                 seen.add(f.name)
                 yield f
     return extras, files()
+
+
+def nexus_master(ctx: ServiceContext, children: list[Job]) -> bytes:
+    """The series' NXmx master file: every child's NeXus data file, in image order, as the frames
+    of one virtual dataset (``sim_core.io.nexus_master``); a few kilobytes, made in memory."""
+    from sim_core.io.nexus_master import series_master
+
+    parts = []
+    for child in sorted(children, key=lambda c: min(c.image_numbers)):
+        name = nexus_data_name(min(child.image_numbers))
+        path = ctx.store.artifact_path(child.id, name) if child.artifact(name) else None
+        if path is None:
+            raise FileNotFoundError(f"{name} of job {child.id} is not in the store")
+        parts.append((name, path))
+    return series_master(parts)
 
 
 def _files(ctx: ServiceContext, job: Job, wanted) -> Iterator[DatasetFile]:
@@ -241,4 +259,4 @@ def series_run_metadata(ctx: ServiceContext, job: Job, children: list[Job]) -> d
 
 
 __all__ = ["stream_zip", "DatasetFile", "ChecksumMismatch", "SEAL", "CHUNK", "job_dataset",
-           "series_run_metadata", "series_commands"]
+           "series_run_metadata", "series_commands", "nexus_master"]

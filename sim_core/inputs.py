@@ -109,7 +109,8 @@ def _summarize_image(path):
 
 
 VIEW_FILES: tuple[ViewFile, ...] = (
-    ViewFile("image", "SMV or CBF detector image, to view beside a simulated one",
+    ViewFile("image", "SMV, CBF or NeXus/HDF5 detector image, to view beside a "
+             "simulated one",
              _summarize_image),
 )
 

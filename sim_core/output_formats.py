@@ -54,8 +54,9 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
     OutputFormat("cbf", "-cbf", "outputs.cbf_file", "image.cbf", "application/octet-stream",
                  "a Pilatus-style miniCBF of the int image"),
     OutputFormat("nexus", "-nexus", "outputs.nexus_file", "image.nxs", "application/x-hdf5",
-                 "an NXmx NeXus/HDF5 file with the full geometry (a series: every image in one "
-                 "file)", service=False, per_image=False),
+                 "an NXmx NeXus/HDF5 file with the full geometry, of the float image or the "
+                 "counts (outputs.nexus_image); a series: one master file over every image",
+                 per_image=False),
     OutputFormat("png", None, None, "preview.png", "image/png", "a preview picture"),
     OutputFormat("hkl", None, None, "structure_factors.hkl", "text/plain; charset=utf-8",
                  "the P1 structure factors of a model or MTZ file, as an HKL file",
@@ -113,6 +114,15 @@ def image_artifact(name: str, n: Optional[int]) -> str:
     return numbered_name(name, n)
 
 
+def nexus_data_name(first: int) -> str:
+    """The NeXus data file of a series child, named by its first image (``image_data_00003.nxs``):
+    an NXmx file of the child's images, which the series' master file (the ``nexus`` artifact name,
+    made when the dataset is downloaded) links frame by frame, as an Eiger's master file links its
+    data files."""
+    stem, ext = os.path.splitext(BY_KEY["nexus"].artifact)
+    return numbered_name(f"{stem}_data{ext}", first)
+
+
 def content_type(name: str) -> str:
     """The content type of a stored artifact (numbered or not)."""
     for f in OUTPUT_FORMATS:
@@ -126,4 +136,5 @@ _SHARED = frozenset(f.artifact for f in OUTPUT_FORMATS if not f.per_image)
 
 __all__ = ["OutputFormat", "OUTPUT_FORMATS", "BY_KEY", "BY_FLAG", "SERVICE_OUTPUTS",
            "DEFAULT_OUTPUTS", "OUTPUT_FLAGS", "RUN_METADATA", "COMMANDS", "SHA256SUMS",
-           "NUMBER_WIDTH", "trace_name", "numbered_name", "image_artifact", "content_type"]
+           "NUMBER_WIDTH", "trace_name", "numbered_name", "image_artifact", "nexus_data_name",
+           "content_type"]

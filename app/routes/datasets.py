@@ -9,7 +9,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from app.deps import CtxDep, OwnedJobDep
 from app.errors import ApiError, not_found
-from app.image_sources import ImageNumber, ImageSource, finished_image
+from app.image_sources import NEXUS, ImageNumber, ImageSource, finished_image
 from app.routes.artifacts import serve_artifact
 from app.schemas import error_responses
 from jobs.dataset import job_dataset, stream_zip
@@ -29,8 +29,10 @@ def get_image_artifact(job: OwnedJobDep, n: ImageNumber, name: str, request: Req
                        ctx: CtxDep):
     """Image ``n`` of a series (as in the file numbering), under a single job's artifact names:
     ``floatimage.bin``, ``intimage.img``, ``noiseimage.img``, ``image.cbf``, ``preview.png``,
-    ``run_metadata.json``, ``commands.txt``, ``trace_<slow>_<fast>.log``. For a single job
-    ``n = 1`` is its image. 409 while the image is not rendered yet."""
+    ``run_metadata.json``, ``commands.txt``, ``trace_<slow>_<fast>.log``; ``image.nxs`` of a series
+    image is the NeXus data file of the child job that rendered it (its images as frames, each
+    with its φ). For a single job ``n = 1`` is its image. 409 while the image is not rendered
+    yet."""
     src = finished_image(ctx, job, n)
     if src.entry(name) is None:
         raise not_found("artifact", hint=f"image {n} has no {name}: its files are "
@@ -40,11 +42,14 @@ def get_image_artifact(job: OwnedJobDep, n: ImageNumber, name: str, request: Req
 
 def _plain_names(src: ImageSource) -> list[str]:
     suffix = src.name("")
+    nexus = src.name(NEXUS)  # a series image's: its child's data file, whatever its number
     out = []
     for a in src.job.artifacts:
         name = a.name
         if src.number is None:
             out.append(name)
+        elif name == nexus:
+            out.append(NEXUS)
         elif suffix in name:
             head, _, ext = name.partition(suffix)
             out.append(head + ext)
@@ -60,8 +65,10 @@ def _plain_names(src: ImageSource) -> list[str]:
 def get_dataset(job: OwnedJobDep, ctx: CtxDep):
     """A series: every image's files, numbered (``floatimage_00001.bin``, ``intimage_00001.img``,
     ...), the series' ``run_metadata.json`` (every image with its φ range, seeds and files) and
-    ``commands.txt`` (a loop that renders every image with ``nanobragg``), and ``sha256.txt``
-    over all of them. A single job: its artifacts. The archive is streamed as it is read from the
+    ``commands.txt`` (a loop that renders every image with ``nanobragg``), with the ``nexus``
+    output the NXmx master file ``image.nxs`` over the child jobs' data files
+    (``image_data_<first image>.nxs``, linked frame by frame), and ``sha256.txt`` over all of
+    them. A single job: its artifacts. The archive is streamed as it is read from the
     store (memory does not grow with the dataset); a file whose bytes differ from its record ends
     the stream early, so a client never gets a wrong archive that looks complete."""
     if job.status is not JobStatus.finished:

@@ -6,7 +6,8 @@ beam centre); the same for an image file the user uploaded to compare (``/v1/fil
 the maximum of a k x k block, so the viewer fetches a 6-megapixel image as a few small tiles of a
 coarse level and finer tiles as it zooms in, never the whole float file. ``n`` picks an image of a
 series (as in its file numbering; by default its first), ``artifact`` one of the image's files: the
-float image (default), the integer or noisy SMV image, the CBF image (read with fabio, torch-free).
+float image (default), the integer or noisy SMV image, the CBF image (read with fabio, torch-free),
+the NeXus image (a frame read with h5py and hdf5plugin).
 """
 
 from __future__ import annotations
@@ -66,25 +67,36 @@ def _cached_image(key: str, read) -> DetectorImage:
     return im
 
 FLOAT = BY_KEY["float"].artifact
+NEXUS = BY_KEY["nexus"].artifact
 #: a job's images that the viewer shows (a single job's artifact names)
-VIEWABLE = tuple(BY_KEY[k].artifact for k in ("float", "noise", "smv", "cbf"))
+VIEWABLE = tuple(BY_KEY[k].artifact for k in ("float", "noise", "smv", "cbf", "nexus"))
 ARTIFACT_QUERY = Query(FLOAT, description="which of the image's files: " + ", ".join(VIEWABLE)
-                       + " (the SMV and CBF images as float32 values)", examples=["noiseimage.img"])
+                       + " (the SMV, CBF and NeXus images as float32 values; a series image's "
+                       "NeXus frame is read from its child's data file)",
+                       examples=["noiseimage.img"])
 
 
 @dataclass(frozen=True)
 class Shown:
-    """An image the viewer asks for: its pixels as a (slow, fast) array, the sha256 of its bytes
-    (ETags, caches), its stored name, the value from which a pixel is an overload."""
+    """An image the viewer asks for: its pixels as a (slow, fast) array, the sha256 of its file's
+    bytes (ETags, caches), its stored name, the value from which a pixel is an overload."""
 
     key: str
     name: str
     pixels: np.ndarray
     saturation: float | None
+    #: the frame of a file holding several (a series child's NeXus data file)
+    frame: int = 0
+
+    @property
+    def tag(self) -> str:
+        """What tells this image from every other: the sha256, and the frame of a file of many."""
+        return self.key if self.frame == 0 else f"{self.key}:{self.frame}"
 
 
-def _detector_image(store, holder: str, entry: Artifact) -> DetectorImage:
-    """A job's SMV or CBF artifact, read once per sha256 (SMV: a memory map; CBF: decoded)."""
+def _detector_image(store, holder: str, entry: Artifact, frame: int = 0) -> DetectorImage:
+    """A job's SMV, CBF or NeXus artifact (of NeXus: frame ``frame``), read once per sha256 and
+    frame (SMV: a memory map; CBF and a NeXus frame: decoded)."""
     def read():
         path = store.artifact_path(holder, entry.name)
         if path is None:  # a store without local files: a scratch copy to read from
@@ -92,11 +104,11 @@ def _detector_image(store, holder: str, entry: Artifact) -> DetectorImage:
             with store.open_artifact(holder, entry.name) as fh, open(path, "wb") as out:
                 shutil.copyfileobj(fh, out)
             try:
-                return open_image(path, entry.name)
+                return open_image(path, entry.name, frame=frame)
             finally:
                 os.unlink(path)  # a memory map keeps the pages of an unlinked file
-        return open_image(path, entry.name)
-    return _cached_image(entry.sha256, read)
+        return open_image(path, entry.name, frame=frame)
+    return _cached_image(entry.sha256 if frame == 0 else f"{entry.sha256}:{frame}", read)
 
 
 def _resident_bytes(im: DetectorImage) -> int:
@@ -130,8 +142,9 @@ def _image(ctx: AppContext, job: Job, n: int | None,
     holder = src.job.id
     S, F = job.shape
     if artifact != FLOAT:
-        im = _detector_image(store, holder, entry)
-        return Shown(entry.sha256, name, im.pixels, im.saturation), viewable
+        frame = src.frame if artifact == NEXUS else 0
+        im = _detector_image(store, holder, entry, frame)
+        return Shown(entry.sha256, name, im.pixels, im.saturation, frame), viewable
     if entry.size != S * F * 4:
         raise ApiError(409, f"{name} holds {entry.size} bytes, not the {S} x {F} float32 "
                             "pixels of the job's shape")
@@ -154,7 +167,8 @@ def _file_image(ctx: AppContext, file_id: str, owner: str) -> Shown:
         raise not_found("file")
     if rec.kind != "image":
         raise ApiError(409, f"file {rec.name} is a {rec.kind} file, not an image",
-                       hint="upload a detector image (SMV, CBF) with kind=image to view it")
+                       hint="upload a detector image (SMV, CBF, NeXus/HDF5) with kind=image to "
+                            "view it")
 
     def read():
         try:
@@ -217,7 +231,8 @@ def _region_answer(request: Request, shown: Shown, slow: str | None, fast: str |
                                     f"{rows} x {cols} = {rows * cols:,} values; at most "
                                     f"{MAX_REGION_VALUES:,} per answer: ask for a larger step or "
                                     "a smaller region")
-    etag = f'"{shown.key[:32]}-{r.s0}-{r.s1}-{r.f0}-{r.f1}-{step}"'
+    frame = f"f{shown.frame}-" if shown.frame else ""
+    etag = f'"{shown.key[:32]}-{frame}{r.s0}-{r.s1}-{r.f0}-{r.f1}-{step}"'
     headers = {"ETag": etag, "Cache-Control": _IMMUTABLE, "Vary": "Accept-Encoding",
                "X-Image-Shape": f"{rows},{cols}", "X-Image-Step": str(step),
                "X-Image-Region": f"{r.s0}:{r.s1},{r.f0}:{r.f1}",
@@ -257,7 +272,7 @@ def get_image_info(job: OwnedJobDep, ctx: CtxDep,
 
 
 def _info_answer(shown: Shown, extra: dict) -> JSONResponse:
-    stats = _stats_cache.get_or_make(shown.key,
+    stats = _stats_cache.get_or_make(shown.tag,
                                      lambda: image_stats(shown.pixels, shown.saturation))
     return JSONResponse({"shape": list(shown.pixels.shape), **extra, "name": shown.name,
                          "sha256": shown.key, "tile": TILE,
@@ -325,7 +340,7 @@ def get_file_image_region(file_id: str, request: Request, ctx: CtxDep, owner: Ow
                           slow: str | None = Query(None, description="rows start:stop"),
                           fast: str | None = Query(None, description="columns start:stop"),
                           step: int = Query(1, ge=1, le=65536, description="block size")):
-    """A region of an SMV or CBF image uploaded with ``kind=image``, as the job's image route
+    """A region of an SMV, CBF or NeXus/HDF5 image uploaded with ``kind=image``, as the job's image route
     answers it: the viewer shows a user's own frame beside a simulated one."""
     return _region_answer(request, _file_image(ctx, file_id, owner), slow, fast, step)
 

@@ -6,7 +6,7 @@ const $ = (sel) => document.querySelector(sel);
 let FILE_FLAGS = {};
 const TERMINAL = ["finished", "failed", "canceled"];
 // a job's images the viewer shows (app/routes/images.py), the one it opens first
-const VIEWABLE = ["floatimage.bin", "noiseimage.img", "intimage.img", "image.cbf"];
+const VIEWABLE = ["floatimage.bin", "noiseimage.img", "intimage.img", "image.cbf", "image.nxs"];
 // series: the selected series' numbering, its child jobs, the image shown and the latest look at
 // its children ({id, first, images, children, n, ticket}), or null
 const state = {examples: [], jobs: [], selected: null, selectedVersion: null, blobs: [], extra: {},

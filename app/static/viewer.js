@@ -1037,7 +1037,8 @@ class ImageViewer {
 }
 
 const ARTIFACT_TITLES = {"floatimage.bin": "float image (noiseless)", "noiseimage.img": "noisy image (SMV)",
-                         "intimage.img": "integer image (SMV)", "image.cbf": "CBF image"};
+                         "intimage.img": "integer image (SMV)", "image.cbf": "CBF image",
+                         "image.nxs": "NeXus image (HDF5)"};
 
 window.ImageViewer = ImageViewer;
 window.formatValue = formatValue;

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Optional
 
 from sim_core.errors import InputFileError, SimCoreError
-from sim_core.output_formats import BY_KEY, COMMANDS, RUN_METADATA, image_artifact, trace_name
+from sim_core.output_formats import (BY_KEY, COMMANDS, RUN_METADATA, image_artifact,
+                                      nexus_data_name, trace_name)
 
 from jobs.artifacts import metadata, write_json
 from jobs.commands import commands_text
@@ -56,25 +58,44 @@ def _render_images(ctx: WorkerServices, job: Job, running: RunningJob, device: s
     series = load_config(parent.config)
     numbers = list(job.image_numbers)
     total = RunResult(device=device, warnings=list(job.warnings))
-    for k, n in enumerate(numbers):
-        running.check()
-        part = (lambda f, k=k: running.progress((k + f) / len(numbers)))
-        one = _render_image(ctx, job, running, device, staging, image_config(series, n),
-                            progress=part, number=n,
-                            image=dict(series_image(series, n).as_dict(), series=job.parent))
-        total.evaluations += one.evaluations
-        total.render_s += one.render_s
-        total.device = one.device
-        total.warnings = one.warnings
-        total.fields = one.fields
+    with ExitStack() as stack:
+        nexus = stack.enter_context(_nexus_data_file(series, numbers, staging)) \
+            if "nexus" in job.outputs else None
+        for k, n in enumerate(numbers):
+            running.check()
+            part = (lambda f, k=k: running.progress((k + f) / len(numbers)))
+            one = _render_image(ctx, job, running, device, staging, image_config(series, n),
+                                progress=part, number=n, nexus=nexus, frame=k,
+                                image=dict(series_image(series, n).as_dict(), series=job.parent))
+            total.evaluations += one.evaluations
+            total.render_s += one.render_s
+            total.device = one.device
+            total.warnings = one.warnings
+            total.fields = one.fields
     return total
+
+
+def _nexus_data_file(series, numbers: list[int], staging: Path):
+    """The NXmx file of a child's images (``image_data_<first>.nxs``), written frame by frame as
+    they are rendered; the series' master file links every child's (``sim_core.io.nexus_master``).
+    It is renamed into place only once every frame is in."""
+    from sim_core.io.nexus import NexusWriter
+    from sim_core.series import series_image
+
+    images = [series_image(series, n) for n in numbers]
+    return NexusWriter(staging / nexus_data_name(min(numbers)), series,
+                       image=series.outputs.nexus_image,
+                       phi_starts_deg=[im.phi_start_deg for im in images],
+                       osc_deg=images[0].osc_deg)
 
 
 def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: str, staging: Path,
                   config, *, progress: Callable[[float], None], number: Optional[int] = None,
-                  image: Optional[dict] = None) -> RunResult:
+                  image: Optional[dict] = None, nexus=None, frame: int = 0) -> RunResult:
     """Render one image and write its artifacts into ``staging``: named as a single job's, or
-    for image ``number`` of a series numbered (``intimage_00003.img``, ``run_metadata_00003.json``)."""
+    for image ``number`` of a series numbered (``intimage_00003.img``, ``run_metadata_00003.json``)
+    and, given the child's NeXus ``nexus`` writer, as its frame ``frame``."""
+    from sim_core.io.nexus import frame_pixels
     from sim_core.outputs import write_outputs
     from sim_core.simulate import simulate
 
@@ -90,7 +111,13 @@ def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: st
     # the P1 table is one file for every image of a series: written once
     if "hkl" in files and (staging / files["hkl"]).exists():
         del files["hkl"]
+    if number is not None:
+        files.pop("nexus", None)  # a series image is a frame of its child's NeXus data file
     report = write_outputs(result, staging, files)
+    if nexus is not None:
+        if frame == 0:  # every image of a series renders the same pixels
+            nexus.mark_unrendered(result.experiment)
+        nexus.write(frame, frame_pixels(result, config.outputs.nexus_image, noise=report.noise))
     for t in result.traces:
         write_atomic(staging / name(trace_name(t.slow, t.fast)), t.text)
     hkl_name = name(BY_KEY["hkl"].artifact) if ("hkl" in job.outputs
