@@ -16,7 +16,7 @@ from sim_core.config import SimulationConfig
 from sim_core.inputs import KINDS
 from sim_core.output_formats import BY_KEY, DEFAULT_OUTPUTS as FORMAT_DEFAULTS, SERVICE_OUTPUTS
 
-from jobs.job import JobStatus
+from jobs.job import JobKind, JobStatus
 
 NonNeg = Annotated[int, Field(ge=0)]
 Pixel = tuple[NonNeg, NonNeg]
@@ -120,7 +120,7 @@ class JobError(BaseModel):
 
 
 EXAMPLE_JOB = {
-    "id": "3f9a0c2b7d4e4f1a9b8c7d6e5f4a3b2c", "kind": "render", "parent": None,
+    "id": "3f9a0c2b7d4e4f1a9b8c7d6e5f4a3b2c", "kind": JobKind.render.value, "parent": None,
     "label": "cubic 256", "status": "finished", "progress": 1.0,
     "created_at": "2026-01-01T12:00:00.000Z", "started_at": "2026-01-01T12:00:00.012Z",
     "finished_at": "2026-01-01T12:00:01.350Z", "device": "cpu", "dtype": "float64",
@@ -155,7 +155,7 @@ class SeriesInfo(BaseModel):
 class JobRecord(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_JOB]})
     id: str
-    kind: Literal["render", "trace", "series"]
+    kind: Literal[tuple(k.value for k in JobKind)]  # type: ignore[valid-type]
     parent: Optional[str] = Field(None, description="for a trace job: the job whose config it "
                                                     "traces; for a child job: its series")
     label: Optional[str]
