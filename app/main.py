@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from app import apidocs, conditional, errors, web
 from app.context import AppContext
 from app.guard import RequestGuard
-from jobs.metrics import make_registry
+from jobs.prometheus import make_registry
 from jobs.records import AsyncRecords, Records
 from app.routes import artifacts, datasets, events, files, health, images, jobs, traces
 from jobs.sweeper import SweeperThread
