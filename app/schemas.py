@@ -155,7 +155,7 @@ class SeriesInfo(BaseModel):
 class JobRecord(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_JOB]})
     id: str
-    kind: Literal["render", "trace", "series"]
+    kind: Literal["render", "trace", "series", "verification"]
     parent: Optional[str] = Field(None, description="for a trace job: the job whose config it "
                                                     "traces; for a child job: its series")
     label: Optional[str]
@@ -182,6 +182,9 @@ class JobRecord(BaseModel):
                                                            "and how far they are")
     image_numbers: list[int] = Field(default_factory=list,
                                      description="a child of a series: the images it renders")
+    verification: Optional[dict] = Field(
+        None, description="a verification (kind 'verification'): its sides, pixels, tolerances and "
+                          "verdict; the report is its artifacts report.json and report.md")
 
 
 class JobList(BaseModel):

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from jobs.job import Job, JobKind
 
-from . import render, series, trace
+from . import render, series, trace, verification
 
 #: ``run(ctx, job, running, device, staging) -> RunResult``: write the job's files into ``staging``
 Runner = Callable[..., "object"]
@@ -45,6 +45,10 @@ KINDS: dict[JobKind, KindSpec] = {
     JobKind.series: KindSpec(JobKind.series, series.DESCRIPTION, series.price, None, queued=False),
     JobKind.trace: KindSpec(JobKind.trace, trace.DESCRIPTION, trace.price, trace.run,
                             has_images=False, traceable=False),
+    # queued by ROLLUP once its render sides (child render jobs) have ended: the report step
+    JobKind.verification: KindSpec(JobKind.verification, verification.DESCRIPTION,
+                                   verification.price, verification.run, has_images=False,
+                                   traceable=False),
 }
 
 
