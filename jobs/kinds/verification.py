@@ -142,6 +142,17 @@ def brightest(image, n: int) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in divmod(int(i), image.shape[1])) for i in idx]
 
 
+def _brightest_of_first(sides: list, pixels: list, n: int) -> list[tuple[int, int]]:
+    """The brightest pixels of the first side that ran: those a render side traced besides the
+    given pixels (it picked them among its rendered pixels, the ROI's), else its image's."""
+    first = next((s for s in sides if s.ran and s.image is not None), None)
+    if first is None:
+        return []
+    if first.source == RENDER:
+        return [p for p in first.traces if p not in pixels][:n]
+    return [p for p in brightest(first.image, n) if p not in pixels]
+
+
 def run(ctx: WorkerServices, job: Job, running: RunningJob, device: str,
         staging: Path) -> RunResult:
     """The report step: every side has ended; compare them and write the report."""
@@ -172,10 +183,7 @@ def run(ctx: WorkerServices, job: Job, running: RunningJob, device: str,
             commands.append(f"# ---- side {side.name}" + (f" (job {side.job})" if side.job
                                                           else "") + "\n" + cmd)
     if spec.get("brightest"):
-        first = next((s for s in sides if s.ran and s.image is not None), None)
-        if first is not None:
-            pixels += [p for p in brightest(first.image, int(spec["brightest"]))
-                       if p not in pixels]
+        pixels += _brightest_of_first(sides, pixels, int(spec["brightest"]))
     running.progress(0.5)
     report = build_report(sides, pixels=pixels,
                           phi_steps=resolve_sampling(config).phi_steps,

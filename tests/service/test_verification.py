@@ -168,6 +168,149 @@ def test_uploads_are_checked_and_limits_named(alice):
     assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("sides")
     body = _c_body(alice, C_CASE, "c-parity")
     body["brightest"] = 16
-    body["pixels"] = [[1, 1]] * 0 + [list(case.trace_pixel)]
+    body["pixels"] = [[s, 3] for s in range(60)]  # 76 traced pixels: more than 64
     r = alice.post("/v1/verifications", json=body)
-    assert r.status_code == 422 and "max_trace_pixels" in r.text, r.text
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "pixels" and "max_trace_pixels" in r.text
+    assert case.shape == (128, 128)
+
+
+# -- the supervisor scenario --------------------------------------------------------------------
+#: the supervisor command (golden/_bench/supervisor_full.args.txt: 2463 x 2527 pixels, custom
+#: detector vectors, -Na 36 -Nb 47 -Nc 29, 10 φ steps, an HKL file), rendered in a 71 x 331 pixel
+#: region from pixel (685, 1039) towards the beam (pixel (685, 1039) itself has k = 21, beyond the
+#: HKL file's ±12: its intensity is 0) so that the suite stays fast; docs/verification.md has the
+#: report of the whole detector
+SUPERVISOR_ROI = ["-roi", "1035", "1105", "680", "1010"]
+
+
+@pytest.fixture()
+def big_api(service):
+    """An extra API process of the same deployment whose detector limit admits the supervisor's
+    6.2 M pixel detector (the suite's APIs allow 300 000)."""
+    port = free_port()
+    env = dict(service.env, BRAGG_MAX_DETECTOR_PIXELS="7000000")
+    proc = service._spawn(["api", "--host", "127.0.0.1", "--port", str(port)],
+                          f"api-big-{port}.log", env=env)
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 30,
+                 what="the API with the larger detector limit")
+        client = service.client("alice")
+        client.base_url = f"http://127.0.0.1:{port}"
+        with client:
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_supervisor_scenario_as_one_submission(service, big_api, tmp_path):
+    service.ensure_workers(2)
+    bench = golden("_bench")
+    args = (bench / "supervisor_full.args.txt").read_text().split() + SUPERVISOR_ROI
+    files = {"A.mat": upload(big_api, bench / "A.mat", "matrix")["id"],
+             "p1.hkl": upload(big_api, bench / "p1.hkl", "hkl")["id"]}
+    job = verify(big_api, {"nanobragg_args": args, "files": files, "phi_mode": "c-parity",
+                           "pixels": [[685, 1039]], "brightest": 1, "label": "supervisor",
+                           "sides": [{"device": "cpu", "dtype": "float64"},
+                                     {"device": "cpu", "dtype": "float32"}]})
+    assert job["evaluations"] == 2 * 71 * 331 * 10
+    rec = wait_status(big_api, job["id"], timeout=300)
+    assert rec["status"] == "finished", rec
+    rep = report_of(big_api, rec, tmp_path)
+    report = rep["json"]
+    assert report["verdict"] == "pass", json.dumps(report["criteria"], indent=1)
+    assert report["phi_mode"] == "c-parity" and report["brightest"] == 1
+    pixels = [tuple(p) for p in report["pixels"]]
+    assert pixels[0] == (685, 1039) and len(pixels) == 2  # and the brightest pixel
+    for side in report["sides"]:
+        for p in pixels:
+            st = side["traces"][f"{p[0]},{p[1]}"]
+            assert st["phi_lines"] == 10 and st["missing_keys"] == []
+    comp = report["comparisons"][0]
+    assert (comp["a"], comp["b"]) == ("cpu:float64", "cpu:float32")
+    assert 0 < comp["image"]["max_rel"] <= 1e-3 and not comp["traces_judged"]
+    # the final intensities of the traced pixel are the images' values there
+    img = np.frombuffer(big_api.get(
+        f"/v1/jobs/{report['sides'][0]['job']}/artifacts/floatimage.bin").content,
+        dtype="<f4").reshape(2527, 2463)
+    final = report["sides"][0]["traces"]["685,1039"]["final_intensity"]
+    assert img[685, 1039] == np.float32(final) == 0
+    bright = pixels[1]
+    assert img[bright] == img.max() > 0
+    assert report["sides"][0]["traces"][f"{bright[0]},{bright[1]}"]["final_intensity"] > 0
+    assert "| cpu:float64 | (685,1039) |" in rep["md"] and "10 |" in rep["md"]
+
+
+# -- failures -----------------------------------------------------------------------------------
+def _slow_body(seconds: float) -> dict:
+    return {"nanobragg_args": long_args(seconds), "pixels": [[64, 64]], "label": "slow",
+            "sides": [{"device": "cpu", "dtype": "float64"}, {"device": "cpu", "dtype": "float32"}]}
+
+
+def test_a_worker_killed_mid_verification_loses_nothing(service, alice):
+    service.ensure_workers(2)
+    job = verify(alice, _slow_body(4))
+    running = wait_for(lambda: next((c for c in children(alice, job["id"])
+                                     if c["status"] == "running" and c["progress"] > 0.05), None),
+                       60, what="a side rendering")
+    victim = running["worker"]
+    service.kill_worker(victim, signal.SIGKILL)
+    service.start_worker()
+    rec = wait_status(alice, job["id"], timeout=180)
+    assert rec["status"] == "finished", rec
+    retried = get(alice, running["id"])
+    assert retried["attempts"] == 2 and retried["worker"] != victim
+    report = report_of(alice, rec)["json"]
+    assert report["criteria"][0] == {"name": "every side ran", "ok": True, "value": "2 of 2",
+                                     "threshold": "2 of 2", "detail": ""}
+    assert report["verdict"] == "pass", report["criteria"]
+    service.ensure_workers(2)
+
+
+def test_cancel_stops_every_side(service, alice):
+    service.ensure_workers(2)
+    job = verify(alice, _slow_body(20))
+    wait_for(lambda: any(c["status"] == "running" for c in children(alice, job["id"])), 60,
+             what="a side running")
+    r = alice.post(f"/v1/jobs/{job['id']}/cancel")
+    assert r.status_code in (200, 202), r.text
+    rec = wait_status(alice, job["id"], timeout=30)
+    assert rec["status"] == "canceled" and rec["artifacts"] == []
+    kids = children(alice, job["id"])
+    assert len(kids) == 2 and {k["status"] for k in kids} == {"canceled"}
+    ids = {k["id"] for k in kids}
+    wait_for(lambda: not [w for w in httpx.get(f"{service.base_url}/readyz").json()["workers"]
+                          if w["job"] in ids], 30, what="the workers to let go of the sides")
+
+
+def test_a_side_without_a_worker_is_reported_not_run(service, alice, redis_url, tmp_path):
+    """A cuda side with no CUDA worker: the sweeper fails it (NoWorker) after the queue timeout
+    (here: a sweep run as if that time had passed), and the report says so instead of hanging."""
+    from jobs.live_workers import fail_unserved
+    from jobs.records import Records
+    from jobs.settings import Settings
+    import redis as redis_lib
+
+    case = load_case(C_CASE)
+    body = _c_body(alice, C_CASE, "c-parity")
+    body["sides"] = [{"device": "cpu", "dtype": "float64"}, {"device": "cuda", "dtype": "float64"},
+                     body["sides"][1]]
+    job = verify(alice, body)
+    assert any("side cuda:float64: no live worker serves device 'cuda'" in w
+               for w in job["warnings"])
+    settings = Settings(redis_url=redis_url, namespace="bragg", data_dir=tmp_path)
+    conn = redis_lib.Redis.from_url(redis_url)
+    ctx = SimpleNamespace(settings=settings, redis=conn, records=Records(conn, "bragg"))
+    cuda_side = job["verification"]["sides"][1]["job"]
+    wait_for(lambda: cuda_side in fail_unserved(ctx, now=time.time() + 3600), 30,
+             what="the cuda side failed")
+    rec = wait_status(alice, job["id"], timeout=120)
+    assert rec["status"] == "finished" and rec["verification"]["verdict"] == "fail", rec
+    report = report_of(alice, rec)
+    first = report["json"]["criteria"][0]
+    assert first["ok"] is False and first["detail"] == "cuda:float64: not run: no CUDA worker"
+    assert "✘ not run: no CUDA worker" in report["md"]
+    # the other comparisons still happened
+    assert [c["b"] for c in report["json"]["comparisons"]] == ["reference"]
+    assert case.trace_pixel == (65, 65)
