@@ -314,3 +314,32 @@ def test_a_side_without_a_worker_is_reported_not_run(service, alice, redis_url, 
     # the other comparisons still happened
     assert [c["b"] for c in report["json"]["comparisons"]] == ["reference"]
     assert case.trace_pixel == (65, 65)
+
+
+# -- the client ---------------------------------------------------------------------------------
+def test_bragg_verify_against_the_c_program(service, tmp_path):
+    """``bragg verify`` uploads the command's files and the references, waits, fetches the report
+    verified against sha256.txt, prints the verdict and exits 0 only when every criterion is
+    met."""
+    from .test_client import bragg
+
+    service.ensure_workers(2)
+    case = load_case(C_CASE)
+    work = case.copy_to(tmp_path / "case")
+    common = ["--pixel", "65,65", "--side", "cpu:float64", "--reference-image", "float.bin",
+              "--reference-trace", "trace_c.log", "--quiet"]
+    ok = bragg(service, "verify", *common, "--phi-mode", "c-parity", "--dir",
+               str(tmp_path / "pass"), "--", *case.args, cwd=work)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == str(tmp_path / "pass")
+    assert "PASS: 5 of 5 criteria met" in ok.stderr and "(sha256.txt verified)" in ok.stderr
+    assert subprocess.run(["sha256sum", "-c", "sha256.txt"], cwd=tmp_path / "pass",
+                          capture_output=True).returncode == 0
+    assert json.loads((tmp_path / "pass" / "report.json").read_text())["verdict"] == "pass"
+    bad = bragg(service, "verify", *common, "--dir", str(tmp_path / "fail"), "--", *case.args,
+                cwd=work)
+    assert bad.returncode == 1, bad.stderr
+    assert "FAIL: 3 of 5 criteria met" in bad.stderr
+    assert "first diverging key: rot_a_angstroms" in bad.stderr
+    usage = bragg(service, "verify", "--side", "gpu:float64", "--", *case.args, cwd=work)
+    assert usage.returncode == 2 and "expected DEVICE[:DTYPE[:PHI_MODE]]" in usage.stderr
