@@ -343,3 +343,33 @@ def test_bragg_verify_against_the_c_program(service, tmp_path):
     assert "first diverging key: rot_a_angstroms" in bad.stderr
     usage = bragg(service, "verify", "--side", "gpu:float64", "--", *case.args, cwd=work)
     assert usage.returncode == 2 and "expected DEVICE[:DTYPE[:PHI_MODE]]" in usage.stderr
+
+
+# -- the web page -------------------------------------------------------------------------------
+from tests.service.browser import open_page, page  # noqa: E402,F401
+
+
+def test_the_page_shows_the_report(page, service, against_c):
+    """The criteria with ✔/✘, the Δ table, the first divergence, both traces side by side."""
+    _, done = against_c
+    pg = page
+    open_page(pg, service, "alice")
+    job_id = done[(C_CASE, "default")]["id"]
+    pg.evaluate(f"location.hash = '#job={job_id}'")
+    pg.wait_for_selector("#report-box h3", timeout=30_000)
+    assert pg.text_content("#report-box h3") == "Report: FAIL (3 of 5 criteria met)"
+    items = pg.locator("#report-box ul.criteria li").all_text_contents()
+    assert len(items) == 5 and items[0].startswith("✔ every side ran")
+    assert items[-1].startswith("✘ traces: reference against cpu:float64")
+    assert "first diverging key: rot_a_angstroms (occurrence 0, pixel (65, 65))" in \
+        pg.text_content("#report-box")
+    rows = pg.locator("#report-box table.delta tr").all_text_contents()
+    assert any(r.startswith("rot_a_angstroms") and r.endswith("✘") for r in rows)
+    assert any(r.startswith("F_cell") and r.endswith("✔") for r in rows)
+    pg.click("#report-box button")
+    pg.wait_for_selector("#report-box .trace-pair pre", timeout=30_000)
+    panes = pg.locator("#report-box .trace-pair pre").all_text_contents()
+    assert panes[0].startswith("TRACE_PY_CONFIG") and panes[1].startswith("TRACE_CONFIG")
+    assert pg.locator("#report-box .trace-pair a").all_text_contents() == [
+        "trace_cpu-float64_65_65.log", "trace_reference_65_65.log"]
+    assert pg.errors == []
