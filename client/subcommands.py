@@ -339,9 +339,12 @@ def verify(bc: BraggClient, args: argparse.Namespace) -> int:
     dest = Path(args.dir) if args.dir else Path(rec["id"])
     bc.fetch(rec["id"], dest)
     report = json.loads((dest / "report.json").read_text())
+    def g(v) -> str:
+        return (("0" if v == 0 else f"{v:.3g}") if isinstance(v, float) else str(v))
+
     for c in report["criteria"]:
-        _err(f"  {'✔' if c['ok'] else '✘'} {c['name']}: {c['value']} (threshold "
-             f"{c['threshold']})" + (f" — {c['detail']}" if c["detail"] else ""))
+        _err(f"  {'✔' if c['ok'] else '✘'} {c['name']}: {g(c['value'])} (threshold "
+             f"{g(c['threshold'])})" + (f" — {c['detail']}" if c["detail"] else ""))
     met = sum(c["ok"] for c in report["criteria"])
     _err(f"{report['verdict'].upper()}: {met} of {len(report['criteria'])} criteria met; the "
          f"report and its files are in {dest} (sha256.txt verified)")
