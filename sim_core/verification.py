@@ -256,7 +256,7 @@ def format_markdown(report: dict, *, title: str = "Verification report") -> str:
     L.append("")
     if report.get("command"):
         L += ["Command:", "", "```", "nanobragg " + " ".join(report["command"]), "```", ""]
-    L.append(f"- pixels traced (slow, fast): " + (", ".join(
+    L.append("- pixels traced (slow, fast): " + (", ".join(
         f"({s}, {f})" for s, f in report["pixels"]) or "none"))
     L.append(f"- φ mode: {report.get('phi_mode') or 'default'}; φ steps: {report['phi_steps']}")
     L.append("")

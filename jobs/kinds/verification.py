@@ -5,7 +5,8 @@ spec of its sides::
 
     {"sides": [{"name": "cpu:float64", "source": "render", "device": "cpu", "dtype": "float64",
                 "phi_mode": "c-parity", "job": "<child id>"},
-               {"name": "reference", "source": "reference", "image": "sha256:…", "trace": "sha256:…"},
+               {"name": "reference", "source": "reference", "image": "sha256:…",
+                "trace": "sha256:…"},
                {"name": "job 3f2a…", "source": "job", "job": "<an earlier job of the owner>"}],
      "pixels": [[685, 1039]], "brightest": 1, "tolerance": null, "trace_tolerance": null}
 

@@ -16,9 +16,13 @@ import numpy as np
 import pytest
 
 from tests.golden import load_case
+from tests.service.browser import open_page, page  # noqa: F401 (the page fixture)
+from tests.service.test_worker_parts import wctx  # noqa: F401 (an in-process worker's context)
 
 from .conftest import free_port, wait_for
-from .helpers import download_all, get, golden, long_args, submit, upload, wait_status
+from jobs import sweeper
+
+from .helpers import download_all, get, golden, long_args, upload, wait_status
 
 C_CASE = "phi0_carryover_c_parity"
 
@@ -346,7 +350,6 @@ def test_bragg_verify_against_the_c_program(service, tmp_path):
 
 
 # -- the web page -------------------------------------------------------------------------------
-from tests.service.browser import open_page, page  # noqa: E402,F401
 
 
 def test_the_page_shows_the_report(page, service, against_c):
@@ -373,3 +376,69 @@ def test_the_page_shows_the_report(page, service, against_c):
     assert pg.locator("#report-box .trace-pair a").all_text_contents() == [
         "trace_cpu-float64_65_65.log", "trace_reference_65_65.log"]
     assert pg.errors == []
+
+
+# -- the report step's queueing, in process -----------------------------------------------------
+
+
+def _small_verification(ctx) -> str:
+    from app.verification import VerificationSubmission, create_verification
+    from tests.service.helpers import SMALL_CONFIG
+
+    config = dict(SMALL_CONFIG, detector={"distance_mm": 100, "fast_pixels": 8, "slow_pixels": 8},
+                  noise={"seed": 5})
+    sub = VerificationSubmission(config=config, pixels=[[4, 4]],
+                                 sides=[{"device": "cpu"}, {"device": "cpu", "dtype": "float32"}])
+    return create_verification(ctx, "tester", sub)
+
+
+def _last_side_ends_without_rollup(ctx, child: str) -> None:
+    """The side's worker dies right after FINISH, before ROLLUP and before enqueueing the report."""
+    status, attempt = ctx.records.start(child, "ghost", "cpu", 60)
+    assert status == "running"
+    assert ctx.records.finish(child, "tester", "ghost", attempt, "failed",
+                              {"error_type": "Boom", "error_message": "lost"}) == "failed"
+
+
+def test_the_sweeper_queues_the_report_when_the_last_sides_worker_died(wctx):
+    from jobs import queue as rq_queue
+    from worker.tasks import run_job
+
+    r = wctx.records
+    parent = _small_verification(wctx)
+    first, second = r.child_ids(parent)
+    assert r.get(parent).status == "queued" and r.get(parent).rq_id == ""
+    assert run_job(first) == "finished"
+    assert r.get(parent).status == "running"
+    _last_side_ends_without_rollup(wctx, second)
+    assert sweeper.settle_series(wctx) >= 1
+    rec = r.get(parent)
+    assert rec.status == "queued" and rec.rq_id and rec.children_ended == 2
+    # in the outbox, on no queue yet: the next pass enqueues it on 'auto'
+    assert rec.rq_id not in rq_queue.waiting(wctx.redis, rec.queue)
+    assert sweeper.repair_outbox(wctx) == [parent]
+    rec = r.get(parent)
+    assert rec.queue.endswith(":auto") and rec.rq_id in rq_queue.waiting(wctx.redis, rec.queue)
+    # a late ROLLUP of a side leaves the report step alone
+    assert r.rollup(parent, first, "tester") == "queued" and r.get(parent).status == "queued"
+    assert run_job(parent) == "finished"
+    done = r.get(parent)
+    assert done.status == "finished" and done.verdict == "fail"
+    with wctx.store.open_artifact(parent, "report.json") as fh:
+        report = json.load(fh)
+    assert report["criteria"][0]["detail"] == "cpu:float32: failed: Boom: lost"
+    assert r.rollup(parent, second, "tester") == "finished"
+
+
+def test_cancel_of_a_queued_report_step_ends_it(wctx):
+    from app.verification import cancel_verification
+
+    r = wctx.records
+    parent = _small_verification(wctx)
+    for child in r.child_ids(parent):
+        _last_side_ends_without_rollup(wctx, child)
+        r.rollup(parent, child, "tester")
+    assert r.get(parent).status == "queued"
+    assert cancel_verification(wctx, r.get(parent)) == "cancel-requested"
+    rec = r.get(parent)
+    assert rec.status == "canceled" and not r.r.sismember(r._k.owner_active("tester"), parent)
