@@ -182,6 +182,9 @@ class JobRecord(BaseModel):
                                                            "and how far they are")
     image_numbers: list[int] = Field(default_factory=list,
                                      description="a child of a series: the images it renders")
+    verification: Optional[dict] = Field(
+        None, description="a verification (kind 'verification'): its sides, pixels, tolerances and "
+                          "verdict; the report is its artifacts report.json and report.md")
 
 
 class JobList(BaseModel):

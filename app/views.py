@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.job import Job
+from jobs.job import Job, JobKind
 from jobs.records import iso
 
 
@@ -42,7 +42,19 @@ def job_view(job: Job) -> dict:
         "cancel_requested": job.cancel,
         "series": series_view(job),
         "image_numbers": job.image_numbers,
+        "verification": verification_view(job),
     }
+
+
+def verification_view(job: Job) -> dict | None:
+    """A verification's sides, pixels and verdict (None for any other job)."""
+    if job.kind is not JobKind.verification:
+        return None
+    spec = job.verification
+    return {"sides": spec.get("sides", []), "pixels": spec.get("pixels", []),
+            "brightest": spec.get("brightest", 0), "tolerance": spec.get("tolerance"),
+            "trace_tolerance": spec.get("trace_tolerance"), "verdict": job.verdict or None,
+            "children_url": f"/v1/jobs?parent={job.id}" if job.children else None}
 
 
 def series_view(job: Job) -> dict | None:

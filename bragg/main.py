@@ -9,6 +9,8 @@
                                                  prints the job (or series) id alone on stdout
     bragg status ID | wait ID | fetch ID [--dir D] | trace ID S F | cancel ID
     bragg jobs [--parent SERIES]
+    bragg verify [--side cpu:float64 ...] [--pixel S,F ...] [--reference-image F] [--against J]
+                 [--dir D] -- NANOBRAGG ARGS       a verification report; exit 0: every criterion met
                                                  the REST API's client (client/api_client.py);
                                                  --url/--token or BRAGG_URL/BRAGG_TOKEN
 
@@ -171,6 +173,36 @@ subcommand("jobs", "list your jobs, newest first (or a series' child jobs)",
                help="at most this many (default 20; with --parent every child)"),
            arg("--json", action="store_true"),
            *CLIENT)(_client("jobs"))
+
+subcommand("verify", "render a command on several sides (CPU, CUDA, float64, float32, φ modes), "
+           "against an uploaded reference or an earlier job, trace and compare; waits, fetches "
+           "the report into DIR and exits 0 only when every criterion is met",
+           arg("--side", action="append", metavar="DEVICE[:DTYPE[:PHI_MODE]]",
+               help="a render side, e.g. cpu:float64, cuda:float64, cpu:float32:c-parity; "
+                    "repeatable (default: cpu:float64 and cuda:float64)"),
+           arg("--pixel", action="append", metavar="S,F",
+               help="a pixel to trace (slow, fast); repeatable"),
+           arg("--brightest", type=_count(0), default=0, metavar="N",
+               help="also trace the N brightest pixels of the first side"),
+           arg("--phi-mode", choices=("default", "c-parity"), default=None,
+               help="the φ mode of the render sides that do not name one"),
+           arg("--reference-image", metavar="FILE", default=None,
+               help="a reference side: a raw float32 image (-floatfile layout)"),
+           arg("--reference-trace", metavar="FILE", default=None,
+               help="a reference side's trace log (the C program's TRACE_C lines)"),
+           arg("--against", metavar="JOB", default=None,
+               help="a side of an earlier finished job of yours"),
+           arg("--tolerance", type=float, default=None,
+               help="image max|A-B|/max|A| (default per pair, as nanobragg-parity)"),
+           arg("--trace-tolerance", type=float, default=None,
+               help="per trace line (default: the image tolerance; judges float32 traces)"),
+           arg("--dir", default=None, help="where the report goes (default ./<job id>)"),
+           arg("--label", default=None),
+           arg("--timeout", type=float, default=None, help="seconds to wait"),
+           arg("--quiet", action="store_true", help="no progress bar"),
+           arg("nanobragg_args", nargs="*", metavar="-- NANOBRAGG ARGS",
+               help="a nanoBragg command line after --; the files it names are uploaded"),
+           *CLIENT)(_client("verify"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -225,6 +225,36 @@ class BraggClient:
                               "cannot be set in it (set scan.images in the file instead)")
         return self.submit(_with_options(body, options))
 
+    def verify(self, args: list[str], sides: list[dict], *, base_dir: str | Path = ".",
+               pixels=(), brightest: int = 0, phi_mode: str | None = None,
+               reference_image: str | Path | None = None,
+               reference_trace: str | Path | None = None, against: str | None = None,
+               tolerance: float | None = None, trace_tolerance: float | None = None,
+               label: str | None = None) -> dict:
+        """POST /v1/verifications: the nanoBragg command line ``args`` (the files it names are
+        uploaded, relative to ``base_dir``) on ``sides`` (``{"device": "cpu", "dtype":
+        "float64"}``, ...), plus a reference side of the uploaded ``reference_image`` (raw
+        float32) and/or ``reference_trace`` (a trace log), and a side of the earlier job
+        ``against``. Returns the queued verification."""
+        args, files = self.upload_arg_files(list(args), Path(base_dir))
+        sides = [dict(s) for s in sides]
+        if reference_image is not None or reference_trace is not None:
+            ref = {}
+            if reference_image is not None:
+                ref["reference_image"] = self.upload(reference_image, "float_image")["id"]
+            if reference_trace is not None:
+                ref["reference_trace"] = self.upload(reference_trace, "trace_log")["id"]
+            sides.append(ref)
+        if against:
+            sides.append({"against": against})
+        body = {"nanobragg_args": args, "files": files, "sides": sides,
+                "pixels": [list(p) for p in pixels], "brightest": brightest}
+        for key, value in (("phi_mode", phi_mode), ("tolerance", tolerance),
+                           ("trace_tolerance", trace_tolerance), ("label", label)):
+            if value is not None:
+                body[key] = value
+        return self._call("POST", "/v1/verifications", json=body).json()
+
     def upload_arg_files(self, args: list[str], base_dir: Path,
                          files: dict | None = None) -> tuple[list[str], dict[str, str]]:
         """Upload the files that ``args`` name; returns the args with bare names and the map."""

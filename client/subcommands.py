@@ -1,4 +1,4 @@
-"""The client subcommands of ``bragg`` (submit, status, wait, fetch, trace, cancel, jobs).
+"""The client subcommands of ``bragg`` (submit, status, wait, fetch, trace, cancel, jobs, verify).
 
 A series (a rotation dataset: one parent job, child jobs that render its images) is shown by its
 image counts, waited for image by image, fetched as one verified dataset zip, and its children
@@ -284,3 +284,69 @@ def trace(bc: BraggClient, args: argparse.Namespace) -> int:
                     if r["status"] in ("queued", "finished") else None)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
+
+
+# -- verify ----------------------------------------------------------------------------------------
+def _side(text: str) -> dict:
+    """``cpu:float64`` or ``cuda:float32:c-parity`` -> a render side."""
+    parts = text.split(":")
+    if not 1 <= len(parts) <= 3 or parts[0] not in ("cpu", "cuda", "auto") or (
+            len(parts) > 1 and parts[1] not in ("float64", "float32")) or (
+            len(parts) > 2 and parts[2] not in ("default", "c-parity")):
+        raise ClientError(f"--side {text!r}: expected DEVICE[:DTYPE[:PHI_MODE]], e.g. cpu:float64 "
+                          "or cuda:float64:c-parity (devices cpu, cuda, auto; dtypes float64, "
+                          "float32; φ modes default, c-parity)")
+    side = {"device": parts[0]}
+    if len(parts) > 1:
+        side["dtype"] = parts[1]
+    if len(parts) > 2:
+        side["phi_mode"] = parts[2]
+    return side
+
+
+def _pixel(text: str) -> list[int]:
+    m = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*", text)
+    if not m:
+        raise ClientError(f"--pixel {text!r}: expected S,F (slow, fast), e.g. 685,1039")
+    return [int(m.group(1)), int(m.group(2))]
+
+
+def verify(bc: BraggClient, args: argparse.Namespace) -> int:
+    """Submit a verification, follow it, fetch the report (verified against sha256.txt) and
+    print the verdict: exit 0 only when every criterion is met."""
+    if not args.nanobragg_args:
+        _err("bragg verify: give a nanoBragg command line after --, e.g.\n"
+             "  bragg verify --side cpu:float64 --side cuda:float64 -- -mat A.mat -hkl P1.hkl "
+             "-N 8 -phisteps 5 -osc 0.5 -detpixels 128 -distance 100")
+        return 2
+    sides = [_side(s) for s in (args.side or [])]
+    if not sides and not args.reference_image and not args.reference_trace and not args.against:
+        sides = [{"device": "cpu", "dtype": "float64"}, {"device": "cuda", "dtype": "float64"}]
+    rec = bc.verify(args.nanobragg_args, sides, base_dir=Path.cwd(),
+                    pixels=[_pixel(p) for p in args.pixel or []], brightest=args.brightest,
+                    phi_mode=args.phi_mode, reference_image=args.reference_image,
+                    reference_trace=args.reference_trace, against=args.against,
+                    tolerance=args.tolerance, trace_tolerance=args.trace_tolerance,
+                    label=args.label)
+    names = ", ".join(s["name"] for s in rec["verification"]["sides"])
+    _err(f"submitted verification {rec['id']}: {names}")
+    for w in rec.get("warnings") or []:
+        _err(f"  warning: {w}")
+    with ProgressView(rec["id"], quiet=args.quiet) as view:
+        rec = bc.wait(rec["id"], timeout=args.timeout, on_update=view.update)
+    if rec["status"] != "finished":
+        return _ended(rec)
+    dest = Path(args.dir) if args.dir else Path(rec["id"])
+    bc.fetch(rec["id"], dest)
+    report = json.loads((dest / "report.json").read_text())
+    def g(v) -> str:
+        return (("0" if v == 0 else f"{v:.3g}") if isinstance(v, float) else str(v))
+
+    for c in report["criteria"]:
+        _err(f"  {'✔' if c['ok'] else '✘'} {c['name']}: {g(c['value'])} (threshold "
+             f"{g(c['threshold'])})" + (f" — {c['detail']}" if c["detail"] else ""))
+    met = sum(c["ok"] for c in report["criteria"])
+    _err(f"{report['verdict'].upper()}: {met} of {len(report['criteria'])} criteria met; the "
+         f"report and its files are in {dest} (sha256.txt verified)")
+    print(dest)
+    return 0 if report["verdict"] == "pass" else 1

@@ -24,6 +24,7 @@ class JobKind(str, Enum):
     render = "render"
     trace = "trace"
     series = "series"
+    verification = "verification"
 
 
 class JobStatus(str, Enum):
@@ -67,6 +68,21 @@ SERIES_TRANSITIONS = {
     (JobStatus.running, JobStatus.canceled): "ROLLUP: the last child ended, a cancel was asked for",
 }
 
+#: the moves of a verification (kind ``verification``): its render sides are children moving as
+#: above; when the last has ended ROLLUP queues the parent itself for its report step, which a
+#: worker then runs as any job (START, FINISH; REQUEUE should its worker die)
+VERIFICATION_TRANSITIONS = {
+    (None, JobStatus.queued): "CREATE_SERIES: the parent and every render side in one script "
+                              "(CREATE with its queue entry when no side renders)",
+    (JobStatus.queued, JobStatus.running): "ROLLUP: a side started; or START of the report",
+    (JobStatus.running, JobStatus.queued): "ROLLUP: the last side ended: the report is queued "
+                                           "(in the outbox)",
+    (JobStatus.queued, JobStatus.canceled): "ROLLUP: the last side ended, a cancel was asked "
+                                            "for; or CANCEL of the queued report",
+    (JobStatus.running, JobStatus.finished): "FINISH: the report is written",
+    (JobStatus.running, JobStatus.failed): "FINISH: the report could not be written",
+}
+
 _FILE_ID = re.compile(r"^sha256:([0-9a-f]{64})$")
 
 
@@ -78,7 +94,7 @@ def parse_file_id(ref: str) -> Optional[str]:
 
 #: fields stored as JSON text in the hash
 JSON_FIELDS = ("outputs", "trace_pixels", "file_names", "warnings", "artifacts", "shape",
-               "image_numbers", "failures", "geometry")
+               "image_numbers", "failures", "geometry", "verification")
 
 
 class Artifact(BaseModel):
@@ -164,6 +180,13 @@ class Job(BaseModel):
     #: a series: the running children's share of its images (progress)
     images_partial: float = 0.0
     cancel_requested_at: Optional[float] = None
+    #: a verification (kind ``verification``): its sides, pixels and tolerances
+    #: (``jobs.kinds.verification``); on a side's render: its name, and how many of its brightest
+    #: pixels it traces besides ``trace_pixels``
+    verification: dict = Field(default_factory=dict)
+    trace_brightest: int = 0
+    #: a verification's report: "pass" when every criterion is met, else "fail"
+    verdict: str = ""
     seq: int = 0
     version: int = 0
 
@@ -191,8 +214,14 @@ class Job(BaseModel):
 
     @property
     def is_series_child(self) -> bool:
-        """A child job of a series (it renders ``image_numbers`` of its parent's config)."""
+        """A child job of a series (it renders ``image_numbers`` of its parent's config), or a
+        render side of a verification (its own config; ``image_numbers`` is its side number)."""
         return bool(self.parent and self.image_numbers)
+
+    @property
+    def has_children(self) -> bool:
+        """A series or a verification: child jobs roll up into it."""
+        return self.children > 0
 
     @property
     def etag(self) -> str:
@@ -236,5 +265,6 @@ def encode_fields(fields: dict) -> dict[str, str]:
 
 
 __all__ = ["Job", "JobKind", "JobStatus", "Artifact", "FileRecord", "parse_file_id",
-           "TERMINAL_STATUSES", "TRANSITIONS", "SERIES_TRANSITIONS", "JSON_FIELDS", "decode_hash",
+           "TERMINAL_STATUSES", "TRANSITIONS", "SERIES_TRANSITIONS",
+           "VERIFICATION_TRANSITIONS", "JSON_FIELDS", "decode_hash",
            "encode_fields"]

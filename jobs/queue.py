@@ -86,6 +86,8 @@ def discard(connection: redis.Redis, rq_id: str) -> None:
         Job.fetch(rq_id, connection=connection).cancel()
     except (NoSuchJobError, InvalidJobOperation):  # gone already, or taken and ended meanwhile
         pass
+    except InvalidJobOperation:  # canceled already: RQ 3 refuses to cancel a job twice
+        pass
 
 
 def queue_lengths(connection: redis.Redis, ns: str) -> dict[str, int]:

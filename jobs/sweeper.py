@@ -189,8 +189,8 @@ def apply_retention(ctx: ServiceContext) -> dict[str, int]:
         if job.is_series_child and records.get(job.parent) is not None:
             records.leave_ended(job_id)  # a series' child goes with its series
             continue
-        # a series' children first (the parent's record lists them)
-        family = list(records.children(job_id)) if job.is_series else []
+        # a series' (a verification's) children first (the parent's record lists them)
+        family = list(records.children(job_id)) if job.has_children else []
         for one in family + [job]:
             store.remove_job(one.id)
             if records.forget(one.id, one.owner) != "live":

@@ -108,10 +108,47 @@ def _summarize_image(path):
     return summary(path)
 
 
+def _summarize_float_image(path):
+    """A raw float32 image (nanoBragg's -floatfile layout): its size in pixels; its shape is the
+    detector's, checked where it is used."""
+    import numpy as np
+
+    from .errors import InputFileError
+
+    size = Path(path).stat().st_size
+    if size == 0 or size % 4:
+        raise InputFileError(f"{Path(path).name}: {size} bytes is not a whole number of float32 "
+                             "pixels (a raw -floatfile image has 4 bytes per pixel)")
+    img = np.fromfile(path, dtype="<f4")
+    finite = img[np.isfinite(img)]
+    return {"format": "float32", "pixels": int(img.size),
+            "max": float(finite.max()) if finite.size else None,
+            "sum": float(finite.sum(dtype=np.float64))}
+
+
+def _summarize_trace_log(path):
+    """A per-pixel trace (TRACE_C / TRACE_PY lines): its pixels and line counts; a file without
+    trace lines is refused."""
+    from .errors import InputFileError
+    from .trace_diff import parse_trace, pixels_of
+
+    recs = parse_trace(Path(path).read_text(errors="replace"))
+    if not recs:
+        raise InputFileError(f"{Path(path).name}: no trace lines (TRACE_C:, TRACE_PY:, "
+                             "TRACE_*_PHI); expected the C program's -trace_pixel output or ours")
+    return {"format": recs[0].prefix, "records": len(recs),
+            "pixels": [list(p) for p in pixels_of(recs) if p is not None],
+            "phi_lines": len({r.line for r in recs if r.family == "phi"})}
+
+
 VIEW_FILES: tuple[ViewFile, ...] = (
     ViewFile("image", "SMV, CBF or NeXus/HDF5 detector image, to view beside a "
              "simulated one",
              _summarize_image),
+    ViewFile("float_image", "raw float32 image in nanoBragg's -floatfile layout (slow index "
+             "major), the reference side of a verification", _summarize_float_image),
+    ViewFile("trace_log", "a pixel's trace (the C program's TRACE_C lines or ours), the "
+             "reference side of a verification", _summarize_trace_log),
 )
 
 BY_FIELD = {f.field: f for f in INPUT_FILES}

@@ -77,16 +77,27 @@ OUTPUT_FLAGS: tuple[str, ...] = tuple(f.flag for f in OUTPUT_FORMATS if f.flag)
 RUN_METADATA = "run_metadata.json"
 COMMANDS = "commands.txt"
 SHA256SUMS = "sha256.txt"
+#: a verification job's report: machine-readable and for people (sim_core.verification)
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
 #: the widest numbering :func:`numbered_name` pads to by default
 NUMBER_WIDTH = 5
 
 _CONTENT_BY_SUFFIX = {".json": "application/json", ".log": "text/plain; charset=utf-8",
+                      ".md": "text/markdown; charset=utf-8",
                       ".txt": "text/plain; charset=utf-8"}
 
 
 def trace_name(slow: int, fast: int) -> str:
     """The trace file of a pixel (``trace_10_20.log``)."""
     return f"trace_{slow}_{fast}.log"
+
+
+def side_trace_name(side: str, slow: int, fast: int) -> str:
+    """The trace of a pixel on one side of a verification (``trace_cpu-float64_10_20.log``);
+    ``side`` is the side's name made safe for a file name (``cpu:float64`` → ``cpu-float64``)."""
+    safe = "".join(c if c.isalnum() or c in "-." else "-" for c in side).strip("-.") or "side"
+    return f"trace_{safe}_{slow}_{fast}.log"
 
 
 def numbered_name(path, n: int, width: int = NUMBER_WIDTH):
@@ -136,5 +147,5 @@ _SHARED = frozenset(f.artifact for f in OUTPUT_FORMATS if not f.per_image)
 
 __all__ = ["OutputFormat", "OUTPUT_FORMATS", "BY_KEY", "BY_FLAG", "SERVICE_OUTPUTS",
            "DEFAULT_OUTPUTS", "OUTPUT_FLAGS", "RUN_METADATA", "COMMANDS", "SHA256SUMS",
-           "NUMBER_WIDTH", "trace_name", "numbered_name", "image_artifact", "nexus_data_name",
-           "content_type"]
+           "NUMBER_WIDTH", "REPORT_JSON", "REPORT_MD", "trace_name", "side_trace_name",
+           "numbered_name", "image_artifact", "nexus_data_name", "content_type"]

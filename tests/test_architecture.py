@@ -104,7 +104,7 @@ def test_no_job_record_is_read_by_string_key():
 
 
 def test_job_kinds_are_compared_through_the_enum():
-    literal = re.compile(r"""kind\s*[!=]=\s*["'](render|trace|series)["']|kind=["'](render|trace|series)["']""")
+    literal = re.compile(r"""kind\s*[!=]=\s*["'](render|trace|series|verification)["']|kind=["'](render|trace|series|verification)["']""")
     found = [f"{p.relative_to(ROOT)}:{n}" for package in ("app", "worker", "jobs", "bragg")
              for p in sorted((ROOT / package).rglob("*.py"))
              for n, line in enumerate(p.read_text().splitlines(), 1) if literal.search(line)]

@@ -45,6 +45,13 @@ def test_dry_run_passes_and_reports_every_section(dry_run):
     for what in ("CUDA-marked tests", "CPU against CUDA comparison", "compiled kernels",
                  "speed bar"):
         assert what in not_run
+    # the supervisor scenario as one verification job: its report meets every criterion
+    ver = [i for sec in rep["sections"].values() for i in sec["items"]
+           if i.get("name") == "supervisor verification"]
+    assert len(ver) == 1 and ver[0]["ok"] and ver[0]["verdict"] == "pass", ver
+    assert ver[0]["sides"] == ["cpu:float64", "cpu:float32"] and ver[0]["pixels"][0] == [685, 1039]
+    assert set(ver[0]["phi_lines"]) == {10}
+    assert "supervisor verification (cpu:float64 vs cpu:float32" in text
     # the service renders series: the 24-image one runs and its dataset verifies
     series = [i for sec in rep["sections"].values() for i in sec["items"]
               if i.get("name") == "series of 24 images"]

@@ -16,6 +16,7 @@ import redis
 from jobs.job import Job
 from jobs.kinds import spec
 from jobs.kinds.render import clean_message
+from jobs.kinds.verification import enqueue_report
 from jobs.running import RunningJob, Stop, until_redis_answers
 from jobs.store import disk_error
 
@@ -62,9 +63,11 @@ def run_job(job_id: str) -> Optional[str]:
 
 
 def _settle(ctx: WorkerContext, job: Job) -> None:
-    """Roll a series child's move up into its series (the sweeper does it should this fail)."""
+    """Roll a series child's move up into its series (the sweeper does it should this fail);
+    a verification's last side queues its report step, enqueued here at once."""
     try:
-        ctx.records.settle(job)
+        if ctx.records.settle(job) == "report":
+            enqueue_report(ctx, job.parent)
     except redis.RedisError as exc:
         log.warning("job %s: its series %s not updated yet (%s)", job.id, job.parent, exc)
 

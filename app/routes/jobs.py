@@ -127,9 +127,12 @@ def cancel_job(job: OwnedJobDep, ctx: CtxDep):
     """A queued job is canceled at once (200); a running job stops at its next chunk and ends
     ``canceled`` with no artifacts (202). A finished or failed job gives 409. A series cancels
     every child (those running stop at their next chunk) and ends ``canceled`` with the last;
-    a child of a series is canceled with its series only (409)."""
+    a child of a series is canceled with its series only (409). A verification cancels every
+    side and its report step."""
     if job.is_series:
         return _cancel_series(ctx, job)
+    if job.kind is JobKind.verification:
+        return _cancel_verification(ctx, job)
     if job.is_series_child:
         raise ApiError(409, "a child of a series is canceled with its series",
                        hint=f"POST /v1/jobs/{job.parent}/cancel")
@@ -150,6 +153,16 @@ def _cancel_series(ctx: AppContext, job: Job) -> Response:
         raise ApiError(409, f"job is already {outcome}")
     if outcome == "cancel-requested":
         cancel_children(ctx, job.id, job.owner)
+    now = ctx.records.get(job.id)
+    return job_response(now, 200 if now.status is JobStatus.canceled else 202)
+
+
+def _cancel_verification(ctx: AppContext, job: Job) -> Response:
+    from app.verification import cancel_verification
+
+    outcome = cancel_verification(ctx, job)
+    if outcome in ("finished", "failed"):
+        raise ApiError(409, f"job is already {outcome}")
     now = ctx.records.get(job.id)
     return job_response(now, 200 if now.status is JobStatus.canceled else 202)
 

@@ -283,6 +283,8 @@ async function showArtifacts(rec) {
   if (state.viewer.job && state.viewer.job.id !== rec.id) closeCompare();
   if (rec.series) { await showSeries(rec); return; }
   state.series = null;
+  $("#report-box").hidden = true;
+  if (rec.verification) await showReport(rec, $("#report-box"), (url) => api("GET", url));
   for (const a of rec.artifacts) artifactItem(a, a.name, list, traces);
   // the float image, else the first other image the job wrote
   const image = rec.status === "finished" && rec.kind !== "trace" &&

@@ -130,3 +130,17 @@ def series_args(quick: bool) -> list[str]:
             "-N", "8", "-mosaic", "0.2", "-mosaic_domains", "3", "-mosaic_seed", "3",
             "-distance", "100", "-detpixels", str(px), "-pixel", f"{25.6 / px:.6g}",
             "-phi", "0", "-osc", "0.5", "-phisteps", "2"]
+
+
+def verification_job(quick: bool, device: str) -> dict:
+    """The supervisor scenario as one verification: the supervisor command in c-parity mode, pixel
+    (685, 1039) and the brightest pixel, CPU float64 against the device in float64 (on the CPU dry
+    run: against CPU float32, in a region of the detector around the pixel)."""
+    args = bench_args("supervisor_full")
+    if quick:
+        args = args + ["-roi", "1035", "1105", "680", "1010"]
+    sides = [{"device": "cpu", "dtype": "float64"},
+             {"device": device, "dtype": "float64" if device == "cuda" else "float32"}]
+    return {"label": "supervisor verification", "args": args, "base_dir": str(BENCH),
+            "sides": sides, "pixels": [[685, 1039]], "brightest": 1, "phi_mode": "c-parity",
+            "tolerance": 1e-10 if device == "cuda" else None}

@@ -236,6 +236,16 @@ def _service(sec: dict) -> list[str]:
                        f"{_s(i.get('submit_to_finished_s'))} s, checksum failures "
                        f"{i.get('checksum_failures', '?')} {_mark(i.get('ok'))}"
                        + (f"  ({i['error']})" if i.get("error") else ""))
+        if i.get("name") == "supervisor verification":
+            out.append(f"  supervisor verification ({' vs '.join(i.get('sides', []))}, pixels "
+                       f"{i.get('pixels', '?')}): {i.get('status')}, verdict "
+                       f"{i.get('verdict', '?')}, image Δ relative {_g(i.get('image_rel'))} "
+                       f"(absolute {_g(i.get('image_abs'))}, tolerance {_g(i.get('tolerance'))}),"
+                       f" trace Δ {_g(i.get('trace_rel'))}, TRACE_PY_PHI lines "
+                       f"{i.get('phi_lines', '?')}, submit -> finished "
+                       f"{_s(i.get('submit_to_finished_s'))} s {_mark(i.get('ok'))}"
+                       + (f"  (failed: {'; '.join(i['failed'])})" if i.get("failed") else "")
+                       + (f"  ({i['error']})" if i.get("error") else ""))
     return out
 
 

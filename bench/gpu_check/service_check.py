@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cases import series_args, service_jobs
+from .cases import series_args, service_jobs, verification_job
 
 #: float image of a job against the CPU render here, max|a-b| / max|a| (both rounded to float32)
 IMAGE_BAR = {"float64": 1e-6, "float32": 1e-4}
@@ -193,6 +193,50 @@ def check_series(client, device: str, quick: bool, dest: Path, timeout: float) -
     return fields
 
 
+def check_verification(client, device: str, quick: bool, dest: Path, timeout: float) -> dict:
+    """The supervisor scenario as one verification job: finished, its report fetched and verified
+    by its sha256.txt, every criterion met (CPU float64 against CUDA float64 within 1e-10)."""
+    import json
+
+    from client.api_client import ApiError
+    job = verification_job(quick, device)
+    t0 = time.time()
+    try:
+        rec = client.verify(job["args"], job["sides"], base_dir=job["base_dir"],
+                            pixels=job["pixels"], brightest=job["brightest"],
+                            phi_mode=job["phi_mode"], tolerance=job["tolerance"],
+                            label=job["label"])
+    except ApiError as exc:
+        if exc.status_code == 404:  # a service without verifications
+            return {"not_run": f"the service has no verification jobs ({exc.describe()})"}
+        raise
+    done = wait_all(client, [rec["id"]], timeout)
+    fields = {"name": "supervisor verification", "id": rec["id"],
+              "sides": [s["name"] for s in rec["verification"]["sides"]]}
+    if rec["id"] not in done:
+        return {**fields, "ok": False, "error": f"not ended within {timeout:.0f} s"}
+    end, seen = done[rec["id"]]
+    fields.update(status=end["status"], client_seen_s=seen - t0,
+                  submit_to_finished_s=_span(end.get("created_at"), end.get("finished_at")))
+    if end["status"] != "finished":
+        return {**fields, "ok": False, "error": end.get("error")}
+    client.fetch(rec["id"], dest)
+    report = json.loads((dest / "report.json").read_text())
+    comp = report["comparisons"][0] if report["comparisons"] else {}
+    fields.update(verdict=report["verdict"], pixels=report["pixels"],
+                  image_rel=(comp.get("image") or {}).get("max_rel"),
+                  image_abs=(comp.get("image") or {}).get("max_abs"),
+                  tolerance=comp.get("image_tolerance"),
+                  trace_rel=max((t["max_rel"] for t in comp.get("traces", [])
+                                 if isinstance(t["max_rel"], float)), default=None),
+                  phi_lines=[t["phi_lines"] for s in report["sides"]
+                             for t in s["traces"].values()],
+                  failed=[c["name"] + (f" ({c['detail']})" if c["detail"] else "")
+                          for c in report["criteria"] if not c["ok"]])
+    fields["ok"] = report["verdict"] == "pass"
+    return fields
+
+
 def run(ctx: dict, emit) -> None:
     from client.api_client import BraggClient
     from bragg.stack import redis_server_binary
@@ -245,6 +289,12 @@ def run(ctx: dict, emit) -> None:
             emit.not_run("24-image series", series["not_run"])
         else:
             emit.item(**series)
+        verification = check_verification(client, device, quick, work / "verification",
+                                          600 if device == "cuda" else 300)
+        if "not_run" in verification:
+            emit.not_run("supervisor verification", verification["not_run"])
+        else:
+            emit.item(**verification)
     except Exception:
         emit.note("bragg up log tail:\n" + stack.tail())
         raise

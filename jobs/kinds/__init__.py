@@ -19,7 +19,7 @@ from jobs.context import WorkerServices
 from jobs.job import Job, JobKind
 from jobs.running import RunningJob, RunResult
 
-from . import render, series, trace
+from . import render, series, trace, verification
 
 #: ``run(ctx, job, running, device, staging)``: write the job's files into ``staging``
 Runner = Callable[[WorkerServices, Job, RunningJob, str, Path], RunResult]
@@ -47,6 +47,10 @@ KINDS: dict[JobKind, KindSpec] = {
     JobKind.series: KindSpec(JobKind.series, series.DESCRIPTION, series.price, None, queued=False),
     JobKind.trace: KindSpec(JobKind.trace, trace.DESCRIPTION, trace.price, trace.run,
                             has_images=False, traceable=False),
+    # queued by ROLLUP once its render sides (child render jobs) have ended: the report step
+    JobKind.verification: KindSpec(JobKind.verification, verification.DESCRIPTION,
+                                   verification.price, verification.run, has_images=False,
+                                   traceable=False),
 }
 
 

@@ -39,7 +39,9 @@ def run(ctx: WorkerServices, job: Job, running: RunningJob, device: str,
         staging: Path) -> RunResult:
     from sim_core.config import load_config
 
-    if job.is_series_child:
+    # a series child renders images of its parent's config; a verification's render side
+    # (a child with a config of its own: device, dtype, φ mode) renders that one image
+    if job.is_series_child and not job.config:
         return _render_images(ctx, job, running, device, staging)
     return _render_image(ctx, job, running, device, staging, load_config(job.config),
                          progress=running.progress)
@@ -118,6 +120,8 @@ def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: st
         if frame == 0:  # every image of a series renders the same pixels
             nexus.mark_unrendered(result.experiment)
         nexus.write(frame, frame_pixels(result, config.outputs.nexus_image, noise=report.noise))
+    if job.trace_brightest:
+        result.traces += _trace_brightest(ctx, job, result, device, running)
     for t in result.traces:
         write_atomic(staging / name(trace_name(t.slow, t.fast)), t.text)
     hkl_name = name(BY_KEY["hkl"].artifact) if ("hkl" in job.outputs
@@ -140,6 +144,27 @@ def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: st
     return RunResult(device=result.device, evaluations=int(result.evaluations),
                      render_s=result.elapsed_s, warnings=warnings,
                      fields={"geometry": detector_description(config)})
+
+
+def _trace_brightest(ctx: WorkerServices, job: Job, result, device: str,
+                     running: RunningJob) -> list:
+    """Traces of the job's ``trace_brightest`` brightest rendered pixels not traced yet (a
+    verification side traces the brightest pixels of its own image)."""
+    import numpy as np
+
+    from sim_core.simulate import trace_pixels
+
+    image = np.nan_to_num(np.asarray(result.image, dtype=np.float64), nan=-np.inf)
+    rendered = np.asarray(result.experiment.render_pixels())
+    if not rendered.size:
+        return []
+    order = rendered[np.argsort(-image.reshape(-1)[rendered], kind="stable")]
+    done = {(t.slow, t.fast) for t in result.traces}
+    pixels = [p for p in (divmod(int(i), image.shape[1]) for i in order[:job.trace_brightest
+                                                                        + len(done)])
+              if p not in done][:job.trace_brightest]
+    return trace_pixels(result.config, pixels, input_resolver(ctx), device=device,
+                        dtype=result.config.run.dtype, cancel=running.should_stop)
 
 
 def detector_description(config) -> dict:

@@ -265,12 +265,18 @@ end
 _ROLLUP = """
 -- ROLLUP: count a child's move into its series (idempotent per child)
 -- KEYS[1] parent, KEYS[2] child, KEYS[3] settled children, KEYS[4] owner's active set,
--- KEYS[5] status counts, KEYS[6] ended index, KEYS[7] live series, KEYS[8] partial shares
--- ARGV[1] child id, ARGV[2] now, ARGV[3] parent id
--- returns the parent's status ('missing' without a parent)
+-- KEYS[5] status counts, KEYS[6] ended index, KEYS[7] live series, KEYS[8] partial shares,
+-- KEYS[9] outbox
+-- ARGV[1] child id, ARGV[2] now, ARGV[3] parent id, ARGV[4] a queue entry id for a
+-- verification's report
+-- returns the parent's status ('missing' without a parent), or 'report' when a verification's
+-- last side has ended and its report step is now queued (in the outbox, to be enqueued)
 """ + _SET_PROGRESS + """
-local p = redis.call('HMGET', KEYS[1], 'status', 'children', 'cancel', 'images')
+local p = redis.call('HMGET', KEYS[1], 'status', 'children', 'cancel', 'images', 'kind',
+                     'children_ended')
 if not p[1] then return 'missing' end
+-- a verification whose sides have all ended is its own report step now: sides move it no more
+if p[5] == 'verification' and tonumber(p[6] or '0') >= tonumber(p[2]) then return p[1] end
 local cst = redis.call('HGET', KEYS[2], 'status')
 if not cst then return p[1] end
 if p[1] == 'queued' and cst ~= 'queued' and cst ~= 'canceled' then
@@ -307,6 +313,17 @@ else
 end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 if ended < tonumber(p[2]) then return p[1] end
+if p[5] == 'verification' and p[3] ~= '1' then
+  -- every side has ended (finished or not: the report says which did not run): the parent is
+  -- queued for its report, in the outbox at time 0 so that the next sweeper pass enqueues it
+  -- should the caller not
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'rq_id', ARGV[4], 'progress', '0')
+  redis.call('HINCRBY', KEYS[5], p[1], -1)
+  redis.call('HINCRBY', KEYS[5], 'queued', 1)
+  redis.call('ZADD', KEYS[9], 0, ARGV[3])
+  redis.call('SREM', KEYS[7], ARGV[3])
+  return 'report'
+end
 local outcome = 'finished'
 local failed = tonumber(redis.call('HGET', KEYS[1], 'images_failed') or '0')
 if p[3] == '1' then

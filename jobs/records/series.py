@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -46,12 +47,15 @@ class SeriesRecords(RecordsBase):
         (``client``: a pipeline, whose execute() then gives it)."""
         keys = [self._k.job(parent), self._k.job(child), self._k.settled(parent),
                 self._k.owner_active(owner), self._k.stats, self._k.ended, self._k.series,
-                self._k.partial(parent)]
-        out = self._rollup(keys=keys, args=[child, now(), parent], client=client)
+                self._k.partial(parent), self._k.queued]
+        # a verification's report step gets a queue entry id as RQ's are made (jobs.queue)
+        report_rq_id = f"{parent}_{uuid.uuid4().hex[:8]}"
+        out = self._rollup(keys=keys, args=[child, now(), parent, report_rq_id], client=client)
         return out if client is not None else s_(out)
 
     def settle(self, job: Job) -> Optional[str]:
-        """ROLLUP of a series child; None for any other job."""
+        """ROLLUP of a series child (or a verification's side); None for any other job.
+        'report': the verification's report step is queued now."""
         if job.is_series_child:
             return self.rollup(job.parent, job.id, job.owner)
         return None
