@@ -121,7 +121,8 @@ async def get_job(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobRecord, summary="Cancel a job",
-             responses={202: {"description": "running: it stops at its next chunk"},
+             responses={202: {"model": JobRecord,
+                              "description": "running: it stops at its next chunk"},
                         **error_responses(401, 404, 409)})
 def cancel_job(job: OwnedJobDep, ctx: CtxDep):
     """A queued job is canceled at once (200); a running job stops at its next chunk and ends
