@@ -20,6 +20,9 @@ from sim_core.config import FieldError
 from jobs.store import disk_error
 
 log = logging.getLogger("bragg.api")
+#: what a request without a valid token is told: the header, and the bragg command's options
+TOKEN_HINT = ("send 'Authorization: Bearer <token>' (the bragg command: --token TOKEN or "
+              "BRAGG_TOKEN=TOKEN)")
 
 
 class ApiError(StarletteHTTPException):
@@ -56,6 +59,12 @@ def limit_exceeded(field: str, limit: str, value: int, allowed: int, what: str) 
 
 def not_found(what: str, hint: Optional[str] = None, **extra) -> ApiError:
     return ApiError(404, f"{what} not found", hint=hint, extra=extra)
+
+
+def job_not_found(job_id: str) -> ApiError:
+    """404 naming the job id asked for (cut short: it comes from the path, unchecked)."""
+    shown = job_id if len(job_id) <= 64 else job_id[:64] + "…"
+    return ApiError(404, f"job {shown} not found")
 
 
 def _loc_path(loc) -> str:

@@ -226,8 +226,10 @@ class ErrorBody(BaseModel):
 
 #: an example error body of each status the API answers with
 ERROR_EXAMPLES = {
-    401: {"detail": "missing bearer token", "hint": "send 'Authorization: Bearer <token>'"},
-    404: {"detail": "job not found"},
+    401: {"detail": "missing bearer token", "hint": "send 'Authorization: Bearer <token>' (the "
+                                                    "bragg command: --token TOKEN or "
+                                                    "BRAGG_TOKEN=TOKEN)"},
+    404: {"detail": "job 3f9a0c2b7d4e4f1a9b8c7d6e5f4a3b2c not found"},
     409: {"detail": "job is running, not finished"},
     413: {"detail": "the request body exceeds BRAGG_MAX_BODY_BYTES"},
     422: {"detail": "invalid request", "errors": [
