@@ -8,6 +8,7 @@ paths into the request body (``config.detector.fast_pixels``, ``trace_pixels.0``
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from typing import Optional
 
 from fastapi import Request
@@ -55,6 +56,42 @@ def limit_exceeded(field: str, limit: str, value: int, allowed: int, what: str) 
     return ApiError(422, f"{what} exceeds the limit {limit}",
                     errors=[{"field": field, "limit": limit, "value": value, "allowed": allowed,
                              "message": f"{what} is {value:,}; the limit {limit} is {allowed:,}"}])
+
+
+class Checks:
+    """Checks of one request that can be known together: each runs in ``with checks.check():``;
+    the field errors of every failing one are answered at once by ``checks.done()`` (a user
+    fixes a submission in one round, not one error per try). Other errors pass through."""
+
+    def __init__(self) -> None:
+        self.failed: list[ApiError] = []
+
+    @contextmanager
+    def check(self):
+        try:
+            yield
+        except ApiError as exc:
+            if exc.status_code != 422 or not exc.errors:
+                raise
+            self.failed.append(exc)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def done(self) -> None:
+        if not self.failed:
+            return
+        if len(self.failed) == 1:
+            raise self.failed[0]
+        errors = [e for exc in self.failed for e in exc.errors]
+        # each distinct summary once (those of nested checks too), the generic one only alone
+        details = [d for exc in self.failed for d in getattr(exc, "details", [exc.detail])]
+        details = list(dict.fromkeys(d for d in details if d != "invalid request")) \
+            or ["invalid request"]
+        err = ApiError(422, f"{len(errors)} problems: " + "; ".join(details), errors=errors)
+        err.details = details
+        raise err
 
 
 def not_found(what: str, hint: Optional[str] = None, **extra) -> ApiError:
