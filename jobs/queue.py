@@ -12,7 +12,7 @@ import uuid
 
 import redis
 from rq import Queue
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
 TASK = "worker.tasks.run_job"
@@ -85,6 +85,8 @@ def discard(connection: redis.Redis, rq_id: str) -> None:
     try:
         Job.fetch(rq_id, connection=connection).cancel()
     except NoSuchJobError:  # gone already (done, or removed by its own TTL)
+        pass
+    except InvalidJobOperation:  # canceled already (rq 3 refuses a second cancel)
         pass
 
 
