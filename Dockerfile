@@ -18,8 +18,11 @@ WORKDIR /opt/bragg-service
 RUN pip install "torch>=2.3" --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
 COPY sim_core ./sim_core
+COPY jobs ./jobs
 COPY app ./app
 COPY worker ./worker
+COPY client ./client
+COPY bragg ./bragg
 RUN pip install . && bragg --help >/dev/null
 USER bragg
 VOLUME /data
@@ -37,8 +40,11 @@ RUN groupadd --gid 10001 bragg && useradd --uid 10001 --gid bragg --create-home 
 WORKDIR /opt/bragg-service
 COPY pyproject.toml README.md ./
 COPY sim_core ./sim_core
+COPY jobs ./jobs
 COPY app ./app
 COPY worker ./worker
+COPY client ./client
+COPY bragg ./bragg
 # the base image's torch satisfies the project's range (torch>=2.3): pip keeps it
 RUN pip install . && python -c "import torch; assert torch.version.cuda, 'not a CUDA build'"
 USER bragg
