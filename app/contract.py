@@ -9,7 +9,7 @@ it. :func:`finish` closes them for every route at once:
 
 * every error response (4xx, 5xx) is ``application/json`` with the ``ErrorBody`` schema, keeping
   its example; every ``/v1/`` route declares 401 (tokens), 503 (Redis unreachable) and, where it
-  takes a body, 413 (``max_body_bytes``), because the guard and the exception handlers answer
+  takes a JSON body, 413 (``max_body_bytes``), because the guard and the exception handlers answer
   them for any route;
 * byte downloads get ``{"type": "string", "format": "binary"}``, text ``{"type": "string"}``.
 
@@ -19,6 +19,7 @@ and builds a client from it with ``openapi-python-client``.
 
 from __future__ import annotations
 
+from app.guard import UPLOAD_PATHS
 from app.schemas import ERROR_EXAMPLES
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -70,7 +71,8 @@ def finish(doc: dict, public_paths: tuple[str, ...]) -> dict:
             implied = []
             if path.startswith("/v1/"):
                 implied = [503] if path in public_paths else [401, 503]
-                if "requestBody" in op and method in ("post", "put", "patch"):
+                # an upload's size is its route's own 422 (max_upload_bytes, per kind)
+                if "requestBody" in op and path not in UPLOAD_PATHS:
                     implied.append(413)
             for code in implied:
                 responses.setdefault(str(code), None)
@@ -79,8 +81,9 @@ def finish(doc: dict, public_paths: tuple[str, ...]) -> dict:
                     responses[code] = _error_response(int(code), resp)
                     continue
                 for media, body in (resp.get("content") or {}).items():
-                    if not body.get("schema") and _schema_for(media) is not None:
-                        body["schema"] = _schema_for(media)
+                    schema = body.get("schema") or _schema_for(media)
+                    if schema is not None:
+                        body["schema"] = schema
     schemas = doc.get("components", {}).get("schemas", {})
     for name in _FASTAPI_VALIDATION:
         schemas.pop(name, None)

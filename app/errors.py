@@ -31,6 +31,8 @@ class ApiError(StarletteHTTPException):
                  hint: Optional[str] = None, headers: Optional[dict] = None, extra: dict | None = None):
         super().__init__(status_code=status, detail=detail, headers=headers)
         self.errors = errors
+        #: the summaries an answer of several checks (Checks) was made of
+        self.details = [detail]
         self.hint = hint
         self.extra = extra or {}
 
@@ -86,7 +88,7 @@ class Checks:
             raise self.failed[0]
         errors = [e for exc in self.failed for e in exc.errors]
         # each distinct summary once (those of nested checks too), the generic one only alone
-        details = [d for exc in self.failed for d in getattr(exc, "details", [exc.detail])]
+        details = [d for exc in self.failed for d in exc.details]
         details = list(dict.fromkeys(d for d in details if d != "invalid request")) \
             or ["invalid request"]
         err = ApiError(422, f"{len(errors)} problems: " + "; ".join(details), errors=errors)
