@@ -113,7 +113,7 @@ def _from_args(ctx: AppContext, owner: str, sub: JobSubmission, summaries: dict
     argv = list(sub.nanobragg_args)
     ids: dict[str, str] = {}
     recs: dict[str, FileRecord] = {}
-    checks = Checks()  # every entry of 'files' at fault at once
+    checks = Checks()  # every entry of 'files', -img and -mask at fault, at once
     for name, ref in sub.files.items():
         with checks.check():
             if not safe_name(name):
@@ -121,19 +121,22 @@ def _from_args(ctx: AppContext, owner: str, sub: JobSubmission, summaries: dict
                                                      "leading dot, e.g. 'P1.hkl'")
             recs[name] = _owned_file(ctx, owner, ref, f"files.{name}")
             ids[name] = ref
-    checks.done()
     # -img and -mask headers are read while parsing: only uploaded files may be named there
     header_files = {}
     for i, a in enumerate(argv[:-1]):
         if a in HEADER_FLAGS:
             name = argv[i + 1]
-            if name not in ids:
-                raise invalid_field(f"nanobragg_args.{i + 1}",
-                                    f"{a} names {name!r}, which is not in 'files' (map it to an "
-                                    "uploaded id)")
-            header_files[name] = ids[name]
-            if a == "-mask":
-                check_kind(recs[name], "detector.mask_file", f"files.{name}", name)
+            with checks.check():
+                if name not in sub.files:
+                    raise invalid_field(f"nanobragg_args.{i + 1}",
+                                        f"{a} names {name!r}, which is not in 'files' (map it to "
+                                        "an uploaded id)")
+                if name not in ids:  # its entry of 'files' is at fault, and said so
+                    continue
+                header_files[name] = ids[name]
+                if a == "-mask":
+                    check_kind(recs[name], "detector.mask_file", f"files.{name}", name)
+    checks.done()
     from sim_core.nanobragg_args import parse_nanobragg_args
 
     base = Path(tempfile.mkdtemp(prefix="args-", dir=ctx.store_tmp))

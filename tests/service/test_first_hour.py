@@ -37,6 +37,11 @@ def test_every_problem_of_a_submission_is_answered_at_once(bob):
                                    "files": {"a.hkl": "sha256:" + "0" * 64, "b.mat": "nonsense"}})
     assert r.status_code == 422
     assert [e["field"] for e in r.json()["errors"]] == ["files.a.hkl", "files.b.mat"], r.text
+    # a header file not in 'files' beside a bad entry of it
+    r = bob.post("/v1/jobs", json={"nanobragg_args": ["-img", "x.img", "-mask", "m.img", "-N", "3"],
+                                   "files": {"m.img": "nonsense"}})
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["files.m.img", "nanobragg_args.1"], r.text
     # a config naming two unknown uploads: both
     cfg = dict(SMALL_CONFIG, structure_factors={"hkl_file": "sha256:" + "1" * 64},
                crystal=dict(SMALL_CONFIG["crystal"], matrix_file="sha256:" + "2" * 64))
