@@ -202,7 +202,7 @@ def test_a_generated_client_submits_polls_traces_and_downloads(gen, client):
     assert {e.field for e in bad.parsed.errors} >= {"config.detector.fast_pixels"}
 
 
-def test_a_generated_client_fetches_a_series_image_and_its_dataset(gen, client):
+def test_a_generated_client_fetches_a_series_image_and_its_dataset(gen, client, service):
     models = gen.models
     queued = _op(gen, "jobs", "submit_job").sync(client=client, body=models.JobSubmission.from_dict(
         {"config": SERIES, "outputs": ["float", "smv"], "label": "generated client"}))
@@ -225,3 +225,10 @@ def test_a_generated_client_fetches_a_series_image_and_its_dataset(gen, client):
                   members.pop("sha256.txt").decode().splitlines())
     assert listed == {name: _sha(data) for name, data in members.items()}
     assert {f"floatimage_{n:05d}.bin" for n in (3, 4, 5)} <= set(members)
+    # the dataset's two declared types: zip by default, bytes to a request that accepts only those
+    with service.client("alice") as plain:
+        for accept, served in ((None, "application/zip"),
+                               ("application/octet-stream", "application/octet-stream")):
+            r = plain.get(f"/v1/jobs/{done.id}/dataset",
+                          headers={"Accept": accept} if accept else {})
+            assert r.headers["content-type"] == served and r.content == archive
