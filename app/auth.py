@@ -12,7 +12,7 @@ import ipaddress
 
 from fastapi import Request
 
-from app.errors import ApiError
+from app.errors import TOKEN_HINT, ApiError
 
 
 def is_loopback(host: str) -> bool:
@@ -34,9 +34,10 @@ async def current_owner(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "missing bearer token", hint="send 'Authorization: Bearer <token>'",
+        raise ApiError(401, "missing bearer token", hint=TOKEN_HINT,
                        headers={"WWW-Authenticate": "Bearer"})
     owner = ctx.settings.owner_of(token.strip(), table)
     if owner is None:
-        raise ApiError(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "invalid bearer token", hint=TOKEN_HINT,
+                       headers={"WWW-Authenticate": "Bearer"})
     return owner

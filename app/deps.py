@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from app.auth import current_owner
 from app.context import AppContext
-from app.errors import not_found
+from app.errors import job_not_found
 from jobs.job import Job
 
 
@@ -25,7 +25,7 @@ OwnerDep = Annotated[str, Depends(current_owner)]
 def owned_job(job_id: str, ctx: CtxDep, owner: OwnerDep) -> Job:
     job = ctx.records.get_owned(job_id, owner)
     if job is None:
-        raise not_found("job")
+        raise job_not_found(job_id)
     return job
 
 

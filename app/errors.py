@@ -8,6 +8,7 @@ paths into the request body (``config.detector.fast_pixels``, ``trace_pixels.0``
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from typing import Optional
 
 from fastapi import Request
@@ -20,6 +21,9 @@ from sim_core.config import FieldError
 from jobs.store import disk_error
 
 log = logging.getLogger("bragg.api")
+#: what a request without a valid token is told: the header, and the bragg command's options
+TOKEN_HINT = ("send 'Authorization: Bearer <token>' (the bragg command: --token TOKEN or "
+              "BRAGG_TOKEN=TOKEN)")
 
 
 class ApiError(StarletteHTTPException):
@@ -27,6 +31,8 @@ class ApiError(StarletteHTTPException):
                  hint: Optional[str] = None, headers: Optional[dict] = None, extra: dict | None = None):
         super().__init__(status_code=status, detail=detail, headers=headers)
         self.errors = errors
+        #: the summaries an answer of several checks (Checks) was made of
+        self.details = [detail]
         self.hint = hint
         self.extra = extra or {}
 
@@ -54,8 +60,50 @@ def limit_exceeded(field: str, limit: str, value: int, allowed: int, what: str) 
                              "message": f"{what} is {value:,}; the limit {limit} is {allowed:,}"}])
 
 
+class Checks:
+    """Checks of one request that can be known together: each runs in ``with checks.check():``;
+    the field errors of every failing one are answered at once by ``checks.done()`` (a user
+    fixes a submission in one round, not one error per try). Other errors pass through."""
+
+    def __init__(self) -> None:
+        self.failed: list[ApiError] = []
+
+    @contextmanager
+    def check(self):
+        try:
+            yield
+        except ApiError as exc:
+            if exc.status_code != 422 or not exc.errors:
+                raise
+            self.failed.append(exc)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def done(self) -> None:
+        if not self.failed:
+            return
+        if len(self.failed) == 1:
+            raise self.failed[0]
+        errors = [e for exc in self.failed for e in exc.errors]
+        # each distinct summary once (those of nested checks too), the generic one only alone
+        details = [d for exc in self.failed for d in exc.details]
+        details = list(dict.fromkeys(d for d in details if d != "invalid request")) \
+            or ["invalid request"]
+        err = ApiError(422, f"{len(errors)} problems: " + "; ".join(details), errors=errors)
+        err.details = details
+        raise err
+
+
 def not_found(what: str, hint: Optional[str] = None, **extra) -> ApiError:
     return ApiError(404, f"{what} not found", hint=hint, extra=extra)
+
+
+def job_not_found(job_id: str) -> ApiError:
+    """404 naming the job id asked for (cut short: it comes from the path, unchecked)."""
+    shown = job_id if len(job_id) <= 64 else job_id[:64] + "…"
+    return ApiError(404, f"job {shown} not found")
 
 
 def _loc_path(loc) -> str:

@@ -13,6 +13,8 @@ import json
 
 from starlette.routing import Match
 
+from app.errors import TOKEN_HINT
+
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH", "POST", "PUT", "PATCH"}
 UPLOAD_PATHS = ("/v1/files",)
 
@@ -47,11 +49,12 @@ class RequestGuard:
         if ctx.tokens:
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                return await _send_json(send, 401, {"detail": "missing bearer token", "hint":
-                                                    "send 'Authorization: Bearer <token>'"},
+                return await _send_json(send, 401, {"detail": "missing bearer token",
+                                                    "hint": TOKEN_HINT},
                                         [(b"www-authenticate", b"Bearer")])
             if ctx.settings.owner_of(token.strip(), ctx.tokens) is None:
-                return await _send_json(send, 401, {"detail": "invalid bearer token"},
+                return await _send_json(send, 401, {"detail": "invalid bearer token",
+                                                    "hint": TOKEN_HINT},
                                         [(b"www-authenticate", b"Bearer")])
         if path in UPLOAD_PATHS:
             return await self.app(scope, receive, send)

@@ -15,7 +15,7 @@ from sim_core.errors import ConfigError, InputFileError
 from sim_core.inputs import BY_FIELD, summarize
 
 from app.context import AppContext
-from app.errors import ApiError, invalid, invalid_field, limit_exceeded
+from app.errors import ApiError, Checks, invalid_field, limit_exceeded
 from jobs.job import FileRecord
 
 log = logging.getLogger("bragg.api")
@@ -111,26 +111,52 @@ def check_series(settings, images: int, evaluations: int, form: str,
 
 
 def check_cost(settings, cost: Cost, form: str) -> None:
+    """Every limit the job's cost crosses, all in one 422."""
+    checks = Checks()
+    for one in (_check_pixels, _check_evaluations, _check_sources, _check_orientations,
+                _check_memory):
+        with checks.check():
+            one(settings, cost, form)
+    checks.done()
+
+
+def _check_pixels(settings, cost: Cost, form: str) -> None:
     where = "config" if form == "config" else form
     S, F = cost.shape
     if S * F > settings.max_detector_pixels:
         raise limit_exceeded(f"{where}.detector" if form == "config" else where,
                              "max_detector_pixels", S * F, settings.max_detector_pixels,
                              "the detector's pixel count")
+
+
+def _check_evaluations(settings, cost: Cost, form: str) -> None:
+    where = "config" if form == "config" else form
     if cost.evaluations > settings.max_evaluations:
         err = limit_exceeded(where, "max_evaluations", cost.evaluations, settings.max_evaluations,
                              "the job's evaluations")
         err.errors[0]["message"] = (f"the job's evaluations are {cost.formula()}; the limit "
                                     f"max_evaluations is {settings.max_evaluations:,}")
         raise err
+
+
+def _check_sources(settings, cost: Cost, form: str) -> None:
+    where = "config" if form == "config" else form
     if cost.sources > settings.max_sources:
         raise limit_exceeded(f"{where}.beam" if form == "config" else where, "max_sources",
                              cost.sources, settings.max_sources,
                              "the number of sources (divergence points x dispersion steps)")
+
+
+def _check_orientations(settings, cost: Cost, form: str) -> None:
+    where = "config" if form == "config" else form
     if cost.orientations > settings.max_orientations:
         raise limit_exceeded(f"{where}.crystal" if form == "config" else where,
                              "max_orientations", cost.orientations, settings.max_orientations,
                              "the number of crystal orientations (phi steps x mosaic domains)")
+
+
+def _check_memory(settings, cost: Cost, form: str) -> None:
+    where = "config" if form == "config" else form
     if cost.memory_bytes > settings.max_job_memory_bytes:
         raise limit_exceeded(where, "max_job_memory_bytes", cost.memory_bytes,
                              settings.max_job_memory_bytes,

@@ -13,7 +13,7 @@ import redis.asyncio as aredis
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app import apidocs, conditional, errors, web
+from app import apidocs, conditional, contract, errors, web
 from app.context import AppContext
 from app.guard import RequestGuard
 from jobs.prometheus import make_registry
@@ -62,8 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await aconn.aclose()
         conn.close()
 
+    # operation ids are the route functions' names (submit_job, get_trace, get_dataset): the
+    # names a generated client gives its functions
     app = FastAPI(title="bragg-service", version=_version(), description=DESCRIPTION,
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+                  lifespan=lifespan, docs_url=None, redoc_url=None,
+                  generate_unique_id_function=lambda route: route.name)
     app.state.ctx = ctx
     errors.install(app)
     for r in (files.router, jobs.router, traces.router, artifacts.router, datasets.router,
@@ -82,7 +85,8 @@ PUBLIC = ("/healthz", "/readyz", "/metrics")
 
 
 def _openapi(app: FastAPI) -> dict:
-    """The generated document, declaring the bearer token on every route that needs it."""
+    """The generated document, declaring the bearer token on every route that needs it, its
+    error answers and downloads completed (app/contract.py)."""
     if app.openapi_schema is None:
         doc = get_openapi(title=app.title, version=app.version, description=app.description,
                           routes=app.routes)
@@ -93,7 +97,7 @@ def _openapi(app: FastAPI) -> dict:
             for op in ops.values():
                 op["security"] = [] if path in PUBLIC or not path.startswith("/v1/") \
                     else [{"bearerAuth": []}]
-        app.openapi_schema = doc
+        app.openapi_schema = contract.finish(doc, PUBLIC)
     return app.openapi_schema
 
 

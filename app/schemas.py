@@ -207,24 +207,42 @@ class TraceSubmission(BaseModel):
 
 
 class ErrorItem(BaseModel):
-    field: str
+    model_config = ConfigDict(extra="allow")
+    field: str = Field(description="the dotted path of the field, query parameter or flag at fault")
     message: str
+    line: Optional[int] = Field(None, description="an input file's line at fault")
+    column: Optional[str] = Field(None, description="an MTZ file's column at fault")
+    limit: Optional[str] = Field(None, description="the deployment's limit crossed (a setting)")
+    value: Optional[int] = Field(None, description="the value priced against the limit")
+    allowed: Optional[int] = Field(None, description="the limit's value")
 
 
 class ErrorBody(BaseModel):
+    """Every error answer (4xx, 503) of the API, whatever the route's success answer is."""
+
+    model_config = ConfigDict(extra="allow")
     detail: str
-    errors: Optional[list[ErrorItem]] = None
-    hint: Optional[str] = None
+    errors: Optional[list[ErrorItem]] = Field(None, description="422: every field at fault")
+    hint: Optional[str] = Field(None, description="what to do about it")
+    trace_job: Optional[str] = Field(None, description="a trace not ready yet: the job tracing it")
+
+
+#: an example error body of each status the API answers with
+ERROR_EXAMPLES = {
+    401: {"detail": "missing bearer token", "hint": "send 'Authorization: Bearer <token>' (the "
+                                                    "bragg command: --token TOKEN or "
+                                                    "BRAGG_TOKEN=TOKEN)"},
+    404: {"detail": "job 3f9a0c2b7d4e4f1a9b8c7d6e5f4a3b2c not found"},
+    409: {"detail": "job is running, not finished"},
+    413: {"detail": "the request body exceeds BRAGG_MAX_BODY_BYTES"},
+    422: {"detail": "invalid request", "errors": [
+        {"field": "config.detector.fast_pixels", "message": "Input should be greater than 0"}]},
+    503: {"detail": "the job store (Redis) is unavailable", "hint": "try again later"},
+}
 
 
 def error_responses(*codes: int) -> dict:
-    examples = {
-        401: {"detail": "missing bearer token", "hint": "send 'Authorization: Bearer <token>'"},
-        404: {"detail": "job not found"},
-        409: {"detail": "job is not finished"},
-        422: {"detail": "invalid request", "errors": [
-            {"field": "config.detector.fast_pixels", "message": "Input should be greater than 0"}]},
-    }
+    examples = ERROR_EXAMPLES
     return {c: {"model": ErrorBody, "content": {"application/json": {"example": examples[c]}}}
             for c in codes}
 

@@ -34,7 +34,8 @@ from sim_core.series import image_config, plan_children
 from sim_core.output_formats import BY_KEY, SERVICE_OUTPUTS
 
 from app.context import AppContext
-from app.errors import invalid, invalid_field, limit_exceeded
+from app.errors import Checks, invalid, invalid_field, limit_exceeded
+from app.ignored import output_field_warnings, output_flag_warnings
 from app.limits import (args_field, check_cost, check_grid, check_kind, check_series, file_summary,
                         job_cost, named)
 from app.schemas import JobSubmission
@@ -82,17 +83,20 @@ def _from_config(ctx: AppContext, owner: str, sub: JobSubmission, summaries: dic
     cfg = sub.config.model_copy(deep=True)
     names: dict[str, str] = {}
     used: set[str] = set()
+    checks = Checks()  # every file at fault at once
     for path, ref in cfg.file_refs().items():
-        rec = _owned_file(ctx, owner, ref, f"config.{path}")
-        _use_file(ctx, owner, rec, path, f"config.{path}", rec.name, summaries)
-        if ref in names:
+        with checks.check():
+            rec = _owned_file(ctx, owner, ref, f"config.{path}")
+            _use_file(ctx, owner, rec, path, f"config.{path}", rec.name, summaries)
+        if not checks.ok or ref in names:
             continue
         name = rec.name if safe_name(rec.name) else f"input{len(names) + 1}"
         if name in used:
             name = f"{len(names) + 1}_{name}"
         used.add(name)
         names[ref] = name
-    return cfg, names, cfg.deprecations
+    checks.done()
+    return cfg, names, list(cfg.deprecations) + output_field_warnings(sub.config, sub.outputs)
 
 
 def _use_file(ctx: AppContext, owner: str, rec: FileRecord, path: str, where: str, name: str,
@@ -109,24 +113,30 @@ def _from_args(ctx: AppContext, owner: str, sub: JobSubmission, summaries: dict
     argv = list(sub.nanobragg_args)
     ids: dict[str, str] = {}
     recs: dict[str, FileRecord] = {}
+    checks = Checks()  # every entry of 'files', -img and -mask at fault, at once
     for name, ref in sub.files.items():
-        if not safe_name(name):
-            raise invalid_field(f"files.{name}", "a file name without directories or a leading "
-                                                 "dot, e.g. 'P1.hkl'")
-        recs[name] = _owned_file(ctx, owner, ref, f"files.{name}")
-        ids[name] = ref
+        with checks.check():
+            if not safe_name(name):
+                raise invalid_field(f"files.{name}", "a file name without directories or a "
+                                                     "leading dot, e.g. 'P1.hkl'")
+            recs[name] = _owned_file(ctx, owner, ref, f"files.{name}")
+            ids[name] = ref
     # -img and -mask headers are read while parsing: only uploaded files may be named there
     header_files = {}
     for i, a in enumerate(argv[:-1]):
         if a in HEADER_FLAGS:
             name = argv[i + 1]
-            if name not in ids:
-                raise invalid_field(f"nanobragg_args.{i + 1}",
-                                    f"{a} names {name!r}, which is not in 'files' (map it to an "
-                                    "uploaded id)")
-            header_files[name] = ids[name]
-            if a == "-mask":
-                check_kind(recs[name], "detector.mask_file", f"files.{name}", name)
+            with checks.check():
+                if name not in sub.files:
+                    raise invalid_field(f"nanobragg_args.{i + 1}",
+                                        f"{a} names {name!r}, which is not in 'files' (map it to "
+                                        "an uploaded id)")
+                if name not in ids:  # its entry of 'files' is at fault, and said so
+                    continue
+                header_files[name] = ids[name]
+                if a == "-mask":
+                    check_kind(recs[name], "detector.mask_file", f"files.{name}", name)
+    checks.done()
     from sim_core.nanobragg_args import parse_nanobragg_args
 
     base = Path(tempfile.mkdtemp(prefix="args-", dir=ctx.store_tmp))
@@ -147,21 +157,24 @@ def _from_args(ctx: AppContext, owner: str, sub: JobSubmission, summaries: dict
     finally:
         shutil.rmtree(base, ignore_errors=True)
     cfg = parsed.config
-    warnings = list(parsed.warnings)
+    warnings = list(parsed.warnings) + output_flag_warnings(argv, sub.outputs)
     if parsed.trace_file:
         warnings.append("-trace_file is ignored: traces are artifacts trace_<slow>_<fast>.log")
     if parsed.force:
         warnings.append("-force is ignored: the service's own limits apply (BRAGG_MAX_*)")
     names: dict[str, str] = {}
+    checks = Checks()  # every file the command line names that is missing or of the wrong kind
     for path, name in parsed.input_files.items():
         flag = BY_FIELD[path].flag
-        if name not in ids:
-            raise invalid_field("files", f"{flag} names {name!r}, which is not in 'files' (map it "
-                                         "to an uploaded id: \"files\": {\"" + name
-                                         + "\": \"sha256:...\"})")
-        _use_file(ctx, owner, recs[name], path, f"files.{name}", name, summaries)
-        set_field(cfg, path, ids[name])
-        names[ids[name]] = name
+        with checks.check():
+            if name not in ids:
+                raise invalid_field("files", f"{flag} names {name!r}, which is not in 'files' "
+                                             "(map it to an uploaded id: \"files\": {\"" + name
+                                             + "\": \"sha256:...\"})")
+            _use_file(ctx, owner, recs[name], path, f"files.{name}", name, summaries)
+            set_field(cfg, path, ids[name])
+            names[ids[name]] = name
+    checks.done()
     return cfg, names, warnings
 
 
@@ -203,13 +216,18 @@ def prepare(ctx: AppContext, owner: str, sub: JobSubmission) -> PreparedJob:
     if sub.dtype:
         run.dtype = sub.dtype
     outputs = [o for o in SERVICE_OUTPUTS if o in set(sub.outputs)]
-    if "hkl" in outputs and not (cfg.structure_factors.model_file or cfg.structure_factors.mtz_file):
-        raise invalid_field("outputs", "'hkl' writes the P1 structure factors of a model or MTZ "
-                                       "file; the job has neither")
-    if "nexus" in outputs and cfg.detector.curved:
-        raise invalid_field("outputs", "'nexus' describes flat detector modules (NXmx); a curved "
-                                       "detector (detector.curved, -curved_det) has no NXmx "
-                                       "description: drop one of them")
+    # what is wrong with the outputs, the price and the traced pixels is said in one answer
+    checks = Checks()
+    with checks.check():
+        if "hkl" in outputs and not (cfg.structure_factors.model_file
+                                     or cfg.structure_factors.mtz_file):
+            raise invalid_field("outputs", "'hkl' writes the P1 structure factors of a model or "
+                                           "MTZ file; the job has neither")
+    with checks.check():
+        if "nexus" in outputs and cfg.detector.curved:
+            raise invalid_field("outputs", "'nexus' describes flat detector modules (NXmx); a "
+                                           "curved detector (detector.curved, -curved_det) has no "
+                                           "NXmx description: drop one of them")
     # the config names the files the service writes (commands.txt reproduces them by name)
     for f in BY_KEY.values():
         if f.config_field:
@@ -218,13 +236,20 @@ def prepare(ctx: AppContext, owner: str, sub: JobSubmission) -> PreparedJob:
     images = cfg.scan.images
     # every image of a series costs what its first one does (only its φ range and noise differ)
     priced = image_config(cfg, cfg.scan.first_image) if images > 1 else cfg
-    cost = job_cost(priced, summaries, form, names, sub.nanobragg_args)
-    check_cost(settings, cost, form)
-    if images > 1:
-        check_series(settings, images, cost.evaluations, form, sub.nanobragg_args)
-    _check_trace_pixels(settings, run.trace_pixels, cost.shape,
-                        "trace_pixels" if sub.trace_pixels or form == "nanobragg_args"
-                        else "config.run.trace_pixels")
+    cost = None
+    with checks.check():
+        cost = job_cost(priced, summaries, form, names, sub.nanobragg_args)
+    if cost is not None:
+        with checks.check():
+            check_cost(settings, cost, form)
+        if images > 1:
+            with checks.check():
+                check_series(settings, images, cost.evaluations, form, sub.nanobragg_args)
+        with checks.check():
+            _check_trace_pixels(settings, run.trace_pixels, cost.shape,
+                                "trace_pixels" if sub.trace_pixels or form == "nanobragg_args"
+                                else "config.run.trace_pixels")
+    checks.done()
     warnings += [f"note: {named(n, names)}" for n in cost.notes]
     warnings += unserved_warnings(ctx, run.device)
     return PreparedJob(config=cfg, file_names=names, outputs=outputs, shape=cost.shape,

@@ -158,7 +158,8 @@ subcommand("fetch", "download every artifact of a finished job and verify sha256
                                                           "for a series a new or empty folder"),
            *CLIENT)(_client("fetch"))
 subcommand("trace", "print the trace of pixel (S, F), tracing it first where needed",
-           arg("job_id"), arg("slow", type=int, metavar="S"), arg("fast", type=int, metavar="F"),
+           arg("job_id"), arg("slow", type=_count(0), metavar="S", help="the pixel's row"),
+           arg("fast", type=_count(0), metavar="F", help="the pixel's column"),
            arg("--image", type=_count(0), default=None, metavar="N",
                help="a series' image N (a series traces one image at a time)"),
            arg("--timeout", type=float, default=600, help="seconds to wait for a trace job"),

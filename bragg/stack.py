@@ -150,7 +150,7 @@ def _stop_one(child: Child, hurry: threading.Event, grace: float = 15.0) -> None
         child.pump.join(2)
 
 
-def _banner(url: str, redis_url: str, data_dir: Path, tokens: bool) -> str:
+def _banner(url: str, redis_url: str, data_dir: Path, tokens: bool, workers: int = 1) -> str:
     bragg = shutil.which("bragg") or "bragg"
     exe = Path(sys.executable).parent / "bragg"
     if exe.exists():
@@ -178,7 +178,7 @@ or with curl:
   curl -s {url}/v1/jobs -H 'Content-Type: application/json' \\
        -d '{{"nanobragg_args": [{args_json}]}}'
 
-Press Ctrl-C to stop Redis, the API and the worker.
+Press Ctrl-C to stop Redis, the API and the worker{'s' if workers > 1 else ''}.
 """
 
 
@@ -261,7 +261,7 @@ def _run_up(host, port, workers, device, data_dir, ready_timeout) -> int:
         say(f"bragg up: waiting for {url}/readyz (the worker warms up first)")
         _wait(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, ready_timeout,
               stop, stack, "the API and a live worker")
-        say(_banner(url, redis_url, data, bool(tokens)))
+        say(_banner(url, redis_url, data, bool(tokens), workers))
         while not stop.wait(0.5):
             dead = stack.dead()
             if dead is not None:

@@ -34,6 +34,10 @@ def run(fn, args: argparse.Namespace) -> int:
         with _client(args) as bc:
             return fn(bc, args)
     except ApiError as exc:
+        if exc.status_code == 401:  # the command's options, not the HTTP header
+            exc.hint = ("give the token with --token TOKEN or BRAGG_TOKEN=TOKEN"
+                        if exc.detail.startswith("missing") else
+                        "the token given (--token or BRAGG_TOKEN) is not one of this service's")
         _err(f"bragg {args.command}: error {exc.describe()}")
         return 2
     except ClientError as exc:
@@ -221,6 +225,7 @@ class ProgressView:
 
 
 def wait(bc: BraggClient, args: argparse.Namespace) -> int:
+    bc.get(args.job_id)  # an unknown id is said before a progress bar is drawn
     with ProgressView(args.job_id, quiet=args.quiet) as view:
         rec = bc.wait(args.job_id, timeout=args.timeout, on_update=view.update)
     return _ended(rec)
@@ -279,6 +284,10 @@ def _file_groups(paths: list[Path], sizes: dict, folder: Path) -> list[tuple[str
 
 
 def trace(bc: BraggClient, args: argparse.Namespace) -> int:
+    problem = _trace_problem(bc.get(args.job_id), args.slow, args.fast, args.image)
+    if problem:
+        _err(f"bragg trace: error: {problem}")
+        return 2
     text = bc.trace(args.job_id, args.slow, args.fast, image=args.image, timeout=args.timeout,
                     on_update=lambda r: _err(f"trace job {r['id']}: {r['status']}")
                     if r["status"] in ("queued", "finished") else None)
@@ -350,3 +359,18 @@ def verify(bc: BraggClient, args: argparse.Namespace) -> int:
          f"report and its files are in {dest} (sha256.txt verified)")
     print(dest)
     return 0 if report["verdict"] == "pass" else 1
+
+
+def _trace_problem(rec: dict, slow: int, fast: int, image: int | None) -> str | None:
+    """Why pixel (slow, fast) of ``rec`` cannot be traced, in the command's terms (S, F,
+    --image), or None."""
+    rows, cols = rec["shape"]
+    series = rec.get("series")
+    if series and image is None:
+        first = series["first_image"]
+        return (f"series {rec['id']} traces one image at a time: give --image N "
+                f"(N = {first}..{first + series['images'] - 1})")
+    if not (0 <= slow < rows and 0 <= fast < cols):
+        return (f"pixel S={slow} F={fast} is outside the detector of job {rec['id']}: "
+                f"S is 0..{rows - 1}, F is 0..{cols - 1}")
+    return None

@@ -88,6 +88,8 @@ def discard(connection: redis.Redis, rq_id: str) -> None:
         pass
     except InvalidJobOperation:  # canceled already: RQ 3 refuses to cancel a job twice
         pass
+    except InvalidJobOperation:  # canceled already (rq 3 refuses a second cancel)
+        pass
 
 
 def queue_lengths(connection: redis.Redis, ns: str) -> dict[str, int]:

@@ -10,11 +10,17 @@ from sim_core.output_formats import content_type
 from app.context import AppContext
 from app.deps import CtxDep, OwnedJobDep
 from app.errors import not_found
+from app.contract import binary
 from app.schemas import error_responses
 from app.views import etag_matches
 from jobs.job import Job
 
 router = APIRouter(tags=["artifacts"])
+#: an artifact's bytes: images as bytes, text files as text, run_metadata.json as JSON
+ARTIFACT_CONTENT = {**binary("application/octet-stream", "image/png"),
+                    "text/plain": {"schema": {"type": "string"},
+                                   "example": "ab12...  floatimage.bin\n"},
+                    "application/json": {"schema": {"type": "object"}}}
 
 
 def serve_artifact(request: Request, ctx: AppContext, job: Job, name: str) -> Response:
@@ -40,9 +46,7 @@ def serve_artifact(request: Request, ctx: AppContext, job: Job, name: str) -> Re
 @router.get("/v1/jobs/{job_id}/artifacts/{name}", summary="Download an artifact",
             response_class=Response,
             responses={200: {"description": "the bytes; ETag is their sha256",
-                             "content": {"application/octet-stream": {}, "image/png": {},
-                                         "text/plain": {"example": "ab12...  floatimage.bin\n"},
-                                         "application/json": {}}},
+                             "content": ARTIFACT_CONTENT},
                        **error_responses(401, 404)})
 def get_artifact(job: OwnedJobDep, name: str, request: Request, ctx: CtxDep):
     """``floatimage.bin``, ``intimage.img``, ``noiseimage.img``, ``preview.png``,

@@ -9,8 +9,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from app.deps import CtxDep, OwnedJobDep
 from app.errors import ApiError, not_found
+from app.contract import binary
 from app.image_sources import NEXUS, ImageNumber, ImageSource, finished_image
-from app.routes.artifacts import serve_artifact
+from app.routes.artifacts import ARTIFACT_CONTENT, serve_artifact
 from app.schemas import error_responses
 from jobs.dataset import job_dataset, stream_zip
 from jobs.job import JobStatus
@@ -22,8 +23,7 @@ router = APIRouter(tags=["artifacts"])
 @router.get("/v1/jobs/{job_id}/images/{n}/artifacts/{name}", summary="Download a file of image n",
             response_class=Response,
             responses={200: {"description": "the bytes; ETag is their sha256",
-                             "content": {"application/octet-stream": {}, "image/png": {},
-                                         "application/json": {}}},
+                             "content": ARTIFACT_CONTENT},
                        **error_responses(401, 404, 409, 422)})
 def get_image_artifact(job: OwnedJobDep, n: ImageNumber, name: str, request: Request,
                        ctx: CtxDep):
@@ -38,6 +38,13 @@ def get_image_artifact(job: OwnedJobDep, n: ImageNumber, name: str, request: Req
         raise not_found("artifact", hint=f"image {n} has no {name}: its files are "
                                          f"{', '.join(_plain_names(src)) or 'none'}")
     return serve_artifact(request, ctx, src.job, src.name(name))
+
+
+def _zip_type(request: Request) -> str:
+    accept = request.headers.get("accept", "")
+    if "application/octet-stream" in accept and "application/zip" not in accept:
+        return "application/octet-stream"
+    return "application/zip"
 
 
 def _plain_names(src: ImageSource) -> list[str]:
@@ -60,9 +67,9 @@ def _plain_names(src: ImageSource) -> list[str]:
             response_class=Response,
             responses={200: {"description": "a zip streamed as it is made; its last member, "
                                             "sha256.txt, lists every other member's sha256",
-                             "content": {"application/zip": {}}},
+                             "content": binary("application/zip", "application/octet-stream")},
                        **error_responses(401, 404, 409)})
-def get_dataset(job: OwnedJobDep, ctx: CtxDep):
+def get_dataset(job: OwnedJobDep, ctx: CtxDep, request: Request):
     """A series: every image's files, numbered (``floatimage_00001.bin``, ``intimage_00001.img``,
     ...), the series' ``run_metadata.json`` (every image with its φ range, seeds and files) and
     ``commands.txt`` (a loop that renders every image with ``nanobragg``), with the ``nexus``
@@ -70,13 +77,15 @@ def get_dataset(job: OwnedJobDep, ctx: CtxDep):
     (``image_data_<first image>.nxs``, linked frame by frame), and ``sha256.txt`` over all of
     them. A single job: its artifacts. The archive is streamed as it is read from the
     store (memory does not grow with the dataset); a file whose bytes differ from its record ends
-    the stream early, so a client never gets a wrong archive that looks complete."""
+    the stream early, so a client never gets a wrong archive that looks complete. The bytes are
+    served as ``application/zip``, or as ``application/octet-stream`` to a request that accepts
+    that and not zip (client generators that know no zip type ask for bytes)."""
     if job.status is not JobStatus.finished:
         raise ApiError(409, f"job is {job.status.value}, not finished",
                        hint="the dataset is there once every image is finished")
     if not spec(job).has_images:
         raise not_found("dataset", hint=f"a {job.kind.value} job's files are its artifacts")
     extras, files = job_dataset(ctx, job)
-    return StreamingResponse(stream_zip(files, extras), media_type="application/zip",
+    return StreamingResponse(stream_zip(files, extras), media_type=_zip_type(request),
                              headers={"Content-Disposition": f'attachment; filename="{job.id}.zip"',
                                       "Cache-Control": "private, no-cache"})

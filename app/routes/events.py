@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from app.deps import CtxDep, OwnerDep
-from app.errors import not_found
+from app.errors import job_not_found
 from app.schemas import error_responses
 from app.views import job_view
 
@@ -40,7 +40,7 @@ async def job_events(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep
     the job store becomes unreachable the stream ends with an ``error`` event (reconnect later)."""
     job = await ctx.arecords.get_owned(job_id, owner)
     if job is None:
-        raise not_found("job")
+        raise job_not_found(job_id)
 
     async def stream():
         try:

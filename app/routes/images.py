@@ -35,6 +35,8 @@ from app.deps import CtxDep, OwnedJobDep, OwnerDep
 from app.errors import ApiError, invalid_field, not_found
 from app.image_sources import ImageSource, finished_image, image_source
 from app.imagedata import MAX_PROFILE_POINTS, Region, image_stats, profile, read_region
+from app.contract import binary
+from app.response_models import Geometry, ImageInfo, Profile
 from app.schemas import error_responses
 from app.views import etag_matches
 from jobs.job import Artifact, Job
@@ -196,7 +198,7 @@ def _range(field: str, text: str | None, size: int) -> tuple[int, int]:
             responses={200: {"description": "raw little-endian float32, `X-Image-Shape` rows x "
                                             "columns; each value the maximum of a step x step "
                                             "block (NaN only where the whole block is)",
-                             "content": {"application/octet-stream": {}}},
+                             "content": binary("application/octet-stream")},
                        **error_responses(401, 404, 409, 422)})
 def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
                      slow: str | None = Query(None, description="rows start:stop (default all)",
@@ -248,6 +250,7 @@ def _region_answer(request: Request, shown: Shown, slow: str | None, fast: str |
 
 
 @router.get("/v1/jobs/{job_id}/image/info", summary="Size, series and statistics of the image",
+            response_model=ImageInfo,
             responses={200: {"content": {"application/json": {"example": {
                 "shape": [2527, 2463], "n": 1, "images": 1, "name": FLOAT,
                 "tile": 256, "max_region_values": MAX_REGION_VALUES,
@@ -319,6 +322,7 @@ _END = Query(..., description="the last pixel, slow,fast", examples=["10,13"])
 
 
 @router.get("/v1/jobs/{job_id}/image/profile", summary="The values along a line of the image",
+            response_model=Profile,
             responses={200: {"content": {"application/json": {"example": _PROFILE_EXAMPLE}}},
                        **error_responses(401, 404, 409, 422)})
 def get_image_profile(job: OwnedJobDep, ctx: CtxDep, start: str = _START,
@@ -334,7 +338,7 @@ def get_image_profile(job: OwnedJobDep, ctx: CtxDep, start: str = _START,
 @router.get("/v1/files/{file_id}/image", summary="Pixels of an uploaded image (a region, any zoom)",
             response_class=Response,
             responses={200: {"description": "as GET /v1/jobs/{job_id}/image",
-                             "content": {"application/octet-stream": {}}},
+                             "content": binary("application/octet-stream")},
                        **error_responses(401, 404, 409, 422)})
 def get_file_image_region(file_id: str, request: Request, ctx: CtxDep, owner: OwnerDep,
                           slow: str | None = Query(None, description="rows start:stop"),
@@ -346,6 +350,7 @@ def get_file_image_region(file_id: str, request: Request, ctx: CtxDep, owner: Ow
 
 
 @router.get("/v1/files/{file_id}/image/info", summary="Size and statistics of an uploaded image",
+            response_model=ImageInfo,
             responses=error_responses(401, 404, 409))
 def get_file_image_info(file_id: str, ctx: CtxDep, owner: OwnerDep):
     """As GET /v1/jobs/{job_id}/image/info, for an image uploaded with ``kind=image``."""
@@ -354,7 +359,8 @@ def get_file_image_info(file_id: str, ctx: CtxDep, owner: OwnerDep):
                                 "artifacts": [shown.name]})
 
 
-@router.get("/v1/files/{file_id}/image/profile", summary="The values along a line of an uploaded image",
+@router.get("/v1/files/{file_id}/image/profile", response_model=Profile,
+            summary="The values along a line of an uploaded image",
             responses={200: {"content": {"application/json": {"example": _PROFILE_EXAMPLE}}},
                        **error_responses(401, 404, 409, 422)})
 def get_file_image_profile(file_id: str, ctx: CtxDep, owner: OwnerDep, start: str = _START,
@@ -367,6 +373,7 @@ def _finite(x: float) -> float | None:
 
 
 @router.get("/v1/jobs/{job_id}/geometry", summary="The detector geometry; d and 2θ of pixels",
+            response_model=Geometry,
             responses={200: {"content": {"application/json": {"example": {
                 "shape": [256, 256], "pixel_size_m": 0.0001, "pix0_m": [0.1, 0.0128, -0.0128],
                 "fdet": [0, 0, 1], "sdet": [0, -1, 0], "odet": [1, 0, 0], "beam": [1, 0, 0],

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.context import AppContext
 from app.deps import CtxDep, OwnedJobDep, OwnerDep
-from app.errors import ApiError, invalid_field, not_found
+from app.errors import ApiError, invalid_field, job_not_found
 from app.schemas import EXAMPLE_JOB, JobList, JobRecord, JobSubmission, Status, error_responses
 from app.submit import create_job, create_series, idempotency, prepare, replayed_job
 from app.views import etag_matches, job_url, job_view
@@ -71,7 +71,7 @@ def submit_job(ctx: CtxDep, owner: OwnerDep,
                                 warnings=prepared.warnings, label=body.label, idem=idem)
     job = ctx.records.get(job_id)
     if job is None:  # replayed, but the job has been removed since (retention)
-        raise not_found("job")
+        raise job_not_found(job_id)
     headers = {"Location": job_url(job_id),
                "Retry-After": retry_after(ctx.settings, job.evaluations)}
     if replayed:
@@ -95,7 +95,7 @@ def list_jobs(status: Optional[Status]
     if parent is not None:
         prec = ctx.records.get_owned(parent, owner)
         if prec is None:
-            raise not_found("job")
+            raise job_not_found(parent)
         found, nxt = ctx.records.children_of(parent, limit=limit,
                                              cursor=int(cursor) if cursor else None)
         if status:
@@ -114,14 +114,15 @@ async def get_job(job_id: str, request: Request, ctx: CtxDep, owner: OwnerDep):
     """With an ``ETag``; ``If-None-Match`` with it gives 304 while nothing changed."""
     job = await ctx.arecords.get_owned(job_id, owner)
     if job is None:
-        raise not_found("job")
+        raise job_not_found(job_id)
     if etag_matches(request.headers.get("if-none-match"), job.etag):
         return Response(status_code=304, headers={"ETag": job.etag})
     return job_response(job)
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobRecord, summary="Cancel a job",
-             responses={202: {"description": "running: it stops at its next chunk"},
+             responses={202: {"model": JobRecord,
+                              "description": "running: it stops at its next chunk"},
                         **error_responses(401, 404, 409)})
 def cancel_job(job: OwnedJobDep, ctx: CtxDep):
     """A queued job is canceled at once (200); a running job stops at its next chunk and ends

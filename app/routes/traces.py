@@ -156,7 +156,7 @@ def _claim_pixels(ctx: AppContext, owner: str, job: Job, src: ImageSource, pixel
     return trace_job, states
 
 
-_POST_RESPONSES = {202: {"content": {"application/json": {"example": {
+_POST_RESPONSES = {202: {"model": TraceSubmission, "content": {"application/json": {"example": {
     "trace_job": dict(EXAMPLE_JOB, kind=JobKind.trace.value, status="queued"),
     "pixels": [{"pixel": [10, 20], "status": "pending", "job": EXAMPLE_JOB["id"],
                 "url": "/v1/jobs/<id>/trace?pixel=10,20"}]}}}},

@@ -22,8 +22,10 @@ def test_owner_isolation(alice, bob):
     assert jid not in {j["id"] for j in bob.get("/v1/jobs", params={"limit": 200}).json()["jobs"]}
     assert jid in {j["id"] for j in alice.get("/v1/jobs", params={"limit": 200}).json()["jobs"]}
     assert alice.get(rec["artifacts"][0]["url"]).status_code == 200
-    # an unknown job looks the same as another owner's
-    assert bob.get("/v1/jobs/0123456789abcdef").json() == bob.get(f"/v1/jobs/{jid}").json()
+    # an unknown job looks the same as another owner's (each answer names the id asked for)
+    unknown = "0123456789abcdef" * 2
+    assert bob.get(f"/v1/jobs/{unknown}").json() == {"detail": f"job {unknown} not found"}
+    assert bob.get(f"/v1/jobs/{jid}").json() == {"detail": f"job {jid} not found"}
 
 
 def test_healthz_readyz(service):

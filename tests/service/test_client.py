@@ -16,6 +16,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -221,6 +222,35 @@ def test_errors_people_see(service, tmp_path):
     assert not Path(tmp_path / "x").exists()
 
 
+def test_first_hour_errors_are_in_the_commands_terms(service, cubic_job):
+    job_id = cubic_job[3]
+    unknown = "0123456789abcdef" * 2
+    for command in ("wait", "fetch", "status", "trace"):
+        extra = ("1", "2") if command == "trace" else ()
+        r = bragg(service, command, unknown, *extra)
+        # the id is named, and nothing was drawn before (no progress bar, no trace job)
+        assert r.returncode == 2 and r.stderr == (f"bragg {command}: error 404: job {unknown} "
+                                                  "not found\n"), (command, r.stderr)
+    # pixels in S and F, as the command takes them (not the API's ?pixel=s,f)
+    r = bragg(service, "trace", job_id, "-1", "5")
+    assert r.returncode == 2 and "argument S: expected an integer >= 0, got -1" in r.stderr
+    r = bragg(service, "trace", job_id, "5", "256")
+    assert r.returncode == 2 and r.stderr == (f"bragg trace: error: pixel S=5 F=256 is outside "
+                                              f"the detector of job {job_id}: S is 0..255, F is "
+                                              "0..255\n"), r.stderr
+    assert "pixel=" not in r.stderr
+    # a missing or wrong token: the command's option and variable
+    r = bragg(service, "status", job_id, owner=None)
+    assert r.returncode == 2 and "hint: give the token with --token TOKEN or BRAGG_TOKEN=TOKEN" \
+        in r.stderr and "Authorization" not in r.stderr, r.stderr
+    r = bragg(service, "status", job_id, "--token", "nope")
+    assert "(--token or BRAGG_TOKEN) is not one of this service's" in r.stderr, r.stderr
+    # the API says both: the header, and the command's options
+    r = httpx.get(f"{service.base_url}/v1/jobs/{job_id}")
+    assert r.status_code == 401 and "--token" in r.json()["hint"] \
+        and "Authorization: Bearer" in r.json()["hint"]
+
+
 # -- series -------------------------------------------------------------------------------------
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -340,7 +370,7 @@ def test_status_and_children_of_a_series(series_job, service):
         served = alice.get(f"/v1/jobs/{job_id}/images/2/trace", params={"pixel": "3,4"})
     assert served.status_code == 200 and served.text == tr.stdout
     whole = bragg(service, "trace", job_id, "3", "4")
-    assert whole.returncode == 2 and "/images/<n>/trace" in whole.stderr, whole.stderr
+    assert whole.returncode == 2 and "give --image N (N = 1..4)" in whole.stderr, whole.stderr
     # the owner's list shows the series with its images, not its children
     mine = bragg(service, "jobs", "--limit", "200")
     assert job_id in mine.stdout and "4/4" in mine.stdout
