@@ -303,3 +303,36 @@ def test_errors_in_a_render_name_the_config_field(tmp_path, model_files):
     with pytest.raises(InputFileError) as exc:
         _render(tmp_path, mtz_file="f.mtz", mtz_column="FOBS")
     assert exc.value.field == "structure_factors.mtz_column"
+
+
+@pytest.mark.parametrize("pointer", [2**27, 2**29, 2**31 - 1, -1])
+def test_an_mtz_header_pointer_beyond_the_file_is_refused_before_anything_is_allocated(
+        tmp_path, pointer):
+    """4 KiB claiming a header at up to 8 GiB (or a 64-bit pointer): gemmi would allocate the
+    space before it; the check reads 100 bytes."""
+    p = tmp_path / "huge.mtz"
+    head = b"MTZ " + np.array([pointer], "<i4").tobytes() + b"\x44\x41\x00\x00"
+    head += np.array([2**40], "<i8").tobytes()
+    p.write_bytes(head.ljust(4096, b"\0"))
+    at = 4 * (2**40 - 1) if pointer == -1 else 4 * (pointer - 1)
+    with pytest.raises(InputFileError, match=rf"huge.mtz: truncated MTZ file: 4096 bytes, but its "
+                                             rf"header should start at byte {at}$"):
+        read_mtz(p)
+
+
+def test_mtz_counts_beyond_the_file_are_refused_before_anything_is_allocated(tmp_path):
+    write_mtz(tmp_path / "ok.mtz", "P 43 21 2", CELL, 3.0)
+    data = (tmp_path / "ok.mtz").read_bytes()
+    start = data.index(b"NCOL")
+    ncol, nref, nbatch = (int(x) for x in data[start + 4:start + 80].split())
+    # big-endian files are read with the stamp's byte order: here the stamp says little-endian
+    assert data[9] & 0xF0 == 0x40
+    for record, what in ((f"NCOL {ncol:8d} 2000000000 0", r"2,000,000,000 reflections"),
+                         (f"NCOL {ncol:8d} {nref} 50000000", r"50,000,000 batches")):
+        bad = data[:start] + record.encode().ljust(80) + data[start + 80:]
+        (tmp_path / "bad.mtz").write_bytes(bad)
+        with pytest.raises(InputFileError, match=rf"bad.mtz: corrupt MTZ file: its NCOL record "
+                                                 rf"states .*{what}"):
+            read_mtz(tmp_path / "bad.mtz")
+    # the file as written passes the check and reads
+    assert read_mtz(tmp_path / "ok.mtz").reflections == nref
