@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     api_preload_simulator: bool = True
     #: assumed evaluations per second for the Retry-After estimate
     retry_after_rate: float = Field(5_000_000.0, gt=0)
+    #: downloads up to this size are checked against their sha256 before the answer starts
+    #: (larger ones while they stream, ending it short on a mismatch)
+    artifact_check_first_bytes: int = Field(8 * 1024 * 1024, ge=0)
     log_level: str = "info"
     #: test-only fault injection (never set in production): "exit-after-record" makes the API
     #: process exit between writing a job's record and enqueueing it

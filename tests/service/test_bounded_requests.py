@@ -1,0 +1,140 @@
+"""Every request bounded before it allocates, and every download as recorded: an MTZ file whose
+header claims gigabytes is a 422 naming it while the API's memory stays put; what the worker would
+fail on is refused at submission; an artifact altered on disk is never served. Memory is read from
+/proc of the real API process."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.service.conftest import Service
+from tests.service.helpers import SMALL_CONFIG, submit, wait_status
+from tests.structures import synthetic_structure, write_model, write_mtz
+
+
+def proc_kb(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+@pytest.fixture(scope="module")
+def own_api(redis_url, tmp_path_factory):
+    """An API of its own, so that its peak RSS is this module's alone."""
+    svc = Service(tmp_path_factory.mktemp("bounded-api"), redis_url)
+    svc.env.update({"BRAGG_NAMESPACE": "bounded"})
+    svc.start_api()
+    yield svc
+    svc.stop_all()
+
+
+def _post(client, name: str, data: bytes, kind: str):
+    return client.post("/v1/files", data={"kind": kind}, files={"file": (name, data)})
+
+
+def test_an_mtz_header_claiming_gigabytes_is_a_422_and_allocates_nothing(own_api):
+    """4 KiB files whose header pointer says 0.5, 1, 2 and 8 GiB: gemmi would have allocated that
+    much; now a 422 naming the file, and the API's peak RSS grows by less than 50 MB."""
+    with own_api.client("alice") as c:
+        assert c.get("/healthz").status_code == 200
+        before = proc_kb(own_api.api.pid, "VmHWM")
+        for gib in (0.5, 1, 2, 8):
+            pointer = min(int(gib * 2**30 / 4) + 1, 2**31 - 1)
+            data = (b"MTZ " + np.array([pointer], "<i4").tobytes() + b"\x44\x41\x00\x00")
+            r = _post(c, "big.mtz", data.ljust(4096, b"\0"), "mtz")
+            assert r.status_code == 422, r.text
+            err = r.json()["errors"][0]
+            assert err["field"] == "file" and err["message"].startswith(
+                f"big.mtz: truncated MTZ file: 4096 bytes, but its header should start at byte "
+                f"{4 * (pointer - 1)}")
+        assert proc_kb(own_api.api.pid, "VmHWM") - before < 50_000
+
+
+GEOMETRY = {"crystal": {"Na": 5, "Nb": 5, "Nc": 5},
+            "beam": {"wavelength_A": 1.0},
+            "detector": {"distance_mm": 60, "fast_pixels": 24, "slow_pixels": 24,
+                         "pixel_size_mm": 2},
+            "sampling": {"oversample": 1}}
+
+
+def test_what_the_worker_would_fail_on_is_refused_at_upload_or_submission(alice, tmp_path):
+    write_mtz(tmp_path / "i.mtz", "P 21 21 21", (30, 35, 40, 90, 90, 90), 3.0,
+              columns=(("IMEAN", "J"), ("SIGIMEAN", "Q")))
+    mtz = _post(alice, "i.mtz", (tmp_path / "i.mtz").read_bytes(), "mtz")
+    assert mtz.status_code == 201, mtz.text
+    r = alice.post("/v1/jobs", json={"config": {**GEOMETRY, "structure_factors": {
+        "mtz_file": mtz.json()["id"]}}})
+    assert r.status_code == 422, r.text
+    err = r.json()["errors"][0]
+    assert err["field"] == "config.structure_factors.mtz_column"
+    assert err["message"].endswith("name its intensity column to use it, converted with "
+                                   "F = sqrt(max(I, 0)): mtz_column IMEAN (-mtz_column IMEAN)")
+    # named, it runs
+    ok = submit(alice, {"config": {**GEOMETRY, "structure_factors": {
+        "mtz_file": mtz.json()["id"], "mtz_column": "IMEAN"}}})
+    assert wait_status(alice, ok["id"], timeout=120)["status"] == "finished"
+    # a model whose CRYST1 says 0.001 A: 422 at upload, naming the file
+    write_model(synthetic_structure(4, "P 1", (0.001, 0.001, 0.001, 90, 90, 90)),
+                tmp_path / "tiny.pdb")
+    r = _post(alice, "tiny.pdb", (tmp_path / "tiny.pdb").read_bytes(), "model")
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["message"].startswith(
+        "tiny.pdb: the unit cell 0.001 0.001 0.001 90 90 90 is not a physical one")
+
+
+def test_an_artifact_altered_on_disk_is_never_served(service, alice):
+    job = submit(alice, {"config": SMALL_CONFIG, "outputs": ["float", "smv"]})
+    rec = wait_status(alice, job["id"])
+    assert rec["status"] == "finished"
+    base = f"/v1/jobs/{job['id']}"
+    good = alice.get(f"{base}/artifacts/floatimage.bin")
+    assert good.status_code == 200
+    folder = service.data_dir / "jobs" / job["id"]
+    # the same bytes, rewritten (a new mtime): checked again, and served
+    (folder / "floatimage.bin").write_bytes(good.content)
+    assert alice.get(f"{base}/artifacts/floatimage.bin").content == good.content
+    # one byte changed: an error answer for the artifact and for image 1's same file
+    altered = bytearray(good.content)
+    altered[100] ^= 0xFF
+    (folder / "floatimage.bin").write_bytes(bytes(altered))
+    for path in (f"{base}/artifacts/floatimage.bin", f"{base}/images/1/artifacts/floatimage.bin"):
+        r = alice.get(path)
+        assert r.status_code == 500 and "damaged in the store" in r.json()["detail"], r.text
+    assert "artifact corrupt, not served: job " + job["id"] in service.log_tail("api.log", 400)
+
+
+def test_a_large_altered_artifact_ends_its_stream_short(service, alice, tmp_path):
+    """A file above the checked-first size streams with its Content-Length and stops before its
+    last block when the hash differs: the client sees a broken transfer, never a whole file.
+    (A second API on the same deployment, checking only files up to 1 KiB first.)"""
+    job = submit(alice, {"config": SMALL_CONFIG, "outputs": ["float"]})
+    assert wait_status(alice, job["id"])["status"] == "finished"
+    streaming = Service(tmp_path, service.redis_url)
+    streaming.env.update({"BRAGG_DATA_DIR": str(service.data_dir),
+                          "BRAGG_ARTIFACT_CHECK_FIRST_BYTES": "1024"})
+    streaming.start_api()
+    try:
+        url = f"/v1/jobs/{job['id']}/artifacts/floatimage.bin"
+        with streaming.client("alice") as c:
+            whole = c.get(url)
+            assert whole.status_code == 200 and len(whole.content) == 64 * 64 * 4
+            path = service.data_dir / "jobs" / job["id"] / "floatimage.bin"
+            altered = bytearray(whole.content)
+            altered[-1] ^= 0xFF
+            path.write_bytes(bytes(altered))
+            got = b""
+            with pytest.raises(httpx.HTTPError):
+                with c.stream("GET", url) as r:
+                    assert r.headers["content-length"] == str(len(altered))
+                    for block in r.iter_bytes():
+                        got += block
+            assert len(got) < len(altered)
+    finally:
+        streaming.stop_all()
