@@ -5,14 +5,13 @@ fail on is refused at submission; an artifact altered on disk is never served. M
 
 from __future__ import annotations
 
-import os
-import time
+import socket
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import Service
+from tests.service.conftest import Service, wait_for
 from tests.service.helpers import SMALL_CONFIG, submit, wait_status
 from tests.structures import synthetic_structure, write_model, write_mtz
 
@@ -138,3 +137,59 @@ def test_a_large_altered_artifact_ends_its_stream_short(service, alice, tmp_path
             assert len(got) < len(altered)
     finally:
         streaming.stop_all()
+
+
+@pytest.fixture(scope="module")
+def strict_api(redis_url, tmp_path_factory):
+    """An API with short connection deadlines and room for 12 connections."""
+    svc = Service(tmp_path_factory.mktemp("strict-api"), redis_url)
+    svc.env.update({"BRAGG_NAMESPACE": "strict", "BRAGG_HTTP_HEADER_TIMEOUT_S": "3",
+                    "BRAGG_HTTP_BODY_TIMEOUT_S": "1.5", "BRAGG_HTTP_MAX_CONNECTIONS": "12",
+                    "BRAGG_HTTP_KEEPALIVE_S": "1"})
+    svc.start_api()
+    yield svc
+    svc.stop_all()
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a generous deadline: it must close)."""
+    sock.settimeout(60)
+    got = b""
+    while True:
+        block = sock.recv(4096)
+        if not block:
+            return got
+        got += block
+
+
+def test_idle_slow_header_and_slow_body_connections_are_closed(strict_api):
+    port = strict_api.port
+    idle = socket.create_connection(("127.0.0.1", port))
+    slow_header = socket.create_connection(("127.0.0.1", port))
+    slow_header.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    slow_body = socket.create_connection(("127.0.0.1", port))
+    slow_body.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice-token\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+    for sock in (idle, slow_header):
+        assert _until_closed(sock).startswith(b"HTTP/1.1 408 ")
+    assert b" 201 " not in _until_closed(slow_body)
+    # after a response, an idle keep-alive connection is closed too
+    kept = socket.create_connection(("127.0.0.1", port))
+    kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert _until_closed(kept).startswith(b"HTTP/1.1 200 ")
+    for sock in (idle, slow_header, slow_body, kept):
+        sock.close()
+
+
+def test_connections_beyond_the_bound_are_closed_as_they_are_accepted(strict_api):
+    held = [socket.create_connection(("127.0.0.1", strict_api.port)) for _ in range(12)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", strict_api.port))
+        assert _until_closed(extra) == b""  # closed at once: no answer, no wait
+        extra.close()
+    finally:
+        for sock in held:
+            sock.close()
+    # once they are gone, the API answers again
+    wait_for(lambda: httpx.get(f"{strict_api.base_url}/healthz", timeout=5).status_code == 200,
+             60, what="the API after the connections closed")
