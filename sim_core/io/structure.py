@@ -22,6 +22,7 @@ from typing import Union
 import numpy as np
 
 from ..errors import InputFileError
+from .model_scan import check_atom_numbers, check_truncated
 from .textfile import read_text
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -103,38 +104,20 @@ def is_mmcif(text: str) -> bool:
 
 
 # -- models -------------------------------------------------------------------------------------------
-_PDB_NUMBERS = ((30, 38, "x"), (38, 46, "y"), (46, 54, "z"), (54, 60, "occupancy"),
-                (60, 66, "B-factor"))
-
-
 def _check_pdb_atoms(name: str, text: str) -> list[str]:
     """gemmi reads unparsable coordinates as 0: check the number columns of every atom record.
 
-    A file that stops inside an atom record (no newline after a record shorter than its B-factor
-    column) is reported as truncated; one without an END record gets a warning.
+    A file that stops inside an atom record is reported as truncated; one without an END record
+    gets a warning. (The upload's summary makes the same checks a line at a time: model_scan.)
     """
     lines = text.split("\n")
-    last = lines[-1].rstrip("\r")
-    if last.startswith(("ATOM  ", "HETATM")) and len(last) < 66:
-        raise InputFileError(f"{name} line {len(lines)}: the file ends inside this atom record "
-                             f"({len(last)} of at least 66 columns): truncated?", path=name,
-                             line=len(lines))
+    check_truncated(name, len(lines), lines[-1])
     warnings = []
     if not any(x.startswith("END") and x[3:].strip() == "" for x in lines[-3:]):
         warnings.append(f"{name} has no END record: check that it is complete")
     for number, line in enumerate(lines, start=1):
-        if not line.startswith(("ATOM  ", "HETATM")):
-            continue
-        for start, end, what in _PDB_NUMBERS:
-            part = line[start:end].strip()
-            if not part and what in ("occupancy", "B-factor"):
-                continue
-            try:
-                float(part)
-            except ValueError:
-                got = f"'{part}'" if part else "nothing (the line is cut short)"
-                raise InputFileError(f"{name} line {number}: {what} in columns {start + 1}-{end} "
-                                     f"is {got}, not a number", path=name, line=number) from None
+        if line.startswith(("ATOM  ", "HETATM")):
+            check_atom_numbers(name, number, line)
     return warnings
 
 

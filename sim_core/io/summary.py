@@ -111,8 +111,9 @@ def check_cell(name: str, cell) -> None:
 
 
 def model(path: PathLike) -> dict:
-    from .structure import read_model
-    summary = read_model(path).summary()
+    # a line at a time: a model is never held whole for its summary
+    from .model_scan import scan_model
+    summary = scan_model(path)
     check_cell(os.fspath(path), summary["cell"])
     return summary
 

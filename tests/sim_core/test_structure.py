@@ -13,6 +13,7 @@ from sim_core.config import load_config
 from sim_core.errors import ConfigError, InputFileError
 from sim_core.experiment import build_experiment, local_files
 from sim_core.fcalc import expand_to_p1, model_table, reciprocal_metric
+from sim_core.io.model_scan import scan_model
 from sim_core.io.structure import read_model, read_mtz
 from sim_core.simulate import simulate
 from sim_core.structure_input import TABLES
@@ -264,6 +265,10 @@ def test_bad_pdb_files_say_what_is_wrong(tmp_path, model_files, edit, message, l
     with pytest.raises(InputFileError, match=message) as exc:
         read_model(path)
     assert exc.value.line == line and str(path) in str(exc.value)
+    # the upload's summary, read a line at a time, says the same
+    with pytest.raises(InputFileError) as scanned:
+        scan_model(path)
+    assert (str(scanned.value), scanned.value.line) == (str(exc.value), line)
 
 
 def test_bad_mmcif_files_say_what_is_wrong(tmp_path, model_files):
@@ -336,3 +341,39 @@ def test_mtz_counts_beyond_the_file_are_refused_before_anything_is_allocated(tmp
             read_mtz(tmp_path / "bad.mtz")
     # the file as written passes the check and reads
     assert read_mtz(tmp_path / "ok.mtz").reflections == nref
+
+
+@pytest.mark.parametrize("suffix", [".pdb", ".cif"])
+@pytest.mark.parametrize("case", ["plain", "aniso", "ncs", "two models"])
+def test_the_streamed_model_summary_is_gemmis(tmp_path, suffix, case):
+    """The summary read a line at a time equals the one from gemmi's whole reading: cell, space
+    group, the first model's atoms with their NCS copies, anisotropic atoms."""
+    st = synthetic_structure(30, "P 43 21 2", CELL, seed=2, aniso=case == "aniso")
+    if case == "ncs":
+        st.ncs.append(gemmi.NcsOp(gemmi.Transform(), "1", True))
+        shift = gemmi.Transform()
+        shift.vec.fromlist([5, 0, 0])
+        st.ncs.append(gemmi.NcsOp(shift, "2", False))
+    if case == "two models":
+        st.add_model(st[0])
+        st.renumber_models()
+    path = write_model(st, tmp_path / f"m{suffix}")
+    summary = scan_model(path)
+    assert summary == read_model(path).summary()
+    assert summary["atoms"] == (60 if case == "ncs" else 30)
+
+
+def test_bad_mmcif_summaries_name_the_line(tmp_path, model_files):
+    text = model_files[2].read_text()
+    path = tmp_path / "bad.cif"
+    path.write_text(text[:text.rindex("ATOM")] + "ATOM 121 C CA . GLY")
+    with pytest.raises(InputFileError, match=r"bad.cif line \d+: the loop of _atom_site.group_PDB "
+                                             r"\(line \d+\) ends inside a row: 6 of 19 values"):
+        scan_model(path)
+    path.write_text(text.replace("'P 43 21 2'", "'P 43 21 7'"))
+    with pytest.raises(InputFileError, match="unknown space group 'P 43 21 7'") as exc:
+        scan_model(path)
+    assert "_symmetry.space_group_name_H-M" in path.read_text().split("\n")[exc.value.line - 1]
+    path.write_text("\n".join(x for x in text.split("\n") if not x.startswith("_cell.length")))
+    with pytest.raises(InputFileError, match=r"no unit cell \(no _cell.length_a/b/c items\)"):
+        scan_model(path)
