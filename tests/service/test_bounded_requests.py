@@ -193,3 +193,42 @@ def test_connections_beyond_the_bound_are_closed_as_they_are_accepted(strict_api
     # once they are gone, the API answers again
     wait_for(lambda: httpx.get(f"{strict_api.base_url}/healthz", timeout=5).status_code == 200,
              60, what="the API after the connections closed")
+
+
+def test_numbers_of_any_size_in_any_query_are_4xx(alice):
+    job = submit(alice, {"config": SMALL_CONFIG, "outputs": ["float"]})
+    assert wait_status(alice, job["id"])["status"] == "finished"
+    base = f"/v1/jobs/{job['id']}"
+    huge = "9" * 5000
+    for path, params in ((f"{base}/image", {"n": huge}), (f"{base}/image", {"step": huge}),
+                         (f"{base}/image/info", {"n": huge}),
+                         (f"{base}/image/profile", {"start": "0,0", "end": "1,1", "n": huge}),
+                         (f"{base}/image/profile", {"start": f"{huge},0", "end": "1,1"}),
+                         (f"{base}/geometry", {"n": huge}), ("/v1/jobs", {"limit": huge}),
+                         (f"{base}/images/{huge}/artifacts/floatimage.bin", {}),
+                         (f"{base}/image", {"n": "-1"}), (f"{base}/image", {"step": "1e3"})):
+        r = alice.get(path, params=params)
+        assert 400 <= r.status_code < 500, (path, params, r.status_code, r.text[:200])
+
+
+def test_many_image_requests_at_once_all_answer_as_one_does(service, alice):
+    """32 region and info requests at once: each answers what it answers alone (the slots only
+    make them wait), and /healthz answers meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    job = submit(alice, {"config": SMALL_CONFIG, "outputs": ["float"]})
+    assert wait_status(alice, job["id"])["status"] == "finished"
+    base = f"/v1/jobs/{job['id']}"
+    alone_region = alice.get(f"{base}/image", params={"step": 2}).content
+    alone_info = alice.get(f"{base}/image/info").json()
+
+    def ask(i):
+        with service.client("alice") as c:
+            if i % 2:
+                return c.get(f"{base}/image", params={"step": 2}).content == alone_region
+            return c.get(f"{base}/image/info").json() == alone_info
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = pool.map(ask, range(32))
+        assert alice.get("/healthz").status_code == 200
+        assert all(answers)
