@@ -33,7 +33,6 @@ from app.context import AppContext
 from app.deps import CtxDep, OwnedJobDep, OwnerDep
 from app.errors import ApiError, invalid_field, not_found
 from app.image_sources import ImageSource, finished_image, image_source
-from app.image_work import image_work
 from app.imagedata import MAX_PROFILE_POINTS, Region, image_stats, profile, read_region
 from app.schemas import error_responses
 from app.views import etag_matches
@@ -187,7 +186,7 @@ def _range(field: str, text: str | None, size: int) -> tuple[int, int]:
                                             "block (NaN only where the whole block is)",
                              "content": {"application/octet-stream": {}}},
                        **error_responses(401, 404, 409, 422)})
-async def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
+def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
                      slow: str | None = Query(None, description="rows start:stop (default all)",
                                               examples=["0:1024"]),
                      fast: str | None = Query(None, description="columns start:stop (default all)",
@@ -201,10 +200,8 @@ async def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
                      artifact: str = ARTIFACT_QUERY):
     """A region of the image, reduced by ``step``: at most 1,048,576 values per answer. The answer
     is gzip-compressed when the request accepts it; its ETag never changes for a finished job."""
-    def work():
-        shown, _ = _image(ctx, job, n, artifact)
-        return _region_answer(request, shown, slow, fast, step)
-    return await image_work(ctx.settings, work)
+    shown, _ = _image(ctx, job, n, artifact)
+    return _region_answer(request, shown, slow, fast, step)
 
 
 def _region_answer(request: Request, shown: Shown, slow: str | None, fast: str | None,
@@ -246,7 +243,7 @@ def _region_answer(request: Request, shown: Shown, slow: str | None, fast: str |
                           "percentiles": {"50": 0.07, "90": 0.2, "99": 2.3, "99.5": 5.1,
                                           "99.9": 40.2, "99.99": 310.0}}}}}},
                        **error_responses(401, 404, 409, 422)})
-async def get_image_info(job: OwnedJobDep, ctx: CtxDep,
+def get_image_info(job: OwnedJobDep, ctx: CtxDep,
                    n: int | None = Query(None, ge=0, le=MAX_N,
                                          description="the image of a series, as in its "
                                                      "file numbering (default: its first)"),
@@ -254,13 +251,11 @@ async def get_image_info(job: OwnedJobDep, ctx: CtxDep,
     """What the viewer needs before it asks for pixels: the shape, how many images the job has,
     and the statistics its automatic contrast uses (percentiles of the positive pixels; of every
     ``sampled_every``-th finite pixel for images of more than 1,048,576 pixels)."""
-    def work():
-        shown, viewable = _image(ctx, job, n, artifact)
-        numbers = job.image_range()
-        return _info_answer(shown, {"n": numbers[0] if n is None else n, "images": len(numbers),
-                                    "first_image": numbers[0], "artifact": artifact,
-                                    "artifacts": viewable})
-    return await image_work(ctx.settings, work)
+    shown, viewable = _image(ctx, job, n, artifact)
+    numbers = job.image_range()
+    return _info_answer(shown, {"n": numbers[0] if n is None else n, "images": len(numbers),
+                                "first_image": numbers[0], "artifact": artifact,
+                                "artifacts": viewable})
 
 
 def _info_answer(shown: Shown, extra: dict) -> JSONResponse:
@@ -313,17 +308,15 @@ _END = Query(..., description="the last pixel, slow,fast", examples=["10,13"])
 @router.get("/v1/jobs/{job_id}/image/profile", summary="The values along a line of the image",
             responses={200: {"content": {"application/json": {"example": _PROFILE_EXAMPLE}}},
                        **error_responses(401, 404, 409, 422)})
-async def get_image_profile(job: OwnedJobDep, ctx: CtxDep, start: str = _START,
+def get_image_profile(job: OwnedJobDep, ctx: CtxDep, start: str = _START,
                       end: str = _END,
                       n: int | None = Query(None, ge=0, le=MAX_N,
                                             description="the image of a series"),
                       artifact: str = ARTIFACT_QUERY):
     """Every pixel on the line from ``start`` to ``end`` (one a step along the longer axis, the
     nearest on the other), with its value (null for NaN) and its distance from ``start``."""
-    def work():
-        shown, _ = _image(ctx, job, n, artifact)
-        return _profile_answer(shown, start, end)
-    return await image_work(ctx.settings, work)
+    shown, _ = _image(ctx, job, n, artifact)
+    return _profile_answer(shown, start, end)
 
 
 @router.get("/v1/files/{file_id}/image", summary="Pixels of an uploaded image (a region, any zoom)",
@@ -331,34 +324,30 @@ async def get_image_profile(job: OwnedJobDep, ctx: CtxDep, start: str = _START,
             responses={200: {"description": "as GET /v1/jobs/{job_id}/image",
                              "content": {"application/octet-stream": {}}},
                        **error_responses(401, 404, 409, 422)})
-async def get_file_image_region(file_id: str, request: Request, ctx: CtxDep, owner: OwnerDep,
+def get_file_image_region(file_id: str, request: Request, ctx: CtxDep, owner: OwnerDep,
                           slow: str | None = Query(None, description="rows start:stop"),
                           fast: str | None = Query(None, description="columns start:stop"),
                           step: int = Query(1, ge=1, le=65536, description="block size")):
     """A region of an SMV or CBF image uploaded with ``kind=image``, as the job's image route
     answers it: the viewer shows a user's own frame beside a simulated one."""
-    return await image_work(ctx.settings, lambda: _region_answer(
-        request, _file_image(ctx, file_id, owner), slow, fast, step))
+    return _region_answer(request, _file_image(ctx, file_id, owner), slow, fast, step)
 
 
 @router.get("/v1/files/{file_id}/image/info", summary="Size and statistics of an uploaded image",
             responses=error_responses(401, 404, 409))
-async def get_file_image_info(file_id: str, ctx: CtxDep, owner: OwnerDep):
+def get_file_image_info(file_id: str, ctx: CtxDep, owner: OwnerDep):
     """As GET /v1/jobs/{job_id}/image/info, for an image uploaded with ``kind=image``."""
-    def work():
-        shown = _file_image(ctx, file_id, owner)
-        return _info_answer(shown, {"n": 1, "images": 1, "first_image": 1,
-                                    "artifact": shown.name, "artifacts": [shown.name]})
-    return await image_work(ctx.settings, work)
+    shown = _file_image(ctx, file_id, owner)
+    return _info_answer(shown, {"n": 1, "images": 1, "first_image": 1, "artifact": shown.name,
+                                "artifacts": [shown.name]})
 
 
 @router.get("/v1/files/{file_id}/image/profile", summary="The values along a line of an uploaded image",
             responses={200: {"content": {"application/json": {"example": _PROFILE_EXAMPLE}}},
                        **error_responses(401, 404, 409, 422)})
-async def get_file_image_profile(file_id: str, ctx: CtxDep, owner: OwnerDep, start: str = _START,
+def get_file_image_profile(file_id: str, ctx: CtxDep, owner: OwnerDep, start: str = _START,
                            end: str = _END):
-    return await image_work(ctx.settings,
-                            lambda: _profile_answer(_file_image(ctx, file_id, owner), start, end))
+    return _profile_answer(_file_image(ctx, file_id, owner), start, end)
 
 
 def _finite(x: float) -> float | None:
