@@ -28,6 +28,19 @@ _TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-T
                 % (len(_TIMEOUT_BODY), _TIMEOUT_BODY))
 
 
+_refusals = {"count": 0, "logged_at": float("-inf")}
+
+
+def _refused(now: float, limit: int) -> None:
+    """Count a connection closed at accept; log the count at most every 10 s (a flood of them
+    must not become a flood of log lines)."""
+    _refusals["count"] += 1
+    if now - _refusals["logged_at"] >= 10:
+        log.warning("%d connection(s) closed as they were accepted: the limit "
+                    "http_max_connections (%d) was reached", _refusals["count"], limit)
+        _refusals.update(count=0, logged_at=now)
+
+
 class BoundedH11Protocol(H11Protocol):
     def __init__(self, config, server_state, app_state, _loop=None) -> None:
         super().__init__(config, server_state, app_state, _loop)
@@ -41,9 +54,7 @@ class BoundedH11Protocol(H11Protocol):
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         if len(self.connections) > self._max_connections:
-            log.warning("connection refused: %d connections open, the limit "
-                        "http_max_connections is %d", len(self.connections) - 1,
-                        self._max_connections)
+            _refused(self.loop.time(), self._max_connections)
             transport.close()
             return
         self._arm("headers", self._header_timeout)
@@ -91,7 +102,7 @@ class BoundedH11Protocol(H11Protocol):
             # the app has not read what came yet: the client is not the one waiting
             self._arm("body", self._body_timeout)
             return
-        log.info("closing a connection from %s: its request %s took longer than %s s",
+        log.debug("closing a connection from %s: its request %s took longer than %s s",
                  self.client, "headers" if phase == "headers" else "body paused",
                  self._header_timeout if phase == "headers" else self._body_timeout)
         if phase == "headers":
