@@ -3,9 +3,10 @@ record lists.
 
 A file whose (path, modification time, size) was verified against its sha256 is sent from disk
 at once (the verified keys are kept in a small LRU). Any other file is checked as it is read: a
-small one (up to ``artifact_check_first_bytes``) whole before the answer starts, so that a mismatch is a clean error answer; a large one
-while it streams (with its Content-Length), and a mismatch ends the stream before its last block,
-so that no client takes the truncated body for the file. Every mismatch is logged.
+small one (up to ``artifact_check_first_bytes``) whole before the answer starts, so that a
+mismatch is a clean error answer; a large one while it streams (with its Content-Length), and a
+mismatch ends the stream before its last block, so that no client takes the truncated body for
+the file. Every mismatch is logged.
 """
 
 from __future__ import annotations

@@ -256,9 +256,9 @@ def _structure_cost(config: SimulationConfig, summaries: Mapping[str, dict],
     field = "structure_factors.model_file" if sf.model_file else "structure_factors.mtz_file"
     if not any(box):
         # even the bound on the reach holds no reflection: the worker would find none
-        raise ConfigError(f"{ref}: no reflection of the cell ({', '.join(f'{x:.4g}' for x in lengths)}"
-                          f" A) lies within the detector's reach ({1 / q_cut:.3g} A at best)",
-                          field=field)
+        shown = ", ".join(f"{x:.4g}" for x in lengths)
+        raise ConfigError(f"{ref}: no reflection of the cell ({shown} A) lies within the "
+                          f"detector's reach ({1 / q_cut:.3g} A at best)", field=field)
     low = (found.get("resolution_A") or [0, 0])[0]
     if sf.mtz_file and low > 0 and 1.0 / low > q_cut * (1 + CELL_TOLERANCE):
         raise ConfigError(f"{ref}: the file's lowest-resolution reflection ({low:.3g} A) lies "

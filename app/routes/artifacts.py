@@ -39,9 +39,10 @@ def serve_artifact(request: Request, ctx: AppContext, job: Job, name: str) -> Re
         if st.st_size <= ctx.settings.artifact_check_first_bytes:
             return Response(check_small(path, st, entry.sha256, where), media_type=ctype,
                             headers=headers)
-        return StreamingResponse(
-            checked_blocks(open(path, "rb"), entry.sha256, where, stream_key(path, st, entry.sha256)),
-            media_type=ctype, headers={**headers, "Content-Length": str(st.st_size)})
+        blocks = checked_blocks(open(path, "rb"), entry.sha256, where,
+                                stream_key(path, st, entry.sha256))
+        return StreamingResponse(blocks, media_type=ctype,
+                                 headers={**headers, "Content-Length": str(st.st_size)})
     try:
         fh = ctx.store.open_artifact(job.id, name)
     except FileNotFoundError:

@@ -353,5 +353,5 @@ def read_mtz(path: PathLike, column: str | None = None, *,
                    resolution_A=reso, columns=columns, warnings=warnings)
 
 
-__all__ = ["ModelFile", "MtzFile", "read_model", "read_mtz", "check_mtz_header", "is_mmcif", "AMPLITUDE_TYPES",
-           "INTENSITY_TYPES"]
+__all__ = ["ModelFile", "MtzFile", "read_model", "read_mtz", "check_mtz_header", "is_mmcif",
+           "AMPLITUDE_TYPES", "INTENSITY_TYPES"]
