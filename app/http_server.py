@@ -46,6 +46,10 @@ def run_api(host: str | None = None, port: int | None = None, *, workers: int = 
               f"'{settings.anonymous_owner}', loopback only ({host})", file=sys.stderr)
     else:
         print(f"bragg api: {len(tokens)} token(s) configured", file=sys.stderr)
+    # the connection bounds: app/http_protocol.py (and docs/deployment.md for a proxy in front)
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level or settings.log_level, access_log=False)
+                log_level=log_level or settings.log_level, access_log=False,
+                http="app.http_protocol:BoundedH11Protocol",
+                timeout_keep_alive=settings.http_keepalive_s,
+                h11_max_incomplete_event_size=settings.http_max_header_bytes)
     return 0

@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from app import apidocs, conditional, contract, errors, web
 from app.context import AppContext
 from app.guard import RequestGuard
+from app.image_work import ImageWorkGate
 from jobs.prometheus import make_registry
 from jobs.records import AsyncRecords, Records
 from app.routes import (artifacts, datasets, events, files, health, images, jobs, traces,
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     apidocs.install(app)  # /docs and /redoc without a CDN (app/apidocs.py)
     web.install(app)  # the web page at / (app/web.py)
     app.add_middleware(RequestGuard, ctx_of=lambda: ctx)
+    app.add_middleware(ImageWorkGate, ctx_of=lambda: ctx)  # image requests wait for a slot first
     conditional.install(app)  # 304 for an unchanged job list, gzip (app/conditional.py)
     app.openapi = lambda: _openapi(app)
     return app

@@ -213,6 +213,32 @@ def verify_folder(folder: Path) -> bool:
     return True
 
 
+def served_as_recorded(dep: "Deployment", finished: list[str],
+                       sample: int = 50) -> tuple[int, int, str]:
+    """Downloads through the API of ``sample`` finished jobs' float images: how many match the
+    folder's sha256.txt; then one altered on disk: what the API answers (never its bytes)."""
+    good = 0
+    picked = finished[:sample]
+    with httpx.Client(base_url=dep.base_url, timeout=60,
+                      headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        for j in picked:
+            listing = (dep.dir / "data" / "jobs" / j / "sha256.txt").read_text()
+            want = next(line.partition("  ")[0] for line in listing.splitlines()
+                        if line.endswith("  floatimage.bin"))
+            r = c.get(f"/v1/jobs/{j}/artifacts/floatimage.bin")
+            good += r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == want
+        if not picked:
+            return 0, 0, "no finished job"
+        path = dep.dir / "data" / "jobs" / picked[0] / "floatimage.bin"
+        data = bytearray(path.read_bytes())
+        data[0] ^= 0xFF
+        path.write_bytes(bytes(data))
+        r = c.get(f"/v1/jobs/{picked[0]}/artifacts/floatimage.bin")
+        altered = f"{r.status_code} {r.json().get('detail', '')}" if r.status_code != 200 \
+            else "200: SERVED"
+    return good, len(picked), altered
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=500)
@@ -283,6 +309,7 @@ def main(argv=None) -> int:
         failed = [j for j, v in st.items() if v in (b"failed", b"canceled")]
         finished = [j for j, v in st.items() if v == b"finished"]
         bad = [j for j in finished if not verify_folder(dep.dir / "data" / "jobs" / j)]
+        served, sampled, altered = served_as_recorded(dep, finished)
         labels = [r.hget(f"bragg:job:{m.decode()}", "label")
                   for m in r.zrange("bragg:owner:chaos:jobs", 0, -1)]
         duplicates = len(labels) - len(set(labels))
@@ -300,6 +327,8 @@ def main(argv=None) -> int:
               f"failed/canceled {len(failed)}")
         print(f"lost {len(lost)}, stuck {len(stuck)}, sha256.txt not verifying {len(bad)}, "
               f"duplicate jobs {duplicates}")
+        print(f"downloads as recorded: {served} of {sampled}; an artifact altered on disk: "
+              f"{altered}")
         if recoveries:
             print(f"recovery after a worker SIGKILL ({len(recoveries)} busy kills): p50 "
                   f"{statistics.median(recoveries):.1f} s, max {max(recoveries):.1f} s")
@@ -307,7 +336,8 @@ def main(argv=None) -> int:
               f"p99 {pct(lat, 0.99) * 1e3:.0f} ms, max {max(lat) * 1e3:.0f} ms")
         for i, e in list(rejected.items())[:5]:
             print(f"  refused {i}: {e}")
-        ok = not (lost or stuck or bad or rejected or failed or duplicates)
+        ok = not (lost or stuck or bad or rejected or failed or duplicates or served != sampled
+                  or altered.startswith("200"))
         for j in stuck[:5]:
             print(f"  stuck {j}: {r.hgetall(f'bragg:job:{j}')}")
         return 0 if ok else 1

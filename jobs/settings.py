@@ -110,6 +110,22 @@ class Settings(BaseSettings):
     api_preload_simulator: bool = True
     #: assumed evaluations per second for the Retry-After estimate
     retry_after_rate: float = Field(5_000_000.0, gt=0)
+    #: seconds an idle connection stays open after a response (uvicorn's keep-alive timeout)
+    http_keepalive_s: int = Field(5, ge=1)
+    #: seconds a request's headers may take to arrive, from the connection or its first byte
+    http_header_timeout_s: float = Field(10.0, gt=0)
+    #: seconds a request's body may pause between two pieces
+    http_body_timeout_s: float = Field(30.0, gt=0)
+    #: open connections per API process; one more is closed as it is accepted
+    http_max_connections: int = Field(1000, ge=1)
+    #: bytes of a request's line and headers
+    http_max_header_bytes: int = Field(16 * 1024, ge=1024)
+    #: region, info and profile requests of one API process that work on pixels at once (the
+    #: others wait): bounds the API's memory under many viewers
+    image_work_concurrency: int = Field(4, ge=1)
+    #: downloads up to this size are checked against their sha256 before the answer starts
+    #: (larger ones while they stream, ending it short on a mismatch)
+    artifact_check_first_bytes: int = Field(8 * 1024 * 1024, ge=0)
     log_level: str = "info"
     #: test-only fault injection (never set in production): "exit-after-record" makes the API
     #: process exit between writing a job's record and enqueueing it

@@ -86,10 +86,14 @@ def _nonzero(name: str, v: Optional[tuple]) -> Optional[tuple]:
     return v
 
 
+#: the cell edges a simulation takes (Angstrom): a given cell, and one from a matrix or a file
+CELL_EDGE_MIN_A, CELL_EDGE_MAX_A = 0.1, 1e6
+
+
 class UnitCell(_Model):
-    a_A: Num(ge=0.1, le=1e6)
-    b_A: Num(ge=0.1, le=1e6)
-    c_A: Num(ge=0.1, le=1e6)
+    a_A: Num(ge=CELL_EDGE_MIN_A, le=CELL_EDGE_MAX_A)
+    b_A: Num(ge=CELL_EDGE_MIN_A, le=CELL_EDGE_MAX_A)
+    c_A: Num(ge=CELL_EDGE_MIN_A, le=CELL_EDGE_MAX_A)
     alpha_deg: Num(gt=0, le=179.999) = 90.0
     beta_deg: Num(gt=0, le=179.999) = 90.0
     gamma_deg: Num(gt=0, le=179.999) = 90.0

@@ -165,6 +165,17 @@ def check_structure_file(config: SimulationConfig, summaries: Mapping[str, dict]
         c = cr.cell
         check_cell(SimpleNamespace(name=ref, cell=tuple(found["cell"])), cr,
                    (c.a_A, c.b_A, c.c_A, c.alpha_deg, c.beta_deg, c.gamma_deg))
+    if sf.mtz_file and sf.mtz_column is None:
+        columns = [(col["label"], col["type"]) for col in found.get("columns", [])]
+        if not any(t in AMPLITUDE_TYPES for _, t in columns):
+            # the worker takes amplitudes by default; intensities only when named
+            intensity = next((lab for lab, t in columns if t in INTENSITY_TYPES), None)
+            how = (f"name its intensity column to use it, converted with F = sqrt(max(I, 0)): "
+                   f"mtz_column {intensity} (-mtz_column {intensity})" if intensity else
+                   "it holds no intensities either")
+            raise ConfigError(f"{ref}: no amplitude column (type F); the file has "
+                              f"{_list_columns(columns) or 'no data columns'}: {how}",
+                              field="structure_factors.mtz_column")
     if sf.mtz_file and sf.mtz_column is not None:
         columns = [(col["label"], col["type"]) for col in found.get("columns", [])]
         kind = dict(columns).get(sf.mtz_column)
@@ -175,6 +186,29 @@ def check_structure_file(config: SimulationConfig, summaries: Mapping[str, dict]
             raise ConfigError(f"{ref}: column {sf.mtz_column} holds {_type_name(kind)} values, "
                               "not amplitudes (F) or intensities (J)",
                               field="structure_factors.mtz_column")
+
+
+def check_physical_cell(config: SimulationConfig, summaries: Mapping[str, dict]) -> None:
+    """The cell a matrix file gives at the config's wavelength, or a model's or MTZ file's, within
+    the edges a given cell may have (a 0.001 A cell is refused here, not in the worker)."""
+    from .config import CELL_EDGE_MAX_A, CELL_EDGE_MIN_A
+
+    cr, sf = config.crystal, config.structure_factors
+    if cr.cell is not None:
+        return
+    if cr.matrix_file is not None:
+        field, ref = "crystal.matrix_file", cr.matrix_file
+    elif _structure_file(config, summaries) is not None:
+        field = "structure_factors.model_file" if sf.model_file else "structure_factors.mtz_file"
+        ref = sf.model_file or sf.mtz_file
+    else:
+        return
+    edges = [x * 1e10 for x in _cell_lengths_m(config, summaries)]
+    if not all(CELL_EDGE_MIN_A <= x <= CELL_EDGE_MAX_A for x in edges):
+        shown = ", ".join(f"{x:.4g}" for x in edges)
+        at = f" at the wavelength {config.beam.wavelength_A:g} A" if cr.matrix_file else ""
+        raise ConfigError(f"{ref}: the cell edges{at} are {shown} A; a simulation takes edges "
+                          f"from {CELL_EDGE_MIN_A:g} to {CELL_EDGE_MAX_A:g} A", field=field)
 
 
 def structure_notes(config: SimulationConfig, summaries: Mapping[str, dict]) -> list[str]:
@@ -217,6 +251,18 @@ def _structure_cost(config: SimulationConfig, summaries: Mapping[str, dict],
         recip = sum(1.0 / x for x in lengths)  # at least the reciprocal lengths of any cell
         q_cut = q * 1.01 + 2.0 * recip
     box = [int(math.floor(q_cut * x + 1e-9)) for x in lengths]
+    from .structure_input import CELL_TOLERANCE
+    ref = sf.model_file or sf.mtz_file
+    field = "structure_factors.model_file" if sf.model_file else "structure_factors.mtz_file"
+    if not any(box):
+        # even the bound on the reach holds no reflection: the worker would find none
+        shown = ", ".join(f"{x:.4g}" for x in lengths)
+        raise ConfigError(f"{ref}: no reflection of the cell ({shown} A) lies within the "
+                          f"detector's reach ({1 / q_cut:.3g} A at best)", field=field)
+    low = (found.get("resolution_A") or [0, 0])[0]
+    if sf.mtz_file and low > 0 and 1.0 / low > q_cut * (1 + CELL_TOLERANCE):
+        raise ConfigError(f"{ref}: the file's lowest-resolution reflection ({low:.3g} A) lies "
+                          f"beyond the detector's reach ({1 / q_cut:.3g} A at best)", field=field)
     points = math.prod(2 * n + 1 for n in box)
     reflections = min(points, math.ceil(4.0 / 3.0 * math.pi * q_cut ** 3 * _cell_volume_A3(cell)))
     terms = int(found.get("atoms", 0)) * reflections
@@ -316,6 +362,7 @@ def estimate(config: SimulationConfig, summaries: Mapping[str, dict] | None = No
     oversample, exact_os = _oversample(config, summaries)
     hkl = _summary(summaries, config.structure_factors.hkl_file, "structure_factors.hkl_file")
     check_structure_file(config, summaries)
+    check_physical_cell(config, summaries)
     structure_points, terms = _structure_cost(config, summaries, sampling)
     return Cost(shape=shape, pixels=pixels, subpixels=oversample * oversample,
                 oversample=oversample, layers=sampling.thickness.steps, sources=sources,
@@ -326,4 +373,4 @@ def estimate(config: SimulationConfig, summaries: Mapping[str, dict] | None = No
                 structure_terms=terms)
 
 
-__all__ = ["Cost", "estimate", "check_one_image", "check_structure_file", "structure_notes", "detector_shape", "divergence_count"]
+__all__ = ["Cost", "estimate", "check_one_image", "check_structure_file", "check_physical_cell", "structure_notes", "detector_shape", "divergence_count"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
@@ -11,6 +13,7 @@ from app.context import AppContext
 from app.deps import CtxDep, OwnedJobDep
 from app.errors import not_found
 from app.contract import binary
+from app.integrity import check_small, checked_blocks, is_verified, stream_key
 from app.schemas import error_responses
 from app.views import etag_matches
 from jobs.job import Job
@@ -32,14 +35,25 @@ def serve_artifact(request: Request, ctx: AppContext, job: Job, name: str) -> Re
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     ctype = content_type(name)
+    where = f"job {job.id} artifact {name}"
     path = ctx.store.artifact_path(job.id, name)
     if path is not None:
-        return FileResponse(path, media_type=ctype, headers=headers)
+        # checked against the record's sha256 before (small files) or while (large) it is sent
+        st = os.stat(path)
+        if is_verified(path, st, entry.sha256):
+            return FileResponse(path, media_type=ctype, headers=headers, stat_result=st)
+        if st.st_size <= ctx.settings.artifact_check_first_bytes:
+            return Response(check_small(path, st, entry.sha256, where), media_type=ctype,
+                            headers=headers)
+        blocks = checked_blocks(open(path, "rb"), entry.sha256, where,
+                                stream_key(path, st, entry.sha256))
+        return StreamingResponse(blocks, media_type=ctype,
+                                 headers={**headers, "Content-Length": str(st.st_size)})
     try:
         fh = ctx.store.open_artifact(job.id, name)
     except FileNotFoundError:
         raise not_found("artifact") from None
-    return StreamingResponse(iter(lambda: fh.read(1 << 16), b""), media_type=ctype,
+    return StreamingResponse(checked_blocks(fh, entry.sha256, where), media_type=ctype,
                              headers=headers)
 
 

@@ -17,7 +17,8 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", summary="The API process is up", response_model=Health,
             responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})
-def healthz():
+async def healthz():
+    # on the event loop: it answers while the thread pool is busy
     return {"status": "ok"}
 
 

@@ -70,6 +70,8 @@ def _cached_image(key: str, read) -> DetectorImage:
 
 FLOAT = BY_KEY["float"].artifact
 NEXUS = BY_KEY["nexus"].artifact
+#: the largest image number a query names (as the image routes' path number, ImageNumber)
+MAX_N = 10 ** 9 + 10 ** 6
 #: a job's images that the viewer shows (a single job's artifact names)
 VIEWABLE = tuple(BY_KEY[k].artifact for k in ("float", "noise", "smv", "cbf", "nexus"))
 ARTIFACT_QUERY = Query(FLOAT, description="which of the image's files: " + ", ".join(VIEWABLE)
@@ -208,9 +210,9 @@ def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
                      step: int = Query(1, ge=1, le=65536,
                                        description="block size: 1 = every pixel, 4 = the maximum "
                                                    "of each 4 x 4 block"),
-                     n: int | None = Query(None, ge=0, description="the image of a series, as in "
-                                                                   "its file numbering (default: "
-                                                                   "its first)"),
+                     n: int | None = Query(None, ge=0, le=MAX_N,
+                                           description="the image of a series, as in its "
+                                                       "file numbering (default: its first)"),
                      artifact: str = ARTIFACT_QUERY):
     """A region of the image, reduced by ``step``: at most 1,048,576 values per answer. The answer
     is gzip-compressed when the request accepts it; its ETag never changes for a finished job."""
@@ -260,9 +262,9 @@ def _region_answer(request: Request, shown: Shown, slow: str | None, fast: str |
                                           "99.9": 40.2, "99.99": 310.0}}}}}},
                        **error_responses(401, 404, 409, 422)})
 def get_image_info(job: OwnedJobDep, ctx: CtxDep,
-                   n: int | None = Query(None, ge=0, description="the image of a series, as in "
-                                                                 "its file numbering (default: "
-                                                                 "its first)"),
+                   n: int | None = Query(None, ge=0, le=MAX_N,
+                                         description="the image of a series, as in its "
+                                                     "file numbering (default: its first)"),
                    artifact: str = ARTIFACT_QUERY):
     """What the viewer needs before it asks for pixels: the shape, how many images the job has,
     and the statistics its automatic contrast uses (percentiles of the positive pixels; of every
@@ -327,7 +329,8 @@ _END = Query(..., description="the last pixel, slow,fast", examples=["10,13"])
                        **error_responses(401, 404, 409, 422)})
 def get_image_profile(job: OwnedJobDep, ctx: CtxDep, start: str = _START,
                       end: str = _END,
-                      n: int | None = Query(None, ge=0, description="the image of a series"),
+                      n: int | None = Query(None, ge=0, le=MAX_N,
+                                            description="the image of a series"),
                       artifact: str = ARTIFACT_QUERY):
     """Every pixel on the line from ``start`` to ``end`` (one a step along the longer axis, the
     nearest on the other), with its value (null for NaN) and its distance from ``start``."""
@@ -386,7 +389,7 @@ def get_geometry(job: OwnedJobDep, ctx: CtxDep,
                  pixel: list[str] = Query([], description="slow,fast (repeatable): the d (Å) "
                                                           "and 2θ (degrees) of these pixels' "
                                                           "centres", examples=["10,20"]),
-                 n: int | None = Query(None, ge=0, le=10 ** 9 + 10 ** 6,
+                 n: int | None = Query(None, ge=0, le=MAX_N,
                                        description="the image of a series (default: its first)")):
     """The detector as plain numbers: a pixel (s, f) has its centre at
     ``pix0_m + (f + 0.5) * pixel_size_m * fdet + (s + 0.5) * pixel_size_m * sdet`` (a curved

@@ -22,6 +22,7 @@ from typing import Union
 import numpy as np
 
 from ..errors import InputFileError
+from .model_scan import check_atom_numbers, check_truncated
 from .textfile import read_text
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -103,38 +104,20 @@ def is_mmcif(text: str) -> bool:
 
 
 # -- models -------------------------------------------------------------------------------------------
-_PDB_NUMBERS = ((30, 38, "x"), (38, 46, "y"), (46, 54, "z"), (54, 60, "occupancy"),
-                (60, 66, "B-factor"))
-
-
 def _check_pdb_atoms(name: str, text: str) -> list[str]:
     """gemmi reads unparsable coordinates as 0: check the number columns of every atom record.
 
-    A file that stops inside an atom record (no newline after a record shorter than its B-factor
-    column) is reported as truncated; one without an END record gets a warning.
+    A file that stops inside an atom record is reported as truncated; one without an END record
+    gets a warning. (The upload's summary makes the same checks a line at a time: model_scan.)
     """
     lines = text.split("\n")
-    last = lines[-1].rstrip("\r")
-    if last.startswith(("ATOM  ", "HETATM")) and len(last) < 66:
-        raise InputFileError(f"{name} line {len(lines)}: the file ends inside this atom record "
-                             f"({len(last)} of at least 66 columns): truncated?", path=name,
-                             line=len(lines))
+    check_truncated(name, len(lines), lines[-1])
     warnings = []
     if not any(x.startswith("END") and x[3:].strip() == "" for x in lines[-3:]):
         warnings.append(f"{name} has no END record: check that it is complete")
     for number, line in enumerate(lines, start=1):
-        if not line.startswith(("ATOM  ", "HETATM")):
-            continue
-        for start, end, what in _PDB_NUMBERS:
-            part = line[start:end].strip()
-            if not part and what in ("occupancy", "B-factor"):
-                continue
-            try:
-                float(part)
-            except ValueError:
-                got = f"'{part}'" if part else "nothing (the line is cut short)"
-                raise InputFileError(f"{name} line {number}: {what} in columns {start + 1}-{end} "
-                                     f"is {got}, not a number", path=name, line=number) from None
+        if line.startswith(("ATOM  ", "HETATM")):
+            check_atom_numbers(name, number, line)
     return warnings
 
 
@@ -211,18 +194,87 @@ def read_model(path: PathLike) -> ModelFile:
 # -- MTZ ----------------------------------------------------------------------------------------------
 def _mtz_read_error(name: str, exc: Exception) -> InputFileError:
     text = str(exc).replace(name, "").rstrip(": ").strip()
-    try:
-        with open(name, "rb") as fh:
-            head = fh.read(8)
-        size = os.path.getsize(name)
-    except OSError:
-        head, size = b"", 0
-    if head[:4] == b"MTZ " and len(head) == 8:
-        header_at = (int(np.frombuffer(head[4:8], "<i4")[0]) - 1) * 4
-        if header_at > size:
-            return InputFileError(f"{name}: truncated MTZ file: {size} bytes, but its header "
-                                  f"should start at byte {header_at}", path=name)
     return InputFileError(f"{name}: not a readable MTZ file ({text})", path=name)
+
+
+#: bytes of an MTZ header record, and the header's records this reader looks at, at most (a real
+#: header has a few dozen, plus one per column and symmetry operation)
+_MTZ_RECORD = 80
+_MTZ_MAX_RECORDS = 100_000
+#: what a batch takes in the file at least: its BH, TITLE and BHCH records
+_MTZ_BATCH_BYTES = 3 * _MTZ_RECORD
+_LEADING_INT = re.compile(rb"\s*([-+]?\d+)")
+
+
+def _leading_ints(text: bytes, count: int) -> list[int]:
+    """The first ``count`` integers of ``text`` as gemmi's simple_atoi reads them (0 where none)."""
+    out = []
+    for word in text.split()[:count]:
+        m = _LEADING_INT.match(word)
+        out.append(int(m.group(1)) if m else 0)
+    return out + [0] * (count - len(out))
+
+
+def check_mtz_header(path: PathLike) -> None:
+    """Check the sizes an MTZ file states against the file's own size, before gemmi allocates them.
+
+    gemmi trusts the header pointer, NCOL's columns x reflections and batch count: a 4 KiB file can
+    make it allocate gigabytes. Here the pointer must point inside the file, past the 80-byte
+    preamble; the data (columns x reflections x 4 bytes) must fit between the preamble and the
+    header; the batches must fit after it. The byte order is taken from the machine stamp as gemmi
+    takes it. Reads the preamble and the header's records, at most ``_MTZ_MAX_RECORDS`` of them.
+
+    Raises:
+        InputFileError: naming the file and the size that does not fit.
+    """
+    name = os.fspath(path)
+    try:
+        size = os.path.getsize(name)
+        fh = open(name, "rb")
+    except OSError:
+        raise InputFileError(f"{name}: MTZ file not found", path=name) from None
+    with fh:
+        head = fh.read(20)
+        if len(head) < 20 or head[:4] != b"MTZ ":
+            raise InputFileError(f"{name}: not a readable MTZ file (it does not start with "
+                                 "'MTZ ')", path=name)
+        order = ">" if head[9] & 0xF0 == 0x10 else "<"
+        pointer = int(np.frombuffer(head[4:8], order + "i4")[0])
+        if pointer == -1:  # MTZ version 2: a 64-bit pointer
+            pointer = int(np.frombuffer(head[12:20], order + "i8")[0])
+        header_at = (pointer - 1) * 4
+        if header_at < _MTZ_RECORD:
+            raise InputFileError(f"{name}: not a readable MTZ file (its header pointer says the "
+                                 f"header starts at byte {header_at:,}, inside the first 80)",
+                                 path=name)
+        if header_at + _MTZ_RECORD > size:
+            raise InputFileError(f"{name}: truncated MTZ file: {size} bytes, but its header "
+                                 f"should start at byte {header_at}", path=name)
+        fh.seek(header_at)
+        columns = None
+        for _ in range(_MTZ_MAX_RECORDS):
+            record = fh.read(_MTZ_RECORD)
+            if len(record) < _MTZ_RECORD or record[:3].upper() == b"END":
+                break
+            if record[:4].upper() == b"NCOL":
+                columns, reflections, batches = _leading_ints(record[4:], 3)
+                data = columns * reflections * 4
+                if columns < 0 or reflections < 0 or data > header_at - _MTZ_RECORD:
+                    raise InputFileError(
+                        f"{name}: corrupt MTZ file: its NCOL record states {columns:,} columns x "
+                        f"{reflections:,} reflections ({data:,} bytes of data), but the data part "
+                        f"of the file has {header_at - _MTZ_RECORD:,} bytes", path=name)
+                if batches < 0 or batches * _MTZ_BATCH_BYTES > size - header_at:
+                    raise InputFileError(
+                        f"{name}: corrupt MTZ file: its NCOL record states {batches:,} batches, "
+                        f"more than the {size - header_at:,} bytes after its header can hold",
+                        path=name)
+        else:
+            raise InputFileError(f"{name}: corrupt MTZ file: no END record in its first "
+                                 f"{_MTZ_MAX_RECORDS:,} header records", path=name)
+        if columns is None:
+            raise InputFileError(f"{name}: corrupt MTZ file: no NCOL record in its header",
+                                 path=name)
 
 
 def _type_name(t: str) -> str:
@@ -245,8 +297,7 @@ def read_mtz(path: PathLike, column: str | None = None, *,
     """
     gemmi = _gemmi()
     name = os.fspath(path)
-    if not os.path.exists(name):
-        raise InputFileError(f"{name}: MTZ file not found", path=name)
+    check_mtz_header(name)
     try:
         mtz = gemmi.read_mtz_file(name)
     except (RuntimeError, ValueError, OSError) as exc:
@@ -302,5 +353,5 @@ def read_mtz(path: PathLike, column: str | None = None, *,
                    resolution_A=reso, columns=columns, warnings=warnings)
 
 
-__all__ = ["ModelFile", "MtzFile", "read_model", "read_mtz", "is_mmcif", "AMPLITUDE_TYPES",
-           "INTENSITY_TYPES"]
+__all__ = ["ModelFile", "MtzFile", "read_model", "read_mtz", "check_mtz_header", "is_mmcif",
+           "AMPLITUDE_TYPES", "INTENSITY_TYPES"]

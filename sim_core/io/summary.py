@@ -95,15 +95,35 @@ def mask(path: PathLike) -> dict:
             "rendered": int(np.count_nonzero(img))}
 
 
+def check_cell(name: str, cell) -> None:
+    """A file's unit cell must be one a simulation can take (the config's rules for a cell)."""
+    from pydantic import ValidationError
+
+    from ..config import UnitCell
+    try:
+        UnitCell(**dict(zip(("a_A", "b_A", "c_A", "alpha_deg", "beta_deg", "gamma_deg"), cell)))
+    except ValidationError as exc:
+        why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'cell'}: {e['msg']}"
+                        for e in exc.errors())
+        shown = " ".join(f"{x:g}" for x in cell)
+        raise InputFileError(f"{name}: the unit cell {shown} is not a physical one ({why})",
+                             path=name) from None
+
+
 def model(path: PathLike) -> dict:
-    from .structure import read_model
-    return read_model(path).summary()
+    # a line at a time: a model is never held whole for its summary
+    from .model_scan import scan_model
+    summary = scan_model(path)
+    check_cell(os.fspath(path), summary["cell"])
+    return summary
 
 
 def mtz(path: PathLike) -> dict:
-    # an intensity column is taken too (converted to amplitudes with a warning when used)
+    # an intensity column is taken too (a submission must name it: sim_core.cost)
     from .structure import read_mtz
-    return read_mtz(path, intensities_too=True).summary()
+    summary = read_mtz(path, intensities_too=True).summary()
+    check_cell(os.fspath(path), summary["cell"])
+    return summary
 
 
 #: most bytes a file of a kind may have, where its reader would hold it whole (a matrix takes nine
@@ -111,5 +131,5 @@ def mtz(path: PathLike) -> dict:
 MAX_BYTES = {"matrix": 1 << 20, "sources": 16 << 20}
 
 
-__all__ = ["hkl", "matrix", "sources", "mask", "model", "mtz", "MAX_BYTES",
+__all__ = ["hkl", "matrix", "sources", "mask", "model", "mtz", "check_cell", "MAX_BYTES",
            "is_fdump"]

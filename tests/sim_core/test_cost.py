@@ -192,3 +192,58 @@ def test_structure_file_checks_from_summaries_alone():
         assert err.value.field == "structure_factors.mtz_column"
     ok = load_config({**base, "structure_factors": {"mtz_file": "d.mtz", "mtz_column": "FP"}})
     assert estimate(ok, {"d.mtz": mtz}).structure_grid_points > 0
+
+
+def test_an_intensities_only_mtz_must_name_its_column_at_submission():
+    """The worker takes amplitudes unless a column is named: the estimate says which to name."""
+    mtz = {"cell": [40, 40, 30, 90, 90, 90], "space_group": "P 43 21 2", "reflections": 10,
+           "column": "IMEAN", "resolution_A": [20, 2],
+           "columns": [{"label": "H", "type": "H"}, {"label": "IMEAN", "type": "J"},
+                       {"label": "SIGIMEAN", "type": "Q"}]}
+    base = {"beam": {"wavelength_A": 1}, "detector": {"fast_pixels": 8, "slow_pixels": 8},
+            "sampling": {"oversample": 1}}
+    cfg = load_config({**base, "structure_factors": {"mtz_file": "i.mtz"}})
+    with pytest.raises(ConfigError) as err:
+        estimate(cfg, {"i.mtz": mtz})
+    assert err.value.field == "structure_factors.mtz_column"
+    assert str(err.value) == ("i.mtz: no amplitude column (type F); the file has IMEAN (J), "
+                              "SIGIMEAN (Q): name its intensity column to use it, converted with "
+                              "F = sqrt(max(I, 0)): mtz_column IMEAN (-mtz_column IMEAN)")
+    named = load_config({**base, "structure_factors": {"mtz_file": "i.mtz", "mtz_column": "IMEAN"}})
+    assert estimate(named, {"i.mtz": mtz}).structure_grid_points > 0
+
+
+def test_cells_from_files_are_checked_like_given_cells(tmp_path):
+    """A matrix whose cell at the wavelength is 0.001 A, a model with a 0.001 A CRYST1, an MTZ
+    whose reflections all lie beyond the reach: refused by arithmetic, naming the field."""
+    from sim_core.io.summary import check_cell
+
+    base = {"beam": {"wavelength_A": 1}, "detector": {"fast_pixels": 8, "slow_pixels": 8},
+            "sampling": {"oversample": 1}, "structure_factors": {"default_F": 1}}
+    mat = {"matrix": [[1000.0, 0, 0], [0, 1000.0, 0], [0, 0, 1000.0]],
+           "cell_lengths_per_A": [0.001, 0.001, 0.001]}
+    cfg = load_config({**base, "crystal": {"matrix_file": "A.mat"}})
+    with pytest.raises(ConfigError, match=r"A.mat: the cell edges at the wavelength 1 A are "
+                                          r"0.001, 0.001, 0.001 A; a simulation takes edges from "
+                                          r"0.1 to 1e\+06 A") as err:
+        estimate(cfg, {"A.mat": mat})
+    assert err.value.field == "crystal.matrix_file"
+    with pytest.raises(InputFileError, match=r"m.pdb: the unit cell 0.001 0.001 0.001 90 90 90 "
+                                             r"is not a physical one \(a_A: Input should be "
+                                             r"greater than or equal to 0.1"):
+        check_cell("m.pdb", [0.001, 0.001, 0.001, 90, 90, 90])
+    check_cell("m.pdb", [40, 40, 30, 90, 90, 90])
+    # an MTZ holding only reflections at 20..10 A, a render to 30 A at most
+    mtz = {"cell": [40, 40, 30, 90, 90, 90], "space_group": "P 43 21 2", "reflections": 10,
+           "column": "FP", "resolution_A": [20, 10],
+           "columns": [{"label": "H", "type": "H"}, {"label": "FP", "type": "F"}]}
+    far = load_config({**base, "structure_factors": {"mtz_file": "d.mtz", "dmin_F_A": 30}})
+    with pytest.raises(ConfigError, match=r"d.mtz: the file's lowest-resolution reflection "
+                                          r"\(20 A\) lies beyond the detector's reach \(30 A") as err:
+        estimate(far, {"d.mtz": mtz})
+    assert err.value.field == "structure_factors.mtz_file"
+    # a 40 A cell and dmin_F 45 A: not one reflection within reach
+    none = load_config({**base, "structure_factors": {"mtz_file": "d.mtz", "dmin_F_A": 45}})
+    with pytest.raises(ConfigError, match=r"d.mtz: no reflection of the cell \(40, 40, 30 A\) "
+                                          r"lies within the detector's reach \(45 A at best\)"):
+        estimate(none, {"d.mtz": mtz})

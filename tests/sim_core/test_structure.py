@@ -13,6 +13,7 @@ from sim_core.config import load_config
 from sim_core.errors import ConfigError, InputFileError
 from sim_core.experiment import build_experiment, local_files
 from sim_core.fcalc import expand_to_p1, model_table, reciprocal_metric
+from sim_core.io.model_scan import scan_model
 from sim_core.io.structure import read_model, read_mtz
 from sim_core.simulate import simulate
 from sim_core.structure_input import TABLES
@@ -264,6 +265,10 @@ def test_bad_pdb_files_say_what_is_wrong(tmp_path, model_files, edit, message, l
     with pytest.raises(InputFileError, match=message) as exc:
         read_model(path)
     assert exc.value.line == line and str(path) in str(exc.value)
+    # the upload's summary, read a line at a time, says the same
+    with pytest.raises(InputFileError) as scanned:
+        scan_model(path)
+    assert (str(scanned.value), scanned.value.line) == (str(exc.value), line)
 
 
 def test_bad_mmcif_files_say_what_is_wrong(tmp_path, model_files):
@@ -303,3 +308,72 @@ def test_errors_in_a_render_name_the_config_field(tmp_path, model_files):
     with pytest.raises(InputFileError) as exc:
         _render(tmp_path, mtz_file="f.mtz", mtz_column="FOBS")
     assert exc.value.field == "structure_factors.mtz_column"
+
+
+@pytest.mark.parametrize("pointer", [2**27, 2**29, 2**31 - 1, -1])
+def test_an_mtz_header_pointer_beyond_the_file_is_refused_before_anything_is_allocated(
+        tmp_path, pointer):
+    """4 KiB claiming a header at up to 8 GiB (or a 64-bit pointer): gemmi would allocate the
+    space before it; the check reads 100 bytes."""
+    p = tmp_path / "huge.mtz"
+    head = b"MTZ " + np.array([pointer], "<i4").tobytes() + b"\x44\x41\x00\x00"
+    head += np.array([2**40], "<i8").tobytes()
+    p.write_bytes(head.ljust(4096, b"\0"))
+    at = 4 * (2**40 - 1) if pointer == -1 else 4 * (pointer - 1)
+    with pytest.raises(InputFileError, match=rf"huge.mtz: truncated MTZ file: 4096 bytes, but its "
+                                             rf"header should start at byte {at}$"):
+        read_mtz(p)
+
+
+def test_mtz_counts_beyond_the_file_are_refused_before_anything_is_allocated(tmp_path):
+    write_mtz(tmp_path / "ok.mtz", "P 43 21 2", CELL, 3.0)
+    data = (tmp_path / "ok.mtz").read_bytes()
+    start = data.index(b"NCOL")
+    ncol, nref, nbatch = (int(x) for x in data[start + 4:start + 80].split())
+    # big-endian files are read with the stamp's byte order: here the stamp says little-endian
+    assert data[9] & 0xF0 == 0x40
+    for record, what in ((f"NCOL {ncol:8d} 2000000000 0", r"2,000,000,000 reflections"),
+                         (f"NCOL {ncol:8d} {nref} 50000000", r"50,000,000 batches")):
+        bad = data[:start] + record.encode().ljust(80) + data[start + 80:]
+        (tmp_path / "bad.mtz").write_bytes(bad)
+        with pytest.raises(InputFileError, match=rf"bad.mtz: corrupt MTZ file: its NCOL record "
+                                                 rf"states .*{what}"):
+            read_mtz(tmp_path / "bad.mtz")
+    # the file as written passes the check and reads
+    assert read_mtz(tmp_path / "ok.mtz").reflections == nref
+
+
+@pytest.mark.parametrize("suffix", [".pdb", ".cif"])
+@pytest.mark.parametrize("case", ["plain", "aniso", "ncs", "two models"])
+def test_the_streamed_model_summary_is_gemmis(tmp_path, suffix, case):
+    """The summary read a line at a time equals the one from gemmi's whole reading: cell, space
+    group, the first model's atoms with their NCS copies, anisotropic atoms."""
+    st = synthetic_structure(30, "P 43 21 2", CELL, seed=2, aniso=case == "aniso")
+    if case == "ncs":
+        st.ncs.append(gemmi.NcsOp(gemmi.Transform(), "1", True))
+        shift = gemmi.Transform()
+        shift.vec.fromlist([5, 0, 0])
+        st.ncs.append(gemmi.NcsOp(shift, "2", False))
+    if case == "two models":
+        st.add_model(st[0])
+        st.renumber_models()
+    path = write_model(st, tmp_path / f"m{suffix}")
+    summary = scan_model(path)
+    assert summary == read_model(path).summary()
+    assert summary["atoms"] == (60 if case == "ncs" else 30)
+
+
+def test_bad_mmcif_summaries_name_the_line(tmp_path, model_files):
+    text = model_files[2].read_text()
+    path = tmp_path / "bad.cif"
+    path.write_text(text[:text.rindex("ATOM")] + "ATOM 121 C CA . GLY")
+    with pytest.raises(InputFileError, match=r"bad.cif line \d+: the loop of _atom_site.group_PDB "
+                                             r"\(line \d+\) ends inside a row: 6 of 19 values"):
+        scan_model(path)
+    path.write_text(text.replace("'P 43 21 2'", "'P 43 21 7'"))
+    with pytest.raises(InputFileError, match="unknown space group 'P 43 21 7'") as exc:
+        scan_model(path)
+    assert "_symmetry.space_group_name_H-M" in path.read_text().split("\n")[exc.value.line - 1]
+    path.write_text("\n".join(x for x in text.split("\n") if not x.startswith("_cell.length")))
+    with pytest.raises(InputFileError, match=r"no unit cell \(no _cell.length_a/b/c items\)"):
+        scan_model(path)

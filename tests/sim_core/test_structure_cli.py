@@ -62,7 +62,8 @@ def test_mtz_errors_exit_with_the_column_named(tmp_path, monkeypatch, capsys):
               columns=(("IMEAN", "J"),))
     monkeypatch.chdir(tmp_path)
     assert main(["-mtz", "i.mtz"] + GEOMETRY) == 1
-    assert "nanobragg: error: i.mtz: no amplitude column (type F); the file has IMEAN (J); name " \
-           "an intensity column to use it" in capsys.readouterr().err
+    assert "nanobragg: error: i.mtz: no amplitude column (type F); the file has IMEAN (J): name " \
+           "its intensity column to use it, converted with F = sqrt(max(I, 0)): mtz_column " \
+           "IMEAN (-mtz_column IMEAN)" in capsys.readouterr().err
     assert main(["-mtz", "i.mtz", "-mtz_column", "IMEAN", "-floatfile", "f.bin"] + GEOMETRY) == 0
     assert "column IMEAN holds intensities: F = sqrt(max(I, 0))" in capsys.readouterr().err
