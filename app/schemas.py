@@ -30,12 +30,13 @@ DEFAULT_OUTPUTS: list[str] = list(FORMAT_DEFAULTS)
 EXAMPLE_FILES = Path(__file__).parent / "examples" / "files"
 
 
-def _example_id(name: str) -> str:
+def example_file_id(name: str) -> str:
+    """The uploaded id of an example file (the API documentation's examples name them)."""
     return "sha256:" + hashlib.sha256((EXAMPLE_FILES / name).read_bytes()).hexdigest()
 
 
-EXAMPLE_FILE_ID = _example_id("P1.hkl")
-EXAMPLE_MATRIX_ID = _example_id("A.mat")
+EXAMPLE_FILE_ID = example_file_id("P1.hkl")
+EXAMPLE_MATRIX_ID = example_file_id("A.mat")
 EXAMPLE_CONFIG = {
     "crystal": {"cell": {"a_A": 100, "b_A": 100, "c_A": 100}, "Na": 5, "Nb": 5, "Nc": 5},
     "structure_factors": {"default_F": 100},

@@ -16,7 +16,7 @@ from sim_core.output_formats import BY_KEY
 from app.context import AppContext
 from app.errors import invalid_field, limit_exceeded, not_found
 from app.limits import file_summary
-from app.schemas import JobSubmission, Pixel
+from app.schemas import JobSubmission, Pixel, example_file_id
 from app.submit import (_created, _enqueue, _owned_file, _queued_job, _recorded, new_job_id,
                         prepare)
 from jobs.job import JobKind, JobStatus, parse_file_id
@@ -71,9 +71,9 @@ class VerificationSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "nanobragg_args": ["-mat", "A.mat", "-hkl", "P1.hkl", "-N", "8", "-phisteps", "5",
                            "-osc", "0.5", "-detpixels", "128", "-distance", "100"],
-        "files": {"A.mat": "sha256:<hex>", "P1.hkl": "sha256:<hex>"},
+        "files": {"A.mat": example_file_id("A.mat"), "P1.hkl": example_file_id("P1.hkl")},
         "pixels": [[65, 65]], "brightest": 1, "phi_mode": "c-parity",
-        "sides": [{"device": "cpu", "dtype": "float64"}, {"device": "cuda", "dtype": "float64"}],
+        "sides": [{"device": "cpu", "dtype": "float64"}, {"device": "cpu", "dtype": "float32"}],
     }]})
 
     config: Optional[SimulationConfig] = None

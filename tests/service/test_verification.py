@@ -220,7 +220,7 @@ def test_the_supervisor_scenario_as_one_submission(service, big_api, tmp_path):
                                      {"device": "cpu", "dtype": "float32"}]})
     assert job["evaluations"] == 2 * 71 * 331 * 10
     rec = wait_status(big_api, job["id"], timeout=300)
-    assert rec["status"] == "finished", rec
+    assert rec["status"] == "finished", (rec["error"], rec["warnings"])
     rep = report_of(big_api, rec, tmp_path)
     report = rep["json"]
     assert report["verdict"] == "pass", json.dumps(report["criteria"], indent=1)
@@ -262,7 +262,7 @@ def test_a_worker_killed_mid_verification_loses_nothing(service, alice):
     service.kill_worker(victim, signal.SIGKILL)
     service.start_worker()
     rec = wait_status(alice, job["id"], timeout=180)
-    assert rec["status"] == "finished", rec
+    assert rec["status"] == "finished", (rec["error"], rec["warnings"])
     retried = get(alice, running["id"])
     assert retried["attempts"] == 2 and retried["worker"] != victim
     report = report_of(alice, rec)["json"]
