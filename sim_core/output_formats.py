@@ -76,11 +76,19 @@ OUTPUT_FLAGS: tuple[str, ...] = tuple(f.flag for f in OUTPUT_FORMATS if f.flag)
 RUN_METADATA = "run_metadata.json"
 COMMANDS = "commands.txt"
 SHA256SUMS = "sha256.txt"
+#: a still's ground truth beside its image (sim_core.ground_truth), numbered like the image: the
+#: reflections on the detector, the crystal as a MOSFLM matrix (``-mat``), the truth record
+REFLECTIONS = "reflections.csv"
+CRYSTAL_MATRIX = "crystal.mat"
+TRUTH = "truth.json"
+#: the true crystal, beam and detector of every image of a stills dataset (dxtbx ExperimentList)
+EXPERIMENTS = "experiments.expt"
 #: the widest numbering :func:`numbered_name` pads to by default
 NUMBER_WIDTH = 5
 
 _CONTENT_BY_SUFFIX = {".json": "application/json", ".log": "text/plain; charset=utf-8",
-                      ".txt": "text/plain; charset=utf-8"}
+                      ".txt": "text/plain; charset=utf-8", ".csv": "text/csv; charset=utf-8",
+                      ".mat": "text/plain; charset=utf-8", ".expt": "application/json"}
 
 
 def trace_name(slow: int, fast: int) -> str:
@@ -126,4 +134,4 @@ _SHARED = frozenset(f.artifact for f in OUTPUT_FORMATS if not f.per_image)
 
 __all__ = ["OutputFormat", "OUTPUT_FORMATS", "BY_KEY", "BY_FLAG", "SERVICE_OUTPUTS",
            "DEFAULT_OUTPUTS", "OUTPUT_FLAGS", "RUN_METADATA", "COMMANDS", "SHA256SUMS",
-           "NUMBER_WIDTH", "trace_name", "numbered_name", "image_artifact", "content_type"]
+           "NUMBER_WIDTH", "REFLECTIONS", "CRYSTAL_MATRIX", "TRUTH", "EXPERIMENTS", "trace_name", "numbered_name", "image_artifact", "content_type"]
