@@ -49,6 +49,7 @@ def _render_images(ctx: WorkerServices, job: Job, running: RunningJob, device: s
     artifacts numbered like the nanobragg command's files (``floatimage_00003.bin``)."""
     from sim_core.config import load_config
     from sim_core.series import image_config, series_image
+    from sim_core.stills import write_still_truth
 
     parent = ctx.records.get(job.parent)
     if parent is None or not parent.config:
@@ -59,9 +60,13 @@ def _render_images(ctx: WorkerServices, job: Job, running: RunningJob, device: s
     for k, n in enumerate(numbers):
         running.check()
         part = (lambda f, k=k: running.progress((k + f) / len(numbers)))
+        # a still's ground truth lies beside its image
+        truth = (lambda result, n=n: write_still_truth(series, result, n, staging)) \
+            if series.scan.random_orientations else None
         one = _render_image(ctx, job, running, device, staging, image_config(series, n),
                             progress=part, number=n,
-                            image=dict(series_image(series, n).as_dict(), series=job.parent))
+                            image=dict(series_image(series, n).as_dict(), series=job.parent),
+                            after=truth)
         total.evaluations += one.evaluations
         total.render_s += one.render_s
         total.device = one.device
@@ -72,9 +77,11 @@ def _render_images(ctx: WorkerServices, job: Job, running: RunningJob, device: s
 
 def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: str, staging: Path,
                   config, *, progress: Callable[[float], None], number: Optional[int] = None,
-                  image: Optional[dict] = None) -> RunResult:
+                  image: Optional[dict] = None,
+                  after: Optional[Callable[..., object]] = None) -> RunResult:
     """Render one image and write its artifacts into ``staging``: named as a single job's, or
-    for image ``number`` of a series numbered (``intimage_00003.img``, ``run_metadata_00003.json``)."""
+    for image ``number`` of a series numbered (``intimage_00003.img``, ``run_metadata_00003.json``);
+    ``after(result)`` writes what else the image has (a still's ground truth)."""
     from sim_core.outputs import write_outputs
     from sim_core.simulate import simulate
 
@@ -93,6 +100,8 @@ def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: st
     report = write_outputs(result, staging, files)
     for t in result.traces:
         write_atomic(staging / name(trace_name(t.slow, t.fast)), t.text)
+    if after is not None:
+        after(result)
     hkl_name = name(BY_KEY["hkl"].artifact) if ("hkl" in job.outputs
                                                 and result.experiment.hkl_grid is not None) else None
     write_atomic(staging / name(COMMANDS),
