@@ -172,6 +172,30 @@ def test_one_still_from_a_command_line(alice):
     assert expt["imageset"][0]["images"] == [numbered_name("noiseimage.img", 1)]
 
 
+def test_a_stills_dataset_with_the_client(service, tmp_path):
+    from client.api_client import BraggClient
+
+    from .conftest import TOKENS
+
+    args = ["-cell", "40", "40", "30", "90", "90", "90", "-default_F", "100", "-lambda", "1",
+            "-N", "5", "-distance", "50", "-detpixels", "24", "-pixel", "0.4", "-oversample", "1",
+            "-random_orientations", "-orientation_seed", "9"]
+    with BraggClient(service.base_url, TOKENS["alice"]) as bc:
+        rec = bc.submit_args(args, images=3, outputs=["float", "cbf"])
+        assert rec["kind"] == "series" and rec["series"]["images"] == 3
+        assert bc.wait(rec["id"], timeout=120)["status"] == "finished"
+        paths = bc.fetch_dataset(rec["id"], tmp_path / "stills")
+        names = {p.name for p in paths}
+        assert {"experiments.expt", "reflections_00003.csv", "truth_00002.json"} <= names
+        expt = json.loads((tmp_path / "stills" / "experiments.expt").read_text())
+        assert [s["images"] for s in expt["imageset"]] == [
+            [numbered_name("image.cbf", n)] for n in (1, 2, 3)]
+        spots = bc.reflections(rec["id"], 2, limit=5)
+        table = (tmp_path / "stills" / "reflections_00002.csv").read_text().splitlines()
+        assert 1 <= len(spots) <= 5 and len(spots) == min(5, len(table) - 1)
+        assert [spots[0][c] for c in "hkl"] == [int(x) for x in table[1].split(",")[:3]]
+
+
 def test_stills_submissions_that_cannot_work_are_422(alice):
     r = alice.post("/v1/jobs", json={"config": STILLS, "outputs": ["float"]})
     assert r.status_code == 422
