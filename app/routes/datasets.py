@@ -29,7 +29,8 @@ def get_image_artifact(job: OwnedJobDep, n: ImageNumber, name: str, request: Req
                        ctx: CtxDep):
     """Image ``n`` of a series (as in the file numbering), under a single job's artifact names:
     ``floatimage.bin``, ``intimage.img``, ``noiseimage.img``, ``image.cbf``, ``preview.png``,
-    ``run_metadata.json``, ``commands.txt``, ``trace_<slow>_<fast>.log``. For a single job
+    ``run_metadata.json``, ``commands.txt``, ``trace_<slow>_<fast>.log``; a still's
+    ``reflections.csv``, ``crystal.mat``, ``truth.json``. For a single job
     ``n = 1`` is its image. 409 while the image is not rendered yet."""
     src = finished_image(ctx, job, n)
     if src.entry(name) is None:
@@ -61,9 +62,12 @@ def get_dataset(job: OwnedJobDep, ctx: CtxDep):
     """A series: every image's files, numbered (``floatimage_00001.bin``, ``intimage_00001.img``,
     ...), the series' ``run_metadata.json`` (every image with its φ range, seeds and files) and
     ``commands.txt`` (a loop that renders every image with ``nanobragg``), and ``sha256.txt``
-    over all of them. A single job: its artifacts. The archive is streamed as it is read from the
-    store (memory does not grow with the dataset); a file whose bytes differ from its record ends
-    the stream early, so a client never gets a wrong archive that looks complete."""
+    over all of them. A stills dataset: also every image's truth (``reflections_00001.csv``,
+    ``crystal_00001.mat``, ``truth_00001.json``), ``experiments.expt`` (every image's true
+    crystal, beam and detector) and, in ``commands.txt``, each still's own command line. A
+    single job: its artifacts. The archive is streamed as it is read from the store (memory does
+    not grow with the dataset); a file whose bytes differ from its record ends the stream early,
+    so a client never gets a wrong archive that looks complete."""
     if job.status is not JobStatus.finished:
         raise ApiError(409, f"job is {job.status.value}, not finished",
                        hint="the dataset is there once every image is finished")
