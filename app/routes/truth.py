@@ -31,9 +31,17 @@ MAX_ROWS = 20_000
 _INTEGER = 3
 
 
+_EXAMPLE = {"n": 2, "columns": list(REFLECTION_COLUMNS),
+            "reflections": [[4, 8, 4, 6.4686, 245.2198, 152.6223, 5.28e-05, 100.0, 16625.3],
+                            [-1, 2, 2, 16.7336, 170.1607, 110.1958, -1.30e-05, 100.0, 15936.8]],
+            "total": 167, "truncated": True}
+
+
 @router.get("/v1/jobs/{job_id}/images/{n}/reflections",
             summary="The predicted reflections of image n (its ground truth), strongest first",
-            responses=error_responses(401, 404, 409, 422))
+            responses={200: {"description": "the strongest rows of the image's reflections.csv",
+                             "content": {"application/json": {"example": _EXAMPLE}}},
+                       **error_responses(401, 404, 409, 422)})
 def get_reflections(job: OwnedJobDep, n: ImageNumber, ctx: CtxDep,
                     limit: int = Query(2000, ge=1, le=MAX_ROWS,
                                        description="the most rows returned (the strongest)")):
