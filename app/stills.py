@@ -3,7 +3,8 @@
 Its images differ in their drawn crystals and beams, so it is priced by its costliest draws
 (:func:`sim_core.stills.costliest_config`), not by its first image; a draw the simulator would
 refuse (a factor of 0 or less, a wavelength below 0.001 A) is a 422 now rather than a failed image
-later. Its experiment list points at an image file DIALS reads, so it needs one.
+later. Its experiment list points at an image file DIALS reads, so it needs one; its predicted
+reflections are always among its outputs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Optional
 
 from sim_core.config import SimulationConfig
 from sim_core.errors import ConfigError
+from sim_core.output_formats import SERVICE_OUTPUTS
 from sim_core.stills import EXPT_IMAGE_KINDS, costliest_config
 
 from app.errors import invalid_field
@@ -35,4 +37,10 @@ def check_outputs(outputs: list[str]) -> None:
                                        f"ask for one of {', '.join(EXPT_IMAGE_KINDS)}")
 
 
-__all__ = ["priced_image", "check_outputs"]
+def with_truth_outputs(outputs: list[str]) -> list[str]:
+    """A still's outputs: its predicted reflections always among them (the job's ``outputs`` say
+    what it writes)."""
+    return [k for k in SERVICE_OUTPUTS if k in outputs or k == "reflections"]
+
+
+__all__ = ["priced_image", "check_outputs", "with_truth_outputs"]

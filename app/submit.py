@@ -39,6 +39,7 @@ from app.limits import (args_field, check_cost, check_grid, check_kind, check_se
                         job_cost, named)
 from app.schemas import JobSubmission
 from app.stills import check_outputs as check_stills_outputs
+from app.stills import with_truth_outputs
 from app.stills import priced_image as stills_priced_image
 from jobs import queue as rq_queue
 from jobs.job import FileRecord, Job, JobKind, JobStatus, parse_file_id
@@ -223,6 +224,7 @@ def prepare(ctx: AppContext, owner: str, sub: JobSubmission) -> PreparedJob:
     stills = cfg.scan.random_orientations
     if stills:
         check_stills_outputs(outputs)
+        outputs = with_truth_outputs(outputs)
         priced = stills_priced_image(cfg, form, names, sub.nanobragg_args)
     else:
         # every image of a series costs what its first one does (only its φ range and noise differ)

@@ -39,6 +39,16 @@ class OutputFormat:
     always: bool = False
 
 
+#: an image's ground truth (sim_core.ground_truth), numbered like the image in a dataset: the
+#: reflections predicted on the detector (an output of any render, written beside every still), the
+#: crystal as a MOSFLM matrix (``-mat``) and the truth record (a still's)
+REFLECTIONS = "reflections.csv"
+CRYSTAL_MATRIX = "crystal.mat"
+TRUTH = "truth.json"
+#: the true crystal, beam and detector of every image of a stills dataset (dxtbx ExperimentList)
+EXPERIMENTS = "experiments.expt"
+
+
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
     OutputFormat("float", "-floatfile", "outputs.float_file", "floatimage.bin",
                  "application/octet-stream",
@@ -60,6 +70,9 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
     OutputFormat("hkl", None, None, "structure_factors.hkl", "text/plain; charset=utf-8",
                  "the P1 structure factors of a model or MTZ file, as an HKL file",
                  per_image=False),
+    OutputFormat("reflections", None, None, REFLECTIONS, "text/csv; charset=utf-8",
+                 "the reflections predicted on the detector (hkl, d, position, excitation error, "
+                 "F, summed intensity): the image's ground truth (every still has it)"),
 )
 
 BY_KEY: dict[str, OutputFormat] = {f.key: f for f in OUTPUT_FORMATS}
@@ -76,18 +89,11 @@ OUTPUT_FLAGS: tuple[str, ...] = tuple(f.flag for f in OUTPUT_FORMATS if f.flag)
 RUN_METADATA = "run_metadata.json"
 COMMANDS = "commands.txt"
 SHA256SUMS = "sha256.txt"
-#: a still's ground truth beside its image (sim_core.ground_truth), numbered like the image: the
-#: reflections on the detector, the crystal as a MOSFLM matrix (``-mat``), the truth record
-REFLECTIONS = "reflections.csv"
-CRYSTAL_MATRIX = "crystal.mat"
-TRUTH = "truth.json"
-#: the true crystal, beam and detector of every image of a stills dataset (dxtbx ExperimentList)
-EXPERIMENTS = "experiments.expt"
 #: the widest numbering :func:`numbered_name` pads to by default
 NUMBER_WIDTH = 5
 
 _CONTENT_BY_SUFFIX = {".json": "application/json", ".log": "text/plain; charset=utf-8",
-                      ".txt": "text/plain; charset=utf-8", ".csv": "text/csv; charset=utf-8",
+                      ".txt": "text/plain; charset=utf-8",
                       ".mat": "text/plain; charset=utf-8", ".expt": "application/json"}
 
 

@@ -1,7 +1,8 @@
 """The ground truth of a job's image: ``/v1/jobs/{id}/images/{n}/reflections``, the reflections
 predicted on the detector (hkl, d, position, excitation error, F, summed intensity), read from the
-image's stored ``reflections_NNNNN.csv`` (sim_core.ground_truth), strongest first. The viewer
-draws them over the image.
+image's stored ``reflections_NNNNN.csv`` (sim_core.ground_truth; every still has one, any other
+render that asks for the output ``reflections``), strongest first. The viewer draws them over the
+image.
 
 The answer is bounded twice: the table itself has at most one row per detector pixel (a reflection
 is listed where it is nearest to some pixel centre), and the route returns at most ``limit`` rows
@@ -49,12 +50,13 @@ def get_reflections(job: OwnedJobDep, n: ImageNumber, ctx: CtxDep,
     ``h, k, l, d_A, fast_px, slow_px, excitation_error, F, intensity`` (positions in pixels from
     the first pixel's outer corner: pixel centres at integer + 0.5), sorted by decreasing summed
     intensity. ``total`` counts every row of the table; ``truncated`` says that only the first
-    ``limit`` are here. Every image of a stills dataset has them; 404 for an image without."""
+    ``limit`` are here. Every image of a stills dataset has them, the images of any other job
+    that asked for the output ``reflections`` too; 404 for an image without."""
     src = finished_image(ctx, job, n)
     if src.entry(REFLECTIONS) is None:
-        raise not_found("reflections", hint=f"image {n} has no predicted reflections: they are "
-                                            "written for the images of a stills dataset "
-                                            "(scan.random_orientations, -random_orientations)")
+        raise not_found("reflections", hint=f"image {n} has no predicted reflections: every "
+                                            "still of a stills dataset has them; another job "
+                                            "asks for the output 'reflections'")
     path = ctx.store.artifact_path(src.job.id, src.name(REFLECTIONS))
     if path is None:
         raise not_found("reflections", hint=f"image {n}'s reflections are not in the store")

@@ -94,6 +94,8 @@ def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: st
     warnings = list(job.warnings)
     non_finite = check_finite(result.image, warnings)
     files = {k: name(BY_KEY[k].artifact) for k in job.outputs if k in BY_KEY}
+    if after is not None:  # a still's truth writer writes its reflections with the rest
+        files.pop("reflections", None)
     # the P1 table is one file for every image of a series: written once
     if "hkl" in files and (staging / files["hkl"]).exists():
         del files["hkl"]

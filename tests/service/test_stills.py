@@ -269,3 +269,21 @@ def test_cancel_of_a_stills_dataset_stops_every_child(service, alice):
                                  if w["job"] in ids], 30, what="no worker on a child")
     assert busy
     assert alice.get(f"/v1/jobs/{job['id']}/dataset").status_code == 409
+
+
+def test_a_rotation_series_asks_for_its_reflections(alice):
+    """Any render may ask for the output 'reflections': a rotation image's truth at its middle φ."""
+    rotation = {k: v for k, v in STILLS.items() if k != "scan"} | {
+        "scan": {"phi_start_deg": 5.0, "osc_range_deg": 0.3, "phi_steps": 2, "images": 2}}
+    rec = submit(alice, {"config": rotation, "outputs": ["float", "reflections"],
+                         "dtype": "float64"})
+    assert rec["kind"] == "series"
+    assert wait_status(alice, rec["id"], timeout=120)["status"] == "finished"
+    cfg = image_config(load_config(rotation), 2)
+    cfg.run.dtype = "float64"
+    truth = image_truth(simulate(cfg))
+    body = alice.get(f"/v1/jobs/{rec['id']}/images/2/reflections").json()
+    assert body["total"] == truth.count >= 1
+    assert body["reflections"][0][:3] == [int(truth.reflections[c][0]) for c in "hkl"]
+    r = alice.get(f"/v1/jobs/{rec['id']}/images/2/artifacts/reflections.csv")
+    assert r.text == truth.reflections_csv() and r.headers["content-type"].startswith("text/csv")
