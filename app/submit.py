@@ -38,9 +38,8 @@ from app.errors import invalid, invalid_field, limit_exceeded
 from app.limits import (args_field, check_cost, check_grid, check_kind, check_series, file_summary,
                         job_cost, named)
 from app.schemas import JobSubmission
-from app.stills import check_outputs as check_stills_outputs
-from app.stills import with_truth_outputs
-from app.stills import priced_image as stills_priced_image
+from app.stills import (check_outputs as check_stills_outputs, priced_image as stills_priced_image,
+                        with_truth_outputs)
 from jobs import queue as rq_queue
 from jobs.job import FileRecord, Job, JobKind, JobStatus, parse_file_id
 from jobs.kinds import KINDS
