@@ -63,7 +63,8 @@ def _render_images(ctx: WorkerServices, job: Job, running: RunningJob, device: s
         # a still's ground truth lies beside its image
         truth = (lambda result, n=n: write_still_truth(series, result, n, staging)) \
             if series.scan.random_orientations else None
-        one = _render_image(ctx, job, running, device, staging, image_config(series, n),
+        config = image_config(series, n)
+        one = _render_image(ctx, job, running, device, staging, config,
                             progress=part, number=n,
                             image=dict(series_image(series, n).as_dict(), series=job.parent),
                             after=truth)
@@ -71,7 +72,8 @@ def _render_images(ctx: WorkerServices, job: Job, running: RunningJob, device: s
         total.render_s += one.render_s
         total.device = one.device
         total.warnings = one.warnings
-        total.fields = one.fields
+    # the record keeps one detector description: the last image's (described once, not per image)
+    total.fields = {"geometry": detector_description(config)}
     return total
 
 
@@ -123,7 +125,7 @@ def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: st
     write_json(staging / name(RUN_METADATA), md)
     return RunResult(device=result.device, evaluations=int(result.evaluations),
                      render_s=result.elapsed_s, warnings=warnings,
-                     fields={"geometry": detector_description(config)})
+                     fields={"geometry": detector_description(config)} if number is None else {})
 
 
 def detector_description(config) -> dict:
