@@ -224,6 +224,8 @@ def prepare(ctx: AppContext, owner: str, sub: JobSubmission) -> PreparedJob:
     if stills:
         check_stills_outputs(outputs)
         outputs = with_truth_outputs(outputs)
+        # the images are counted before every image's draws are
+        check_series(settings, images, 0, form, sub.nanobragg_args)
         priced = stills_priced_image(cfg, form, names, sub.nanobragg_args)
     else:
         # every image of a series costs what its first one does (only its φ range and noise differ)

@@ -10,7 +10,6 @@ import json
 import shlex
 import signal
 import subprocess
-import time
 import zipfile
 
 import httpx
@@ -201,6 +200,12 @@ def test_stills_submissions_that_cannot_work_are_422(alice):
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "outputs"
     assert "DIALS" in r.json()["errors"][0]["message"]
+    # a dataset over the series' limit of images
+    many = STILLS | {"scan": STILLS["scan"] | {"images": 100_000}}
+    r = alice.post("/v1/jobs", json={"config": many})
+    assert r.status_code == 422
+    err = r.json()["errors"][0]
+    assert err["field"] == "config.scan.images" and err["limit"] == "max_series_images"
     bad = STILLS | {"scan": STILLS["scan"] | {
         "shot_flux_scale": {"kind": "normal", "center": 1, "width": 5}}}
     r = alice.post("/v1/jobs", json={"config": bad})
