@@ -37,12 +37,14 @@ class TruthOverlay {
     this.showTip();
     this.v.$("#truth-box").hidden = true;
     this.v.canvas.dataset.spots = "";
+    this.v.canvas.dataset.truth = "";  // "" while asking, then "none" or "shown"
     if (!key) return;
     let body;
     try {
       body = await this.v.api.json(`/v1/jobs/${job.id}/images/${job.n}/reflections?limit=${TRUTH_LIMIT}`);
     } catch (e) {
-      return;  // 404: this image has no truth (not a still)
+      if (this.key === key) this.v.canvas.dataset.truth = "none";  // 404: no truth (not a still)
+      return;
     }
     if (this.key !== key) return;  // another image was shown meanwhile
     this.spots = body.reflections.map((row) => Object.fromEntries(body.columns.map((c, i) => [c, row[i]])));
@@ -51,6 +53,7 @@ class TruthOverlay {
       : `(${body.total.toLocaleString()})`;
     this.v.$("#truth-box").hidden = false;
     this.v.canvas.dataset.spots = String(this.spots.length);
+    this.v.canvas.dataset.truth = "shown";
     this.v.draw();
   }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.service.browser import page, screenshot  # noqa: F401
+from tests.service.conftest import wait_for
 from tests.service.helpers import submit, wait_status
 from tests.service.test_viewer import canvas_pixels, canvas_point, open_job
 
@@ -31,7 +32,7 @@ def test_the_viewer_overlays_a_stills_predicted_spots(page, service, alice, tmp_
     spots = [dict(zip(table["columns"], row)) for row in table["reflections"]]
     assert len(spots) >= 3
     open_job(pg, service, "alice", job["id"])
-    pg.wait_for_selector(f"#view[data-spots='{len(spots)}']", timeout=30_000)
+    pg.wait_for_selector(f"#view[data-truth='shown'][data-spots='{len(spots)}']", timeout=30_000)
     assert pg.is_visible("#truth-box") and pg.is_checked("#show-truth")
     assert pg.text_content("#truth-count") == f"({len(spots)})"
     pg.wait_for_selector("#view[data-complete='1']")
@@ -51,8 +52,7 @@ def test_the_viewer_overlays_a_stills_predicted_spots(page, service, alice, tmp_
     # the overlay off: the picture without circles
     pg.mouse.move(1, 1)
     pg.uncheck("#show-truth")
-    pg.wait_for_timeout(200)
-    assert canvas_pixels(pg) != with_spots
+    wait_for(lambda: canvas_pixels(pg) != with_spots, 10, what="the picture without the spots")
 
     # the next image has its own spots
     table2 = alice.get(f"/v1/jobs/{job['id']}/images/2/reflections").json()
@@ -70,7 +70,7 @@ def test_an_image_without_truth_shows_no_spots(page, service, alice):
     job = submit(alice, {"config": single, "outputs": ["float"], "label": "no truth"})
     assert wait_status(alice, job["id"], timeout=120)["status"] == "finished"
     open_job(pg, service, "alice", job["id"])
-    pg.wait_for_timeout(500)
+    pg.wait_for_selector("#view[data-truth='none']", timeout=30_000)
     assert pg.is_hidden("#truth-box")
     assert pg.get_attribute("#view", "data-spots") in ("", None)
     assert pg.errors == []
