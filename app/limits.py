@@ -67,15 +67,21 @@ def job_cost(cfg: SimulationConfig, summaries: dict, form: str,
     try:
         return estimate(cfg, summaries)
     except (ConfigError, InputFileError) as exc:
-        message = named(str(exc), names or {})
-        if form != "nanobragg_args":
-            raise invalid_field(f"config.{exc.field}" if exc.field else "config",
-                                message) from None
-        where, flag = args_field(argv, exc.field)
-        which = [x for x in (flag, exc.field) if x and x not in message]
-        if which:
-            message = f"{' / '.join(which)}: {message}"
-        raise invalid_field(where, message) from None
+        raise config_error(exc, form, names, argv) from None
+
+
+def config_error(exc, form: str, names: dict[str, str] | None = None,
+                 argv: list[str] | None = None):
+    """The 422 of a config or input file error: at ``config.<field>``, or at the flag of a command
+    line that set the field, the message naming the flag and the field."""
+    message = named(str(exc), names or {})
+    if form != "nanobragg_args":
+        return invalid_field(f"config.{exc.field}" if exc.field else "config", message)
+    where, flag = args_field(argv, exc.field)
+    which = [x for x in (flag, exc.field) if x and x not in message]
+    if which:
+        message = f"{' / '.join(which)}: {message}"
+    return invalid_field(where, message)
 
 
 def args_field(argv: Optional[list[str]], path: Optional[str]) -> tuple[str, Optional[str]]:
@@ -164,5 +170,5 @@ def _check_memory(settings, cost: Cost, form: str) -> None:
                              "orientations, sources)")
 
 
-__all__ = ["file_summary", "check_kind", "check_grid", "job_cost", "check_cost", "check_series",
+__all__ = ["file_summary", "check_kind", "check_grid", "job_cost", "config_error", "check_cost", "check_series",
            "args_field", "named"]

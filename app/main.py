@@ -20,7 +20,7 @@ from app.image_work import ImageWorkGate
 from jobs.prometheus import make_registry
 from jobs.records import AsyncRecords, Records
 from app.routes import (artifacts, datasets, events, files, health, images, jobs, traces,
-                        verifications)
+                        truth, verifications)
 from jobs.sweeper import SweeperThread
 from jobs.settings import Settings, get_settings
 from jobs.store import open_store
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ctx = ctx
     errors.install(app)
     for r in (files.router, jobs.router, traces.router, artifacts.router, datasets.router,
-              images.router, events.router, health.router, verifications.router):
+              images.router, truth.router, events.router, health.router, verifications.router):
         app.include_router(r)
     apidocs.install(app)  # /docs and /redoc without a CDN (app/apidocs.py)
     web.install(app)  # the web page at / (app/web.py)

@@ -39,6 +39,8 @@ from app.ignored import output_field_warnings, output_flag_warnings
 from app.limits import (args_field, check_cost, check_grid, check_kind, check_series, file_summary,
                         job_cost, named)
 from app.schemas import JobSubmission
+from app.stills import (check_outputs as check_stills_outputs, priced_image as stills_priced_image,
+                        with_truth_outputs)
 from jobs import queue as rq_queue
 from jobs.job import FileRecord, Job, JobKind, JobStatus, parse_file_id
 from jobs.kinds import KINDS
@@ -55,15 +57,21 @@ class PreparedJob:
     file_names: dict[str, str]
     outputs: list[str]
     shape: tuple[int, int]
-    #: of one image (every image of a series costs the same)
+    #: of one image (every image of a series costs the same; a stills dataset's: its costliest)
     evaluations: int
     warnings: list[str] = field(default_factory=list)
     #: images of a series (1: a single image)
     images: int = 1
+    #: a stills dataset (a series even of one image: its image's crystal is drawn)
+    stills: bool = False
 
     @property
     def total_evaluations(self) -> int:
         return self.evaluations * self.images
+
+    @property
+    def is_series(self) -> bool:
+        return self.images > 1 or self.stills
 
 
 def _owned_file(ctx: AppContext, owner: str, ref: str, where: str) -> FileRecord:
@@ -234,8 +242,19 @@ def prepare(ctx: AppContext, owner: str, sub: JobSubmission) -> PreparedJob:
             set_field(cfg, f.config_field, f.artifact if f.key in outputs or f.always else None)
     cfg = with_seeds(cfg)
     images = cfg.scan.images
-    # every image of a series costs what its first one does (only its φ range and noise differ)
-    priced = image_config(cfg, cfg.scan.first_image) if images > 1 else cfg
+    stills = cfg.scan.random_orientations
+    if stills:
+        with checks.check():
+            check_stills_outputs(outputs)
+        outputs = with_truth_outputs(outputs)
+        # the images are counted before every image's draws are
+        with checks.check():
+            check_series(settings, images, 0, form, sub.nanobragg_args)
+        checks.done()
+        priced = stills_priced_image(cfg, form, names, sub.nanobragg_args)
+    else:
+        # every image of a series costs what its first one does (only its φ range and noise differ)
+        priced = image_config(cfg, cfg.scan.first_image) if images > 1 else cfg
     cost = None
     with checks.check():
         cost = job_cost(priced, summaries, form, names, sub.nanobragg_args)
@@ -253,7 +272,8 @@ def prepare(ctx: AppContext, owner: str, sub: JobSubmission) -> PreparedJob:
     warnings += [f"note: {named(n, names)}" for n in cost.notes]
     warnings += unserved_warnings(ctx, run.device)
     return PreparedJob(config=cfg, file_names=names, outputs=outputs, shape=cost.shape,
-                       evaluations=cost.evaluations, warnings=warnings, images=images)
+                       evaluations=cost.evaluations, warnings=warnings, images=images,
+                       stills=stills)
 
 
 # -- the record and the queue ----------------------------------------------------------------------

@@ -36,8 +36,8 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def run_series(c, images: int, outputs: list[str], label: str) -> dict:
-    r = c.post("/v1/jobs", json={"nanobragg_args": ARGS + ["-images", str(images)],
+def run_series(c, images: int, outputs: list[str], label: str, args: list[str] = ARGS) -> dict:
+    r = c.post("/v1/jobs", json={"nanobragg_args": args + ["-images", str(images)],
                                  "outputs": outputs, "label": label})
     r.raise_for_status()
     rec = r.json()
@@ -46,20 +46,24 @@ def run_series(c, images: int, outputs: list[str], label: str) -> dict:
         rec = c.get(f"/v1/jobs/{rec['id']}").json()
     if rec["status"] != "finished":
         raise SystemExit(f"series {rec['id']} ended {rec['status']}: {rec.get('error')}")
+    t0 = time.monotonic()
     data = c.get(f"/v1/jobs/{rec['id']}/dataset").content
+    dataset_s = time.monotonic() - t0
     md = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("run_metadata.json"))
     renders = [im["render_elapsed_s"] for im in md["series"]["image"]]
     return {"id": rec["id"], "series_s": _ts(rec["finished_at"]) - _ts(rec["created_at"]),
             "render_sum_s": sum(renders), "children": rec["series"]["children"],
+            "dataset_s": dataset_s, "dataset_bytes": len(data),
             "evaluations": rec["evaluations"], "workers_used": len(
                 {im["worker"] for im in md["series"]["image"]})}
 
 
-def measure(workers: int, images: int, threads: int, outputs: list[str], repeat: int) -> dict:
+def measure(workers: int, images: int, threads: int, outputs: list[str], repeat: int,
+            args: list[str] = ARGS) -> dict:
     env = {"BRAGG_WORKER_THREADS": str(threads)}
     with Stack(workers=workers, env=env) as stack, stack.client() as c:
-        run_series(c, 2 * workers, outputs, "warm-up")
-        runs = [run_series(c, images, outputs, f"{images} images") for _ in range(repeat)]
+        run_series(c, 2 * workers, outputs, "warm-up", args)
+        runs = [run_series(c, images, outputs, f"{images} images", args) for _ in range(repeat)]
     best = min(runs, key=lambda r: r["series_s"])
     best["overhead_per_image_ms"] = 1000 * (workers * best["series_s"]
                                             - best["render_sum_s"]) / images

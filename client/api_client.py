@@ -179,7 +179,8 @@ class BraggClient:
                     **options) -> dict:
         """Submit a nanoBragg command line; the files it names (relative to ``base_dir``) are
         uploaded. ``images``/``first_image`` set ``-images``/``-first_image`` in the command
-        line (replacing values given there): ``images > 1`` makes a series. ``options``:
+        line (replacing values given there): ``images > 1`` makes a series (so does
+        ``-random_orientations``, a stills dataset, even of one image). ``options``:
         trace_pixels, outputs, device, dtype, label."""
         args = with_series_args(list(args), images, first_image)
         args, files = self.upload_arg_files(args, Path(base_dir))
@@ -474,6 +475,14 @@ class BraggClient:
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         return [dest / name for name in names]
+
+    def reflections(self, job_id: str, n: int = 1, limit: int = 2000) -> list[dict]:
+        """The predicted reflections of image ``n`` of a stills dataset (its ground truth), the
+        ``limit`` strongest, each a dict of ``h, k, l, d_A, fast_px, slow_px, excitation_error,
+        F, intensity``."""
+        body = self._call("GET", f"/v1/jobs/{job_id}/images/{int(n)}/reflections",
+                          params={"limit": limit}).json()
+        return [dict(zip(body["columns"], row)) for row in body["reflections"]]
 
     def trace(self, job_id: str, slow: int, fast: int, *, image: int | None = None,
               timeout: float | None = 600,

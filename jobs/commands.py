@@ -62,6 +62,23 @@ def series_commands_text(job_id: str, config, file_names: dict[str, str], versio
     return "\n".join(lines + _inputs_check(config, file_names)) + "\n" + loop
 
 
+def stills_commands_text(job_id: str, config, file_names: dict[str, str],
+                         version: str | None) -> str:
+    """A bash script: check the inputs by sha256, then each still's own ``nanobragg`` command (its
+    drawn orientation as ``-misset``, its drawn values, its seeds; a rotation series' loop over a
+    table of φ and seed cannot carry them)."""
+    from sim_core.stills import stills_commands
+
+    scan = config.scan
+    lines = [
+        f"# Reproduces the {scan.images} stills of bragg dataset {job_id} with the nanobragg command",
+        f"# line, one image per line (bragg-service {version or 'unknown'}; config_sha256",
+        f"# {config.config_sha256()}; orientation seed {scan.orientation_seed}).",
+    ]
+    return ("\n".join(lines + _inputs_check(config, file_names)) + "\n"
+            + stills_commands(config, file_names=file_names))
+
+
 def c_program_lines(config, file_names: dict[str, str], cell, hkl_artifact: str | None
                     ) -> list[str]:
     """Commented lines: the C program's command for a job whose F come from a model or MTZ file."""
@@ -87,4 +104,4 @@ def c_program_lines(config, file_names: dict[str, str], cell, hkl_artifact: str 
             "# " + format_command(args, program="nanoBragg")]
 
 
-__all__ = ["commands_text", "series_commands_text", "c_program_lines"]
+__all__ = ["commands_text", "series_commands_text", "stills_commands_text", "c_program_lines"]

@@ -157,15 +157,20 @@ def job_dataset(ctx: ServiceContext, job: Job) -> tuple[dict[str, str], Iterator
     image's files, numbered (``floatimage_00001.bin`` ...), with its trace logs and the P1 table
     once; the series' ``run_metadata.json`` (every image with its φ range, seeds, files and render
     figures, read from each image's own metadata) and ``commands.txt`` (a loop that renders every
-    image with ``nanobragg``); with the ``nexus`` output, each child's NeXus data file and the
-    master file over them, made now (:func:`nexus_master`). Each stored file is checked against
-    the sha256 its record lists while it is sent."""
+    image with ``nanobragg``), a stills dataset each still's command instead, and
+    ``experiments.expt``; with the ``nexus`` output, each child's NeXus data file and the master
+    file over them, made now (:func:`nexus_master`). Each stored file is checked against the
+    sha256 its record lists while it is sent."""
     if not job.is_series:
         return {}, _files(ctx, job, lambda name: name != SEAL)
     children = list(ctx.records.children(job.id))
     md = series_run_metadata(ctx, job, children)
-    extras = {RUN_METADATA: json.dumps(md, indent=2, sort_keys=True) + "\n",
-              COMMANDS: series_commands(job, (md.get("project") or {}).get("version"))}
+    version = (md.get("project") or {}).get("version")
+    extras = {RUN_METADATA: json.dumps(md, indent=2, sort_keys=True) + "\n"}
+    if md["series"].get("stills") is not None:
+        extras.update(stills_extras(ctx, job, children, version))
+    else:
+        extras[COMMANDS] = series_commands(job, version)
     if "nexus" in job.outputs:
         extras[BY_KEY["nexus"].artifact] = nexus_master(ctx, children)
 
@@ -200,6 +205,35 @@ def _files(ctx: ServiceContext, job: Job, wanted) -> Iterator[DatasetFile]:
             if path is None:
                 raise FileNotFoundError(f"{a.name} of job {job.id} is not in the store")
             yield DatasetFile(a.name, path, a.sha256)
+
+
+def stills_extras(ctx: ServiceContext, job: Job, children: list[Job],
+                  version: str | None) -> dict[str, str]:
+    """A stills dataset's own members: ``commands.txt`` with each still's command line, and
+    ``experiments.expt`` (the true crystal, beam and detector of every image, each experiment
+    pointing at its image file in the archive) from the images' ``truth_NNNNN.json``."""
+    from sim_core.config import load_config
+    from sim_core.ground_truth import experiment_list
+    from sim_core.output_formats import BY_KEY, EXPERIMENTS, TRUTH, image_artifact
+    from sim_core.stills import EXPT_IMAGE_KINDS
+
+    from jobs.commands import stills_commands_text
+
+    image = BY_KEY[next(k for k in EXPT_IMAGE_KINDS if k in job.outputs)].artifact
+    truths = {}
+    for child in children:
+        for n in child.image_numbers:
+            path = ctx.store.artifact_path(child.id, image_artifact(TRUTH, n))
+            if path is None:
+                raise FileNotFoundError(f"{image_artifact(TRUTH, n)} of job {child.id} is not "
+                                        "in the store")
+            truths[n] = json.loads(path.read_text())
+    numbers = sorted(truths)
+    expt = experiment_list([truths[n] for n in numbers],
+                           [image_artifact(image, n) for n in numbers])
+    return {COMMANDS: stills_commands_text(job.id, load_config(job.config), job.file_names,
+                                           version),
+            EXPERIMENTS: json.dumps(expt, indent=1) + "\n"}
 
 
 def series_commands(job: Job, version: str | None) -> str:
@@ -259,4 +293,4 @@ def series_run_metadata(ctx: ServiceContext, job: Job, children: list[Job]) -> d
 
 
 __all__ = ["stream_zip", "DatasetFile", "ChecksumMismatch", "SEAL", "CHUNK", "job_dataset",
-           "series_run_metadata", "series_commands", "nexus_master"]
+           "series_run_metadata", "series_commands", "nexus_master", "stills_extras"]

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .errors import ConfigError
+from .output_formats import CRYSTAL_MATRIX, REFLECTIONS, TRUTH
 
 #: the columns of reflections.csv, in order
 REFLECTION_COLUMNS = ("h", "k", "l", "d_A", "fast_px", "slow_px", "excitation_error", "F",
@@ -103,13 +103,18 @@ class ImageTruth:
         return out.getvalue()
 
 
+# torch is imported where a tensor is made: the API assembles experiment lists without it
 def _np(t) -> np.ndarray:
+    import torch
+
     return t.detach().to("cpu", torch.float64).numpy() if isinstance(t, torch.Tensor) \
         else np.asarray(t, dtype=np.float64)
 
 
 def true_crystal(exp) -> np.ndarray:
     """Rows a, b, c (Angstrom, lab frame) of the crystal at the middle φ of the image."""
+    import torch
+
     from .geometry.rotations import axis_rotation_matrix
 
     cr = exp.crystal
@@ -183,6 +188,8 @@ def predict_reflections(exp, image: np.ndarray, *, limit_inv_A: float | None = N
 
     ``limit_inv_A`` replaces :func:`excitation_limit` (the largest |excitation error| listed).
     """
+    import torch
+
     pix0, f, s, o, px, F, S = _detector(exp)
     lam = float(exp.config.beam.wavelength_A)
     beam = _np(exp.beam.direction)
@@ -322,9 +329,9 @@ def write_image_truth(truth: ImageTruth, folder: Path | str, *, number: int | No
     from .series import numbered_name
 
     folder = Path(folder)
-    files = {"reflections": ("reflections.csv", truth.reflections_csv()),
-             "crystal matrix": ("crystal.mat", truth.mosflm_text()),
-             "truth": ("truth.json", json.dumps({**(extra or {}), **truth.record()}, indent=1)
+    files = {"reflections": (REFLECTIONS, truth.reflections_csv()),
+             "crystal matrix": (CRYSTAL_MATRIX, truth.mosflm_text()),
+             "truth": (TRUTH, json.dumps({**(extra or {}), **truth.record()}, indent=1)
                        + "\n")}
     paths = {}
     for kind, (name, text) in files.items():

@@ -39,6 +39,16 @@ class OutputFormat:
     always: bool = False
 
 
+#: an image's ground truth (sim_core.ground_truth), numbered like the image in a dataset: the
+#: reflections predicted on the detector (an output of any render, written beside every still), the
+#: crystal as a MOSFLM matrix (``-mat``) and the truth record (a still's)
+REFLECTIONS = "reflections.csv"
+CRYSTAL_MATRIX = "crystal.mat"
+TRUTH = "truth.json"
+#: the true crystal, beam and detector of every image of a stills dataset (dxtbx ExperimentList)
+EXPERIMENTS = "experiments.expt"
+
+
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
     OutputFormat("float", "-floatfile", "outputs.float_file", "floatimage.bin",
                  "application/octet-stream",
@@ -61,6 +71,9 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = (
     OutputFormat("hkl", None, None, "structure_factors.hkl", "text/plain; charset=utf-8",
                  "the P1 structure factors of a model or MTZ file, as an HKL file",
                  per_image=False),
+    OutputFormat("reflections", None, None, REFLECTIONS, "text/csv; charset=utf-8",
+                 "the reflections predicted on the detector (hkl, d, position, excitation error, "
+                 "F, summed intensity): the image's ground truth (every still has it)"),
 )
 
 BY_KEY: dict[str, OutputFormat] = {f.key: f for f in OUTPUT_FORMATS}
@@ -85,7 +98,8 @@ NUMBER_WIDTH = 5
 
 _CONTENT_BY_SUFFIX = {".json": "application/json", ".log": "text/plain; charset=utf-8",
                       ".md": "text/markdown; charset=utf-8",
-                      ".txt": "text/plain; charset=utf-8"}
+                      ".txt": "text/plain; charset=utf-8",
+                      ".mat": "text/plain; charset=utf-8", ".expt": "application/json"}
 
 
 def trace_name(slow: int, fast: int) -> str:
@@ -147,5 +161,6 @@ _SHARED = frozenset(f.artifact for f in OUTPUT_FORMATS if not f.per_image)
 
 __all__ = ["OutputFormat", "OUTPUT_FORMATS", "BY_KEY", "BY_FLAG", "SERVICE_OUTPUTS",
            "DEFAULT_OUTPUTS", "OUTPUT_FLAGS", "RUN_METADATA", "COMMANDS", "SHA256SUMS",
-           "NUMBER_WIDTH", "REPORT_JSON", "REPORT_MD", "trace_name", "side_trace_name",
-           "numbered_name", "image_artifact", "nexus_data_name", "content_type"]
+           "NUMBER_WIDTH", "REPORT_JSON", "REPORT_MD", "REFLECTIONS", "CRYSTAL_MATRIX", "TRUTH",
+           "EXPERIMENTS", "trace_name", "side_trace_name", "numbered_name", "image_artifact",
+           "nexus_data_name", "content_type"]

@@ -91,8 +91,8 @@ def write_cbf_file(result, path: Path | str, counts) -> Path:
 def write_outputs(result, directory: Path | str, files: Mapping[str, Optional[str]], *,
                   cbf_counts: str = "int", nexus_image: Optional[str] = None) -> OutputReport:
     """Write the files ``files`` names into ``directory``: output key (a row of
-    ``sim_core.output_formats``: float, smv, noise, pgm, cbf, png, hkl, nexus) -> file name; keys
-    missing or None are skipped. The report's ``paths`` has the same keys.
+    ``sim_core.output_formats``: float, smv, noise, pgm, cbf, png, hkl, nexus, reflections) -> file
+    name; keys missing or None are skipped. The report's ``paths`` has the same keys.
 
     The ``cbf`` file holds the counts of the int image (``cbf_counts="int"``) or of the noise image
     (``"noise"``, drawn with the config's seed, the same pixels as the noise file). The ``nexus``
@@ -149,6 +149,10 @@ def write_outputs(result, directory: Path | str, files: Mapping[str, Optional[st
     if "hkl" in want and exp.hkl_grid is not None:
         from .io.hkl import write_hkl
         paths["hkl"] = _atomic(out / want["hkl"], lambda p: write_hkl(p, exp.hkl_grid))
+    if "reflections" in want:
+        from .ground_truth import image_truth
+        text = image_truth(result).reflections_csv()
+        paths["reflections"] = _atomic(out / want["reflections"], lambda p: Path(p).write_text(text))
     return report
 
 

@@ -219,12 +219,56 @@ def stills_metadata(config: SimulationConfig) -> dict:
 
 
 
+def dataset_draws(config: SimulationConfig) -> list[dict]:
+    """Every image's variations as set in its config (``shot_record``'s ``drawn``), without
+    building the images' configs; a draw the simulator refuses (a factor of 0 or less, a wavelength
+    below 0.001 A) raises its ``ConfigError`` naming the field and the image."""
+    import copy
+
+    scan = config.scan
+    if not any(getattr(scan, name) is not None for name in SHOT_FIELDS):
+        return []
+    data = config.model_dump(mode="json")
+    small = {"crystal": data["crystal"], "beam": data["beam"]}
+    return [_apply(copy.deepcopy(small), config, draw_shot(config, n))
+            for n in range(scan.first_image, scan.first_image + scan.images)]
+
+
+def costliest_config(config: SimulationConfig) -> SimulationConfig:
+    """The first image's config with each variation at its costliest value drawn over the dataset:
+    the most cells per edge and the largest cell (a larger crystal needs a finer oversampling), the
+    widest mosaic spread (a spread of 0 renders one domain) and the shortest wavelength (a finer
+    oversampling too). Its evaluations bound every image's: what a dataset is priced by."""
+    cfg = still_config(config, config.scan.first_image)
+    draws = dataset_draws(config)
+    if not draws:
+        return cfg
+
+    def most(name, pick=max):
+        values = [d[name] for d in draws if name in d]
+        return pick(values) if values else None
+
+    data = cfg.model_dump(mode="json")
+    cr, bm = data["crystal"], data["beam"]
+    if (cells := most("shot_N")) is not None:
+        cr["Na"] = cr["Nb"] = cr["Nc"] = cells
+    if (spread := most("shot_mosaic_spread_deg")) is not None:
+        cr["mosaic_spread_deg"] = spread
+    if (scale := most("shot_cell_scale")) is not None:
+        for edge in ("a_A", "b_A", "c_A"):
+            cr["cell"][edge] = getattr(config.crystal.cell, edge) * scale
+    if (wavelength := most("shot_wavelength_A", min)) is not None:
+        bm["wavelength_A"] = wavelength
+    return load_config(data)
+
+
 def stills_commands(config: SimulationConfig, *, program: str = "nanobragg",
-                    width: int | None = None) -> str:
+                    width: int | None = None, file_names: dict[str, str] | None = None) -> str:
     """Shell commands that render every image of the stills dataset ``config`` (seeds fixed), one
     line per image: ``program`` with image ``n``'s own command line (``config_to_args`` of
     :func:`still_config`, naming every output file) and each output file numbered
-    (``intimage_00001.img``); the script stops at the first command that fails. Unlike a rotation
+    (``intimage_00001.img``; input files named by ``file_names``, uploaded id -> name); the script
+    stops at the first command that fails. Unlike a rotation
     series, whose images differ in two numbers (one loop over a table), each still has its own
     orientation and drawn values, so each has its own line."""
     import shlex
@@ -236,7 +280,8 @@ def stills_commands(config: SimulationConfig, *, program: str = "nanobragg",
     scan = config.scan
     lines = []
     for n in range(scan.first_image, scan.first_image + scan.images):
-        args = config_to_args(still_config(config, n), outputs="explicit")
+        args = config_to_args(still_config(config, n), outputs="explicit",
+                              file_names=file_names or {})
         words = [program]
         for i, word in enumerate(args):
             numbered = i > 0 and args[i - 1] in OUTPUT_FLAGS
@@ -290,4 +335,4 @@ def write_experiments(path, records: list[dict], image_paths: list[dict]) -> Non
 
 __all__ = ["Shot", "DRAW_RULE", "EXPT_IMAGE_KINDS", "shot_stream", "rotation_from_quaternion",
            "misset_from_rotation", "draw_shot", "still_config", "shot_record", "stills_metadata",
-           "stills_commands", "write_still_truth", "write_experiments"]
+           "dataset_draws", "costliest_config", "stills_commands", "write_still_truth", "write_experiments"]

@@ -29,10 +29,10 @@ def get_image_artifact(job: OwnedJobDep, n: ImageNumber, name: str, request: Req
                        ctx: CtxDep):
     """Image ``n`` of a series (as in the file numbering), under a single job's artifact names:
     ``floatimage.bin``, ``intimage.img``, ``noiseimage.img``, ``image.cbf``, ``preview.png``,
-    ``run_metadata.json``, ``commands.txt``, ``trace_<slow>_<fast>.log``; ``image.nxs`` of a series
-    image is the NeXus data file of the child job that rendered it (its images as frames, each
-    with its φ). For a single job ``n = 1`` is its image. 409 while the image is not rendered
-    yet."""
+    ``run_metadata.json``, ``commands.txt``, ``trace_<slow>_<fast>.log``; a still's
+    ``reflections.csv``, ``crystal.mat``, ``truth.json``; ``image.nxs`` of a series image is the
+    NeXus data file of the child job that rendered it (its images as frames, each with its φ).
+    For a single job ``n = 1`` is its image. 409 while the image is not rendered yet."""
     src = finished_image(ctx, job, n)
     if src.entry(name) is None:
         raise not_found("artifact", hint=f"image {n} has no {name}: its files are "
@@ -75,11 +75,14 @@ def get_dataset(job: OwnedJobDep, ctx: CtxDep, request: Request):
     ``commands.txt`` (a loop that renders every image with ``nanobragg``), with the ``nexus``
     output the NXmx master file ``image.nxs`` over the child jobs' data files
     (``image_data_<first image>.nxs``, linked frame by frame), and ``sha256.txt`` over all of
-    them. A single job: its artifacts. The archive is streamed as it is read from the
-    store (memory does not grow with the dataset); a file whose bytes differ from its record ends
-    the stream early, so a client never gets a wrong archive that looks complete. The bytes are
-    served as ``application/zip``, or as ``application/octet-stream`` to a request that accepts
-    that and not zip (client generators that know no zip type ask for bytes)."""
+    them. A stills dataset: also every image's truth (``reflections_00001.csv``,
+    ``crystal_00001.mat``, ``truth_00001.json``), ``experiments.expt`` (every image's true
+    crystal, beam and detector) and, in ``commands.txt``, each still's own command line. A single
+    job: its artifacts. The archive is streamed as it is read from the store (memory does not
+    grow with the dataset); a file whose bytes differ from its record ends the stream early, so a
+    client never gets a wrong archive that looks complete. The bytes are served as
+    ``application/zip``, or as ``application/octet-stream`` to a request that accepts that and
+    not zip (client generators that know no zip type ask for bytes)."""
     if job.status is not JobStatus.finished:
         raise ApiError(409, f"job is {job.status.value}, not finished",
                        hint="the dataset is there once every image is finished")

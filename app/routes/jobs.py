@@ -62,7 +62,7 @@ def submit_job(ctx: CtxDep, owner: OwnerDep,
     replayed = job_id is not None
     if job_id is None:
         prepared = prepare(ctx, owner, body)
-        if prepared.images > 1:
+        if prepared.is_series:
             job_id = create_series(ctx, owner, prepared, label=body.label, idem=idem)
         else:
             job_id = create_job(ctx, owner, kind=JobKind.render, config=prepared.config,

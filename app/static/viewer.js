@@ -172,6 +172,8 @@ class ImageViewer {
     this.profileLine = null;      // {a: [s, f], b: [s, f] | null, data}
     this.ringsByUser = false;
     this.bind();
+    // the predicted reflections over a still's image (overlay.js)
+    this.truth = window.TruthOverlay ? new window.TruthOverlay(this) : null;
     new ResizeObserver(() => this.resize()).observe(this.canvas);
   }
 
@@ -274,6 +276,7 @@ class ImageViewer {
     this.root.hidden = false;
     this.resize();
     if (this.profileLine && this.profileLine.b) this.loadProfile(this.profileLine.a, this.profileLine.b);
+    if (this.truth) this.truth.open(job);
     if (this.onImage && job.kind === "job") this.onImage(job.n);
     if (this.onView) this.onView();
   }
@@ -678,6 +681,7 @@ class ImageViewer {
       g.strokeStyle = colour;
       g.strokeRect(x + this.scale / 2 - w / 2, y + this.scale / 2 - w / 2, w, w);
     };
+    if (this.truth) this.truth.draw(g);
     if (this.selected) box(this.selected[0], this.selected[1], "rgba(255, 210, 0, 1)");
     // the pixel under the cursor of the paired viewer
     const p = this.ghost && this.pointer && this.pixelAt(this.pointer[0], this.pointer[1]);

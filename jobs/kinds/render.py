@@ -53,6 +53,7 @@ def _render_images(ctx: WorkerServices, job: Job, running: RunningJob, device: s
     artifacts numbered like the nanobragg command's files (``floatimage_00003.bin``)."""
     from sim_core.config import load_config
     from sim_core.series import image_config, series_image
+    from sim_core.stills import write_still_truth
 
     parent = ctx.records.get(job.parent)
     if parent is None or not parent.config:
@@ -60,20 +61,27 @@ def _render_images(ctx: WorkerServices, job: Job, running: RunningJob, device: s
     series = load_config(parent.config)
     numbers = list(job.image_numbers)
     total = RunResult(device=device, warnings=list(job.warnings))
+    config = None
     with ExitStack() as stack:
         nexus = stack.enter_context(_nexus_data_file(series, numbers, staging)) \
             if "nexus" in job.outputs else None
         for k, n in enumerate(numbers):
             running.check()
             part = (lambda f, k=k: running.progress((k + f) / len(numbers)))
-            one = _render_image(ctx, job, running, device, staging, image_config(series, n),
+            # a still's ground truth lies beside its image
+            truth = (lambda result, n=n: write_still_truth(series, result, n, staging)) \
+                if series.scan.random_orientations else None
+            config = image_config(series, n)
+            one = _render_image(ctx, job, running, device, staging, config,
                                 progress=part, number=n, nexus=nexus, frame=k,
-                                image=dict(series_image(series, n).as_dict(), series=job.parent))
+                                image=dict(series_image(series, n).as_dict(), series=job.parent),
+                                after=truth)
             total.evaluations += one.evaluations
             total.render_s += one.render_s
             total.device = one.device
             total.warnings = one.warnings
-            total.fields = one.fields
+    # the record keeps one detector description: the last image's (described once, not per image)
+    total.fields = {"geometry": detector_description(config)}
     return total
 
 
@@ -93,10 +101,12 @@ def _nexus_data_file(series, numbers: list[int], staging: Path):
 
 def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: str, staging: Path,
                   config, *, progress: Callable[[float], None], number: Optional[int] = None,
-                  image: Optional[dict] = None, nexus=None, frame: int = 0) -> RunResult:
+                  image: Optional[dict] = None, nexus=None, frame: int = 0,
+                  after: Optional[Callable[..., object]] = None) -> RunResult:
     """Render one image and write its artifacts into ``staging``: named as a single job's, or
     for image ``number`` of a series numbered (``intimage_00003.img``, ``run_metadata_00003.json``)
-    and, given the child's NeXus ``nexus`` writer, as its frame ``frame``."""
+    and, given the child's NeXus ``nexus`` writer, as its frame ``frame``; ``after(result)``
+    writes what else the image has (a still's ground truth)."""
     from sim_core.io.nexus import frame_pixels
     from sim_core.outputs import write_outputs
     from sim_core.simulate import simulate
@@ -110,6 +120,8 @@ def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: st
     warnings = list(job.warnings)
     non_finite = check_finite(result.image, warnings)
     files = {k: name(BY_KEY[k].artifact) for k in job.outputs if k in BY_KEY}
+    if after is not None:  # a still's truth writer writes its reflections with the rest
+        files.pop("reflections", None)
     # the P1 table is one file for every image of a series: written once
     if "hkl" in files and (staging / files["hkl"]).exists():
         del files["hkl"]
@@ -124,6 +136,8 @@ def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: st
         result.traces += _trace_brightest(ctx, job, result, device, running)
     for t in result.traces:
         write_atomic(staging / name(trace_name(t.slow, t.fast)), t.text)
+    if after is not None:
+        after(result)
     hkl_name = name(BY_KEY["hkl"].artifact) if ("hkl" in job.outputs
                                                 and result.experiment.hkl_grid is not None) else None
     write_atomic(staging / name(COMMANDS),
@@ -143,7 +157,7 @@ def _render_image(ctx: WorkerServices, job: Job, running: RunningJob, device: st
     write_json(staging / name(RUN_METADATA), md)
     return RunResult(device=result.device, evaluations=int(result.evaluations),
                      render_s=result.elapsed_s, warnings=warnings,
-                     fields={"geometry": detector_description(config)})
+                     fields={"geometry": detector_description(config)} if number is None else {})
 
 
 def _trace_brightest(ctx: WorkerServices, job: Job, result, device: str,
