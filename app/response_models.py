@@ -8,7 +8,7 @@ passed through by older generated clients, not refused.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -123,4 +123,16 @@ class Geometry(BaseModel):
                                                                       "with pixel=")
 
 
-__all__ = ["Health", "Readiness", "ImageInfo", "Profile", "Geometry"]
+class Reflections(BaseModel):
+    """The predicted reflections of an image (``GET /v1/jobs/{id}/images/{n}/reflections``)."""
+
+    model_config = _OPEN
+    n: int = Field(description="the image")
+    columns: list[str] = Field(description="h, k, l, d_A, fast_px, slow_px, excitation_error, F, "
+                                           "intensity")
+    reflections: list[list[Union[int, float]]] = Field(description="one row per reflection, strongest first")
+    total: int = Field(description="rows of the whole table")
+    truncated: bool = Field(description="only the first 'limit' rows are here")
+
+
+__all__ = ["Reflections", "Health", "Readiness", "ImageInfo", "Profile", "Geometry"]

@@ -22,6 +22,7 @@ from sim_core.output_formats import REFLECTIONS
 from app.deps import CtxDep, OwnedJobDep
 from app.errors import ApiError, not_found
 from app.image_sources import ImageNumber, finished_image
+from app.response_models import Reflections
 from app.schemas import error_responses
 
 router = APIRouter(tags=["images"])
@@ -38,7 +39,7 @@ _EXAMPLE = {"n": 2, "columns": list(REFLECTION_COLUMNS),
             "total": 167, "truncated": True}
 
 
-@router.get("/v1/jobs/{job_id}/images/{n}/reflections",
+@router.get("/v1/jobs/{job_id}/images/{n}/reflections", response_model=Reflections,
             summary="The predicted reflections of image n (its ground truth), strongest first",
             responses={200: {"description": "the strongest rows of the image's reflections.csv",
                              "content": {"application/json": {"example": _EXAMPLE}}},
