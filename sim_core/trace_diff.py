@@ -393,7 +393,8 @@ def _jsonable(v):
     return v
 
 
-def _g(v) -> str:
+def short_number(v) -> str:
+    """A value as a report's table shows it: 3 significant digits, "-" for none."""
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -428,7 +429,7 @@ def format_report(rep: DiffReport, *, all_keys: bool = True) -> str:
             if k.count_mismatch:
                 status += " count mismatch"
             out.append(f"{k.key:<{w}}  {f'{k.occurrences_a}/{k.occurrences_b}':>9}  "
-                       f"{_g(k.max_abs):>10}  {_g(k.max_rel):>10}  "
+                       f"{short_number(k.max_abs):>10}  {short_number(k.max_rel):>10}  "
                        f"{('#' + str(k.worst_occurrence)):>5}  {status}")
         out.append("")
     if rep.only_in_a:
@@ -453,10 +454,10 @@ def format_report(rep: DiffReport, *, all_keys: bool = True) -> str:
         if fd.get("values_b") is not None:
             out.append(f"  B: {_vals(fd['values_b'])}")
         if fd.get("rel") is not None:
-            out.append(f"  abs {_g(fd['abs'])}, rel {_g(fd['rel'])}")
+            out.append(f"  abs {short_number(fd['abs'])}, rel {short_number(fd['rel'])}")
     worst = rep.worst_key
     summary = (f"{len(rep.pairs)} lines compared; largest relative difference "
-               f"{_g(rep.max_rel)}" + (f" ({worst.key})" if worst and worst.max_rel else ""))
+               f"{short_number(rep.max_rel)}" + (f" ({worst.key})" if worst and worst.max_rel else ""))
     out.append(summary)
     if rep.ok:
         note = " (keys on one side only allowed)" if rep.structural_mismatch else ""
@@ -550,5 +551,5 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["TraceRecord", "DiffReport", "KeyDiff", "PairDiff", "parse_trace",
+__all__ = ["TraceRecord", "DiffReport", "KeyDiff", "PairDiff", "parse_trace", "short_number",
            "compare", "compare_text", "format_report", "select_pixel", "pixels_of", "main"]

@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-from .trace_diff import _jsonable, compare, parse_trace
+from .trace_diff import _jsonable, compare, parse_trace, short_number
 
 #: keys a trace of a pixel must hold (square crystal shape): the solid angle, the lattice factors,
 #: the intensities before and after scaling and polarization, the rotated real and reciprocal cell
@@ -238,14 +238,6 @@ def build_report(sides: list[Side], *, pixels, phi_steps: int, tolerance: Option
             "criteria": criteria}
 
 
-def _g(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return "0" if v == 0 else f"{v:.3g}"
-    return str(v)
-
-
 def format_markdown(report: dict, *, title: str = "Verification report") -> str:
     """``report.md``: the report for people."""
     L = [f"# {title}", ""]
@@ -266,7 +258,7 @@ def format_markdown(report: dict, *, title: str = "Verification report") -> str:
         ran = "yes" if s["ran"] else f"✘ {s['reason'] or 'not run'}"
         L.append(f"| {s['name']} | {s['source']} | {s['device'] or '-'} | {s['dtype'] or '-'} | "
                  f"{s['phi_mode'] or '-'} | {ran} | "
-                 f"{_g(s['image']['sum']) if s.get('image') else '-'} | {s['job'] or '-'} |")
+                 f"{short_number(s['image']['sum']) if s.get('image') else '-'} | {s['job'] or '-'} |")
     L.append("")
     rows = [(s["name"], p, t) for s in report["sides"] for p, t in s["traces"].items()]
     if rows:
@@ -274,7 +266,7 @@ def format_markdown(report: dict, *, title: str = "Verification report") -> str:
               "intensity | missing keys |", "| --- | --- | --- | --- | --- | --- |"]
         for name, p, t in rows:
             L.append(f"| {name} | ({p}) | {t['lines']} | {t['phi_lines']} | "
-                     f"{_g(t['final_intensity'])} | {', '.join(t['missing_keys']) or '-'} |")
+                     f"{short_number(t['final_intensity'])} | {', '.join(t['missing_keys']) or '-'} |")
         L.append("")
     envs = [(s["name"], s["environment"]) for s in report["sides"] if s["environment"]]
     if envs:
@@ -287,15 +279,15 @@ def format_markdown(report: dict, *, title: str = "Verification report") -> str:
         d = c["image"]
         if d:
             where = d.get("where_slow_fast")
-            L.append(f"- image: max Δ relative {_g(d['max_rel'])}, absolute {_g(d['max_abs'])}"
+            L.append(f"- image: max Δ relative {short_number(d['max_rel'])}, absolute {short_number(d['max_abs'])}"
                      + (f" at (slow {where[0]}, fast {where[1]})" if where else "")
-                     + f"; tolerance {_g(c['image_tolerance'])}; sums {_g(d.get('sum_a'))} / "
-                       f"{_g(d.get('sum_b'))}")
+                     + f"; tolerance {short_number(c['image_tolerance'])}; sums {short_number(d.get('sum_a'))} / "
+                       f"{short_number(d.get('sum_b'))}")
         for t in c["traces"]:
             L.append(f"- trace ({t['pixel_slow_fast'][0]}, {t['pixel_slow_fast'][1]}): "
-                     f"{t['lines']} lines compared, max Δ relative {_g(t['max_rel'])}, absolute "
-                     f"{_g(t['max_abs'])}" + (f" ({t['worst_key']})" if t['worst_key'] else "")
-                     + f"; tolerance {_g(c['trace_tolerance'])}"
+                     f"{t['lines']} lines compared, max Δ relative {short_number(t['max_rel'])}, absolute "
+                     f"{short_number(t['max_abs'])}" + (f" ({t['worst_key']})" if t['worst_key'] else "")
+                     + f"; tolerance {short_number(c['trace_tolerance'])}"
                      + ("" if c["traces_judged"] else " (float32: not judged)"))
         fd = c.get("first_divergence")
         if fd:
@@ -313,13 +305,13 @@ def format_markdown(report: dict, *, title: str = "Verification report") -> str:
         if keys:
             L += ["", "| key | Δ relative | Δ absolute | |", "| --- | --- | --- | --- |"]
             for k in keys.values():
-                L.append(f"| `{k['key']}` | {_g(k['max_rel'])} | {_g(k['max_abs'])} | "
+                L.append(f"| `{k['key']}` | {short_number(k['max_rel'])} | {short_number(k['max_abs'])} | "
                          f"{'✘' if k['exceeds'] else '✔'} |")
         L.append("")
     L += ["## Exit criteria", ""]
     for c in report["criteria"]:
-        L.append(f"- {'✔' if c['ok'] else '✘'} {c['name']}: {_g(c['value'])} "
-                 f"(threshold {_g(c['threshold'])})" + (f" — {c['detail']}" if c["detail"] else ""))
+        L.append(f"- {'✔' if c['ok'] else '✘'} {c['name']}: {short_number(c['value'])} "
+                 f"(threshold {short_number(c['threshold'])})" + (f" — {c['detail']}" if c["detail"] else ""))
     L.append("")
     return "\n".join(L)
 
