@@ -58,6 +58,12 @@ class Stack:
         _wait(lambda: len(httpx.get(self.base_url + "/readyz").json().get("workers", []))
               >= workers, 120, "workers")
 
+    def wait_kernels(self, timeout: float = 600) -> None:
+        """Until no worker is compiling its kernels in the background (``kernels`` of /readyz)."""
+        _wait(lambda: all(w.get("kernels") != "compiling" for w in
+                          httpx.get(self.base_url + "/readyz").json().get("workers", [])),
+              timeout, "the workers' kernels")
+
     def _spawn(self, args, log):
         self.procs.append(subprocess.Popen([sys.executable, "-m", "bragg.main", *args],
                                            cwd=self.dir, env=self.env,

@@ -38,6 +38,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,45 @@ def _detector(exp):
             float(det.pixel_size), det.fpixels, det.spixels)
 
 
+@lru_cache(maxsize=4)
+def _pixel_directions(detector: tuple, start: int, rows: int) -> np.ndarray:
+    """Unit directions of the pixel centres of rows ``start`` to ``start + rows`` of ``detector``
+    (pix0, fdet, sdet, pixel size, fast and slow pixels): every image of a dataset has the same
+    detector, so they are made once (read-only)."""
+    pix0, f, s, px, F, S = detector
+    pix0, f, s = np.array(pix0), np.array(f), np.array(s)
+    along_fast = ((np.arange(F) + 0.5) * px)[:, None] * f
+    slow = ((np.arange(start, min(S, start + rows)) + 0.5) * px)[:, None, None] * s
+    pos = (pix0 + along_fast[None, :, :] + slow).reshape(-1, 3)
+    dirs = pos / np.sqrt(np.einsum("ij,ij->i", pos, pos))[:, None]
+    dirs.setflags(write=False)
+    return dirs
+
+
+def _sum_by_index(idx: np.ndarray, weights: np.ndarray, width: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, sums): the distinct rows of ``idx`` (N, 3), encoded as ``(h * width + k) * width + l``
+    in increasing order, and ``weights`` summed over the rows of each (in row order).
+
+    The indices a detector sees span a small box: counted in that box (a bincount) rather than by
+    sorting every pixel's key, which a still's ground truth would otherwise spend most of its time
+    on; the keys and the sums are the same either way."""
+    lo = idx.min(axis=0)
+    ext = idx.max(axis=0) - lo + 1
+    box = int(ext[0] * ext[1] * ext[2])
+    if box > max(1 << 16, 4 * idx.shape[0]):  # a sparse box: sort instead
+        key = (idx[:, 0] * width + idx[:, 1]) * width + idx[:, 2]
+        u, inv = np.unique(key, return_inverse=True)
+        return u, np.bincount(inv, weights=weights, minlength=u.size)
+    rel = idx - lo
+    local = (rel[:, 0] * ext[1] + rel[:, 1]) * ext[2] + rel[:, 2]
+    present = np.flatnonzero(np.bincount(local, minlength=box))
+    sums = np.bincount(local, weights=weights, minlength=box)[present]
+    h, rest = np.divmod(present, ext[1] * ext[2])
+    k, l_ = np.divmod(rest, ext[2])
+    return ((h + lo[0]) * width + (k + lo[1])) * width + (l_ + lo[2]), sums
+
+
 def _pixel_hkl_sums(exp, image: np.ndarray, real: np.ndarray, lam: float, beam: np.ndarray):
     """(keys, sums, span, width): the rounded hkl of the pixel centres, each once, encoded as
     ``((h + span) * width + k + span) * width + l + span``, and the image summed over the pixels
@@ -165,17 +205,14 @@ def _pixel_hkl_sums(exp, image: np.ndarray, real: np.ndarray, lam: float, beam: 
     M = np.ascontiguousarray(real.T / lam)
     offset = (beam / lam) @ real.T
     rows = max(1, _CHUNK // F)
-    along_fast = ((np.arange(F) + 0.5) * px)[:, None] * f
+    detector = (tuple(pix0), tuple(f), tuple(s), px, F, S)
     for start in range(0, S, rows):
-        slow = ((np.arange(start, min(S, start + rows)) + 0.5) * px)[:, None, None] * s
-        pos = (pix0 + along_fast[None, :, :] + slow).reshape(-1, 3)
-        dirs = pos / np.sqrt(np.einsum("ij,ij->i", pos, pos))[:, None]
+        dirs = _pixel_directions(detector, start, rows)
         idx = np.ceil(dirs @ M - offset - 0.5).astype(np.int64) + span
-        key = (idx[:, 0] * width + idx[:, 1]) * width + idx[:, 2]
-        u, inv = np.unique(key, return_inverse=True)
+        weights = flat[start * F:start * F + idx.shape[0]]
+        u, sums = _sum_by_index(idx, weights, width)
         keys_parts.append(u)
-        sums_parts.append(np.bincount(inv, weights=flat[start * F:start * F + key.size],
-                                      minlength=u.size))
+        sums_parts.append(sums)
     keys = np.concatenate(keys_parts)
     sums = np.concatenate(sums_parts)
     u, inv = np.unique(keys, return_inverse=True)

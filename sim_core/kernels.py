@@ -33,8 +33,20 @@ COMPILE_MIN_EVALUATIONS = 20_000_000
 _lock = threading.Lock()
 _compiled: dict[str, object] = {}
 _failed = False
+#: warm_up has ended (compiled, or given up)
+_warm_done = False
 #: (kind, dtype, device) combinations compiled by warm_up, which "auto" may use
 _ready: set[tuple[str, str, str]] = set()
+
+
+def state() -> str:
+    """``off`` (BRAGG_COMPILE), ``compiling`` (a warm-up runs or has not run), ``ready`` or
+    ``failed``: a worker reports it, since a compiling process takes a core for a while."""
+    if disabled():
+        return "off"
+    if _failed:
+        return "failed"
+    return "ready" if _warm_done else "compiling"
 
 
 def disabled() -> bool:
@@ -81,6 +93,8 @@ def warm_up(device="cpu", dtypes=(torch.float64, torch.float32)) -> float:
             if _failed:
                 return time.perf_counter() - t0
             _ready.add((kind, str(dtype), dev.type))
+    global _warm_done
+    _warm_done = True
     return time.perf_counter() - t0
 
 

@@ -18,6 +18,8 @@ import threading
 
 from rq.worker import SimpleWorker
 
+from sim_core import kernels
+
 from worker.context import WorkerContext
 
 
@@ -56,7 +58,8 @@ class Heartbeat(threading.Thread):
             "name": ctx.name, "device": ctx.device, "device_name": ctx.device_name,
             "queues": ",".join(ctx.queues), "pid": ctx.pid, "host": ctx.host,
             "started_at": ctx.started_at, "state": "busy" if job else "idle",
-            "job": job.id if job else "", "versions": ctx.versions}, ctx.settings.lease_ttl_s)
+            "job": job.id if job else "", "versions": ctx.versions,
+            "kernels": kernels.state()}, ctx.settings.lease_ttl_s)
 
     def unregister(self) -> None:
         self.ctx.records.unregister_worker(self.ctx.name)

@@ -22,10 +22,13 @@ class LiveWorker:
     queues: list[str] = field(default_factory=list)
     pid: int = 0
     host: str = ""
+    #: its compiled kernels: compiling (a core is busy with it), ready, off or failed
+    kernels: str = ""
 
     def public(self) -> dict:
         return {"name": self.name, "device": self.device, "state": self.state, "job": self.job,
-                "queues": self.queues, "pid": self.pid, "host": self.host}
+                "queues": self.queues, "pid": self.pid, "host": self.host,
+                "kernels": self.kernels}
 
 
 class MetricRecords(RecordsBase):
@@ -88,7 +91,8 @@ class MetricRecords(RecordsBase):
             out.append(LiveWorker(name=n, device=w.get("device", ""), state=w.get("state", ""),
                                   job=w.get("job") or None,
                                   queues=w.get("queues", "").split(","),
-                                  pid=int(w.get("pid") or 0), host=w.get("host", "")))
+                                  pid=int(w.get("pid") or 0), host=w.get("host", ""),
+                                  kernels=w.get("kernels", "")))
         if dead:
             self.r.srem(self._k.workers, *dead)
         return out
