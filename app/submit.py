@@ -74,7 +74,7 @@ class PreparedJob:
         return self.images > 1 or self.stills
 
 
-def _owned_file(ctx: AppContext, owner: str, ref: str, where: str) -> FileRecord:
+def owned_file(ctx: AppContext, owner: str, ref: str, where: str) -> FileRecord:
     digest = parse_file_id(ref)
     if digest is None:
         raise invalid_field(where, f"expected an uploaded file id 'sha256:<64 hex digits>', got "
@@ -94,7 +94,7 @@ def _from_config(ctx: AppContext, owner: str, sub: JobSubmission, summaries: dic
     checks = Checks()  # every file at fault at once
     for path, ref in cfg.file_refs().items():
         with checks.check():
-            rec = _owned_file(ctx, owner, ref, f"config.{path}")
+            rec = owned_file(ctx, owner, ref, f"config.{path}")
             _use_file(ctx, owner, rec, path, f"config.{path}", rec.name, summaries)
         if not checks.ok or ref in names:
             continue
@@ -127,7 +127,7 @@ def _from_args(ctx: AppContext, owner: str, sub: JobSubmission, summaries: dict
             if not safe_name(name):
                 raise invalid_field(f"files.{name}", "a file name without directories or a "
                                                      "leading dot, e.g. 'P1.hkl'")
-            recs[name] = _owned_file(ctx, owner, ref, f"files.{name}")
+            recs[name] = owned_file(ctx, owner, ref, f"files.{name}")
             ids[name] = ref
     # -img and -mask headers are read while parsing: only uploaded files may be named there
     header_files = {}
@@ -324,18 +324,18 @@ def create_job(ctx: AppContext, owner: str, *, kind: JobKind, config: Simulation
     that key created instead."""
     settings = ctx.settings
     job_id = new_job_id()
-    job = _queued_job(settings, job_id, owner, kind=kind, config=config, file_names=file_names,
+    job = queued_job(settings, job_id, owner, kind=kind, config=config, file_names=file_names,
                       outputs=outputs, shape=shape, evaluations=evaluations, warnings=warnings,
                       label=label, parent=parent,
                       trace_pixels=(trace_pixels if trace_pixels is not None
                                     else config.run.trace_pixels))
     code, val = ctx.records.create(job, settings.max_queued_jobs_per_owner, idem,
                                    settings.idempotency_ttl_s)
-    earlier = _created(settings, owner, code, val, idem)
+    earlier = earlier_or_refused(settings, owner, code, val, idem)
     if earlier is not None:
         return earlier
-    _recorded(ctx, owner, file_names)
-    _enqueue(ctx, [job])
+    after_record(ctx, owner, file_names)
+    enqueue_recorded(ctx, [job])
     return job_id
 
 
@@ -358,7 +358,7 @@ def create_series(ctx: AppContext, owner: str, prepared: PreparedJob, *,
                            settings.series_child_evaluations, min_children=workers,
                            multiple_of=workers)
     job_id = new_job_id()
-    parent = _queued_job(settings, job_id, owner, kind=JobKind.series, config=cfg,
+    parent = queued_job(settings, job_id, owner, kind=JobKind.series, config=cfg,
                          file_names=prepared.file_names, outputs=prepared.outputs,
                          shape=prepared.shape,
                          evaluations=KINDS[JobKind.series].price(prepared.evaluations,
@@ -369,7 +369,7 @@ def create_series(ctx: AppContext, owner: str, prepared: PreparedJob, *,
     parent.images, parent.first_image, parent.children = scan.images, scan.first_image, len(groups)
     children = []
     for group in groups:
-        child = _queued_job(settings, new_job_id(), owner, kind=JobKind.render, config=None,
+        child = queued_job(settings, new_job_id(), owner, kind=JobKind.render, config=None,
                             file_names=prepared.file_names, outputs=prepared.outputs,
                             shape=prepared.shape, evaluations=prepared.evaluations * len(group),
                             warnings=[], label=_images_label(group), parent=job_id,
@@ -379,11 +379,11 @@ def create_series(ctx: AppContext, owner: str, prepared: PreparedJob, *,
         children.append(child)
     code, val = ctx.records.create_series(parent, children, settings.max_queued_jobs_per_owner,
                                           idem, settings.idempotency_ttl_s)
-    earlier = _created(settings, owner, code, val, idem)
+    earlier = earlier_or_refused(settings, owner, code, val, idem)
     if earlier is not None:
         return earlier
-    _recorded(ctx, owner, prepared.file_names)
-    _enqueue(ctx, children)
+    after_record(ctx, owner, prepared.file_names)
+    enqueue_recorded(ctx, children)
     return job_id
 
 
@@ -391,7 +391,7 @@ def _images_label(group: list[int]) -> str:
     return f"image {group[0]}" if len(group) == 1 else f"images {group[0]}-{group[-1]}"
 
 
-def _queued_job(settings, job_id: str, owner: str, *, kind: JobKind, config, file_names: dict,
+def queued_job(settings, job_id: str, owner: str, *, kind: JobKind, config, file_names: dict,
                 outputs: list[str], shape, evaluations: int, warnings: list[str],
                 label: Optional[str], parent: Optional[str], trace_pixels,
                 dtype: Optional[str] = None, device: Optional[str] = None) -> Job:
@@ -411,7 +411,7 @@ def _queued_job(settings, job_id: str, owner: str, *, kind: JobKind, config, fil
         rq_id=rq_queue.new_rq_id(job_id) if KINDS[kind].queued else "")
 
 
-def _created(settings, owner: str, code: int, val, idem) -> Optional[str]:
+def earlier_or_refused(settings, owner: str, code: int, val, idem) -> Optional[str]:
     """None when the record was written; the earlier job of a replayed idempotency key; raises
     over the owner's limit."""
     if code == 2:  # a concurrent request with the same key won
@@ -426,14 +426,14 @@ def _created(settings, owner: str, code: int, val, idem) -> Optional[str]:
     return None
 
 
-def _recorded(ctx: AppContext, owner: str, file_names: dict) -> None:
+def after_record(ctx: AppContext, owner: str, file_names: dict) -> None:
     if file_names:
         ctx.records.touch_files(owner, [parse_file_id(ref) for ref in file_names])
     if ctx.settings.fault_injection == "exit-after-record":
         os._exit(17)  # tests only: the crash window between the record and the queue entry
 
 
-def _enqueue(ctx: AppContext, jobs: list[Job]) -> None:
+def enqueue_recorded(ctx: AppContext, jobs: list[Job]) -> None:
     """Enqueue recorded jobs of one queue (a series' children: in one pipeline)."""
     try:
         if len(jobs) == 1:

@@ -17,7 +17,7 @@ from app.context import AppContext
 from app.errors import invalid_field, limit_exceeded, not_found
 from app.limits import file_summary
 from app.schemas import JobSubmission, Pixel, example_file_id
-from app.submit import (_created, _enqueue, _owned_file, _queued_job, _recorded, new_job_id,
+from app.submit import (earlier_or_refused, enqueue_recorded, owned_file, queued_job, after_record, new_job_id,
                         prepare)
 from jobs.job import JobKind, JobStatus, parse_file_id
 from jobs.kinds import KINDS
@@ -118,7 +118,7 @@ def _side_name(side: SideSpec, i: int, taken: set[str], device: str, dtype: str)
 
 
 def _reference(ctx: AppContext, owner: str, ref: str, where: str, kind: str, shape) -> tuple:
-    rec = _owned_file(ctx, owner, ref, where)
+    rec = owned_file(ctx, owner, ref, where)
     if rec.kind != kind:
         raise invalid_field(where, f"{rec.name} was uploaded as a {rec.kind} file; this needs a "
                                    f"{kind} file (upload it with kind={kind})")
@@ -166,7 +166,7 @@ def create_verification(ctx: AppContext, owner: str, sub: VerificationSubmission
             child_cfg.run.device, child_cfg.run.dtype = device, dtype
             child_cfg.run.phi_mode = s.phi_mode or phi_mode
             name = _side_name(s, i, taken, device, dtype)
-            child = _queued_job(settings, new_job_id(), owner, kind=JobKind.render,
+            child = queued_job(settings, new_job_id(), owner, kind=JobKind.render,
                                 config=child_cfg, file_names=prepared.file_names,
                                 outputs=["float"], shape=prepared.shape,
                                 evaluations=prepared.evaluations, warnings=[],
@@ -204,7 +204,7 @@ def create_verification(ctx: AppContext, owner: str, sub: VerificationSubmission
                                     f"{prepared.shape[0]} x {prepared.shape[1]}")
             sides.append({"name": _side_name(s, i, taken, "", ""), "source": EARLIER,
                           "job": other.id})
-    parent = _queued_job(settings, parent_id, owner, kind=JobKind.verification, config=cfg,
+    parent = queued_job(settings, parent_id, owner, kind=JobKind.verification, config=cfg,
                          file_names=file_names, outputs=[], shape=prepared.shape,
                          evaluations=total, warnings=warnings, label=sub.label, parent=None,
                          trace_pixels=[tuple(p) for p in sub.pixels], device="auto")
@@ -223,15 +223,15 @@ def create_verification(ctx: AppContext, owner: str, sub: VerificationSubmission
     else:
         code, val = ctx.records.create(parent, settings.max_queued_jobs_per_owner, idem,
                                        settings.idempotency_ttl_s)
-    earlier = _created(settings, owner, code, val, idem)
+    earlier = earlier_or_refused(settings, owner, code, val, idem)
     if earlier is not None:
         return earlier
-    _recorded(ctx, owner, {ref: n for ref, n in file_names.items() if parse_file_id(ref)})
+    after_record(ctx, owner, {ref: n for ref, n in file_names.items() if parse_file_id(ref)})
     by_queue: dict[str, list] = {}
     for child in children or [parent]:
         by_queue.setdefault(child.queue, []).append(child)
     for jobs in by_queue.values():
-        _enqueue(ctx, jobs)
+        enqueue_recorded(ctx, jobs)
     return parent_id
 
 

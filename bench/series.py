@@ -74,33 +74,41 @@ def measure(workers: int, images: int, threads: int, outputs: list[str], repeat:
     return best
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=24)
+def compare_workers(argv, *, doc: str, what: str, default_images: int, args: list[str],
+                    line) -> int:
+    """The command line of a fan-out benchmark: a dataset of ``what`` (``args``) measured on each
+    worker count, one ``line(result, images)`` each, then the ratios to the first count."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--images", type=int, default=default_images)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per worker")
     ap.add_argument("--outputs", nargs="+", default=["float", "smv"])
-    ap.add_argument("--repeat", type=int, default=1, help="series per worker count (the best "
+    ap.add_argument("--repeat", type=int, default=1, help="datasets per worker count (the best "
                                                           "is reported)")
-    args = ap.parse_args(argv)
+    opts = ap.parse_args(argv)
     print(f"machine: {machine()}")
-    print(f"series: {args.images} images of 256 x 256 pixels, outputs {' '.join(args.outputs)}, "
-          f"{args.threads} thread(s) per worker")
+    print(f"{what}: {opts.images} images of 256 x 256 pixels, outputs {' '.join(opts.outputs)}, "
+          f"{opts.threads} thread(s) per worker")
     results = []
-    for w in args.workers:
-        res = measure(w, args.images, args.threads, args.outputs, args.repeat)
+    for w in opts.workers:
+        res = measure(w, opts.images, opts.threads, opts.outputs, opts.repeat, args)
         results.append(res)
-        print(f"{w} worker(s): series {res['series_s']:.2f} s, {res['children']} children on "
-              f"{res['workers_used']} worker(s), sum of render times {res['render_sum_s']:.2f} s "
-              f"({1000 * res['render_sum_s'] / args.images:.0f} ms an image), fan-out overhead "
-              f"{res['overhead_per_image_ms']:.1f} ms an image")
-    if len(results) >= 2:
-        base = results[0]
-        for res in results[1:]:
-            print(f"ratio {res['workers']} workers / {base['workers']}: "
-                  f"{res['series_s'] / base['series_s']:.3f}")
+        print(f"{w} worker(s): {line(res, opts.images)}", flush=True)
+    for res in results[1:]:
+        print(f"ratio {res['workers']} workers / {results[0]['workers']}: "
+              f"{res['series_s'] / results[0]['series_s']:.3f}")
     print(f"machine after: {machine()}")
     return 0
+
+
+def main(argv=None) -> int:
+    return compare_workers(
+        argv, doc=__doc__, what="series", default_images=24, args=ARGS,
+        line=lambda res, images: (
+            f"series {res['series_s']:.2f} s, {res['children']} children on "
+            f"{res['workers_used']} worker(s), sum of render times {res['render_sum_s']:.2f} s "
+            f"({1000 * res['render_sum_s'] / images:.0f} ms an image), fan-out overhead "
+            f"{res['overhead_per_image_ms']:.1f} ms an image"))
 
 
 if __name__ == "__main__":

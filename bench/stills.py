@@ -16,10 +16,7 @@ every still's command) is timed apart.
 
 from __future__ import annotations
 
-import argparse
-
-from bench.series import measure
-from bench.service_stack import machine
+from bench.series import compare_workers
 
 #: 256 x 256 pixels, the crystal size, mosaic spread, wavelength and flux varying (docs/stills.md)
 ARGS = ["-cell", "79", "79", "38", "90", "90", "90", "-default_F", "100", "-N", "10",
@@ -31,34 +28,14 @@ ARGS = ["-cell", "79", "79", "38", "90", "90", "90", "-default_F", "100", "-N", 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=1000)
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads per worker")
-    ap.add_argument("--outputs", nargs="+", default=["float", "smv"])
-    ap.add_argument("--repeat", type=int, default=1, help="datasets per worker count (the best "
-                                                          "is reported)")
-    args = ap.parse_args(argv)
-    print(f"machine: {machine()}")
-    print(f"stills: {args.images} images of 256 x 256 pixels, outputs {' '.join(args.outputs)}, "
-          f"{args.threads} thread(s) per worker")
-    results = []
-    for w in args.workers:
-        res = measure(w, args.images, args.threads, args.outputs, args.repeat, ARGS)
-        results.append(res)
-        print(f"{w} worker(s): dataset {res['series_s']:.2f} s "
-              f"({args.images / res['series_s']:.1f} images/s), {res['children']} children on "
-              f"{res['workers_used']} worker(s), render {1000 * res['render_sum_s'] / args.images:.1f}"
-              f" ms an image, overhead beyond rendering {res['overhead_per_image_ms']:.1f} ms an "
-              f"image; download {res['dataset_s']:.2f} s ({res['dataset_bytes'] / 1e6:.0f} MB)",
-              flush=True)
-    if len(results) >= 2:
-        base = results[0]
-        for res in results[1:]:
-            print(f"ratio {res['workers']} workers / {base['workers']}: "
-                  f"{res['series_s'] / base['series_s']:.3f}")
-    print(f"machine after: {machine()}")
-    return 0
+    return compare_workers(
+        argv, doc=__doc__, what="stills", default_images=1000, args=ARGS,
+        line=lambda res, images: (
+            f"dataset {res['series_s']:.2f} s ({images / res['series_s']:.1f} images/s), "
+            f"{res['children']} children on {res['workers_used']} worker(s), render "
+            f"{1000 * res['render_sum_s'] / images:.1f} ms an image, overhead beyond rendering "
+            f"{res['overhead_per_image_ms']:.1f} ms an image; download {res['dataset_s']:.2f} s "
+            f"({res['dataset_bytes'] / 1e6:.0f} MB)"))
 
 
 if __name__ == "__main__":

@@ -164,15 +164,10 @@ def check_series(client, device: str, quick: bool, dest: Path, timeout: float) -
         if exc.status_code == 422:  # a service without series
             return {"not_run": f"the service refuses series jobs ({exc.describe()})"}
         raise
-    done = wait_all(client, [rec["id"]], timeout)
     fields = {"name": "series of 24 images", "id": rec["id"]}
-    if rec["id"] not in done:
-        return {**fields, "ok": False, "error": f"not ended within {timeout:.0f} s"}
-    end, seen = done[rec["id"]]
-    fields.update(status=end["status"], client_seen_s=seen - t0,
-                  submit_to_finished_s=_span(end.get("created_at"), end.get("finished_at")))
-    if end["status"] != "finished":
-        return {**fields, "ok": False, "error": end.get("error")}
+    failed = _wait_finished(client, rec, fields, t0, timeout)
+    if failed:
+        return failed
     r = client.http.get(f"/v1/jobs/{rec['id']}/dataset")
     if r.status_code != 200:
         return {**fields, "ok": False, "error": f"GET dataset: {r.status_code} {r.text[:300]}"}
@@ -193,6 +188,20 @@ def check_series(client, device: str, quick: bool, dest: Path, timeout: float) -
     return fields
 
 
+def _wait_finished(client, rec: dict, fields: dict, t0: float, timeout: float) -> dict | None:
+    """Wait for job ``rec``: its status and times go into ``fields``; the failed section's
+    answer when it did not finish (None when it did)."""
+    done = wait_all(client, [rec["id"]], timeout)
+    if rec["id"] not in done:
+        return {**fields, "ok": False, "error": f"not ended within {timeout:.0f} s"}
+    end, seen = done[rec["id"]]
+    fields.update(status=end["status"], client_seen_s=seen - t0,
+                  submit_to_finished_s=_span(end.get("created_at"), end.get("finished_at")))
+    if end["status"] != "finished":
+        return {**fields, "ok": False, "error": end.get("error")}
+    return None
+
+
 def check_verification(client, device: str, quick: bool, dest: Path, timeout: float) -> dict:
     """The supervisor scenario as one verification job: finished, its report fetched and verified
     by its sha256.txt, every criterion met (CPU float64 against CUDA float64 within 1e-10)."""
@@ -210,16 +219,11 @@ def check_verification(client, device: str, quick: bool, dest: Path, timeout: fl
         if exc.status_code == 404:  # a service without verifications
             return {"not_run": f"the service has no verification jobs ({exc.describe()})"}
         raise
-    done = wait_all(client, [rec["id"]], timeout)
     fields = {"name": "supervisor verification", "id": rec["id"],
               "sides": [s["name"] for s in rec["verification"]["sides"]]}
-    if rec["id"] not in done:
-        return {**fields, "ok": False, "error": f"not ended within {timeout:.0f} s"}
-    end, seen = done[rec["id"]]
-    fields.update(status=end["status"], client_seen_s=seen - t0,
-                  submit_to_finished_s=_span(end.get("created_at"), end.get("finished_at")))
-    if end["status"] != "finished":
-        return {**fields, "ok": False, "error": end.get("error")}
+    failed = _wait_finished(client, rec, fields, t0, timeout)
+    if failed:
+        return failed
     client.fetch(rec["id"], dest)
     report = json.loads((dest / "report.json").read_text())
     comp = report["comparisons"][0] if report["comparisons"] else {}
