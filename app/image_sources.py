@@ -18,7 +18,7 @@ from fastapi import Path
 from sim_core.output_formats import BY_KEY, image_artifact, nexus_data_name
 
 from app.context import AppContext
-from app.errors import ApiError, invalid_field, not_found
+from app.errors import ApiError, invalid_field
 from jobs.job import Artifact, Job, JobStatus
 
 
@@ -66,7 +66,14 @@ def image_source(ctx: AppContext, job: Job, n: Optional[int], *, field: str = "n
         return ImageSource(job)
     child = ctx.records.child_for_image(job.id, n)
     if child is None:
-        raise not_found("image", hint=f"no child job of series {job.id} renders image {n}")
+        # a series makes its children as its turns come (jobs.admission): not made yet, or never
+        # (canceled before its turn)
+        if job.ended:
+            raise ApiError(409, f"image {n} of series {job.id} was not rendered: the series "
+                                f"ended {job.status.value} before its turn came")
+        raise ApiError(409, f"image {n} of series {job.id} is queued, not finished",
+                       hint="it waits in line for its turn; its files are there once it is "
+                            "finished")
     return ImageSource(child, n)
 
 

@@ -238,6 +238,15 @@ ERROR_EXAMPLES = {
     413: {"detail": "the request body exceeds BRAGG_MAX_BODY_BYTES"},
     422: {"detail": "invalid request", "errors": [
         {"field": "config.detector.fast_pixels", "message": "Input should be greater than 0"}]},
+    429: {"detail": "alice would have 50,001 unfinished images with this submission; the limit "
+                    "max_queued_images_per_owner is 50,000",
+          "errors": [{"field": "(owner)", "limit": "max_queued_images_per_owner", "value": 50001,
+                      "allowed": 50000, "message": "unfinished images of alice with this "
+                                                   "submission: 50,001; the limit "
+                                                   "max_queued_images_per_owner is 50,000",
+                      "unfinished": {"jobs": 11, "images": 50001,
+                                     "evaluations": 3200064000}}],
+          "hint": "try again in 40 s, when more of your work has rendered, or cancel some of it"},
     503: {"detail": "the job store (Redis) is unavailable", "hint": "try again later"},
 }
 

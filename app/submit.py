@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -29,12 +29,12 @@ from sim_core.config import SimulationConfig, set_field
 from sim_core.errors import ArgumentError, ConfigError, InputFileError, SimCoreError
 from sim_core.inputs import BY_FIELD, HEADER_FLAGS
 from sim_core.seeds import with_seeds
-from sim_core.series import image_config, plan_children
+from sim_core.series import image_config, plan_child_count
 
 from sim_core.output_formats import BY_KEY, SERVICE_OUTPUTS
 
 from app.context import AppContext
-from app.errors import Checks, invalid, invalid_field, limit_exceeded
+from app.errors import ApiError, Checks, invalid, invalid_field, limit_exceeded
 from app.ignored import output_field_warnings, output_flag_warnings
 from app.limits import (args_field, check_cost, check_grid, check_kind, check_series, file_summary,
                         job_cost, named)
@@ -42,10 +42,12 @@ from app.schemas import JobSubmission
 from app.stills import (check_outputs as check_stills_outputs, priced_image as stills_priced_image,
                         with_truth_outputs)
 from jobs import queue as rq_queue
+from jobs.admission import admit
 from jobs.job import FileRecord, Job, JobKind, JobStatus, parse_file_id
 from jobs.kinds import KINDS
 from jobs.live_workers import serving_workers, unserved_warnings
 from jobs.records import now
+from jobs.records.jobs import OverLimit
 from jobs.store import safe_name
 
 log = logging.getLogger("bragg.api")
@@ -329,34 +331,34 @@ def create_job(ctx: AppContext, owner: str, *, kind: JobKind, config: Simulation
                       label=label, parent=parent,
                       trace_pixels=(trace_pixels if trace_pixels is not None
                                     else config.run.trace_pixels))
-    code, val = ctx.records.create(job, settings.max_queued_jobs_per_owner, idem,
-                                   settings.idempotency_ttl_s)
-    earlier = earlier_or_refused(settings, owner, code, val, idem)
+    code, val = ctx.records.create(job, settings.owner_limits(), idem, settings.idempotency_ttl_s)
+    earlier = earlier_or_refused(ctx, owner, code, val, idem)
     if earlier is not None:
         return earlier
     after_record(ctx, owner, file_names)
-    enqueue_recorded(ctx, [job])
+    admit(ctx, [job.queue])
     return job_id
 
 
 def create_series(ctx: AppContext, owner: str, prepared: PreparedJob, *,
                   label: Optional[str] = None,
                   idem: Optional[tuple[str, str]] = None) -> str:
-    """Write a series (the parent and its children, in one script) and enqueue the children.
+    """Write a series: its parent and the fields its children share, in its owner's line.
 
     Consecutive images are grouped into children of about ``BRAGG_SERIES_CHILD_EVALUATIONS``
     evaluations, as many as a multiple of the live workers that serve the device (at least one
-    each), unless there are fewer images. A child's
-    record holds only its image numbers: the worker renders ``image_config(parent's config, n)``.
-    The parent alone counts against the owner's limit of unfinished jobs."""
+    each), unless there are fewer images. The children are made one at a time as the owner's
+    turns come (jobs.admission), so a series of thousands of images costs one record to submit
+    and one step to cancel. A child's record holds only its image numbers: the worker renders
+    ``image_config(parent's config, n)``. The parent counts once against the owner's job limit
+    and with the images it has left against the image and evaluation limits."""
     settings = ctx.settings
     cfg = prepared.config
     scan = cfg.scan
-    numbers = range(scan.first_image, scan.first_image + scan.images)
     workers = max(1, serving_workers(ctx, cfg.run.device))
-    groups = plan_children(numbers, max(1, prepared.evaluations),
-                           settings.series_child_evaluations, min_children=workers,
-                           multiple_of=workers)
+    count, largest = plan_child_count(scan.images, max(1, prepared.evaluations),
+                                      settings.series_child_evaluations, min_children=workers,
+                                      multiple_of=workers)
     job_id = new_job_id()
     parent = queued_job(settings, job_id, owner, kind=JobKind.series, config=cfg,
                          file_names=prepared.file_names, outputs=prepared.outputs,
@@ -366,24 +368,22 @@ def create_series(ctx: AppContext, owner: str, prepared: PreparedJob, *,
                          warnings=prepared.warnings, label=label, parent=None,
                          trace_pixels=cfg.run.trace_pixels)
     parent.timeout_s = 0
-    parent.images, parent.first_image, parent.children = scan.images, scan.first_image, len(groups)
-    children = []
-    for group in groups:
-        child = queued_job(settings, new_job_id(), owner, kind=JobKind.render, config=None,
-                            file_names=prepared.file_names, outputs=prepared.outputs,
-                            shape=prepared.shape, evaluations=prepared.evaluations * len(group),
-                            warnings=[], label=_images_label(group), parent=job_id,
-                            trace_pixels=cfg.run.trace_pixels, dtype=cfg.run.dtype,
-                            device=cfg.run.device)
-        child.image_numbers = list(group)
-        children.append(child)
-    code, val = ctx.records.create_series(parent, children, settings.max_queued_jobs_per_owner,
-                                          idem, settings.idempotency_ttl_s)
-    earlier = earlier_or_refused(settings, owner, code, val, idem)
+    parent.images, parent.first_image, parent.children = scan.images, scan.first_image, count
+    # the shared fields of its children (ADMIT writes each one's id, images, label, evaluations);
+    # the timeout is the largest child's
+    child = queued_job(settings, f"{job_id}-00000", owner, kind=JobKind.render, config=None,
+                        file_names=prepared.file_names, outputs=prepared.outputs,
+                        shape=prepared.shape, evaluations=prepared.evaluations * largest,
+                        warnings=[], label="", parent=job_id,
+                        trace_pixels=cfg.run.trace_pixels, dtype=cfg.run.dtype,
+                        device=cfg.run.device)
+    code, val = ctx.records.create_lazy_series(parent, child, settings.owner_limits(), idem,
+                                               settings.idempotency_ttl_s)
+    earlier = earlier_or_refused(ctx, owner, code, val, idem)
     if earlier is not None:
         return earlier
     after_record(ctx, owner, prepared.file_names)
-    enqueue_recorded(ctx, children)
+    admit(ctx, [child.queue])
     return job_id
 
 
@@ -411,18 +411,16 @@ def queued_job(settings, job_id: str, owner: str, *, kind: JobKind, config, file
         rq_id=rq_queue.new_rq_id(job_id) if KINDS[kind].queued else "")
 
 
-def earlier_or_refused(settings, owner: str, code: int, val, idem) -> Optional[str]:
+def earlier_or_refused(ctx: AppContext, owner: str, code: int, val, idem) -> Optional[str]:
     """None when the record was written; the earlier job of a replayed idempotency key; raises
-    over the owner's limit."""
+    429 over one of the owner's limits."""
     if code == 2:  # a concurrent request with the same key won
         earlier, _, body_hash = str(val).partition(" ")
         if body_hash != idem[1]:
             raise _key_reused()
         return earlier
     if code == 0:
-        raise limit_exceeded("(owner)", "max_queued_jobs_per_owner", int(val) + 1,
-                             settings.max_queued_jobs_per_owner,
-                             f"the number of unfinished jobs of {owner} with this one")
+        raise owner_over_limit(ctx, owner, val)
     return None
 
 
@@ -433,18 +431,37 @@ def after_record(ctx: AppContext, owner: str, file_names: dict) -> None:
         os._exit(17)  # tests only: the crash window between the record and the queue entry
 
 
-def enqueue_recorded(ctx: AppContext, jobs: list[Job]) -> None:
-    """Enqueue recorded jobs of one queue (a series' children: in one pipeline)."""
-    try:
-        if len(jobs) == 1:
-            rq_queue.enqueue(ctx.redis, jobs[0].queue, jobs[0].id, jobs[0].rq_id,
-                             jobs[0].timeout_s)
-        else:
-            rq_queue.enqueue_many(ctx.redis, jobs[0].queue,
-                                  [(j.id, j.rq_id, j.timeout_s) for j in jobs])
-    except Exception:  # noqa: BLE001 - the records are in the outbox: the sweeper enqueues them
-        log.warning("jobs %s: recorded, not enqueued yet (the sweeper will)",
-                    ", ".join(j.id for j in jobs[:3]), exc_info=True)
+def owner_over_limit(ctx: AppContext, owner: str, over: OverLimit) -> ApiError:
+    """429: which of the owner's limits the submission would exceed, the owner's unfinished work
+    with it, and when to try again: once the excess has rendered at the service's recent rate."""
+    s = ctx.settings
+    allowed = {"jobs": s.max_queued_jobs_per_owner, "images": s.max_queued_images_per_owner,
+               "evaluations": s.max_queued_evaluations_per_owner}[over.limit]
+    name = f"max_queued_{over.limit}_per_owner"
+    excess = over.value() - allowed
+    per_unit = {"jobs": over.evaluations / max(1, over.jobs),
+                "images": over.evaluations / max(1, over.images), "evaluations": 1}[over.limit]
+    wait = wait_seconds(ctx, excess * per_unit)
+    what = {"jobs": "unfinished jobs", "images": "unfinished images",
+            "evaluations": "unfinished evaluations"}[over.limit]
+    return ApiError(
+        429, f"{owner} would have {over.value():,} {what} with this submission; the limit "
+             f"{name} is {allowed:,}",
+        errors=[{"field": "(owner)", "limit": name, "value": over.value(), "allowed": allowed,
+                 "message": f"{what} of {owner} with this submission: {over.value():,}; the "
+                            f"limit {name} is {allowed:,}",
+                 "unfinished": {"jobs": over.jobs, "images": over.images,
+                                "evaluations": over.evaluations}}],
+        hint=f"try again in {wait} s, when more of your work has rendered, or cancel some of it",
+        headers={"Retry-After": str(wait)})
+
+
+def wait_seconds(ctx: AppContext, evaluations: float) -> int:
+    """Seconds for the service to render ``evaluations`` at the rate of the jobs it has rendered
+    (``BRAGG_RETRY_AFTER_RATE`` before it has any), with every live worker: 1 s to 1 h."""
+    rate = ctx.records.observed_rate() or ctx.settings.retry_after_rate
+    workers = max(1, len(ctx.records.live_workers()))
+    return max(1, min(3600, math.ceil(evaluations / (rate * workers))))
 
 
 __all__ = ["prepare", "create_job", "create_series", "idempotency", "replayed_job", "PreparedJob"]

@@ -17,8 +17,9 @@ from app.context import AppContext
 from app.errors import invalid_field, limit_exceeded, not_found
 from app.limits import file_summary
 from app.schemas import JobSubmission, Pixel, example_file_id
-from app.submit import (earlier_or_refused, enqueue_recorded, owned_file, queued_job, after_record, new_job_id,
+from app.submit import (earlier_or_refused, owned_file, queued_job, after_record, new_job_id,
                         prepare)
+from jobs.admission import admit
 from jobs.job import JobKind, JobStatus, parse_file_id
 from jobs.kinds import KINDS
 from jobs.kinds.verification import EARLIER, REFERENCE, RENDER
@@ -218,20 +219,16 @@ def create_verification(ctx: AppContext, owner: str, sub: VerificationSubmission
     if children:
         parent.rq_id = ""  # queued by ROLLUP once its last side has ended
         parent.images = parent.children = len(children)
-        code, val = ctx.records.create_series(parent, children, settings.max_queued_jobs_per_owner,
-                                              idem, settings.idempotency_ttl_s)
+        code, val = ctx.records.create_series(parent, children, settings.owner_limits(), idem,
+                                              settings.idempotency_ttl_s)
     else:
-        code, val = ctx.records.create(parent, settings.max_queued_jobs_per_owner, idem,
+        code, val = ctx.records.create(parent, settings.owner_limits(), idem,
                                        settings.idempotency_ttl_s)
-    earlier = earlier_or_refused(settings, owner, code, val, idem)
+    earlier = earlier_or_refused(ctx, owner, code, val, idem)
     if earlier is not None:
         return earlier
     after_record(ctx, owner, {ref: n for ref, n in file_names.items() if parse_file_id(ref)})
-    by_queue: dict[str, list] = {}
-    for child in children or [parent]:
-        by_queue.setdefault(child.queue, []).append(child)
-    for jobs in by_queue.values():
-        enqueue_recorded(ctx, jobs)
+    admit(ctx, sorted({child.queue for child in children or [parent]}))
     return parent_id
 
 
@@ -241,7 +238,7 @@ def cancel_verification(ctx: AppContext, job) -> str:
     from app.routes.jobs import cancel_children
     from jobs import queue as rq_queue
 
-    outcome = ctx.records.mark_cancel(job.id)
+    outcome = ctx.records.mark_cancel(job.id, job.owner)
     if outcome in ("finished", "failed", "canceled"):
         return outcome
     if job.children:

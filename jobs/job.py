@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from enum import Enum
-from typing import Any, Optional
+from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,7 +43,8 @@ TERMINAL_STATUSES = frozenset({JobStatus.finished, JobStatus.failed, JobStatus.c
 
 #: (from, to) -> the script of jobs.records that makes the move, and when
 TRANSITIONS = {
-    (None, JobStatus.queued): "CREATE: a submission (with its queue entry, or in the outbox)",
+    (None, JobStatus.queued): "CREATE: a submission, in its owner's line until ADMIT lets it "
+                              "onto its queue (in the outbox until a worker starts it)",
     (JobStatus.queued, JobStatus.running): "START: a worker takes the job's current queue entry",
     (JobStatus.queued, JobStatus.canceled): "CANCEL",
     (JobStatus.queued, JobStatus.failed): "FAIL_QUEUED: no live worker serves its device within "
@@ -59,7 +60,8 @@ TRANSITIONS = {
 #: the moves of a series (kind ``series``): the parent has no queue entry of its own; its children
 #: (one or a few images each) move as above, and ROLLUP moves the parent after each child's move
 SERIES_TRANSITIONS = {
-    (None, JobStatus.queued): "CREATE_SERIES: the parent and every child in one script",
+    (None, JobStatus.queued): "CREATE_LAZY_SERIES: the parent and its children's shared fields; "
+                              "ADMIT makes each child as the owner's turn comes",
     (JobStatus.queued, JobStatus.running): "ROLLUP: a child started",
     (JobStatus.queued, JobStatus.canceled): "ROLLUP: the last child ended, a cancel was asked for",
     (JobStatus.running, JobStatus.finished): "ROLLUP: the last child ended, every image finished",
@@ -172,6 +174,8 @@ class Job(BaseModel):
     images: int = 0
     first_image: int = 1
     children: int = 0
+    #: a series: its children made so far (ADMIT makes them one at a time as its turns come)
+    children_made: int = 0
     children_ended: int = 0
     images_done: int = 0
     images_failed: int = 0

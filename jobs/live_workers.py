@@ -58,6 +58,8 @@ def fail_unserved(ctx: ServiceContext, now: float | None = None) -> list[str]:
             rq_queue.discard(ctx.redis, job.rq_id)
             failed.append(job.id)
             records.settle(job)
+            if job.is_series_child:  # its series makes no more children to wait in vain
+                records.mark_cancel(job.parent, job.owner, stop_only=True)
     return failed
 
 

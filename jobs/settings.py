@@ -40,8 +40,12 @@ class Settings(BaseSettings):
     max_detector_pixels: int = Field(4096 * 4096, ge=1)
     max_evaluations: int = Field(20_000_000_000, ge=1)
     max_upload_bytes: int = Field(256 * 1024 * 1024, ge=1)
-    #: unfinished (queued or running) jobs one owner may have
+    #: unfinished (queued or running) jobs one owner may have (a series counts once)
     max_queued_jobs_per_owner: int = Field(100, ge=1)
+    #: unfinished images one owner may have (a series counts the images it has left)
+    max_queued_images_per_owner: int = Field(50_000, ge=1)
+    #: unfinished evaluations one owner may have (a series: those of the images it has left)
+    max_queued_evaluations_per_owner: int = Field(10_000_000_000_000, ge=1)
     max_trace_pixels: int = Field(64, ge=1)
     #: points of an HKL file's grid (the box of its index ranges; 8 bytes each in a worker)
     max_hkl_grid_points: int = Field(16_777_216, ge=1)
@@ -60,6 +64,9 @@ class Settings(BaseSettings):
     #: a series' consecutive images are grouped into child jobs of about this many evaluations
     #: (an image of more is a child of its own)
     series_child_evaluations: int = Field(50_000_000, ge=1)
+    #: entries waiting on each RQ queue at most: the other jobs wait in their owners' lines and
+    #: are let on in turn (jobs.admission), so that no owner's backlog delays another owner's job
+    queue_window: int = Field(2, ge=1)
     #: a job queued for a device that no live worker serves fails after this many seconds
     queue_timeout_s: float = Field(300.0, gt=0)
 
@@ -160,6 +167,12 @@ class Settings(BaseSettings):
             if hmac.compare_digest(token.encode(), expected.encode()):
                 found = owner
         return found
+
+    def owner_limits(self):
+        """The limits of an owner's unfinished work, as the creating scripts take them."""
+        from jobs.records.jobs import OwnerLimits
+        return OwnerLimits(self.max_queued_jobs_per_owner, self.max_queued_images_per_owner,
+                           self.max_queued_evaluations_per_owner)
 
     def job_timeout(self, evaluations: int) -> int:
         t = self.job_timeout_base_s + evaluations / self.job_timeout_min_rate

@@ -7,6 +7,8 @@ left. One pass:
 - **lost leases**: a running job whose lease expired (its worker was killed, lost power or hung for
   ``BRAGG_LEASE_TTL_S``) goes back to the *front* of its queue with its attempt count kept, or ends
   ``failed`` (``WorkerLost``) once its attempts are spent, or ``canceled`` if a cancel was asked for;
+- **admission**: waiting jobs are let onto every queue that has room (jobs.admission), should
+  the process that wrote them have died before it did;
 - **the outbox**: a job queued for longer than the lease time whose queue entry is on no queue (the
   API died between writing the record and enqueueing it, or a worker died between taking the entry
   and starting the job) gets a new entry at the front of its queue; START refuses the old entry;
@@ -31,6 +33,7 @@ from rq.job import Job as RQJob
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from jobs import queue as rq_queue
+from jobs.admission import admit
 from jobs.context import ServiceContext
 from jobs.live_workers import fail_unserved
 from jobs.records import now
@@ -42,6 +45,7 @@ log = logging.getLogger("bragg.sweeper")
 class SweepReport:
     requeued: list[tuple[str, str]] = field(default_factory=list)
     reenqueued: list[str] = field(default_factory=list)
+    admitted: int = 0
     unserved: list[str] = field(default_factory=list)
     series_settled: int = 0
     registry_entries: int = 0
@@ -58,6 +62,7 @@ def sweep(ctx: ServiceContext, name: str, *, retention: bool = False) -> SweepRe
         report.requeued = requeue_lost(ctx)
         report.unserved = fail_unserved(ctx)
         report.reenqueued = repair_outbox(ctx)
+        report.admitted = admit(ctx)
         report.series_settled = settle_series(ctx)
         report.registry_entries = reconcile_registries(ctx)
         if retention and records.retention_due(s.retention_interval_s):

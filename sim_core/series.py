@@ -21,10 +21,9 @@ was drawn before it), and different ``n`` always give different seeds.
 from __future__ import annotations
 
 import math
-import os
 import shlex
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence, TypeVar
+from typing import Iterable, Sequence
 
 from .output_formats import NUMBER_WIDTH, OUTPUT_FLAGS, _number_parts, numbered_name
 
@@ -72,15 +71,12 @@ def plan_children(images: Iterable[int], evals_per_image: float, target_evals: f
     unless there are fewer images.
     """
     imgs = list(images)
-    if evals_per_image <= 0 or target_evals <= 0:
-        raise ValueError("evals_per_image and target_evals must be positive")
-    if min_children < 1 or multiple_of < 1:
-        raise ValueError("min_children and multiple_of must be at least 1")
     if not imgs:
+        plan_child_count(0, evals_per_image, target_evals, min_children=min_children,
+                         multiple_of=multiple_of)
         return []
-    per_child = max(1, int(target_evals // evals_per_image))
-    count = max(math.ceil(len(imgs) / per_child), min(min_children, len(imgs)))
-    count = min(len(imgs), -(-count // multiple_of) * multiple_of)
+    count, _ = plan_child_count(len(imgs), evals_per_image, target_evals,
+                                min_children=min_children, multiple_of=multiple_of)
     size, extra = divmod(len(imgs), count)
     groups, start = [], 0
     for c in range(count):
@@ -88,6 +84,23 @@ def plan_children(images: Iterable[int], evals_per_image: float, target_evals: f
         groups.append(imgs[start:end])
         start = end
     return groups
+
+
+def plan_child_count(images: int, evals_per_image: float, target_evals: float, *,
+                     min_children: int = 1, multiple_of: int = 1) -> tuple[int, int]:
+    """(children, images of the largest) of :func:`plan_children`'s plan for ``images`` images,
+    without listing them: child k holds ``images // children`` consecutive images, one more for
+    the first ``images % children`` children."""
+    if evals_per_image <= 0 or target_evals <= 0:
+        raise ValueError("evals_per_image and target_evals must be positive")
+    if min_children < 1 or multiple_of < 1:
+        raise ValueError("min_children and multiple_of must be at least 1")
+    if images <= 0:
+        return 0, 0
+    per_child = max(1, int(target_evals // evals_per_image))
+    count = max(math.ceil(images / per_child), min(min_children, images))
+    count = min(images, -(-count // multiple_of) * multiple_of)
+    return count, -(-images // count)
 
 
 @dataclass(frozen=True)

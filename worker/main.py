@@ -106,7 +106,8 @@ def _work(ctx: WorkerContext, settings: Settings, burst: bool) -> int:
         worker = BraggWorker(ctx.queues, name=ctx.name, connection=ctx.redis, worker_ttl=60)
         try:
             _forget_previous_birth(worker)
-            worker.work(burst=burst, logging_level=settings.log_level.upper())
+            worker.work(burst=burst, logging_level=settings.log_level.upper(),
+                        dequeue_strategy=_dequeue_strategy(ctx.device))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("worker %s: Redis unreachable (%s)", ctx.name, exc)
         except Exception:  # noqa: BLE001 - RQ's bookkeeping failed: the worker carries on
@@ -123,6 +124,13 @@ def _work(ctx: WorkerContext, settings: Settings, burst: bool) -> int:
             delay = 1.0
         except (redis.ConnectionError, redis.TimeoutError):
             pass
+
+
+def _dequeue_strategy(device: str):
+    """A CPU worker's queues ('cpu', 'auto') take turns, so that a backlog on one never holds up
+    the other; a CUDA worker takes CUDA jobs first (no other worker can)."""
+    from rq.worker import DequeueStrategy
+    return DequeueStrategy.DEFAULT if device == "cuda" else DequeueStrategy.ROUND_ROBIN
 
 
 def _forget_previous_birth(worker) -> None:

@@ -13,6 +13,7 @@ from typing import Optional
 
 import redis
 
+from jobs.admission import admit
 from jobs.job import Job
 from jobs.kinds import spec
 from jobs.kinds.render import clean_message
@@ -37,6 +38,8 @@ def run_job(job_id: str) -> Optional[str]:
     label = "cuda:0" if device == "cuda" else device
     from rq import get_current_job
     current = get_current_job()
+    # this worker took an entry off the queue: there is room for the next owner's turn
+    admit(ctx, [current.origin] if current is not None else None)
     # the entry's id: an entry that the sweeper replaced (its taker seemed dead) is refused
     status, attempt = ctx.records.start(job_id, ctx.name, label, ctx.settings.lease_ttl_s,
                                         current.id if current is not None else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal, Optional
+from typing import Optional
 
 from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -47,7 +47,7 @@ def retry_after(settings, evaluations: int) -> str:
              responses={202: {"content": {"application/json": {"example": _QUEUED}},
                               "headers": {"Location": {"schema": {"type": "string"}},
                                           "Retry-After": {"schema": {"type": "integer"}}}},
-                        **error_responses(401, 422)})
+                        **error_responses(401, 422, 429)})
 def submit_job(ctx: CtxDep, owner: OwnerDep,
                body: JobSubmission = Body(..., openapi_examples=_SUBMIT_EXAMPLES),
                idempotency_key: Optional[str] = Header(
@@ -55,8 +55,10 @@ def submit_job(ctx: CtxDep, owner: OwnerDep,
                                      "the same key and body returns the job the first request "
                                      "created; kept 24 h per owner")):
     """Answers 202 with the queued job, ``Location`` and ``Retry-After``. Invalid input is 422 with
-    the path of each bad field; nothing is queued then. With ``Idempotency-Key`` a retry returns
-    the original job (``Idempotent-Replayed: true``); the same key with another body is 422."""
+    the path of each bad field; nothing is queued then. Over one of the owner's limits of
+    unfinished work (jobs, images, evaluations) it is 429 naming the limit, with ``Retry-After``.
+    With ``Idempotency-Key`` a retry returns the original job (``Idempotent-Replayed: true``);
+    the same key with another body is 422."""
     idem = idempotency(idempotency_key, body.model_dump(mode="json"))
     job_id = replayed_job(ctx, owner, idem)
     replayed = job_id is not None
@@ -149,7 +151,7 @@ def cancel_job(job: OwnedJobDep, ctx: CtxDep):
 
 
 def _cancel_series(ctx: AppContext, job: Job) -> Response:
-    outcome = ctx.records.mark_cancel(job.id)
+    outcome = ctx.records.mark_cancel(job.id, job.owner)
     if outcome in ("finished", "failed"):
         raise ApiError(409, f"job is already {outcome}")
     if outcome == "cancel-requested":
@@ -169,8 +171,9 @@ def _cancel_verification(ctx: AppContext, job: Job) -> Response:
 
 
 def cancel_children(ctx: AppContext, parent: str, owner: str) -> None:
-    """Cancel every child of a series: queued ones at once (their queue entries dropped), running
-    ones at their next chunk; each child's move is rolled up into the parent."""
+    """Cancel every live child of a series (those not made yet never will be): queued ones at
+    once (their queue entries dropped), running ones at their next chunk; each child's move is
+    rolled up into the parent."""
     canceled = ctx.records.cancel_children(parent, owner)
     by_queue: dict[str, list[str]] = {}
     for c in canceled:

@@ -160,7 +160,7 @@ _POST_RESPONSES = {202: {"model": TraceSubmission, "content": {"application/json
     "trace_job": dict(EXAMPLE_JOB, kind=JobKind.trace.value, status="queued"),
     "pixels": [{"pixel": [10, 20], "status": "pending", "job": EXAMPLE_JOB["id"],
                 "url": "/v1/jobs/<id>/trace?pixel=10,20"}]}}}},
-    **error_responses(401, 404, 409, 422)}
+    **error_responses(401, 404, 409, 422, 429)}
 
 
 @router.post("/v1/jobs/{job_id}/traces", response_model=TraceSubmission,

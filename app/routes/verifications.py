@@ -17,7 +17,7 @@ router = APIRouter(tags=["verifications"])
 
 @router.post("/v1/verifications", status_code=202, response_model=JobRecord,
              summary="Submit a verification (several sides of one command, compared)",
-             responses=error_responses(401, 404, 422))
+             responses=error_responses(401, 404, 422, 429))
 def submit_verification(ctx: CtxDep, owner: OwnerDep,
                         body: VerificationSubmission = Body(...)):
     """Answers 202 with the queued verification (kind ``verification``). Render sides run as child

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from jobs.job import Job, JobStatus
@@ -73,18 +74,41 @@ class JobRecords(RecordsBase):
         return counts
 
     # -- transitions (each one script of jobs.records.scripts) ----------------------------------------
-    def create(self, job: Job, limit: int, idempotency: tuple[str, str] | None = None,
+    def create(self, job: Job, limits: OwnerLimits, idempotency: tuple[str, str] | None = None,
                idempotency_ttl: int = 86400) -> tuple[int, object]:
-        """Write a queued record and put it in the outbox. Returns (1, seq), or (0, unfinished
-        jobs) over the owner's limit, or (2, "<job id> <body hash>") when the idempotency key
-        (key hash, body hash) was used before."""
+        """Write a queued record into its owner's line (ADMIT lets it onto its queue). Returns
+        (1, seq); (0, :class:`OverLimit`) when the owner's unfinished work with this job exceeds
+        a limit; (2, "<job id> <body hash>") when the idempotency key (key hash, body hash) was
+        used before."""
         key_hash, body_hash = idempotency or ("", "")
-        keys = [self._k.job(job.id), self._k.owner_jobs(job.owner),
+        keys = self._create_keys(job, key_hash) + [self._k.line(job.queue, job.owner),
+                                                   self._k.turns(job.queue)]
+        code, val = self._create(keys=keys, args=[limits.words(1, job.evaluations), job.id,
+                                                  body_hash, idempotency_ttl, now(), job.owner]
+                                 + encode(_new_fields(job)))
+        return created(code, val)
+
+    def _create_keys(self, job: Job, key_hash: str) -> list[str]:
+        """KEYS[1..8] of every creating script."""
+        return [self._k.job(job.id), self._k.owner_jobs(job.owner),
                 self._k.owner_active(job.owner), self._k.seq, self._k.stats, self._k.queued,
                 self._k.idempotency(job.owner, key_hash or "-"), self._k.owners]
-        code, val = self._create(keys=keys, args=[limit, job.id, body_hash, idempotency_ttl, now(),
-                                                  job.owner] + encode(_new_fields(job)))
-        return int(code), (s_(val) if int(code) == 2 else int(val))
+
+    def admit(self, queue: str, rq_key: str, window: int, max_lines: int = 64
+              ) -> list[tuple[str, str, int]]:
+        """ADMIT: let waiting jobs onto ``queue`` (RQ's list ``rq_key``), owners in turn, until
+        ``window`` entries wait there. Returns (job id, queue entry id, timeout) of each, to be
+        enqueued in that order (they are in the outbox meanwhile)."""
+        out = self._admit(keys=[self._k.turns(queue), rq_key, self._k.queued, self._k.seq,
+                                self._k.stats],
+                          args=[window, now(), self._k.line_prefix(queue), self._k.job(""),
+                                max_lines])
+        return [(s_(out[i]), s_(out[i + 1]), int(out[i + 2] or 60))
+                for i in range(0, len(out), 3)]
+
+    def waiting_in_line(self, queue: str, owner: str) -> int:
+        """Entries of the owner's line for ``queue`` (a series counts once)."""
+        return int(self.r.llen(self._k.line(queue, owner)))
 
     def start(self, job_id: str, worker: str, device: str, lease_ttl: int,
               rq_id: str = "") -> tuple[str, int]:
@@ -135,7 +159,8 @@ class JobRecords(RecordsBase):
         queued or running again)."""
         keys = [self._k.job(job_id), self._k.traces(job_id), self._k.owner_jobs(owner),
                 self._k.ended, self._k.owner_active(owner), self._k.stats,
-                self._k.children(job_id), self._k.settled(job_id), self._k.partial(job_id)]
+                self._k.children(job_id), self._k.settled(job_id), self._k.partial(job_id),
+                self._k.live(job_id), self._k.template(job_id)]
         return s_(self._forget(keys=keys, args=[job_id]))
 
     # -- traces of a job ------------------------------------------------------------------------------
@@ -202,8 +227,11 @@ class JobRecords(RecordsBase):
         self.r.zrem(self._k.ended, job_id)
 
     def files_in_use(self) -> set[str]:
-        """The upload digests that queued or running jobs use."""
+        """The upload digests that queued or running jobs use (those waiting in their owners'
+        lines too: every owner's unfinished jobs, a series' children reading its parent's)."""
         ids = [s_(m) for m in self.r.zrange(self._k.queued, 0, -1)] + self.running_ids()
+        for owner in (s_(m) for m in self.r.smembers(self._k.owners)):
+            ids += [s_(m) for m in self.r.smembers(self._k.owner_active(owner))]
         return {ref.removeprefix("sha256:") for job in self._jobs(ids) if job is not None
                 for ref in job.file_names}
 
@@ -226,6 +254,43 @@ class JobRecords(RecordsBase):
         return dropped
 
 
+@dataclass(frozen=True)
+class OwnerLimits:
+    """An owner's limits of unfinished (queued and running) work: jobs (a series or a verification
+    counts once), images (a series counts those it has left) and evaluations; 0: no limit."""
+
+    jobs: int = 0
+    images: int = 0
+    evaluations: int = 0
+
+    def words(self, images: int, evaluations: int) -> str:
+        """ARGV[1] of the creating scripts: the limits and the new job's cost."""
+        return f"{self.jobs} {self.images} {self.evaluations} {images} {evaluations}"
+
+
+@dataclass(frozen=True)
+class OverLimit:
+    """A refused submission: the limit exceeded (``jobs``, ``images`` or ``evaluations``) and the
+    owner's unfinished work counting the refused job."""
+
+    limit: str
+    jobs: int
+    images: int
+    evaluations: int
+
+    def value(self) -> int:
+        return getattr(self, self.limit)
+
+
+def created(code, val) -> tuple[int, object]:
+    """A creating script's answer -> (code, seq | OverLimit | "<job id> <body hash>")."""
+    code = int(code)
+    if code == 0:
+        limit, jobs, images, evaluations = s_(val).split()
+        return 0, OverLimit(limit, int(jobs), int(images), int(evaluations))
+    return code, (s_(val) if code == 2 else int(val))
+
+
 def _new_fields(job: Job) -> dict:
     """A new record's fields (the script numbers it: ``seq`` and ``version``)."""
     fields = job.to_hash()
@@ -233,4 +298,4 @@ def _new_fields(job: Job) -> dict:
     return fields
 
 
-__all__ = ["JobRecords", "STATUSES"]
+__all__ = ["JobRecords", "STATUSES", "OwnerLimits", "OverLimit", "created"]

@@ -6,12 +6,18 @@
     ns:job:<id>:children     sorted set: a series' child jobs by the number of their first image
     ns:job:<id>:settled      hash: child id -> the status it ended in, once ROLLUP counted it
     ns:job:<id>:partial      hash: running child id -> the images it has rendered so far (progress)
+    ns:job:<id>:live         set: a series' children made and not counted as ended yet
+    ns:job:<id>:template     hash: the fields every child of a series shares (ADMIT makes each
+                             child from it when the series' turn comes)
+    ns:line:<queue>:<owner>  list: the owner's jobs waiting to be let onto an RQ queue (a series
+                             stays at the head until its last child is made)
+    ns:turns:<queue>         list: owners with a job waiting in line for that queue, in turn
     ns:series                set: series (parents) not ended yet (the sweeper settles their children)
     ns:owner:<owner>:jobs    sorted set: the owner's jobs by submission sequence (newest = highest)
     ns:owner:<owner>:active  set: the owner's queued and running jobs (the queued-jobs limit)
     ns:file:<owner>:<hex>    hash: an uploaded file the owner may use (name, size, kind, summary)
     ns:running               set: running jobs (the sweeper looks for lost leases among them)
-    ns:queued                sorted set: queued jobs by the time they were put on a queue; the
+    ns:queued                sorted set: queued jobs by the time they were let onto a queue; the
                              outbox of the queue (the sweeper enqueues one found on no queue again)
     ns:ended                 sorted set: finished, failed and canceled jobs by end time (retention)
     ns:owners                set: owners that ever submitted (quota reconciliation)
@@ -59,6 +65,21 @@ class Keys:
 
     def partial(self, job_id: str) -> str:
         return f"{self.ns}:job:{job_id}:partial"
+
+    def live(self, job_id: str) -> str:
+        return f"{self.ns}:job:{job_id}:live"
+
+    def template(self, job_id: str) -> str:
+        return f"{self.ns}:job:{job_id}:template"
+
+    def line_prefix(self, queue: str) -> str:
+        return f"{self.ns}:line:{queue}:"
+
+    def line(self, queue: str, owner: str) -> str:
+        return self.line_prefix(queue) + owner
+
+    def turns(self, queue: str) -> str:
+        return f"{self.ns}:turns:{queue}"
 
     def owner_jobs(self, owner: str) -> str:
         return f"{self.ns}:owner:{owner}:jobs"

@@ -46,6 +46,14 @@ class MetricRecords(RecordsBase):
             pipe.hset(self._k.metrics, f"last_eps:{device.split(':')[0]}", f"{eps:.1f}")
         pipe.execute()
 
+    def observed_rate(self) -> float:
+        """Evaluations per second of one worker over the jobs rendered so far (their whole
+        duration, overheads included); 0 before any."""
+        evaluations, seconds = self.r.hmget(self._k.metrics, "evaluations_total", "duration_sum")
+        if not evaluations or not seconds or float(seconds) <= 0:
+            return 0.0
+        return int(evaluations) / float(seconds)
+
     def count_retention(self, removed: dict[str, int]) -> None:
         pipe = self.r.pipeline(transaction=False)
         for what, n in removed.items():

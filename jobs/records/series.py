@@ -9,7 +9,10 @@ from typing import Iterator, Optional
 from jobs.job import Job
 
 from .base import RecordsBase, encode, now, s_
-from .jobs import _new_fields
+from .jobs import OwnerLimits, _new_fields, created
+
+#: fields ADMIT writes for each child of a series (the others are the shared fields)
+_PER_CHILD = {"id", "status", "image_numbers", "label", "evaluations", "rq_id", "created_at"}
 
 
 @dataclass(frozen=True)
@@ -22,32 +25,49 @@ class QueueEntry:
 
 
 class SeriesRecords(RecordsBase):
-    def create_series(self, parent: Job, children: list[Job], limit: int,
+    def create_series(self, parent: Job, children: list[Job], limits: OwnerLimits,
                       idempotency: tuple[str, str] | None = None,
                       idempotency_ttl: int = 86400) -> tuple[int, object]:
-        """Write a series: its parent record and every child, the children in the outbox.
-        Returns as :meth:`JobRecords.create`."""
+        """Write a parent (a verification) and every child record, each child in the owner's
+        line of its queue. Returns as :meth:`JobRecords.create`."""
         key_hash, body_hash = idempotency or ("", "")
         owner = parent.owner
-        keys = [self._k.job(parent.id), self._k.owner_jobs(owner), self._k.owner_active(owner),
-                self._k.seq, self._k.stats, self._k.queued,
-                self._k.idempotency(owner, key_hash or "-"), self._k.owners,
-                self._k.children(parent.id), self._k.series]
+        keys = self._create_keys(parent, key_hash) + [
+            self._k.children(parent.id), self._k.series, self._k.live(parent.id)]
         words = encode(_new_fields(parent))
-        args = [limit, parent.id, body_hash, idempotency_ttl, now(), owner, self._k.job(""),
-                len(words)] + words
+        args = [limits.words(len(children), parent.evaluations), parent.id, body_hash,
+                idempotency_ttl, now(), owner, self._k.job(""), len(words)] + words
         for child in children:
             cw = encode(_new_fields(child))
-            args += [child.id, child.image_numbers[0], len(cw)] + cw
+            args += [child.id, child.image_numbers[0], self._k.line(child.queue, owner),
+                     self._k.turns(child.queue), len(cw)] + cw
         code, val = self._create_series(keys=keys, args=args)
-        return int(code), (s_(val) if int(code) == 2 else int(val))
+        return created(code, val)
+
+    def create_lazy_series(self, parent: Job, child: Job, limits: OwnerLimits,
+                           idempotency: tuple[str, str] | None = None,
+                           idempotency_ttl: int = 86400) -> tuple[int, object]:
+        """Write a series' parent (``children`` planned, none made) and the fields its children
+        share (``child``: one of them; its id, images, label and evaluations are made per child
+        by ADMIT). Returns as :meth:`JobRecords.create`."""
+        key_hash, body_hash = idempotency or ("", "")
+        keys = self._create_keys(parent, key_hash) + [
+            self._k.line(child.queue, parent.owner), self._k.turns(child.queue),
+            self._k.series, self._k.template(parent.id)]
+        words = encode(_new_fields(parent))
+        shared = {k: v for k, v in _new_fields(child).items()
+                  if k not in _PER_CHILD and v not in ("", None, [], {})}
+        args = [limits.words(parent.images, parent.evaluations), parent.id, body_hash,
+                idempotency_ttl, now(), parent.owner, len(words)] + words + encode(shared)
+        code, val = self._create_lazy_series(keys=keys, args=args)
+        return created(code, val)
 
     def rollup(self, parent: str, child: str, owner: str, client=None) -> str:
         """Count a child's move into its series (idempotent); returns the parent's status
         (``client``: a pipeline, whose execute() then gives it)."""
         keys = [self._k.job(parent), self._k.job(child), self._k.settled(parent),
                 self._k.owner_active(owner), self._k.stats, self._k.ended, self._k.series,
-                self._k.partial(parent), self._k.queued]
+                self._k.partial(parent), self._k.queued, self._k.live(parent)]
         # a verification's report step gets a queue entry id as RQ's are made (jobs.queue)
         report_rq_id = f"{parent}_{uuid.uuid4().hex[:8]}"
         out = self._rollup(keys=keys, args=[child, now(), parent, report_rq_id], client=client)
@@ -65,13 +85,23 @@ class SeriesRecords(RecordsBase):
         self._series_progress(keys=[self._k.job(parent), self._k.partial(parent),
                                     self._k.settled(parent)], args=[child, f"{images:.4f}"])
 
-    def mark_cancel(self, parent: str) -> str:
-        return s_(self._mark_cancel(keys=[self._k.job(parent)], args=[now()]))
+    def mark_cancel(self, parent: str, owner: str, *, stop_only: bool = False) -> str:
+        """MARK_CANCEL: a series makes no more children and, unless ``stop_only``, is flagged for
+        cancel. Returns 'cancel-requested', the status it ended in here, or the status it had."""
+        keys = [self._k.job(parent), self._k.owner_active(owner), self._k.stats, self._k.ended,
+                self._k.series]
+        return s_(self._mark_cancel(keys=keys, args=[now(), parent,
+                                                     "stop" if stop_only else "cancel"]))
+
+    def live_children(self, parent: str) -> list[str]:
+        """Children made and not counted as ended yet (a few: a series makes them as they are
+        let onto a queue)."""
+        return sorted(s_(m) for m in self.r.smembers(self._k.live(parent)))
 
     def cancel_children(self, parent: str, owner: str) -> list[QueueEntry]:
-        """CANCEL every child of a series, then ROLLUP each, in two pipelines. Returns the queue
-        entries of the children canceled here while queued (to be discarded)."""
-        children = self.child_ids(parent)
+        """CANCEL every live child of a series, then ROLLUP each, in two pipelines. Returns the
+        queue entries of the children canceled here while queued (to be discarded)."""
+        children = self.live_children(parent)
         pipe = self.r.pipeline(transaction=False)
         for child in children:
             self.cancel(child, owner, client=pipe)
@@ -127,8 +157,7 @@ class SeriesRecords(RecordsBase):
     def unsettled_moved_children(self, parent: str) -> list[str]:
         """Children of a series that have left 'queued' but that ROLLUP has not counted as
         ended yet (a process died between a child's move and its rollup)."""
-        settled = {s_(m) for m in self.r.hkeys(self._k.settled(parent))}
-        todo = [c for c in self.child_ids(parent) if c not in settled]
+        todo = self.live_children(parent)
         pipe = self.r.pipeline(transaction=False)
         for child in todo:
             pipe.hget(self._k.job(child), "status")

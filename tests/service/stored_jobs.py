@@ -11,6 +11,7 @@ import numpy as np
 
 from jobs.job import Job, JobStatus
 from jobs.records import Records, now
+from jobs.records.jobs import OwnerLimits
 from jobs.store import LocalStore
 from sim_core.config import load_config
 from sim_core.io.png import write_png_preview
@@ -35,7 +36,7 @@ def store_finished_job(service, owner: str, config: dict, image: np.ndarray,
         config=cfg.canonical_json(), config_sha256=cfg.config_sha256(), outputs=["float", "png"],
         shape=list(shape), evaluations=int(np.prod(shape)), timeout_s=60, max_attempts=1,
     )
-    code, _ = records.create(job, 1000)
+    code, _ = records.create(job, OwnerLimits(jobs=1000))
     assert code == 1
     status, attempt = records.start(job_id, WRITER, "cpu", 60)
     assert status == "running"

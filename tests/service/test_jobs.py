@@ -74,10 +74,13 @@ def test_queued_jobs_per_owner_limit(service, carol):
     # CUDA jobs stay queued: the test fleet has CPU workers only
     jobs = [submit(carol, {"config": SMALL_CONFIG, "device": "cuda"}) for _ in range(limit)]
     r = carol.post("/v1/jobs", json={"config": SMALL_CONFIG, "device": "cuda"})
-    assert r.status_code == 422
-    err = r.json()["errors"][0]
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["Retry-After"]) <= 3600
+    body = r.json()
+    err = body["errors"][0]
     assert err["limit"] == "max_queued_jobs_per_owner" and err["allowed"] == limit
-    assert err["value"] == limit + 1
+    assert err["value"] == limit + 1 and err["unfinished"]["jobs"] == limit + 1
+    assert "max_queued_jobs_per_owner" in body["detail"] and "try again in" in body["hint"]
     for j in jobs:
         assert carol.post(f"/v1/jobs/{j['id']}/cancel").json()["status"] == "canceled"
     j = submit(carol, {"config": SMALL_CONFIG, "device": "cuda"})

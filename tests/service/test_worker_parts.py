@@ -255,6 +255,7 @@ def _series(ctx, images: int = 3) -> str:
                            scan={"osc_range_deg": 0.5, "images": images}))
     cfg.noise.seed = 5
     ctx.settings.series_child_evaluations = 1  # one image per child
+    ctx.settings.queue_window = 100  # every child let onto the queue (and made) at once
     prepared = PreparedJob(config=cfg, file_names={}, outputs=["float"], shape=(8, 8),
                            evaluations=64, images=images)
     return create_series(ctx, "tester", prepared)
@@ -320,7 +321,7 @@ def test_cancel_of_a_queued_series_ends_it_and_empties_the_queue(wctx):
     parent = _series(wctx, images=5)
     queue = r.get(r.child_ids(parent)[0]).queue
     assert len(rq_queue.waiting(wctx.redis, queue)) == 5
-    assert r.mark_cancel(parent) == "cancel-requested"
+    assert r.mark_cancel(parent, "tester") == "cancel-requested"
     cancel_children(wctx, parent, "tester")
     rec = r.get(parent)
     assert rec.status == "canceled" and rec.images_canceled == 5 and rec.children_ended == 5
