@@ -50,13 +50,18 @@ class Stack:
         _wait(redis.Redis.from_url(self.redis_url).ping, 10, "redis")
         self.env = dict(os.environ, REDIS_URL=self.redis_url, BRAGG_DATA_DIR=str(self.dir / "data"),
                         BRAGG_TOKENS=f"bench:{TOKEN}", BRAGG_LOG_LEVEL="warning",
-                        PYTHONPATH=str(ROOT), **(env or {}))
-        self._spawn(["api", "--port", str(self.port), "--workers", str(api_workers)], "api")
-        _wait(lambda: httpx.get(self.base_url + "/healthz").status_code == 200, 60, "api")
-        for i in range(workers):
-            self._spawn(["worker", "--device", "cpu", "--name", f"bench{i}"], f"worker{i}")
-        _wait(lambda: len(httpx.get(self.base_url + "/readyz").json().get("workers", []))
-              >= workers, 120, "workers")
+                        PYTHONPATH=str(ROOT))
+        self.env.update(env or {})  # a bench's own settings win (BRAGG_TOKENS too)
+        try:
+            self._spawn(["api", "--port", str(self.port), "--workers", str(api_workers)], "api")
+            _wait(lambda: httpx.get(self.base_url + "/healthz").status_code == 200, 60, "api")
+            for i in range(workers):
+                self._spawn(["worker", "--device", "cpu", "--name", f"bench{i}"], f"worker{i}")
+            _wait(lambda: len(httpx.get(self.base_url + "/readyz").json().get("workers", []))
+                  >= workers, 120, "workers")
+        except BaseException:
+            self.close()  # no redis-server or worker left behind
+            raise
 
     def wait_kernels(self, timeout: float = 600) -> None:
         """Until no worker is compiling its kernels in the background (``kernels`` of /readyz)."""
