@@ -1,13 +1,16 @@
 """Chaos run: many clients submit while workers, the API and Redis are killed; nothing may be lost.
 
-    python -m bench.chaos [--jobs 500] [--clients 16] [--workers 3]
+    python -m bench.chaos [--jobs 500] [--clients 16] [--workers 3] [--series 3]
 
 A deployment of its own (redis-server with its append-only file, fsync on every write; `bragg api`;
 CPU workers) in a temporary folder. 16 client threads submit the jobs with client.api_client (an
 Idempotency-Key each, retried through outages). Meanwhile a worker (a busy one where there is one,
 never the last live one) is SIGKILLed every 10 s (and a new one started), the API is SIGKILLed twice (and started again 2 s later) and Redis is SIGKILLed
-once (and started again 5 s later on the same port and folder). Then every job must end
-``finished`` and every job folder must verify against its sha256.txt.
+once (and started again 5 s later on the same port and folder). Another owner submits ``--series``
+series of one-image children meanwhile and cancels the first. Then every job must end
+``finished`` and every job folder must verify against its sha256.txt; the series must end
+``finished`` with every image (every child's folder verifying), the first ``canceled``, none of
+their entries left on a queue.
 
 Prints: jobs lost (accepted, then no record), stuck (still queued or running once no job has
 ended for 120 s), failed, duplicates (one submission, several jobs), recovery time after a worker
@@ -38,6 +41,8 @@ from bragg.stack import _child_setup, free_port  # children get SIGTERM should t
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "chaos-token"
+#: the owner of the series: another owner, so that fair share runs through the chaos too
+SERIES_TOKEN = "chaos-series-token"
 CONFIG = {
     "crystal": {"cell": {"a_A": 100, "b_A": 100, "c_A": 100}, "Na": 5, "Nb": 5, "Nc": 5,
                 "mosaic_spread_deg": 0.5, "mosaic_domains": 10},
@@ -72,8 +77,10 @@ class Deployment:
         self.redis_url = f"redis://127.0.0.1:{self.rport}/0"
         (self.dir / "redis").mkdir()
         self.env = dict(os.environ, REDIS_URL=self.redis_url, BRAGG_DATA_DIR=str(self.dir / "data"),
-                        BRAGG_TOKENS=f"chaos:{TOKEN}", BRAGG_LOG_LEVEL="info",
-                        BRAGG_MAX_QUEUED_JOBS_PER_OWNER="100000", PYTHONPATH=str(ROOT),
+                        BRAGG_TOKENS=f"chaos:{TOKEN},serial:{SERIES_TOKEN}",
+                        BRAGG_LOG_LEVEL="info", BRAGG_MAX_QUEUED_JOBS_PER_OWNER="100000",
+                        # one image a child: a series' children are made one by one (ADMIT)
+                        BRAGG_SERIES_CHILD_EVALUATIONS="1", PYTHONPATH=str(ROOT),
                         PYTHONUNBUFFERED="1")
         self.redis = self.api = None
         self.workers: dict[str, subprocess.Popen] = {}
@@ -142,6 +149,56 @@ def submitter(dep: Deployment, bodies: list, out: dict, lat: list, lock) -> None
         with lock:
             lat.append(time.perf_counter() - t0)
             out[i] = job["id"]
+
+
+def series_owner(dep: Deployment, count: int, images: int, cancel_at: float, out: dict) -> None:
+    """Another owner submits ``count`` series of ``images`` images and cancels the first one
+    ``cancel_at`` s later (each request retried through the outages)."""
+    c = BraggClient(dep.base_url, token=SERIES_TOKEN, timeout=30)
+    t0 = time.monotonic()
+    for i in range(count):
+        body = {"config": dict(CONFIG, noise={"seed": 1000 + i},
+                               scan={"osc_range_deg": 0.1, "images": images}),
+                "label": f"series-{i}", "outputs": ["float"]}
+        try:
+            out[i] = c.submit(body, retries=12)["id"]
+        except ClientError as exc:
+            out[i] = f"error: {exc}"
+    if count and not out[0].startswith("error"):
+        time.sleep(max(0.0, cancel_at - (time.monotonic() - t0)))
+        for _ in range(60):
+            try:
+                httpx.post(f"{dep.base_url}/v1/jobs/{out[0]}/cancel", timeout=10,
+                           headers={"Authorization": f"Bearer {SERIES_TOKEN}"}).raise_for_status()
+                break
+            except httpx.HTTPError:
+                time.sleep(1)  # the API or Redis is down: again
+
+
+def check_series(dep: Deployment, r: redis.Redis, ids: dict) -> tuple[list[str], int]:
+    """Problems of the series (the first one canceled, the others finished with every image,
+    every child folder verifying, none of their entries left on a queue), and their images."""
+    problems, images = [], 0
+    queued = b" ".join(m for d in ("cpu", "auto", "cuda")
+                       for m in r.lrange(f"rq:queue:bragg:{d}", 0, -1))
+    for i, job_id in ids.items():
+        if job_id.startswith("error"):
+            problems.append(f"series {i} refused: {job_id}")
+            continue
+        rec = {k.decode(): v.decode() for k, v in r.hgetall(f"bragg:job:{job_id}").items()}
+        want = "canceled" if i == 0 else "finished"
+        if rec.get("status") != want:
+            problems.append(f"series {i} ({job_id}) {rec.get('status')}, not {want}")
+        if i and rec.get("images_done") != rec.get("images"):
+            problems.append(f"series {i}: {rec.get('images_done')} of {rec.get('images')} images")
+        images += int(rec.get("images_done") or 0)
+        for child in r.zrange(f"bragg:job:{job_id}:children", 0, -1):
+            cst = r.hget(f"bragg:job:{child.decode()}", "status")
+            if cst == b"finished" and not verify_folder(dep.dir / "data" / "jobs" / child.decode()):
+                problems.append(f"series {i}: child {child.decode()} does not verify")
+        if job_id.encode() in queued:
+            problems.append(f"series {i}: entries left on a queue")
+    return problems, images
 
 
 def chaos(dep: Deployment, done: threading.Event, recoveries: list, events: list,
@@ -247,6 +304,10 @@ def main(argv=None) -> int:
     ap.add_argument("--worker-kill-every", type=float, default=10.0)
     ap.add_argument("--api-kills-at", type=float, nargs="*", default=[15.0, 40.0])
     ap.add_argument("--redis-kill-at", type=float, default=28.0)
+    ap.add_argument("--series", type=int, default=3,
+                    help="series another owner submits (the first canceled at --cancel-at s)")
+    ap.add_argument("--series-images", type=int, default=30)
+    ap.add_argument("--cancel-at", type=float, default=20.0)
     ap.add_argument("--settle-s", type=float, default=120.0,
                     help="a job still open when no job has ended for this long is stuck")
     ap.add_argument("--keep", action="store_true", help="keep the deployment's folder (logs)")
@@ -274,6 +335,9 @@ def main(argv=None) -> int:
                                     args=(dep, bodies[k::args.clients], out, lat, lock),
                                     daemon=True)
                    for k in range(args.clients)]
+        series_ids: dict[int, str] = {}
+        threads.append(threading.Thread(target=series_owner, daemon=True, args=(
+            dep, args.series, args.series_images, args.cancel_at, series_ids)))
         for t in threads:
             t.start()
         for t in threads:
@@ -288,9 +352,11 @@ def main(argv=None) -> int:
 
         def statuses():
             pipe = r.pipeline(transaction=False)
-            for j in accepted.values():
+            watched = [*accepted.values(),
+                       *(j for j in series_ids.values() if not j.startswith("error"))]
+            for j in watched:
                 pipe.hget(f"bragg:job:{j}", "status")
-            return dict(zip(accepted.values(), pipe.execute()))
+            return dict(zip(watched, pipe.execute()))
 
         # wait while jobs keep ending; a job still open once none has ended for settle_s is stuck
         last_change, last_open = time.monotonic(), None
@@ -304,6 +370,8 @@ def main(argv=None) -> int:
             time.sleep(1)
         st = statuses()
         t_end = time.monotonic()
+        series_problems, series_images = check_series(dep, r, series_ids)
+        st = {j: v for j, v in st.items() if j in set(accepted.values())}
         lost = [j for j, v in st.items() if v is None]
         stuck = [j for j, v in st.items() if v in (b"queued", b"running")]
         failed = [j for j, v in st.items() if v in (b"failed", b"canceled")]
@@ -334,10 +402,15 @@ def main(argv=None) -> int:
                   f"{statistics.median(recoveries):.1f} s, max {max(recoveries):.1f} s")
         print(f"submit latency (incl. retries through outages): p50 {pct(lat, 0.5) * 1e3:.0f} ms, "
               f"p99 {pct(lat, 0.99) * 1e3:.0f} ms, max {max(lat) * 1e3:.0f} ms")
+        print(f"series of another owner: {args.series} of {args.series_images} images, the "
+              f"first canceled at {args.cancel_at:g} s: {series_images} images finished; "
+              f"problems: {len(series_problems)}")
+        for line in series_problems[:10]:
+            print("  " + line)
         for i, e in list(rejected.items())[:5]:
             print(f"  refused {i}: {e}")
         ok = not (lost or stuck or bad or rejected or failed or duplicates or served != sampled
-                  or altered.startswith("200"))
+                  or altered.startswith("200") or series_problems)
         for j in stuck[:5]:
             print(f"  stuck {j}: {r.hgetall(f'bragg:job:{j}')}")
         return 0 if ok else 1

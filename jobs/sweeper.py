@@ -87,6 +87,10 @@ def requeue_lost(ctx: ServiceContext) -> list[tuple[str, str]]:
         rq_id = rq_queue.new_rq_id(job_id)
         reason = f"no heartbeat for {s.lease_ttl_s} s"
         outcome = records.requeue(job_id, job.owner, job.attempts, rq_id, reason)
+        if outcome in ("queued", "failed", "canceled"):
+            # the lost attempt's leftovers go before the job is on a queue again: a worker may
+            # take it and publish its next attempt within milliseconds of the enqueue
+            ctx.store.sweep(job_id)
         if outcome == "queued":
             try:
                 rq_queue.enqueue(r, job.queue, job_id, rq_id, job.timeout_s or 60, at_front=True)
@@ -95,7 +99,6 @@ def requeue_lost(ctx: ServiceContext) -> list[tuple[str, str]]:
         if outcome in ("failed", "canceled"):
             records.settle(job)
         if outcome in ("queued", "failed", "canceled"):
-            ctx.store.sweep(job_id)
             log.warning("job %s: worker %s lost during attempt %d: %s", job_id, job.worker,
                         job.attempts, outcome)
             done.append((job_id, outcome))
