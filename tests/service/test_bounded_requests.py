@@ -232,3 +232,28 @@ def test_many_image_requests_at_once_all_answer_as_one_does(service, alice):
         answers = pool.map(ask, range(32))
         assert alice.get("/healthz").status_code == 200
         assert all(answers)
+
+
+def test_pixel_work_runs_on_threads_of_lower_priority():
+    """Image work runs on niced threads of its own (app/work.py), so that the event loop's thread
+    is scheduled first on a busy machine; exceptions reach the route."""
+    import os
+    import threading
+
+    from app.work import pixel_work
+    from jobs.settings import get_settings
+
+    @pixel_work
+    def where():
+        return threading.current_thread().name, os.getpriority(os.PRIO_PROCESS,
+                                                               threading.get_native_id())
+
+    @pixel_work
+    def fails():
+        raise ValueError("from the pixel thread")
+
+    name, nice = where()
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert name.startswith("bragg-pixels") and nice == min(19, here + get_settings().work_nice)
+    with pytest.raises(ValueError, match="from the pixel thread"):
+        fails()
