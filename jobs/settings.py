@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     max_sources: int = Field(100_000, ge=1)
     #: crystal orientations of a job (phi steps x mosaic domains)
     max_orientations: int = Field(1_000_000, ge=1)
+    #: bytes of a job's structure-factor table (a float64 per point of the box of its Miller
+    #: indices: an HKL file's ranges, or a model's or MTZ file's P1 table to the detector's reach),
+    #: checked at submission by arithmetic; the default is the worker's own grid limit
+    #: (sim_core.cost.MAX_SF_TABLE_BYTES, 200,000,000 points)
+    max_sf_table_bytes: int = Field(1_600_000_000, ge=1)
     #: a worker's memory for a job's arrays (images, structure factors, orientations, sources)
     max_job_memory_bytes: int = Field(2 * 1024 ** 3, ge=1)
     #: size of a JSON request body, checked before it is read
