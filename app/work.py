@@ -1,72 +1,32 @@
-"""The API's heavy work, kept from holding up its event loop: pixel work on niced threads, large
-upload summaries in a niced child process.
+"""The API's heavy work kept from holding up its event loop: large upload summaries run in a child
+process at a lower OS priority.
 
-The event loop answers every request's network side (``/healthz`` among them) in one thread. Two
-things starved it on a loaded machine, although the work already ran in threads:
+The event loop answers every request's network side (``/healthz`` among them) in one thread. A
+summary that scans a model a line at a time in a thread of the API holds the GIL except when the
+interpreter switches threads (every ``sys.getswitchinterval()``, 5 ms), so the loop waited up to
+that long each time it took the GIL back (after each ``epoll``, ``recv``, ``send``): during a
+121 MB PDB's summary ``/healthz`` took 150-740 ms. An upload of ``upload_summary_process_bytes`` or
+more is summarized in a child process (:func:`summarize_upload`), which shares no GIL with the loop,
+``work_nice`` steps below the API's OS priority, so the scheduler runs the API first.
 
-* **the GIL**: a summary that scans a model a line at a time holds it except for the moments the
-  interpreter switches threads (every ``sys.getswitchinterval()``, 5 ms), so the loop waits that
-  long every time it takes the GIL back (after each ``epoll``, ``send``, ``recv``): a 121 MB PDB's
-  summary kept ``/healthz`` 200-700 ms. Summaries of uploads of ``upload_summary_process_bytes`` or
-  more run in a child process (:func:`summarize_upload`), which shares no GIL with the loop;
-* **the CPU**: with more busy threads than cores, the loop's thread waits its turn behind them.
-  Image work (region, info, profile) runs on its own threads (:func:`pixel_work`), and those and the
-  summary process run ``work_nice`` steps below the API's OS priority (Linux: niceness is per
-  thread), so the scheduler runs the loop first when it wakes.
-
-Both pools are made on first use and sized by the settings of that moment.
+(Pixel work stays on the API's threads: niced threads that hold the GIL part of the time were
+descheduled while holding it on a busy machine, and the loop waited for them.)
 """
 
 from __future__ import annotations
 
-import functools
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from jobs.settings import get_settings
 
 _lock = threading.Lock()
-_threads: ThreadPoolExecutor | None = None
 _processes: ProcessPoolExecutor | None = None
 #: the most summary processes at once (each holds its own bounded memory)
 SUMMARY_PROCESSES = 2
-
-
-def lower_priority(steps: int) -> None:
-    """Lower the calling thread's OS priority by ``steps`` (at most to 19); no-op where that is
-    not possible (an OS without per-thread niceness)."""
-    if steps <= 0:
-        return
-    try:
-        tid = threading.get_native_id()
-        now = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + steps))
-    except (AttributeError, OSError):
-        pass
-
-
-def _pixel_threads() -> ThreadPoolExecutor:
-    global _threads
-    with _lock:
-        if _threads is None:
-            settings = get_settings()
-            _threads = ThreadPoolExecutor(settings.image_work_concurrency,
-                                          thread_name_prefix="bragg-pixels",
-                                          initializer=lower_priority,
-                                          initargs=(settings.work_nice,))
-        return _threads
-
-
-def pixel_work(fn):
-    """``fn`` (a route's pixel work) runs on a niced thread of its own pool; the caller (a route's
-    thread) waits for it without holding the GIL. Its exceptions are raised to the caller."""
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        return _pixel_threads().submit(fn, *args, **kwargs).result()
-    return run
 
 
 def _summary_processes() -> ProcessPoolExecutor:
@@ -99,14 +59,12 @@ def summarize_upload(settings, path, kind: str, size: int) -> dict:
 
 
 def shutdown() -> None:
-    """Stop the pools (the API's shutdown); they are made again on next use."""
-    global _threads, _processes
+    """Stop the summary processes (the API's shutdown); they are started again on next use."""
+    global _processes
     with _lock:
-        threads, processes, _threads, _processes = _threads, _processes, None, None
+        processes, _processes = _processes, None
     if processes is not None:
         processes.shutdown(wait=False, cancel_futures=True)
-    if threads is not None:
-        threads.shutdown(wait=False, cancel_futures=True)
 
 
-__all__ = ["pixel_work", "summarize_upload", "lower_priority", "shutdown", "SUMMARY_PROCESSES"]
+__all__ = ["summarize_upload", "shutdown", "SUMMARY_PROCESSES"]

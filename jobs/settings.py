@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     #: uploads of this many bytes or more are summarized in a child process (0: every upload),
     #: which shares no GIL with the event loop
     upload_summary_process_bytes: int = Field(1024 * 1024, ge=0)
-    #: steps below the API's OS priority at which its pixel work threads and summary processes run
+    #: steps below the API's OS priority at which its upload summary processes run
     work_nice: int = Field(10, ge=0, le=19)
     #: downloads up to this size are checked against their sha256 before the answer starts
     #: (larger ones while they stream, ending it short on a mismatch)

@@ -39,7 +39,6 @@ from app.contract import binary
 from app.response_models import Geometry, ImageInfo, Profile
 from app.schemas import error_responses
 from app.views import etag_matches
-from app.work import pixel_work
 from jobs.job import Artifact, Job
 
 router = APIRouter(tags=["images"])
@@ -221,7 +220,6 @@ def get_image_region(job: OwnedJobDep, request: Request, ctx: CtxDep,
     return _region_answer(request, shown, slow, fast, step)
 
 
-@pixel_work
 def _region_answer(request: Request, shown: Shown, slow: str | None, fast: str | None,
                    step: int) -> Response:
     img = shown.pixels
@@ -278,7 +276,6 @@ def get_image_info(job: OwnedJobDep, ctx: CtxDep,
                                 "artifacts": viewable})
 
 
-@pixel_work
 def _info_answer(shown: Shown, extra: dict) -> JSONResponse:
     stats = _stats_cache.get_or_make(shown.tag,
                                      lambda: image_stats(shown.pixels, shown.saturation))
@@ -309,7 +306,6 @@ def _pixel(field: str, text: str, shape) -> tuple[int, int]:
     return s, f
 
 
-@pixel_work
 def _profile_answer(shown: Shown, start: str, end: str) -> JSONResponse:
     a = _pixel("start", start, shown.pixels.shape)
     b = _pixel("end", end, shown.pixels.shape)

@@ -235,31 +235,6 @@ def test_many_image_requests_at_once_all_answer_as_one_does(service, alice):
         assert all(answers)
 
 
-def test_pixel_work_runs_on_threads_of_lower_priority():
-    """Image work runs on niced threads of its own (app/work.py), so that the event loop's thread
-    is scheduled first on a busy machine; exceptions reach the route."""
-    import os
-    import threading
-
-    from app.work import pixel_work
-    from jobs.settings import get_settings
-
-    @pixel_work
-    def where():
-        return threading.current_thread().name, os.getpriority(os.PRIO_PROCESS,
-                                                               threading.get_native_id())
-
-    @pixel_work
-    def fails():
-        raise ValueError("from the pixel thread")
-
-    name, nice = where()
-    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    assert name.startswith("bragg-pixels") and nice == min(19, here + get_settings().work_nice)
-    with pytest.raises(ValueError, match="from the pixel thread"):
-        fails()
-
-
 def test_a_structure_factor_table_beyond_the_limit_is_refused_at_submission(alice, tmp_path):
     """A 4-atom model with a 1000 A cell uploads (its summary is small), but its P1 table to a 1 A
     wavelength's reach would be 530 GB: the submission is a 422 at the file's field, naming the
