@@ -51,5 +51,6 @@ def run_api(host: str | None = None, port: int | None = None, *, workers: int = 
                 log_level=log_level or settings.log_level, access_log=False,
                 http="app.http_protocol:BoundedH11Protocol",
                 timeout_keep_alive=settings.http_keepalive_s,
-                h11_max_incomplete_event_size=settings.http_max_header_bytes)
+                h11_max_incomplete_event_size=settings.http_max_header_bytes,
+                backlog=settings.http_backlog)
     return 0

@@ -6,12 +6,13 @@ the simulation or imports torch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Optional
 
 from sim_core.config import SimulationConfig
-from sim_core.cost import Cost, estimate
-from sim_core.errors import ConfigError, InputFileError
+from sim_core.cost import Cost, check_sf_table, estimate
+from sim_core.errors import ConfigError, InputFileError, StructureFactorTableError
 from sim_core.inputs import BY_FIELD, summarize
 
 from app.context import AppContext
@@ -59,15 +60,30 @@ def named(message: str, names: dict[str, str]) -> str:
     return message
 
 
+@dataclasses.dataclass(frozen=True)
+class JobCost(Cost):
+    """A submission's cost, with where its structure-factor file is named: the request's field
+    (``config.structure_factors.<file>`` or ``nanobragg_args.<index>``) and the file's name."""
+
+    sf_where: str = ""
+    sf_name: str = ""
+
+
 def job_cost(cfg: SimulationConfig, summaries: dict, form: str,
-             names: dict[str, str] | None = None, argv: list[str] | None = None) -> Cost:
+             names: dict[str, str] | None = None, argv: list[str] | None = None) -> JobCost:
     """The job's cost; 422 naming the field: ``config.<path>``, or for a command line
     ``nanobragg_args.<index>`` of the flag that set it, the message saying which flag and field
     (uploaded ids in the message shown by the names the job gives its files)."""
     try:
-        return estimate(cfg, summaries)
+        cost = estimate(cfg, summaries)
     except (ConfigError, InputFileError) as exc:
         raise config_error(exc, form, names, argv) from None
+    where = ""
+    if cost.sf_field:
+        where = f"config.{cost.sf_field}" if form != "nanobragg_args" \
+            else args_field(argv, cost.sf_field)[0]
+    return JobCost(**{f.name: getattr(cost, f.name) for f in dataclasses.fields(Cost)},
+                   sf_where=where, sf_name=(names or {}).get(cost.sf_file, cost.sf_file))
 
 
 def config_error(exc, form: str, names: dict[str, str] | None = None,
@@ -120,7 +136,7 @@ def check_cost(settings, cost: Cost, form: str) -> None:
     """Every limit the job's cost crosses, all in one 422."""
     checks = Checks()
     for one in (_check_pixels, _check_evaluations, _check_sources, _check_orientations,
-                _check_memory):
+                _check_memory, _check_sf_table):
         with checks.check():
             one(settings, cost, form)
     checks.done()
@@ -170,5 +186,21 @@ def _check_memory(settings, cost: Cost, form: str) -> None:
                              "orientations, sources)")
 
 
-__all__ = ["file_summary", "check_kind", "check_grid", "job_cost", "config_error", "check_cost", "check_series",
+def _check_sf_table(settings, cost: Cost, form: str) -> None:
+    """The structure-factor table the worker would build (a float64 per point of its index box,
+    sim_core.cost.check_sf_table), against max_sf_table_bytes: 422 at the file's field, naming
+    the file, the table's size and the limit."""
+    try:
+        check_sf_table(cost, settings.max_sf_table_bytes, limit_name="max_sf_table_bytes",
+                       name=getattr(cost, "sf_name", "") or None)
+    except StructureFactorTableError as exc:
+        where = getattr(cost, "sf_where", "") or (
+            f"config.{exc.field}" if form != "nanobragg_args" else "nanobragg_args")
+        raise ApiError(422, "the structure-factor table exceeds the limit max_sf_table_bytes",
+                       errors=[{"field": where, "limit": "max_sf_table_bytes",
+                                "value": exc.table_bytes, "allowed": exc.limit,
+                                "message": str(exc)}]) from None
+
+
+__all__ = ["JobCost", "file_summary", "check_kind", "check_grid", "job_cost", "config_error", "check_cost", "check_series",
            "args_field", "named"]

@@ -13,7 +13,7 @@ import redis.asyncio as aredis
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app import apidocs, conditional, contract, errors, web
+from app import apidocs, conditional, contract, errors, web, work
 from app.context import AppContext
 from app.guard import RequestGuard
 from app.image_work import ImageWorkGate
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper.start()
         yield
         sweeper.stop()
+        work.shutdown()
         await aconn.aclose()
         conn.close()
 

@@ -4,7 +4,7 @@ and the worker (VmHWM from /proc); then a long schemathesis run over the OpenAPI
 
     python -m bench.abuse                    # the inputs, then schemathesis (1,600 examples/operation)
     python -m bench.abuse --examples 0       # the inputs only
-    python -m bench.abuse --examples 0 --bounded-only   # MTZ headers, cells, connections...
+    python -m bench.abuse --examples 0 --bounded-only   # MTZ headers, cells, tables, connections...
     python -m bench.abuse --no-inputs --examples 500 --seed 8   # schemathesis only, another seed
 
 Targets: every input answered in < 2 s with a 4xx or handled, API peak RSS < 400 MB, worker
@@ -247,6 +247,14 @@ class Bench:
             "CRYST1    0.001    0.001    0.001  90.00  90.00  90.00 P 1\n"
             "ATOM      1  CA  GLY A   1       0.000   0.000   0.000  1.00 20.00           C\n"
             "END\n").encode(), "model"))
+        status, huge = b.upload("huge.pdb", (
+            "CRYST1 1000.000 1000.000 1000.000  90.00  90.00  90.00 P 1\n"
+            "ATOM      1  CA  GLY A   1       1.000   2.000   3.000  1.00 20.00           C\n"
+            "END\n").encode(), "model")
+        if status == 201:
+            b.record("model with a 1000 A cell: a 530 GB P1 table at 1 A", lambda: b.post_job(
+                {"config": cfg(crystal={"cell": None},
+                               structure_factors={"model_file": huge["id"], "default_F": 0})}))
         status, mat = b.upload("A.mat", b"1000 0 0\n0 1000 0\n0 0 1000\n", "matrix")
         if status == 201:
             b.record("-mat giving a 0.001 A cell", lambda: b.post_job({"nanobragg_args": [

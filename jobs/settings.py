@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     max_sources: int = Field(100_000, ge=1)
     #: crystal orientations of a job (phi steps x mosaic domains)
     max_orientations: int = Field(1_000_000, ge=1)
+    #: bytes of a job's structure-factor table (a float64 per point of the box of its Miller
+    #: indices: an HKL file's ranges, or a model's or MTZ file's P1 table to the detector's reach),
+    #: checked at submission by arithmetic; the default is the worker's own grid limit
+    #: (sim_core.cost.MAX_SF_TABLE_BYTES, 200,000,000 points)
+    max_sf_table_bytes: int = Field(1_600_000_000, ge=1)
     #: a worker's memory for a job's arrays (images, structure factors, orientations, sources)
     max_job_memory_bytes: int = Field(2 * 1024 ** 3, ge=1)
     #: size of a JSON request body, checked before it is read
@@ -125,11 +130,19 @@ class Settings(BaseSettings):
     http_body_timeout_s: float = Field(30.0, gt=0)
     #: open connections per API process; one more is closed as it is accepted
     http_max_connections: int = Field(1000, ge=1)
+    #: connections the kernel queues before the API accepts them, and the most the event loop
+    #: accepts in one turn (a flood is taken in slices, with other requests answered between)
+    http_backlog: int = Field(256, ge=1)
     #: bytes of a request's line and headers
     http_max_header_bytes: int = Field(16 * 1024, ge=1024)
     #: region, info and profile requests of one API process that work on pixels at once (the
     #: others wait): bounds the API's memory under many viewers
     image_work_concurrency: int = Field(4, ge=1)
+    #: uploads of this many bytes or more are summarized in a child process (0: every upload),
+    #: which shares no GIL with the event loop
+    upload_summary_process_bytes: int = Field(1024 * 1024, ge=0)
+    #: steps below the API's OS priority at which its upload summary processes run
+    work_nice: int = Field(10, ge=0, le=19)
     #: downloads up to this size are checked against their sha256 before the answer starts
     #: (larger ones while they stream, ending it short on a mismatch)
     artifact_check_first_bytes: int = Field(8 * 1024 * 1024, ge=0)

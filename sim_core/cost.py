@@ -15,9 +15,12 @@ Structure factors from a model or an MTZ file are priced too: the P1 table the w
 every reflection the detector can reach (:mod:`sim_core.structure_input`). Without torch the reach
 is bounded by the shortest wavelength's backscatter (|q| <= 2 / lambda, or ``1 / dmin_F_A`` when
 given, or ``1 / sampling.dmin_A``), with the worker's margin; the table's box and, for a model, the
-structure-factor terms (atoms x reflections in that sphere) follow from the cell. These are upper
-bounds, reported but not part of ``memory_bytes`` (the worker refuses a table beyond its grid limit
-with the reach it computed); the pixel evaluations stay exact.
+structure-factor terms (atoms x reflections in that sphere) follow from the cell. An MTZ file's box is
+also bounded by its own highest resolution (|h| <= a / d_high). These are upper bounds, not part of
+``memory_bytes``; :func:`check_sf_table` refuses a table (a float64 per point of its box, for an
+HKL file its index ranges) beyond a limit on its bytes, by arithmetic before any file is read: the
+service at submission (``max_sf_table_bytes``), the local command in its preflight
+(``MAX_SF_TABLE_BYTES``, the worker's own grid limit). The pixel evaluations stay exact.
 """
 
 from __future__ import annotations
@@ -29,8 +32,12 @@ from typing import Mapping, Optional
 import numpy as np
 
 from .config import SimulationConfig
-from .errors import ConfigError, InputFileError
+from .errors import ConfigError, InputFileError, StructureFactorTableError
 from .sampling import Grid, divergence_kept, recommended_oversample, resolve_sampling
+
+#: bytes of the largest structure-factor table a job may ask for (a float64 per point of the box of
+#: its Miller indices): the worker's own grid limit (sim_core.io.hkl.MAX_GRID_POINTS), 1.6 GB
+MAX_SF_TABLE_BYTES = 200_000_000 * 8
 
 #: divergence grids above this many points are not trimmed point by point (the count is then the
 #: untrimmed grid's, an upper bound)
@@ -54,6 +61,23 @@ class Cost:
     structure_grid_points: int = 0
     #: atoms x reflections of a model's structure factors (an upper bound; 0 without a model)
     structure_terms: int = 0
+    #: the structure-factor table's file: its config field and reference ("" without one), the
+    #: box of its Miller indices ((lo, hi) of h, k, l; for a model or MTZ file an upper bound) and,
+    #: for a model or MTZ file, the resolution (A) that bound reaches
+    sf_field: str = ""
+    sf_file: str = ""
+    sf_box: tuple = ()
+    sf_reach_A: float = 0.0
+
+    @property
+    def sf_table_points(self) -> int:
+        """Points of the structure-factor table the worker builds (0 without a file)."""
+        return self.grid_points or self.structure_grid_points
+
+    @property
+    def sf_table_bytes(self) -> int:
+        """Bytes of that table: a float64 per point (sim_core.io.hkl.HklGrid.F)."""
+        return 8 * self.sf_table_points
 
     @property
     def orientations(self) -> int:
@@ -232,11 +256,12 @@ def structure_notes(config: SimulationConfig, summaries: Mapping[str, dict]) -> 
 
 
 def _structure_cost(config: SimulationConfig, summaries: Mapping[str, dict],
-                    sampling) -> tuple[int, int]:
-    """(grid points, structure-factor terms) of a model's or MTZ file's P1 table: upper bounds."""
+                    sampling) -> tuple[int, int, list[int], float]:
+    """(grid points, structure-factor terms, largest |h|, |k|, |l|, q_cut) of a model's or MTZ
+    file's P1 table: upper bounds (zeros without either file)."""
     found = _structure_file(config, summaries)
     if found is None:
-        return 0, 0
+        return 0, 0, [], 0.0
     sf = config.structure_factors
     cell = list(found["cell"])
     lengths = [x * 1e10 for x in _cell_lengths_m(config, summaries)]
@@ -263,10 +288,15 @@ def _structure_cost(config: SimulationConfig, summaries: Mapping[str, dict],
     if sf.mtz_file and low > 0 and 1.0 / low > q_cut * (1 + CELL_TOLERANCE):
         raise ConfigError(f"{ref}: the file's lowest-resolution reflection ({low:.3g} A) lies "
                           f"beyond the detector's reach ({1 / q_cut:.3g} A at best)", field=field)
+    high = (found.get("resolution_A") or [0, 0])[1]
+    if sf.mtz_file and high > 0:
+        # an MTZ file's indices (and their symmetry mates) satisfy |h| <= a / d_high in its cell
+        box = [min(n, int(math.floor(x * (1 + CELL_TOLERANCE) / high + 1e-9)))
+               for n, x in zip(box, cell[:3])]
     points = math.prod(2 * n + 1 for n in box)
     reflections = min(points, math.ceil(4.0 / 3.0 * math.pi * q_cut ** 3 * _cell_volume_A3(cell)))
     terms = int(found.get("atoms", 0)) * reflections
-    return points, terms
+    return points, terms, box, q_cut
 
 
 def _oversample(config: SimulationConfig, summaries: Mapping[str, dict]) -> tuple[int, bool]:
@@ -363,14 +393,51 @@ def estimate(config: SimulationConfig, summaries: Mapping[str, dict] | None = No
     hkl = _summary(summaries, config.structure_factors.hkl_file, "structure_factors.hkl_file")
     check_structure_file(config, summaries)
     check_physical_cell(config, summaries)
-    structure_points, terms = _structure_cost(config, summaries, sampling)
+    structure_points, terms, box, q_cut = _structure_cost(config, summaries, sampling)
+    sf = config.structure_factors
+    if hkl:
+        sf_field, sf_file = "structure_factors.hkl_file", sf.hkl_file
+        sf_box = tuple(tuple(hkl[axis]) for axis in "hkl")
+    elif box:
+        sf_field = "structure_factors.model_file" if sf.model_file else "structure_factors.mtz_file"
+        sf_file, sf_box = sf.model_file or sf.mtz_file, tuple((-n, n) for n in box)
+    else:
+        sf_field, sf_file, sf_box = "", "", ()
     return Cost(shape=shape, pixels=pixels, subpixels=oversample * oversample,
                 oversample=oversample, layers=sampling.thickness.steps, sources=sources,
                 phi_steps=sampling.phi_steps, mosaic_domains=sampling.mosaic_domains,
                 grid_points=int(hkl["grid_points"]) if hkl else 0, exact=exact and exact_os,
                 notes=sampling.notes + tuple(structure_notes(config, summaries)),
                 structure_grid_points=structure_points,
-                structure_terms=terms)
+                structure_terms=terms, sf_field=sf_field, sf_file=sf_file or "", sf_box=sf_box,
+                sf_reach_A=1.0 / q_cut if box else 0.0)
 
 
-__all__ = ["Cost", "estimate", "check_one_image", "check_structure_file", "check_physical_cell", "structure_notes", "detector_shape", "divergence_count"]
+def check_sf_table(cost: Cost, limit: int = MAX_SF_TABLE_BYTES, *, limit_name: str = "",
+                   name: str | None = None, flag: str | None = None) -> None:
+    """Refuse a structure-factor table of more than ``limit`` bytes by arithmetic on the cost
+    (no file is read): StructureFactorTableError naming the file (``name``, else its reference),
+    its index box, its size, the limit (``limit_name`` when a setting gives it) and what to change.
+    """
+    table = cost.sf_table_bytes
+    if table <= limit:
+        return
+    file = name or cost.sf_file
+    box = ", ".join(f"{axis} {lo}..{hi}" for axis, (lo, hi) in zip("hkl", cost.sf_box))
+    if cost.sf_field == "structure_factors.hkl_file":
+        what, fix = f"its index ranges {box}", "use a file with a smaller range of Miller indices"
+    else:
+        what = (f"the indices {box} of its P1 table to {cost.sf_reach_A:.3g} A (the detector's "
+                "reach, bounded without its geometry by the shortest wavelength or the given "
+                "resolution)")
+        fix = ("limit the resolution of the structure factors with structure_factors.dmin_F_A "
+               "(-dmin_F) or sampling.dmin_A")
+    named = f"the limit {limit_name}" if limit_name else "the limit"
+    raise StructureFactorTableError(
+        f"{file}: {what} make a structure-factor table of {cost.sf_table_points:,} points, "
+        f"{table:,} bytes ({table / 2 ** 30:.2f} GiB, 8 a point); {named} is {limit:,} bytes "
+        f"({limit / 2 ** 30:.2f} GiB): {fix}", field=cost.sf_field, flag=flag,
+        table_bytes=table, limit=limit)
+
+
+__all__ = ["Cost", "estimate", "check_sf_table", "MAX_SF_TABLE_BYTES", "check_one_image", "check_structure_file", "check_physical_cell", "structure_notes", "detector_shape", "divergence_count"]

@@ -63,6 +63,19 @@ class ResourceError(SimCoreError):
         self.flag = flag
 
 
+class StructureFactorTableError(ResourceError):
+    """A structure-factor table larger than the limit on it, known by arithmetic before any file
+    is read: ``table_bytes`` (a float64 per point of its box) and ``limit`` (bytes); ``field`` is the
+    config field of the file that gives it (``structure_factors.hkl_file``, ``.model_file``,
+    ``.mtz_file``)."""
+
+    def __init__(self, message: str, *, field: str | None = None, flag: str | None = None,
+                 table_bytes: int = 0, limit: int = 0):
+        super().__init__(message, field=field, flag=flag)
+        self.table_bytes = table_bytes
+        self.limit = limit
+
+
 class InputFileError(SimCoreError):
     """An input file (HKL, matrix, source list, mask, model, MTZ) that is missing or malformed.
 

@@ -4,7 +4,9 @@ service's arithmetic (:func:`sim_core.cost.estimate`), before anything is alloca
 A command whose arrays need more memory than the machine has, or whose evaluations (all images of
 a series) would take more than a day even at a rate no device reaches today, is refused with a
 :class:`~sim_core.errors.ResourceError` that names the flag and the size, within a second, instead
-of running for minutes and dying of a MemoryError (or running for weeks). ``-force`` renders it
+of running for minutes and dying of a MemoryError (or running for weeks); one whose
+structure-factor table would exceed ``MAX_SF_TABLE_BYTES`` (the worker's grid limit) with its
+subclass :class:`~sim_core.errors.StructureFactorTableError`, before the file is read. ``-force`` renders it
 anyway (the problems become warnings). Memory beyond what is free right now is a warning only.
 
 Nothing here imports torch: the check runs before the simulator is loaded.
@@ -16,8 +18,8 @@ import os
 from pathlib import Path
 
 from .config import SimulationConfig
-from .cost import Cost, estimate
-from .errors import InputFileError, ResourceError
+from .cost import MAX_SF_TABLE_BYTES, Cost, check_sf_table, estimate
+from .errors import InputFileError, ResourceError, StructureFactorTableError
 from .flag_table import FLAGS_BY_NAME
 from .inputs import BY_FIELD, summarize
 
@@ -167,7 +169,8 @@ def _time_problem(cost: Cost, images: int,
 
 
 def check(config: SimulationConfig, argv: list[str], base: Path | str = ".", *,
-          force: bool = False, memory: int | None = None) -> list[str]:
+          force: bool = False, memory: int | None = None,
+          max_sf_table_bytes: int = MAX_SF_TABLE_BYTES) -> list[str]:
     """Price ``config`` (parsed from ``argv``; files relative to ``base``) for this machine.
 
     Returns warnings (memory beyond what is free now; with ``force``, what would be refused).
@@ -176,6 +179,8 @@ def check(config: SimulationConfig, argv: list[str], base: Path | str = ".", *,
     Raises:
         ResourceError: the arrays need more than the machine's memory, or the evaluations more
             than a day at OPTIMISTIC_RATE (not with ``force``); the message names the flag.
+        StructureFactorTableError: the structure-factor table would take more than
+            ``max_sf_table_bytes`` (not with ``force``); the message names the flag and the file.
         ConfigError, InputFileError: what the pricing itself finds wrong (as the service).
     """
     images = config.scan.images
@@ -186,13 +191,23 @@ def check(config: SimulationConfig, argv: list[str], base: Path | str = ".", *,
         from .series import image_config
         config = image_config(with_seeds(config), config.scan.first_image)
     cost = estimate(config, _summaries(config, Path(base)))
+    warnings = []
+    flags = flags_setting(argv, (cost.sf_field,)) if cost.sf_field else []
+    try:
+        check_sf_table(cost, max_sf_table_bytes, flag=flags[0].split()[0] if flags else None)
+    except StructureFactorTableError as exc:
+        if not force:
+            where = f"{flags[0]}: " if flags else ""
+            exc.message = f"{where}{exc.message} (or add -force to render it anyway)"
+            exc.args = (exc.message,)
+            raise
+        warnings.append(f"-force: rendering anyway: {exc}")
     problems = []
     memory = memory if memory is not None else physical_memory()
     if memory is not None and cost.memory_bytes > memory:
         problems.append(_memory_problem(cost, config, argv, memory))
     if cost.evaluations * images > OPTIMISTIC_RATE * MAX_SECONDS:
         problems.append(_time_problem(cost, images, argv))
-    warnings = []
     if problems and force:
         warnings += [f"-force: rendering anyway: {m}" for m, _, _, _ in problems]
     elif problems:

@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request as StarletteRequest
 
 from sim_core.errors import InputFileError
-from sim_core.inputs import KINDS, summarize
+from sim_core.inputs import KINDS
 from sim_core.io.summary import MAX_BYTES
 
 from app.context import AppContext
@@ -20,6 +20,7 @@ from app.deps import CtxDep, OwnerDep
 from app.limits import check_grid
 from app.errors import ApiError, invalid_field, limit_exceeded, not_found
 from app.schemas import FileRecord, error_responses
+from app.work import summarize_upload
 from jobs.store import safe_name
 
 router = APIRouter(tags=["files"])
@@ -63,7 +64,8 @@ def _receive_limited(request: Request, cap: int, limit: int):
 
 def _store_upload(ctx: AppContext, owner: str, upload: UploadFile, kind: str, name: str) -> dict:
     """Copy the upload into the store under its sha256 and record its summary (read with bounded
-    memory; runs in a worker thread, so the event loop keeps answering meanwhile)."""
+    memory; runs in a worker thread, and a large file's summary in a child process, so the event
+    loop keeps answering meanwhile: app/work.py)."""
     limit = upload_limit(ctx.settings, kind)
     tmp = ctx.store.scratch_file()
     try:
@@ -81,7 +83,7 @@ def _store_upload(ctx: AppContext, owner: str, upload: UploadFile, kind: str, na
         if size == 0:
             raise invalid_field("file", "the file is empty")
         try:
-            summary = summarize(tmp, kind)
+            summary = summarize_upload(ctx.settings, tmp, kind, size)
         except InputFileError as exc:
             message = str(exc).replace(str(tmp), name)
             err = {"field": "file", "message": message}

@@ -32,6 +32,10 @@ LIMITS = {
 }
 
 
+#: uploads of this size or more are summarized in a child process of the test API (app/work.py)
+SUMMARY_PROCESS_BYTES = 100_000
+
+
 def redis_server_binary() -> str | None:
     found = shutil.which("redis-server")
     if found:
@@ -85,6 +89,8 @@ class Service:
             "BRAGG_NAMESPACE": "bragg", "BRAGG_LEASE_TTL_S": "4", "BRAGG_REAPER_INTERVAL_S": "1",
             "BRAGG_HEARTBEAT_INTERVAL_S": "0.5", "BRAGG_JOB_RETRIES": "1",
             "BRAGG_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1",
+            # below BRAGG_MAX_UPLOAD_BYTES: the larger uploads go through the summary process
+            "BRAGG_UPLOAD_SUMMARY_PROCESS_BYTES": str(SUMMARY_PROCESS_BYTES),
             "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
             **LIMITS,
         })

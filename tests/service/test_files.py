@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from tests.service.conftest import LIMITS
+from tests.service.conftest import LIMITS, SUMMARY_PROCESS_BYTES
 from tests.service.helpers import golden, upload
 
 
@@ -88,3 +88,32 @@ def test_upload_needs_a_token(service):
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
     r = httpx.get(f"{service.base_url}/v1/jobs", headers={"Authorization": "Bearer nope"})
     assert r.status_code == 401
+
+
+def _pdb(atoms: int, bad_line: int | None = None) -> bytes:
+    """A P1 model of ``atoms`` atoms (about 81 bytes each); the atom on ``bad_line`` has a letter
+    for its x coordinate."""
+    rows = [b"CRYST1   50.000   60.000   70.000  90.00  90.00  90.00 P 1\n"]
+    for i in range(atoms):
+        x = "   abc  " if i + 2 == bad_line else f"{(i * 0.37) % 50:8.3f}"
+        rows.append((f"ATOM  {i % 99999 + 1:5d}  CA  GLY A{i % 9999 + 1:4d}    {x}"
+                     f"{(i * 0.11) % 60:8.3f}{(i * 0.07) % 70:8.3f}  1.00 20.00           C  \n"
+                     ).encode())
+    return b"".join(rows) + b"END\n"
+
+
+def test_a_large_model_is_summarized_apart_with_the_same_answers(alice):
+    """Uploads of BRAGG_UPLOAD_SUMMARY_PROCESS_BYTES or more are summarized in a child process
+    (app/work.py): the summary, and the 422 naming the line of a malformed one, are those of a
+    small file summarized in the API's thread."""
+    big = _pdb(10_000)
+    assert SUMMARY_PROCESS_BYTES < len(big) < int(LIMITS["BRAGG_MAX_UPLOAD_BYTES"])
+    r = _post(alice, "big.pdb", big, "model")
+    assert r.status_code == 201, r.text
+    small = _post(alice, "small.pdb", _pdb(20), "model").json()["summary"]
+    assert r.json()["summary"] == {**small, "atoms": 10_000}
+    r = _post(alice, "bad.pdb", _pdb(10_000, bad_line=7_000), "model")
+    assert r.status_code == 422, r.text
+    err = r.json()["errors"][0]
+    assert err["field"] == "file" and err["line"] == 7_000, err
+    assert err["message"].startswith("bad.pdb line 7000: x in columns 31-38"), err

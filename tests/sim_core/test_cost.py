@@ -247,3 +247,63 @@ def test_cells_from_files_are_checked_like_given_cells(tmp_path):
     with pytest.raises(ConfigError, match=r"d.mtz: no reflection of the cell \(40, 40, 30 A\) "
                                           r"lies within the detector's reach \(45 A at best\)"):
         estimate(none, {"d.mtz": mtz})
+
+
+def test_a_structure_factor_table_beyond_the_limit_is_refused_by_arithmetic(tmp_path):
+    """A model with a 1000 A cell at 1 A: its P1 table to the wavelength's reach would have
+    (2 x 2,024 + 1)^3 points, 530 GB. check_sf_table refuses it from the summary alone with a typed
+    error naming the file, the box, the size and the limit; dmin_F_A bounds it; the local command
+    (preflight) refuses it too, naming the flag, and renders it with -force."""
+    from sim_core import preflight
+    from sim_core.cost import MAX_SF_TABLE_BYTES, check_sf_table
+    from sim_core.errors import StructureFactorTableError
+    from tests.sim_core.test_structure import _config
+    from tests.structures import synthetic_structure, write_model
+
+    path = write_model(synthetic_structure(4, "P 1", (1000, 1000, 1000, 90, 90, 90)),
+                       tmp_path / "huge.pdb")
+    summaries = {path.name: summarize(path, "model")}
+    cost = estimate(_config(model_file=path.name), summaries)
+    assert cost.sf_field == "structure_factors.model_file" and cost.sf_file == "huge.pdb"
+    n = cost.sf_box[0][1]
+    assert cost.sf_table_bytes == 8 * (2 * n + 1) ** 3 > MAX_SF_TABLE_BYTES
+    with pytest.raises(StructureFactorTableError) as err:
+        check_sf_table(cost, MAX_SF_TABLE_BYTES, limit_name="max_sf_table_bytes")
+    assert err.value.field == "structure_factors.model_file"
+    assert (err.value.table_bytes, err.value.limit) == (cost.sf_table_bytes, MAX_SF_TABLE_BYTES)
+    assert str(err.value).startswith(f"huge.pdb: the indices h -{n}..{n}, k -{n}..{n}, l -{n}..{n}"
+                                     " of its P1 table to ")
+    assert f"{cost.sf_table_points:,} points, {cost.sf_table_bytes:,} bytes" in str(err.value)
+    assert "the limit max_sf_table_bytes is 1,600,000,000 bytes" in str(err.value)
+    assert "dmin_F_A (-dmin_F)" in str(err.value)
+    # at 10 A the table is (2 x 100 + 1)^3 points
+    bounded = estimate(_config(model_file=path.name, dmin_F_A=10.0), summaries)
+    assert bounded.sf_table_points == 201 ** 3
+    check_sf_table(bounded)
+    # the command line: refused before the file is read for its table, the flag named
+    argv = ["-model", "huge.pdb", "-lambda", "1", "-distance", "60", "-detpixels", "24",
+            "-pixel", "2", "-N", "5", "-oversample", "1"]
+    from sim_core.nanobragg_args import parse_nanobragg_args
+    cfg = parse_nanobragg_args(argv, base_dir=tmp_path).config
+    with pytest.raises(StructureFactorTableError, match=r"^-model huge.pdb: huge.pdb: the indices"):
+        preflight.check(cfg, argv, tmp_path)
+    warnings = preflight.check(cfg, argv, tmp_path, force=True)
+    assert any(w.startswith("-force: rendering anyway: huge.pdb: the indices") for w in warnings)
+
+
+def test_an_mtz_files_table_is_bounded_by_its_own_resolution(tmp_path):
+    """An MTZ file's P1 table holds no index beyond a / d_high of the file: the priced box is the
+    smaller of that and the wavelength's reach, and still holds the table the worker builds."""
+    from sim_core.experiment import build_experiment, local_files
+    from tests.sim_core.test_structure import CELL, _config
+    from tests.structures import write_mtz
+
+    ref = str(write_mtz(tmp_path / "x.mtz", "P 21 21 21", CELL, 4.0) and tmp_path / "x.mtz")
+    cfg = _config(mtz_file=ref)
+    cost = estimate(cfg, {ref: summarize(ref, "mtz")})
+    assert [hi for _, hi in cost.sf_box] == [10, 10, 7]  # 40 / 4, 40 / 4, 30 / 4
+    grid = build_experiment(cfg, local_files(tmp_path)).hkl_grid
+    for (lo, hi), (glo, ghi) in zip(cost.sf_box, ((grid.h_min, grid.h_max),
+                                                  (grid.k_min, grid.k_max),
+                                                  (grid.l_min, grid.l_max))):
+        assert lo <= glo and ghi <= hi
