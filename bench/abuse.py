@@ -252,9 +252,10 @@ class Bench:
             "ATOM      1  CA  GLY A   1       1.000   2.000   3.000  1.00 20.00           C\n"
             "END\n").encode(), "model")
         if status == 201:
-            b.record("model with a 1000 A cell: a 530 GB P1 table at 1 A", lambda: b.post_job(
+            b.record("model with a 1000 A cell to dmin_F_A 1 A: a 64 GB P1 table", lambda: b.post_job(
                 {"config": cfg(crystal={"cell": None},
-                               structure_factors={"model_file": huge["id"], "default_F": 0})}))
+                               structure_factors={"model_file": huge["id"], "default_F": 0,
+                                                  "dmin_F_A": 1.0})}))
         status, mat = b.upload("A.mat", b"1000 0 0\n0 1000 0\n0 0 1000\n", "matrix")
         if status == 201:
             b.record("-mat giving a 0.001 A cell", lambda: b.post_job({"nanobragg_args": [

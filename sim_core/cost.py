@@ -17,8 +17,9 @@ is bounded by the shortest wavelength's backscatter (|q| <= 2 / lambda, or ``1 /
 given, or ``1 / sampling.dmin_A``), with the worker's margin; the table's box and, for a model, the
 structure-factor terms (atoms x reflections in that sphere) follow from the cell. An MTZ file's box is
 also bounded by its own highest resolution (|h| <= a / d_high). These are upper bounds, not part of
-``memory_bytes``; :func:`check_sf_table` refuses a table (a float64 per point of its box, for an
-HKL file its index ranges) beyond a limit on its bytes, by arithmetic before any file is read: the
+``memory_bytes``; :func:`check_sf_table` refuses a table (a float64 per point of its box: an HKL
+file's index ranges, a model's or MTZ file's to a given ``dmin_F_A``; a bound on the detector's
+reach is not refused) beyond a limit on its bytes, by arithmetic before any file is read: the
 service at submission (``max_sf_table_bytes``), the local command in its preflight
 (``MAX_SF_TABLE_BYTES``, the worker's own grid limit). The pixel evaluations stay exact.
 """
@@ -68,6 +69,10 @@ class Cost:
     sf_file: str = ""
     sf_box: tuple = ()
     sf_reach_A: float = 0.0
+    #: the box is the table the worker builds, not only a bound on it: an HKL file's index ranges,
+    #: or a model's or MTZ file's table to a given dmin_F_A (without one the worker's reach comes
+    #: from the detector's geometry, which the arithmetic here only bounds)
+    sf_box_exact: bool = False
 
     @property
     def sf_table_points(self) -> int:
@@ -410,7 +415,8 @@ def estimate(config: SimulationConfig, summaries: Mapping[str, dict] | None = No
                 notes=sampling.notes + tuple(structure_notes(config, summaries)),
                 structure_grid_points=structure_points,
                 structure_terms=terms, sf_field=sf_field, sf_file=sf_file or "", sf_box=sf_box,
-                sf_reach_A=1.0 / q_cut if box else 0.0)
+                sf_reach_A=1.0 / q_cut if box else 0.0,
+                sf_box_exact=bool(hkl) or bool(box and sf.dmin_F_A))
 
 
 def check_sf_table(cost: Cost, limit: int = MAX_SF_TABLE_BYTES, *, limit_name: str = "",
@@ -418,20 +424,22 @@ def check_sf_table(cost: Cost, limit: int = MAX_SF_TABLE_BYTES, *, limit_name: s
     """Refuse a structure-factor table of more than ``limit`` bytes by arithmetic on the cost
     (no file is read): StructureFactorTableError naming the file (``name``, else its reference),
     its index box, its size, the limit (``limit_name`` when a setting gives it) and what to change.
+    Only a box the worker builds as it is (``Cost.sf_box_exact``) is refused: a bound on the
+    detector's reach is no reason to refuse a job (a large cell on a small detector renders
+    fine); the worker checks the table it computes before it allocates it.
     """
     table = cost.sf_table_bytes
-    if table <= limit:
+    if table <= limit or not cost.sf_box_exact:
         return
     file = name or cost.sf_file
     box = ", ".join(f"{axis} {lo}..{hi}" for axis, (lo, hi) in zip("hkl", cost.sf_box))
     if cost.sf_field == "structure_factors.hkl_file":
         what, fix = f"its index ranges {box}", "use a file with a smaller range of Miller indices"
     else:
-        what = (f"the indices {box} of its P1 table to {cost.sf_reach_A:.3g} A (the detector's "
-                "reach, bounded without its geometry by the shortest wavelength or the given "
-                "resolution)")
-        fix = ("limit the resolution of the structure factors with structure_factors.dmin_F_A "
-               "(-dmin_F) or sampling.dmin_A")
+        what = (f"the indices {box} of its P1 table to {cost.sf_reach_A:.3g} A "
+                "(structure_factors.dmin_F_A)")
+        fix = ("a larger structure_factors.dmin_F_A (-dmin_F), or none: the table then reaches "
+               "as far as the detector does")
     named = f"the limit {limit_name}" if limit_name else "the limit"
     raise StructureFactorTableError(
         f"{file}: {what} make a structure-factor table of {cost.sf_table_points:,} points, "

@@ -236,33 +236,38 @@ def test_many_image_requests_at_once_all_answer_as_one_does(service, alice):
 
 
 def test_a_structure_factor_table_beyond_the_limit_is_refused_at_submission(alice, tmp_path):
-    """A 4-atom model with a 1000 A cell uploads (its summary is small), but its P1 table to a 1 A
-    wavelength's reach would be 530 GB: the submission is a 422 at the file's field, naming the
-    file, the table's size and max_sf_table_bytes, by arithmetic on the summary (no worker sees
-    it); in a command line, at the -model flag."""
+    """A 4-atom model with a 1000 A cell uploads (its summary is small); asked for its structure
+    factors to 1 A (dmin_F_A), its P1 table would be 64 GB: the submission is a 422 at the file's
+    field, naming the file, the table's size and max_sf_table_bytes, by arithmetic on the summary
+    (no worker sees it); in a command line, at the -model flag. Without dmin_F_A the table reaches
+    as far as the detector does, which only the worker knows: the submission is accepted."""
     write_model(synthetic_structure(4, "P 1", (1000, 1000, 1000, 90, 90, 90)),
                 tmp_path / "huge.pdb")
     up = _post(alice, "huge.pdb", (tmp_path / "huge.pdb").read_bytes(), "model")
     assert up.status_code == 201, up.text
     model = up.json()["id"]
     r = alice.post("/v1/jobs", json={"config": {**GEOMETRY, "structure_factors": {
-        "model_file": model}}})
+        "model_file": model, "dmin_F_A": 1.0}}})
     assert r.status_code == 422, r.text
     err = next(e for e in r.json()["errors"] if e.get("limit") == "max_sf_table_bytes")
     assert err["field"] == "config.structure_factors.model_file"
     assert err["allowed"] == 1_600_000_000 and err["value"] > err["allowed"]
-    m = re.match(r"huge.pdb: the indices h -(\d+)\.\.\1, k -\1\.\.\1, l -\1\.\.\1 of its P1 "
-                 r"table to 0.494 A", err["message"])
-    assert m and 2000 < int(m.group(1)) < 2050, err  # 1000 A x (2 / 1 A + margins)
-    points = (2 * int(m.group(1)) + 1) ** 3
+    m = re.match(r"huge.pdb: the indices h -1000\.\.1000, k -1000\.\.1000, l -1000\.\.1000 of "
+                 r"its P1 table to 1 A \(structure_factors.dmin_F_A\)", err["message"])
+    assert m, err
+    points = 2001 ** 3
     assert err["value"] == 8 * points
     assert (f"make a structure-factor table of {points:,} points, {8 * points:,} bytes"
             in err["message"]), err
     assert "the limit max_sf_table_bytes is 1,600,000,000 bytes" in err["message"]
     r = alice.post("/v1/jobs", json={"nanobragg_args": [
-        "-model", "huge.pdb", "-lambda", "1", "-distance", "60", "-detpixels", "24", "-pixel", "2",
-        "-N", "5", "-oversample", "1"], "files": {"huge.pdb": model}})
+        "-model", "huge.pdb", "-dmin_F", "1", "-lambda", "1", "-distance", "60", "-detpixels",
+        "24", "-pixel", "2", "-N", "5", "-oversample", "1"], "files": {"huge.pdb": model}})
     assert r.status_code == 422, r.text
     err = next(e for e in r.json()["errors"] if e.get("limit") == "max_sf_table_bytes")
     assert err["field"] == "nanobragg_args.0"
     assert err["message"].startswith(m.group(0)), err
+    r = alice.post("/v1/jobs", json={"config": {**GEOMETRY, "structure_factors": {
+        "model_file": model}}})
+    assert r.status_code == 202, r.text
+    assert alice.post(f"/v1/jobs/{r.json()['id']}/cancel").status_code in (200, 202)

@@ -250,10 +250,11 @@ def test_cells_from_files_are_checked_like_given_cells(tmp_path):
 
 
 def test_a_structure_factor_table_beyond_the_limit_is_refused_by_arithmetic(tmp_path):
-    """A model with a 1000 A cell at 1 A: its P1 table to the wavelength's reach would have
-    (2 x 2,024 + 1)^3 points, 530 GB. check_sf_table refuses it from the summary alone with a typed
-    error naming the file, the box, the size and the limit; dmin_F_A bounds it; the local command
-    (preflight) refuses it too, naming the flag, and renders it with -force."""
+    """A model with a 1000 A cell asked for its structure factors to 1 A (dmin_F_A): its P1 table
+    would have 2,001^3 points, 64 GB. check_sf_table refuses it from the summary alone with a typed
+    error naming the file, the box, the size and the limit; a larger dmin_F_A bounds it; the local
+    command (preflight) refuses it too, naming the flag, and renders it with -force. Without
+    dmin_F_A the box is only a bound on the detector's reach (priced, not refused)."""
     from sim_core import preflight
     from sim_core.cost import MAX_SF_TABLE_BYTES, check_sf_table
     from sim_core.errors import StructureFactorTableError
@@ -263,26 +264,31 @@ def test_a_structure_factor_table_beyond_the_limit_is_refused_by_arithmetic(tmp_
     path = write_model(synthetic_structure(4, "P 1", (1000, 1000, 1000, 90, 90, 90)),
                        tmp_path / "huge.pdb")
     summaries = {path.name: summarize(path, "model")}
-    cost = estimate(_config(model_file=path.name), summaries)
+    cost = estimate(_config(model_file=path.name, dmin_F_A=1.0), summaries)
     assert cost.sf_field == "structure_factors.model_file" and cost.sf_file == "huge.pdb"
-    n = cost.sf_box[0][1]
-    assert cost.sf_table_bytes == 8 * (2 * n + 1) ** 3 > MAX_SF_TABLE_BYTES
+    assert cost.sf_box == ((-1000, 1000),) * 3 and cost.sf_box_exact
+    assert cost.sf_table_bytes == 8 * 2001 ** 3 > MAX_SF_TABLE_BYTES
     with pytest.raises(StructureFactorTableError) as err:
         check_sf_table(cost, MAX_SF_TABLE_BYTES, limit_name="max_sf_table_bytes")
     assert err.value.field == "structure_factors.model_file"
     assert (err.value.table_bytes, err.value.limit) == (cost.sf_table_bytes, MAX_SF_TABLE_BYTES)
-    assert str(err.value).startswith(f"huge.pdb: the indices h -{n}..{n}, k -{n}..{n}, l -{n}..{n}"
-                                     " of its P1 table to ")
+    assert str(err.value).startswith("huge.pdb: the indices h -1000..1000, k -1000..1000, "
+                                     "l -1000..1000 of its P1 table to 1 A "
+                                     "(structure_factors.dmin_F_A)")
     assert f"{cost.sf_table_points:,} points, {cost.sf_table_bytes:,} bytes" in str(err.value)
     assert "the limit max_sf_table_bytes is 1,600,000,000 bytes" in str(err.value)
-    assert "dmin_F_A (-dmin_F)" in str(err.value)
+    assert "a larger structure_factors.dmin_F_A (-dmin_F)" in str(err.value)
     # at 10 A the table is (2 x 100 + 1)^3 points
     bounded = estimate(_config(model_file=path.name, dmin_F_A=10.0), summaries)
     assert bounded.sf_table_points == 201 ** 3
     check_sf_table(bounded)
+    # without dmin_F_A: a bound on the wavelength's reach, far beyond the limit, not refused
+    loose = estimate(_config(model_file=path.name), summaries)
+    assert loose.sf_table_bytes > MAX_SF_TABLE_BYTES and not loose.sf_box_exact
+    check_sf_table(loose)
     # the command line: refused before the file is read for its table, the flag named
-    argv = ["-model", "huge.pdb", "-lambda", "1", "-distance", "60", "-detpixels", "24",
-            "-pixel", "2", "-N", "5", "-oversample", "1"]
+    argv = ["-model", "huge.pdb", "-dmin_F", "1", "-lambda", "1", "-distance", "60",
+            "-detpixels", "24", "-pixel", "2", "-N", "5", "-oversample", "1"]
     from sim_core.nanobragg_args import parse_nanobragg_args
     cfg = parse_nanobragg_args(argv, base_dir=tmp_path).config
     with pytest.raises(StructureFactorTableError, match=r"^-model huge.pdb: huge.pdb: the indices"):
