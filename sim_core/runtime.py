@@ -1,10 +1,20 @@
-"""Process-level tuning for CPU renders.
+"""Process-level tuning for CPU renders: the heap, OpenMP's waiting, and the thread count.
 
 PyTorch's CPU tensors come from malloc. A render allocates and frees many same-sized temporaries per
 chunk; with glibc's defaults each of those megabyte-sized blocks is mapped fresh from the kernel and
 page-faulted in again, which costs more than the arithmetic on it. Raising glibc's mmap and trim
 thresholds keeps freed blocks in the heap for reuse. It is applied once per process, only on glibc,
 and can be switched off with ``BRAGG_MALLOC_TUNING=0``.
+
+OpenMP threads that wait for work spin by default (libgomp: up to ~0.3 s). On an idle machine that
+is fastest; when other processes busy the cores, a spinning thread burns the time slice its
+partner needs and a render becomes 5-10x slower (measured). ``openmp_environment`` bounds the spin
+(``GOMP_SPINCOUNT``, a few microseconds' worth, then the thread sleeps); it must run before torch
+loads its OpenMP runtime, so ``nanobragg`` and ``nanobragg-server`` call it first thing.
+
+``nanobragg`` and ``nanobragg-server`` also choose the threads of each CPU render from the cores the
+other processes leave idle (``CpuMeter``, ``choose_threads``): a render does not add threads to
+cores that are already busy. An explicit ``OMP_NUM_THREADS`` turns that choice off.
 """
 
 from __future__ import annotations
@@ -12,6 +22,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import time
+from typing import Callable, Optional
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -37,3 +49,94 @@ def tune_allocator(limit_bytes: int = 1 << 30) -> bool:
         mallopt(_M_TRIM_THRESHOLD, int(2 * limit_bytes)))
     _done = ok
     return ok
+
+
+#: spin iterations before an idle OpenMP thread sleeps (libgomp's default is 300,000)
+SPINCOUNT = "20000"
+
+
+def openmp_environment(env=None) -> None:
+    """Bound OpenMP's spin-waiting in ``env`` (default: this process's environment) unless the
+    user chose a wait policy or a spin count. Call it before torch is imported."""
+    env = os.environ if env is None else env
+    if "OMP_WAIT_POLICY" not in env:
+        env.setdefault("GOMP_SPINCOUNT", SPINCOUNT)
+
+
+def _busy_seconds() -> Optional[float]:
+    """CPU seconds spent by the whole machine (every core, every process) since boot."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait
+    ticks = [int(x) for x in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class CpuMeter:
+    """How many cores other processes keep busy: the machine's CPU time from /proc/stat minus this
+    process's own, over the time since the last ``mark``. Costs two small reads; no sampling
+    thread."""
+
+    def __init__(self):
+        self.mark()
+
+    def mark(self) -> None:
+        self._t, self._busy, self._own = time.monotonic(), _busy_seconds(), _own_seconds()
+
+    def others_busy(self, min_window: float = 0.2) -> Optional[float]:
+        """Cores busy with other processes' work since the mark (None when it cannot tell, or the
+        window is shorter than ``min_window`` seconds)."""
+        busy = _busy_seconds()
+        wall = time.monotonic() - self._t
+        if busy is None or self._busy is None or wall < min_window:
+            return None
+        return max(0.0, (busy - self._busy - (_own_seconds() - self._own)) / wall)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def choose_threads(others_busy: Optional[float]) -> int:
+    """Threads for a render: the cores this process may use that others leave idle, at least one."""
+    cores = usable_cores()
+    if others_busy is None:
+        return cores
+    idle = (os.cpu_count() or cores) - others_busy
+    return max(1, min(cores, int(idle + 0.5)))
+
+
+_thread_policy: Optional[Callable[[], Optional[int]]] = None
+
+
+def set_thread_policy(policy: Optional[Callable[[], Optional[int]]]) -> None:
+    """Install the function a CPU render asks for its thread count (None: leave torch's)."""
+    global _thread_policy
+    _thread_policy = policy
+
+
+def apply_thread_policy() -> Optional[int]:
+    """Set torch's threads for the render about to start, when a policy is installed and the user
+    did not fix them with OMP_NUM_THREADS; returns the count set."""
+    if _thread_policy is None or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    n = _thread_policy()
+    if n:
+        import torch
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+    return n
