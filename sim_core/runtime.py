@@ -85,23 +85,28 @@ def _own_seconds() -> float:
 
 class CpuMeter:
     """How many cores other processes keep busy: the machine's CPU time from /proc/stat minus this
-    process's own, over the time since the last ``mark``. Costs two small reads; no sampling
-    thread."""
+    process's own, over the time since a mark. Costs two small reads; no sampling thread. A server
+    marks it now and then while idle and after each request; the window used is the latest mark
+    old enough to say something, else the one before it."""
 
     def __init__(self):
-        self.mark()
+        self._marks = [self._snapshot()]
+
+    @staticmethod
+    def _snapshot():
+        return time.monotonic(), _busy_seconds(), _own_seconds()
 
     def mark(self) -> None:
-        self._t, self._busy, self._own = time.monotonic(), _busy_seconds(), _own_seconds()
+        self._marks = [self._marks[-1], self._snapshot()]
 
     def others_busy(self, min_window: float = 0.2) -> Optional[float]:
-        """Cores busy with other processes' work since the mark (None when it cannot tell, or the
-        window is shorter than ``min_window`` seconds)."""
-        busy = _busy_seconds()
-        wall = time.monotonic() - self._t
-        if busy is None or self._busy is None or wall < min_window:
-            return None
-        return max(0.0, (busy - self._busy - (_own_seconds() - self._own)) / wall)
+        """Cores busy with other processes' work over the window (None when it cannot tell)."""
+        now_t, busy, own = self._snapshot()
+        for t, busy0, own0 in reversed(self._marks):
+            wall = now_t - t
+            if wall >= min_window and busy is not None and busy0 is not None:
+                return max(0.0, (busy - busy0 - (own - own0)) / wall)
+        return None
 
 
 def usable_cores() -> int:

@@ -155,7 +155,6 @@ def _render(conn: socket.socket, reader, argv: list[str], cwd: str | None) -> No
 
     threading.Thread(target=watch, daemon=True).start()
     out, err = _Stream(conn, 1, lock), _Stream(conn, 2, lock)
-    old = os.getcwd()
     t0 = time.monotonic()
     try:
         os.chdir(cwd or "/")
@@ -165,7 +164,7 @@ def _render(conn: socket.socket, reader, argv: list[str], cwd: str | None) -> No
         err.write(f"nanobragg-server: internal error: {exc!r}\n")
         code = 1
     finally:
-        os.chdir(old)
+        os.chdir("/")  # not the command's folder, which may be deleted after it
     with contextlib.suppress(OSError):
         _send(conn, {"exit": code}, lock)
     print(f"nanobragg-server: served a command of {len(argv)} arguments in {cwd}: exit {code}, "
@@ -215,6 +214,7 @@ def serve(idle_seconds: float = IDLE_SECONDS) -> bool:
     lock_fd = _take_lock(_lock_path())
     if lock_fd is None:
         return False
+    os.chdir("/")  # between commands the server stays out of every folder
     try:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a server that died; the lock says no other one runs
@@ -268,10 +268,16 @@ def start_in_background(idle_seconds: float = IDLE_SECONDS) -> subprocess.Popen 
     os.close(probe)
     env = dict(os.environ)
     openmp_environment(env)
+    # the same sim_core as this process's, whatever the working directory; the server runs in /
+    # (a command's folder may be deleted while it lives)
+    here = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [here] + [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     with open(path.parent / "server.log", "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "sim_core.server", "run", "--idle",
                                  str(idle_seconds)], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                cwd="/")
 
 
 def hand_over(argv: list[str], start: bool = True) -> int | None:
