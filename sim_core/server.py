@@ -301,6 +301,9 @@ def hand_over(argv: list[str], start: bool = True) -> int | None:
             _send(conn, {"go": True})
         except (OSError, ValueError):  # busy past the wait, or gone
             return None
+        except KeyboardInterrupt:
+            print("nanobragg: interrupted", file=sys.stderr)
+            return 130
         return _relay(reader)
 
 
