@@ -258,6 +258,34 @@ def verdicts(rows: list[dict], sines: dict[str, float]) -> list[tuple[bool | Non
     return out
 
 
+def _measure_ours(name, folder, case_args, dtype, mode, env, args, c_time, c_rss) -> dict:
+    """One row of the table: our command on ``name`` in ``dtype`` and ``mode``, printed."""
+    cmd = _nanobragg() + case_args + ["-dtype", dtype, "-device", args.device, "-noprogress"]
+    # the sine bound beside the warm render, in the same conditions
+    sin_before = sine_rates(0.5) if mode == "auto" else None
+    wall, rss, outs, walls = measure(cmd, folder, env, args.runs)
+    sin_row = None
+    if sin_before:
+        sin_row = (sin_before[dtype] + sine_rates(0.5)[dtype]) / 2
+    evals = _evaluations(outs[-1]) or 0
+    renders = [r for r in map(_render_seconds, outs) if r]
+    render = statistics.median(renders) if renders else None
+    row = {"case": name, "dtype": dtype, "mode": mode, "evaluations": evals, "wall_s": wall,
+           "walls_s": walls, "render_s": render, "evals_per_s": evals / wall,
+           "peak_rss_bytes": rss, "c_wall_s": c_time, "c_peak_rss_bytes": c_rss,
+           "sin_per_s": sin_row, "load": load_average()}
+    # auto/busy: the memory is the server's, not this client's
+    mem = f"{rss / 2**20:8.0f}" if mode == "cold" else f"{'-':>8s}"
+    sin_col = f"{render and evals / render / (sin_row / SINES_PER_EVALUATION):5.0%}" \
+        if sin_row and render else "    -"
+    print(f"{name:18s} {dtype:8s} {mode:5s} {evals / 1e6:6.1f}M {wall:7.2f} "
+          f"{_fmt(render, '7.2f', '      -')} {evals / wall / 1e6:7.1f} "
+          f"{_fmt(render and evals / render / 1e6, '10.1f', '         -')} {sin_col} "
+          f"{mem} {_fmt(c_time, '7.2f', '      -')} "
+          f"{_fmt(c_time and c_time / wall, '6.2f', '     -')}", flush=True)
+    return row
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", nargs="*", default=DEFAULT_CASES, choices=list(CASES))
@@ -301,17 +329,19 @@ def main(argv=None) -> int:
     rows = []
     c_cache: dict[tuple[str, bool], tuple[float, int]] = {}
     header = (f"{'case':18s} {'dtype':8s} {'mode':5s} {'evals':>7s} {'ours s':>7s} {'render':>7s} "
-              f"{'M ev/s':>7s} {'render M/s':>10s} {'peak MB':>8s} {'C s':>7s} {'x C':>6s}")
+              f"{'M ev/s':>7s} {'render M/s':>10s} {'sin %':>5s} {'peak MB':>8s} {'C s':>7s} {'x C':>6s}")
     print(header)
     print("-" * len(header))
     try:
-        for mode in args.modes:
-            busy = BusyCores(args.busy) if mode == "busy" else None
-            if busy:
-                busy.__enter__()
-            try:
-                for name in args.cases:
-                    folder, case_args = CASES[name]
+        # case by case (C quiet, cold, auto, then C and ours with the busy processes), so that
+        # each comparison is taken minutes apart at most, whatever the machine's load does
+        for name in args.cases:
+            folder, case_args = CASES[name]
+            for mode in args.modes:
+                busy = BusyCores(args.busy) if mode == "busy" else None
+                if busy:
+                    busy.__enter__()
+                try:
                     c_time = c_rss = None
                     key = (name, mode == "busy")
                     if args.c_bin and key not in c_cache:  # quiet: once for cold and auto
@@ -320,34 +350,11 @@ def main(argv=None) -> int:
                     if args.c_bin:
                         c_time, c_rss = c_cache[key]
                     for dtype in args.dtypes:
-                        cmd = _nanobragg() + case_args + ["-dtype", dtype, "-device", args.device,
-                                                          "-noprogress"]
-                        # the sine bound beside the warm render, in the same conditions
-                        sin_before = sine_rates(0.5) if mode == "auto" else None
-                        wall, rss, outs, walls = measure(cmd, folder, envs[mode], args.runs)
-                        sin_row = None
-                        if sin_before:
-                            sin_after = sine_rates(0.5)
-                            sin_row = (sin_before[dtype] + sin_after[dtype]) / 2
-                        evals = _evaluations(outs[-1]) or 0
-                        renders = [r for r in map(_render_seconds, outs) if r]
-                        render = statistics.median(renders) if renders else None
-                        row = {"case": name, "dtype": dtype, "mode": mode, "evaluations": evals,
-                               "wall_s": wall, "walls_s": walls, "render_s": render,
-                               "evals_per_s": evals / wall, "peak_rss_bytes": rss,
-                               "c_wall_s": c_time, "c_peak_rss_bytes": c_rss,
-                               "sin_per_s": sin_row, "load": load_average()}
-                        rows.append(row)
-                        # auto/busy: the memory is the server's, not this client's
-                        mem = f"{rss / 2**20:8.0f}" if mode == "cold" else f"{'-':>8s}"
-                        print(f"{name:18s} {dtype:8s} {mode:5s} {evals / 1e6:6.1f}M {wall:7.2f} "
-                              f"{_fmt(render, '7.2f', '      -')} {evals / wall / 1e6:7.1f} "
-                              f"{_fmt(render and evals / render / 1e6, '10.1f', '         -')} "
-                              f"{mem} {_fmt(c_time, '7.2f', '      -')} "
-                              f"{_fmt(c_time and c_time / wall, '6.2f', '     -')}", flush=True)
-            finally:
-                if busy:
-                    busy.__exit__(None, None, None)
+                        rows.append(_measure_ours(name, folder, case_args, dtype, mode,
+                                                  envs[mode], args, c_time, c_rss))
+                finally:
+                    if busy:
+                        busy.__exit__(None, None, None)
     finally:
         if auto is not None:
             auto.stop()
