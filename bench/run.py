@@ -205,9 +205,13 @@ class AutoServer:
             time.sleep(0.25)
         raise RuntimeError("the server started by the first command was not ready in 900 s")
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Stop the server; returns its log (one line per served command, with its threads)."""
         subprocess.run(_server() + ["stop"], env=self.env, capture_output=True)
+        log = Path(self.dir) / "server.log"
+        text = log.read_text() if log.exists() else ""
         shutil.rmtree(self.dir, ignore_errors=True)
+        return text
 
 
 def _fmt(x, spec, none="-"):
@@ -357,7 +361,9 @@ def main(argv=None) -> int:
                         busy.__exit__(None, None, None)
     finally:
         if auto is not None:
-            auto.stop()
+            info["server_log"] = auto.stop()
+            threads = re.findall(r", (\w+) threads$", info["server_log"], re.M)
+            print("server's threads per command:", " ".join(threads))
     info["load_after"] = load_average()
     print(f"load average: {info['load_before']} before, {info['load_after']} after")
     judged = verdicts(rows, sines)

@@ -13,8 +13,8 @@ partner needs and a render becomes 5-10x slower (measured). ``openmp_environment
 loads its OpenMP runtime, so ``nanobragg`` and ``nanobragg-server`` call it first thing.
 
 ``nanobragg`` and ``nanobragg-server`` also choose the threads of each CPU render from how busy other
-processes keep the cores (``CpuMeter``, ``choose_threads``): all cores while the others' work fits
-on them, fewer once it alone oversubscribes them. An explicit ``OMP_NUM_THREADS`` turns that
+processes keep the cores (``CpuMeter``, ``choose_threads``): all cores unless the others' work alone
+oversubscribes them more than twice, fewer beyond that. An explicit ``OMP_NUM_THREADS`` turns that
 choice off.
 """
 
@@ -117,23 +117,31 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+#: other processes' work, in multiples of the cores, beyond which a render takes fewer threads
+OVERSUBSCRIBED = 2.0
+
+
 def choose_threads(others_busy: Optional[float]) -> int:
-    """Threads for a render: every core this process may use while the other processes' work fits
-    on the machine's cores, fewer once it alone oversubscribes them, at least one.
+    """Threads for a render: every core this process may use unless other processes' work alone
+    oversubscribes the cores more than ``OVERSUBSCRIBED`` times; then one fewer for each core's
+    worth beyond that, at least one.
 
     The scheduler shares a busy core between threads, not processes: with as many threads as cores
-    a render gets the share the C program's OpenMP threads get. Once other work alone exceeds the
-    cores, each extra thread mostly waits at the end of a chunk for its descheduled partners
-    (measured at load 8 on 2 cores, passive waiting: one thread 2.6 s, two 3.0 s).
+    a render gets the share the C program's OpenMP threads get (measured with two busy processes on
+    the 2 cores: one thread made a served render 5x slower, the C program 2.3x). Far beyond that,
+    each extra thread mostly waits at the end of a chunk for its descheduled partners (measured at
+    load 8 on 2 cores, passive waiting: one thread 2.6 s, two 3.0 s).
     """
     cores = usable_cores()
     if others_busy is None:
         return cores
-    excess = others_busy - (os.cpu_count() or cores)
+    excess = others_busy - OVERSUBSCRIBED * (os.cpu_count() or cores)
     return max(1, min(cores, cores - int(excess + 0.5))) if excess > 0 else cores
 
 
 _thread_policy: Optional[Callable[[], Optional[int]]] = None
+#: the threads the policy chose for the last render (for the server's log)
+last_choice: Optional[int] = None
 
 
 def set_thread_policy(policy: Optional[Callable[[], Optional[int]]]) -> None:
@@ -145,9 +153,10 @@ def set_thread_policy(policy: Optional[Callable[[], Optional[int]]]) -> None:
 def apply_thread_policy() -> Optional[int]:
     """Set torch's threads for the render about to start, when a policy is installed and the user
     did not fix them with OMP_NUM_THREADS; returns the count set."""
+    global last_choice
     if _thread_policy is None or os.environ.get("OMP_NUM_THREADS"):
         return None
-    n = _thread_policy()
+    n = last_choice = _thread_policy()
     if n:
         import torch
         if torch.get_num_threads() != n:

@@ -167,8 +167,11 @@ def _render(conn: socket.socket, reader, argv: list[str], cwd: str | None) -> No
         os.chdir("/")  # not the command's folder, which may be deleted after it
     with contextlib.suppress(OSError):
         _send(conn, {"exit": code}, lock)
+    from . import runtime
     print(f"nanobragg-server: served a command of {len(argv)} arguments in {cwd}: exit {code}, "
-          f"{time.monotonic() - t0:.2f} s", file=sys.stderr, flush=True)
+          f"{time.monotonic() - t0:.2f} s, {runtime.last_choice or 'default'} threads",
+          file=sys.stderr, flush=True)
+    runtime.last_choice = None
 
 
 class _WarmUp:
