@@ -34,7 +34,7 @@ from .errors import RenderCancelled
 from .experiment import Experiment
 from .geometry.pixels import LoopGeometry, PixelFrame, loop_geometry
 from . import kernels
-from .runtime import tune_allocator
+from .runtime import apply_thread_policy, tune_allocator
 
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
@@ -545,6 +545,8 @@ class Engine:
                *, pixel_subset: np.ndarray | None = None, state: SequenceState | None = None,
                recorders: dict[int, Recorder] | None = None) -> tuple[torch.Tensor, RenderStats]:
         """Render the image (slow, fast); returns it with the run statistics."""
+        if self.device.type == "cpu":
+            apply_thread_policy()  # nanobragg's and the server's choice from the idle cores
         exp = self.exp
         order = exp.render_pixels()
         n = order.size

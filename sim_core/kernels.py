@@ -164,13 +164,20 @@ def kernel(kind: str, compiled: bool):
 
 
 def call(fn, kind: str, *args):
-    """Run ``fn``; if a compiled kernel fails to build, fall back to the eager one for good."""
+    """Run ``fn``; if a compiled kernel fails to build, fall back to the eager one for good.
+
+    Always without autograd (the engine fuses only renders that need no gradient): the warm-up
+    compiles in that mode, and a render in another would recompile on its first chunk (a guard on
+    the grad mode), seconds that the first served command of each kind and dtype paid.
+    """
     global _failed
     try:
-        return fn(*args)
+        with torch.no_grad():
+            return fn(*args)
     except Exception as exc:
         if fn is _EAGER[kind]:
             raise
         log.warning("compiled kernel failed (%s); using the eager engine from now on", exc)
         _failed = True
-        return _EAGER[kind](*args)
+        with torch.no_grad():
+            return _EAGER[kind](*args)

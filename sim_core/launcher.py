@@ -1,46 +1,47 @@
-"""The ``nanobragg`` console script: hands the command to a running ``nanobragg-server`` if there
-is one (see :mod:`sim_core.server`), else renders in this process. Imports only the standard
-library until it knows which, so that a served command starts in tens of milliseconds.
-Set ``NANOBRAGG_SERVER=off`` to always render in-process.
+"""The ``nanobragg`` console script: hands the command to the user's warm ``nanobragg-server``
+(:mod:`sim_core.server`) when one is ready, else renders in this process, and starts a server in
+the background when there is none, so that the next commands get the compiled kernels without
+anyone starting anything. Imports only the standard library until it knows which, so that a
+served command starts in tens of milliseconds.
+
+``NANOBRAGG_SERVER=off`` always renders in-process and starts nothing; ``NANOBRAGG_SERVER=use``
+uses a running server but never starts one. Output files, standard output and error and the exit
+status are the same either way.
+
+While the server compiles its kernels (5-30 s after it starts) a command renders in its own process
+rather than waiting: a cold render costs the import (~1 s) and the eager engine, which for every
+bench command is less than the compilation still ahead (docs/performance.md).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+OFF = ("off", "0", "no", "false")
 
-def _remote(conn, argv: list[str]) -> int:
-    from .server import _send
 
-    with conn:
-        _send(conn, {"argv": argv, "cwd": os.getcwd()})
-        reader = conn.makefile("r")
-        try:
-            for line in reader:
-                msg = json.loads(line)
-                if "exit" in msg:
-                    return int(msg["exit"])
-                stream = sys.stdout if msg.get("fd") == 1 else sys.stderr
-                stream.write(msg.get("data", ""))
-                stream.flush()
-        except KeyboardInterrupt:
-            print("nanobragg: interrupted", file=sys.stderr)
-            return 130
-    print("nanobragg: the server went away before finishing", file=sys.stderr)
-    return 1
+def in_process(argv: list[str]) -> int:
+    """Render ``argv`` in this process: OpenMP's waiting bounded before torch loads, and the
+    render's threads chosen from the cores that other processes left idle while it started."""
+    from . import runtime
+
+    runtime.openmp_environment()
+    meter = runtime.CpuMeter()  # the import of torch, next, is the window it measures
+    runtime.set_thread_policy(lambda: runtime.choose_threads(meter.others_busy()))
+    from .cli import main as cli_main
+    return cli_main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if os.environ.get("NANOBRAGG_SERVER", "auto").lower() not in ("off", "0", "no"):
-        from .server import connect
-        conn = connect()
-        if conn is not None:
-            return _remote(conn, argv)
-    from .cli import main as cli_main
-    return cli_main(argv)
+    setting = os.environ.get("NANOBRAGG_SERVER", "auto").lower()
+    if setting not in OFF and argv and argv[0] not in ("-h", "-help", "--help"):
+        from .server import hand_over
+        code = hand_over(argv, start=setting != "use")
+        if code is not None:
+            return code
+    return in_process(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

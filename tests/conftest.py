@@ -13,3 +13,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # the tests start many of them, so they leave that off. tests/sim_core/test_kernels.py turns it on
 # for itself.
 os.environ.setdefault("BRAGG_COMPILE", "off")
+
+# Every plain `nanobragg` command hands itself to the user's render server and starts one when there
+# is none; tests run it in-process and start no server behind them. The tests of the server
+# (tests/sim_core/test_server.py) turn it on for themselves, in their own folders, and stop what
+# they start.
+os.environ.setdefault("NANOBRAGG_SERVER", "off")

@@ -1,10 +1,8 @@
-"""The ``nanobragg`` command line end to end: files, errors, and the warm server."""
+"""The ``nanobragg`` command line end to end: files and errors (the server: test_server.py)."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -82,50 +80,3 @@ def test_malformed_hkl_names_file_and_line(tmp_path):
     res = run(["-cell", "50", "-hkl", "bad.hkl", "-detpixels", "8"], tmp_path)
     assert res.returncode == 1
     assert "bad.hkl line 3" in res.stderr
-
-
-@pytest.fixture
-def server(tmp_path):
-    env = dict(os.environ, NANOBRAGG_SERVER_DIR=str(tmp_path / "srv"))
-    start = subprocess.run([str(BIN / "nanobragg-server"), "start", "--idle", "120"], env=env,
-                           capture_output=True, text=True, timeout=120)
-    assert start.returncode == 0, start.stderr
-    yield env
-    subprocess.run([str(BIN / "nanobragg-server"), "stop"], env=env, capture_output=True)
-
-
-def test_server_renders_the_same_files(tmp_path, server):
-    case = load_case("dmin_roi")
-    local = case.copy_to(tmp_path / "local")
-    served = case.copy_to(tmp_path / "served")
-    assert run(case.args, local).returncode == 0
-    res = subprocess.run([str(BIN / "nanobragg"), *case.args], cwd=served, env=server,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
-    assert "max_I" in res.stdout
-    for name in ("float.bin", "intimage.img", "image.pgm"):
-        assert (served / name).read_bytes() == (local / name).read_bytes(), name
-    status = subprocess.run([str(BIN / "nanobragg-server"), "status"], env=server,
-                            capture_output=True, text=True)
-    assert status.returncode == 0 and "running" in status.stdout
-    bad = subprocess.run([str(BIN / "nanobragg"), "-nonsense"], cwd=served, env=server,
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "unknown flag -nonsense" in bad.stderr
-
-
-def test_interrupting_a_served_render_cancels_it(tmp_path, server):
-    args = ["-cell", "50", "60", "70", "90", "90", "90", "-default_F", "10", "-N", "8",
-            "-detpixels", "512", "-mosaic", "1", "-mosaic_domains", "200", "-phisteps", "20",
-            "-osc", "1", "-oversample", "2", "-floatfile", "f.bin", "-nonoise"]
-    proc = subprocess.Popen([str(BIN / "nanobragg"), *args], cwd=tmp_path, env=server,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert not (tmp_path / "f.bin").exists()
-    # the server survived and serves the next command
-    small = ["-cell", "50", "-default_F", "1", "-detpixels", "16", "-nonoise"]
-    again = subprocess.run([str(BIN / "nanobragg"), *small], cwd=tmp_path, env=server,
-                           capture_output=True, text=True, timeout=60)
-    assert again.returncode == 0, again.stderr
