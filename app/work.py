@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -36,9 +37,22 @@ def _summary_processes() -> ProcessPoolExecutor:
             # spawn: the API has threads, which a fork would copy in whatever state they are
             _processes = ProcessPoolExecutor(SUMMARY_PROCESSES,
                                              mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=os.nice,
-                                             initargs=(get_settings().work_nice,))
+                                             initializer=_child_start,
+                                             initargs=(get_settings().work_nice, os.getpid()))
         return _processes
+
+
+def _child_start(nice: int, api_pid: int) -> None:
+    """A summary process: ``nice`` steps below the API, and gone within a second of the API (an
+    API killed, or stopped without its shutdown, must not leave its children running)."""
+    os.nice(nice)
+
+    def watch() -> None:
+        while os.getppid() == api_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="api-watch", daemon=True).start()
 
 
 def summarize_upload(settings, path, kind: str, size: int) -> dict:
