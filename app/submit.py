@@ -387,10 +387,6 @@ def create_series(ctx: AppContext, owner: str, prepared: PreparedJob, *,
     return job_id
 
 
-def _images_label(group: list[int]) -> str:
-    return f"image {group[0]}" if len(group) == 1 else f"images {group[0]}-{group[-1]}"
-
-
 def queued_job(settings, job_id: str, owner: str, *, kind: JobKind, config, file_names: dict,
                 outputs: list[str], shape, evaluations: int, warnings: list[str],
                 label: Optional[str], parent: Optional[str], trace_pixels,
