@@ -84,13 +84,16 @@ def _set_level(info: zipfile.ZipInfo, level: Optional[int]) -> None:
 def stream_zip(files: Iterable[Union[DatasetFile, tuple]],
                extra: Optional[Mapping[str, Union[bytes, str]]] = None, *,
                chunk_size: int = CHUNK, compression: int = zipfile.ZIP_DEFLATED,
-               compresslevel: Optional[int] = 1) -> Iterator[bytes]:
+               compresslevel: Optional[int] = 1,
+               made_at: Optional[float] = None) -> Iterator[bytes]:
     """Yield a zip of ``extra`` (name → small content, first), ``files`` and ``sha256.txt``.
 
     ``files`` holds :class:`DatasetFile` or ``(name, path)`` / ``(name, path, sha256)`` tuples and
     is consumed lazily. Names are relative POSIX paths (``images/image_00001.img``), each used once;
     ``sha256.txt`` is reserved. File members keep their modification time and permission bits;
-    ``extra`` members and ``sha256.txt`` get the time the stream started.
+    ``extra`` members and ``sha256.txt`` get the time ``made_at`` (epoch seconds; a job's end, so
+    that every download of a finished job's dataset is the same bytes), else the time the stream
+    started.
 
     Raises (while iterating): ValueError for a bad or repeated name, OSError for an unreadable
     file, :class:`ChecksumMismatch` when a file's digest differs from the one given.
@@ -98,7 +101,7 @@ def stream_zip(files: Iterable[Union[DatasetFile, tuple]],
     sink = _Sink()
     seen: set[str] = set()
     digests: list[tuple[str, str]] = []
-    started = time.localtime()[:6]
+    started = time.localtime(made_at)[:6]
     with zipfile.ZipFile(sink, "w", compression=compression, allowZip64=True) as zf:
 
         def member(info: zipfile.ZipInfo, blocks: Iterable[bytes]) -> Iterator[bytes]:

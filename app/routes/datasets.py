@@ -89,6 +89,8 @@ def get_dataset(job: OwnedJobDep, ctx: CtxDep, request: Request):
     if not spec(job).has_images:
         raise not_found("dataset", hint=f"a {job.kind.value} job's files are its artifacts")
     extras, files = job_dataset(ctx, job)
-    return StreamingResponse(stream_zip(files, extras), media_type=_zip_type(request),
+    # the members made now are dated by the job's end: every download is the same bytes
+    return StreamingResponse(stream_zip(files, extras, made_at=job.finished_at),
+                             media_type=_zip_type(request),
                              headers={"Content-Disposition": f'attachment; filename="{job.id}.zip"',
                                       "Cache-Control": "private, no-cache"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import subprocess
 import threading
 import tracemalloc
@@ -105,6 +106,22 @@ def test_known_digests_are_checked_while_streaming(dataset, tmp_path):
     _check_archive(out, [dataset[0], dataset[1]], {})
     with pytest.raises(ChecksumMismatch, match="image_00001"):
         b"".join(stream_zip([DatasetFile(name, path, "0" * 64)]))
+
+
+def test_a_dataset_made_at_a_given_time_is_the_same_bytes_whenever_it_is_streamed(dataset):
+    """The members made on the fly (``extra``, ``sha256.txt``) are dated ``made_at`` (the route
+    passes the job's end), not the time of the download: two downloads of one finished dataset,
+    seconds apart, are the same bytes."""
+    import time
+
+    made_at = time.time() - 3 * 86400
+    first = b"".join(stream_zip(dataset, EXTRA, made_at=made_at))
+    with zipfile.ZipFile(io.BytesIO(first)) as z:
+        dated = {i.filename: i.date_time for i in z.infolist()}
+    expected = time.localtime(made_at)[:6]
+    expected = expected[:5] + (expected[5] - expected[5] % 2,)  # zip keeps even seconds
+    assert all(dated[name] == expected for name in [*EXTRA, SEAL]), dated
+    assert b"".join(stream_zip(dataset, EXTRA, made_at=made_at)) == first
 
 
 @pytest.mark.parametrize("name", ["", "/abs.img", "../up.img", "a/../b", "a\\b", "sha256.txt",
