@@ -430,16 +430,11 @@ def after_record(ctx: AppContext, owner: str, file_names: dict) -> None:
 def owner_over_limit(ctx: AppContext, owner: str, over: OverLimit) -> ApiError:
     """429: which of the owner's limits the submission would exceed, the owner's unfinished work
     with it, and when to try again: once the excess has rendered at the service's recent rate."""
-    s = ctx.settings
-    allowed = {"jobs": s.max_queued_jobs_per_owner, "images": s.max_queued_images_per_owner,
-               "evaluations": s.max_queued_evaluations_per_owner}[over.limit]
-    name = f"max_queued_{over.limit}_per_owner"
-    excess = over.value() - allowed
-    per_unit = {"jobs": over.evaluations / max(1, over.jobs),
-                "images": over.evaluations / max(1, over.images), "evaluations": 1}[over.limit]
-    wait = wait_seconds(ctx, excess * per_unit)
-    what = {"jobs": "unfinished jobs", "images": "unfinished images",
-            "evaluations": "unfinished evaluations"}[over.limit]
+    name = f"max_queued_{over.limit}_per_owner"  # the setting of each counted quantity
+    allowed = getattr(ctx.settings, name)
+    what = f"unfinished {over.limit}"
+    # the excess, in evaluations: the owner's average per job, per image, or 1 per evaluation
+    wait = wait_seconds(ctx, (over.value() - allowed) * over.evaluations / max(1, over.value()))
     return ApiError(
         429, f"{owner} would have {over.value():,} {what} with this submission; the limit "
              f"{name} is {allowed:,}",

@@ -20,7 +20,6 @@ import time
 
 import httpx
 import redis
-from rq import Queue
 
 from bench.service_stack import Stack, machine
 from jobs import queue as rq_queue
@@ -43,11 +42,8 @@ def _until(c: httpx.Client, job_id: str, statuses: set[str], timeout: float) -> 
 
 
 def _left_on_queues(r: redis.Redis, ns: str, series_id: str) -> int:
-    left = 0
-    for device in rq_queue.DEVICES:
-        key = Queue(rq_queue.queue_name(ns, device), connection=r).key
-        left += sum(1 for m in r.lrange(key, 0, -1) if m.decode().startswith(series_id))
-    return left
+    return sum(1 for d in rq_queue.DEVICES for m in rq_queue.waiting(r, rq_queue.queue_name(ns, d))
+               if m.startswith(series_id))
 
 
 def run(series: int, images: int, workers: int, settle_s: float, repeat: int) -> None:

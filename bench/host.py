@@ -6,25 +6,25 @@ import os
 from pathlib import Path
 
 
-def cpu_model() -> str | None:
-    """The processor's model name from /proc/cpuinfo, where there is one."""
+def _cpuinfo(*keys: str) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with one of ``keys``, where there is
+    one."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(keys):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return None
 
 
+def cpu_model() -> str | None:
+    """The processor's model name from /proc/cpuinfo, where there is one."""
+    return _cpuinfo("model name")
+
+
 def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set((_cpuinfo("flags", "Features") or "").split())
 
 
 def vector_extension() -> str | None:
@@ -44,3 +44,14 @@ def load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except OSError:
         return None
+
+
+def describe() -> str:
+    """One line for a benchmark's output: the processor, its vector extension, the CPUs, the
+    load averages and Python (ratios between runs on different processors differ by 2x)."""
+    import sys
+
+    load = os.getloadavg()
+    return (f"{cpu_model() or 'unknown CPU'} ({vector_extension() or 'no known vector extension'}),"
+            f" {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+            f"Python {sys.version.split()[0]}")

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from bench.host import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
 
@@ -97,6 +99,5 @@ class Stack:
 
 
 def machine() -> str:
-    load = os.getloadavg()
-    return (f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
-            f"Python {sys.version.split()[0]}")
+    """The processor, its vector extension, the CPUs, the load and Python (bench.host)."""
+    return describe()

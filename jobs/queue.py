@@ -84,11 +84,8 @@ def discard(connection: redis.Redis, rq_id: str) -> None:
         return
     try:
         Job.fetch(rq_id, connection=connection).cancel()
-    except (NoSuchJobError, InvalidJobOperation):  # gone already, or taken and ended meanwhile
-        pass
-    except InvalidJobOperation:  # canceled already: RQ 3 refuses to cancel a job twice
-        pass
-    except InvalidJobOperation:  # canceled already (rq 3 refuses a second cancel)
+    # gone already, taken and ended meanwhile, or canceled already (RQ 3 refuses a second cancel)
+    except (NoSuchJobError, InvalidJobOperation):
         pass
 
 

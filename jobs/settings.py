@@ -7,12 +7,28 @@ in upper case, except ``REDIS_URL`` (``BRAGG_REDIS_URL`` is accepted too).
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+@dataclass(frozen=True)
+class OwnerLimits:
+    """An owner's limits of unfinished (queued and running) work: jobs (a series or a verification
+    counts once), images (a series counts those it has left) and evaluations; 0: no limit."""
+
+    jobs: int = 0
+    images: int = 0
+    evaluations: int = 0
+
+    def words(self, images: int, evaluations: int) -> str:
+        """ARGV[1] of the creating scripts: the limits and the new job's cost."""
+        return f"{self.jobs} {self.images} {self.evaluations} {images} {evaluations}"
+
 
 
 class Settings(BaseSettings):
@@ -181,9 +197,8 @@ class Settings(BaseSettings):
                 found = owner
         return found
 
-    def owner_limits(self):
+    def owner_limits(self) -> OwnerLimits:
         """The limits of an owner's unfinished work, as the creating scripts take them."""
-        from jobs.records.jobs import OwnerLimits
         return OwnerLimits(self.max_queued_jobs_per_owner, self.max_queued_images_per_owner,
                            self.max_queued_evaluations_per_owner)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from jobs.job import Job, JobStatus
+from jobs.settings import OwnerLimits
 
 from .base import RecordsBase, encode, job_of, now, plain_id, s_
 
@@ -252,20 +253,6 @@ class JobRecords(RecordsBase):
                 self.r.srem(key, *dead)
                 dropped += len(dead)
         return dropped
-
-
-@dataclass(frozen=True)
-class OwnerLimits:
-    """An owner's limits of unfinished (queued and running) work: jobs (a series or a verification
-    counts once), images (a series counts those it has left) and evaluations; 0: no limit."""
-
-    jobs: int = 0
-    images: int = 0
-    evaluations: int = 0
-
-    def words(self, images: int, evaluations: int) -> str:
-        """ARGV[1] of the creating scripts: the limits and the new job's cost."""
-        return f"{self.jobs} {self.images} {self.evaluations} {images} {evaluations}"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Union
+from typing import Union
 
 import numpy as np
 
