@@ -195,7 +195,8 @@ class Engine:
                 self._Nvec, Fp.reshape(-1),
                 self._t([sf.h_min - 1.0, sf.k_min - 1.0, sf.l_min - 1.0]).view(3, 1, 1),
                 self._t([Hp - 1.0, Kp - 1.0, Lp - 1.0]).view(3, 1, 1),
-                torch.tensor([Kp * Lp, Lp, 1], device=self.device).view(3, 1, 1))
+                torch.tensor([Kp * Lp, Lp, 1], dtype=kernels.index_dtype(Fp.numel()),
+                             device=self.device).view(3, 1, 1))
 
     def _geometry(self, fp, sp, loops) -> LoopGeometry:
         """Per-(pixel, loop) geometry, computed in float64 and handed on in the render dtype."""

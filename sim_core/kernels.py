@@ -74,8 +74,14 @@ def _example(kind: str, dtype: torch.dtype, device) -> tuple:
     F = torch.rand(9 * 9 * 9, generator=g, dtype=torch.float64).to(dtype).to(device)
     lo = torch.tensor([-4.0, -4.0, -4.0], dtype=dtype, device=device).view(3, 1, 1)
     hi = torch.tensor([8.0, 8.0, 8.0], dtype=dtype, device=device).view(3, 1, 1)
-    strides = torch.tensor([81, 9, 1], device=device).view(3, 1, 1)
+    strides = torch.tensor([81, 9, 1], dtype=index_dtype(F.numel()), device=device).view(3, 1, 1)
     return q, cells, Nvec, F, lo, hi, strides
+
+
+def index_dtype(grid_size: int) -> torch.dtype:
+    """The dtype of the grid kernel's flat indices: int32 (a conversion the vector unit has) for
+    every grid that fits, int64 beyond."""
+    return torch.int32 if grid_size < 2 ** 31 else torch.int64
 
 
 def warm_up(device="cpu", dtypes=(torch.float64, torch.float32)) -> float:
@@ -111,47 +117,57 @@ def warm_up_in_background(device="cpu") -> threading.Thread:
     return t
 
 
-def _lattice_squared(hkl: torch.Tensor, n: torch.Tensor, Nvec: torch.Tensor) -> torch.Tensor:
-    """F_latt^2 of the parallelepiped from h, k, l (3, n_o, N) and their nearest nodes ``n``."""
-    x = (hkl - n) * math.pi
-    r = torch.sin(x * Nvec) / torch.sin(x)
-    r = torch.where(x == 0, Nvec.expand_as(r), r)
-    r = torch.where(Nvec > 1, r, torch.ones_like(r))
-    f = r[0] * r[1] * r[2]
-    return f * f
+def _axes(q: torch.Tensor, cells: torch.Tensor) -> list[torch.Tensor]:
+    """h, k, l, each (n_o, N), of q (3, N) in every orientation's cell (3 n_o, 3).
 
-
-def _miller(q: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-    """h, k, l (3, n_o, N) of q (3, N) in every orientation's cell (3 n_o, 3). Compiled: three
-    products a component, which Inductor fuses into the kernel's loop (a matrix product is a call
-    of its own and a pass through memory: 213 against 282 M evaluations/s for heavy_mosaic_phi in
-    float32); eager: the engine's own matrix product, so that the eager form stays the engine's
-    arithmetic to the last bit."""
+    Compiled: three products a component, which Inductor fuses into the kernel's loop (a matrix
+    product is a call of its own and a pass through memory); eager: the engine's own matrix
+    product, so that the eager form stays the engine's arithmetic to the last bit."""
     if torch.compiler.is_compiling():
         c = cells.view(3, -1, 3, 1)
-        return c[:, :, 0] * q[0] + c[:, :, 1] * q[1] + c[:, :, 2] * q[2]
-    return (cells @ q).view(3, -1, q.shape[1])
+        return [c[i, :, 0] * q[0] + c[i, :, 1] * q[1] + c[i, :, 2] * q[2] for i in range(3)]
+    return list((cells @ q).view(3, -1, q.shape[1]).unbind(0))
+
+
+def _sincg(x: torch.Tensor, N: torch.Tensor) -> torch.Tensor:
+    """sin(N x) / sin(x) for x = pi (h - n), N at x == 0, and 1 for an axis with N <= 1."""
+    r = torch.where(x == 0, N, torch.sin(x * N) / torch.sin(x))
+    return torch.where(N > 1, r, torch.ones_like(r))
 
 
 def orientation_sum_constant(q: torch.Tensor, cells: torch.Tensor, Nvec: torch.Tensor,
                              F2: torch.Tensor) -> torch.Tensor:
     """sum over orientations of F^2 F_latt^2 with a constant F; q (3, N), cells (3 n_o, 3)."""
-    hkl = _miller(q, cells)
-    return (_lattice_squared(hkl, torch.round(hkl), Nvec) * F2).sum(0)
+    lat = None
+    for i, h in enumerate(_axes(q, cells)):
+        r = _sincg((h - torch.round(h)) * math.pi, Nvec[i])
+        lat = r if lat is None else lat * r
+    return (lat * lat * F2).sum(0)
 
 
 def orientation_sum_grid(q: torch.Tensor, cells: torch.Tensor, Nvec: torch.Tensor,
                          F_flat: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
                          strides: torch.Tensor) -> torch.Tensor:
     """The same with F from the bordered HKL grid (``lo``: index of the border node, ``hi``: last
-    index, ``strides``: of the flattened grid; each (3, 1, 1))."""
-    hkl = _miller(q, cells)
-    n = torch.ceil(hkl - 0.5)
-    lat2 = _lattice_squared(hkl, n, Nvec)
-    i = torch.minimum(torch.clamp(n - lo, min=0), hi).to(torch.int64)
-    idx = (i * strides).sum(0)
+    index, ``strides``: of the flattened grid, in the index dtype; each (3, 1, 1))."""
+    lat = idx = None
+    for i, h in enumerate(_axes(q, cells)):
+        n = torch.ceil(h - 0.5)
+        r = _sincg((h - n) * math.pi, Nvec[i])
+        j = torch.minimum(torch.clamp(n - lo[i], min=0), hi[i]).to(strides.dtype) * strides[i]
+        lat = r if lat is None else lat * r
+        idx = j if idx is None else idx + j
     F = F_flat[idx]
-    return (lat2 * F * F).sum(0)
+    return (lat * lat * (F * F)).sum(0)
+
+
+#: Inductor's store-or-recompute thresholds, raised for the kernels: by default it stores h, k, l
+#: (each reads six inputs, more than it lets one loop body accumulate) and the summand (more
+#: operations than it inlines into a reduction) in buffers of their own, three passes through
+#: memory; raised, a kernel is one loop (supervisor_full float32: 94 -> 197 M evaluations/s).
+_INDUCTOR_OPTIONS = {"realize_cpu_acc_reads_threshold": 1000, "realize_acc_reads_threshold": 1000,
+                     "realize_cpu_opcount_threshold": 10000, "realize_opcount_threshold": 10000,
+                     "realize_reads_threshold": 1000}
 
 
 _EAGER = {"constant": orientation_sum_constant, "grid": orientation_sum_grid}
@@ -166,7 +182,8 @@ def kernel(kind: str, compiled: bool):
         fn = _compiled.get(kind)
         if fn is None:
             try:
-                fn = torch.compile(_EAGER[kind], dynamic=True, fullgraph=True)
+                fn = torch.compile(_EAGER[kind], dynamic=True, fullgraph=True,
+                                   options=_INDUCTOR_OPTIONS)
             except Exception as exc:  # pragma: no cover - platform dependent
                 log.warning("torch.compile unavailable (%s); using the eager engine", exc)
                 _failed = True
