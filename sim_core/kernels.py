@@ -129,9 +129,41 @@ def _axes(q: torch.Tensor, cells: torch.Tensor) -> list[torch.Tensor]:
     return list((cells @ q).view(3, -1, q.shape[1]).unbind(0))
 
 
-def _sincg(x: torch.Tensor, N: torch.Tensor) -> torch.Tensor:
-    """sin(N x) / sin(x) for x = pi (h - n), N at x == 0, and 1 for an axis with N <= 1."""
-    r = torch.where(x == 0, N, torch.sin(x * N) / torch.sin(x))
+#: sin(pi f) / f as a polynomial in f^2 on |f| <= 1/2 (least squares in relative error on
+#: Chebyshev nodes): 5e-9 relative, 1.8e-7 (1.5 float32 units) evaluated in float32
+_SINPI = (3.14159264, -5.16770968, 2.55006958, -0.59824123, 0.07755864)
+
+
+def _sinpi(f: torch.Tensor) -> torch.Tensor:
+    """sin(pi f) for |f| <= 1/2 in float32: five multiply-adds, no argument reduction."""
+    u = f * f
+    p = _SINPI[-1]
+    for c in _SINPI[-2::-1]:
+        p = p * u + c
+    return f * p
+
+
+def _lattice_ratio(f: torch.Tensor, N: torch.Tensor) -> torch.Tensor:
+    """sin(pi N f) / sin(pi f) of the fraction f = h - n (|f| <= 1/2), N at f == 0, and 1 for an
+    axis with N <= 1.
+
+    In the compiled float32 kernel both sines come from ``_sinpi``: N f is brought back to
+    [-1/2, 1/2] by its nearest integer m (sin(pi N f) = (-1)^m sin(pi (N f - m))). Vectorised
+    library sines reduce any argument to a quarter period with extra precision, which costs more
+    than the evaluation; here the reduction is one rounding and a subtraction (exact), and a
+    float32 render's error stays that of its argument (N f, rounded once, as the library's pi N f
+    was). heavy_mosaic_phi float32, kernel alone, AMD EPYC AVX2: 186 -> 238 M evaluations/s. In
+    float64 and eager the library sine of the engine runs (every golden case where float64 is
+    bit-identical to the C program stays so).
+    """
+    if torch.compiler.is_compiling() and f.dtype == torch.float32:
+        t = f * N
+        m = torch.round(t)
+        sign = 1.0 - 2.0 * (m - 2.0 * torch.floor(m * 0.5))
+        r = torch.where(f == 0, N, sign * _sinpi(t - m) / _sinpi(f))
+    else:
+        x = f * math.pi
+        r = torch.where(x == 0, N, torch.sin(x * N) / torch.sin(x))
     return torch.where(N > 1, r, torch.ones_like(r))
 
 
@@ -140,7 +172,7 @@ def orientation_sum_constant(q: torch.Tensor, cells: torch.Tensor, Nvec: torch.T
     """sum over orientations of F^2 F_latt^2 with a constant F; q (3, N), cells (3 n_o, 3)."""
     lat = None
     for i, h in enumerate(_axes(q, cells)):
-        r = _sincg((h - torch.round(h)) * math.pi, Nvec[i])
+        r = _lattice_ratio(h - torch.round(h), Nvec[i])
         lat = r if lat is None else lat * r
     return (lat * lat * F2).sum(0)
 
@@ -153,7 +185,7 @@ def orientation_sum_grid(q: torch.Tensor, cells: torch.Tensor, Nvec: torch.Tenso
     lat = idx = None
     for i, h in enumerate(_axes(q, cells)):
         n = torch.ceil(h - 0.5)
-        r = _sincg((h - n) * math.pi, Nvec[i])
+        r = _lattice_ratio(h - n, Nvec[i])
         j = torch.minimum(torch.clamp(n - lo[i], min=0), hi[i]).to(strides.dtype) * strides[i]
         lat = r if lat is None else lat * r
         idx = j if idx is None else idx + j
