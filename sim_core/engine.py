@@ -175,7 +175,7 @@ class Engine:
 
     def _prepare_fused(self, mode: str):
         """Set up the fused kernel (sim_core.kernels) where the evaluations allow and it pays."""
-        self._fused = None
+        self._fused = self._fused_geometry = None
         plain = (self.shape_kind == "square" and not self.interpolate and not self.recurrence
                  and self.cells_fresh is None)
         kind = "constant" if self.sf.constant else "grid"
@@ -184,6 +184,10 @@ class Engine:
             return
         self._fused_kind = kind
         self._fused = kernels.kernel(kind, compiled=True)
+        if (kernels.compiled_geometry_fits(self.frame, self.L, 2)
+                and kernels.wants_compile(mode, self.exp.evaluations, "geometry", self.dtype,
+                                          self.device)):
+            self._fused_geometry = kernels.kernel("geometry", compiled=True)
         self._Nvec = self._t([float(self.Na), float(self.Nb), float(self.Nc)]).view(3, 1, 1)
         if self.sf.constant:
             self._fused_args = (self._Nvec, self._t(self.sf.default_F ** 2))
@@ -197,6 +201,14 @@ class Engine:
                 self._t([Hp - 1.0, Kp - 1.0, Lp - 1.0]).view(3, 1, 1),
                 torch.tensor([Kp * Lp, Lp, 1], dtype=kernels.index_dtype(Fp.numel()),
                              device=self.device).view(3, 1, 1))
+
+    def _fused_loop_geometry(self, pixels, loops) -> LoopGeometry:
+        """The part of the geometry a fused render uses, from the compiled ``kernels.loop_terms``
+        (the same float64 arithmetic in one loop)."""
+        q, omega, capture, polar, skip = kernels.call(
+            self._fused_geometry, "geometry", self.frame, pixels, self.F_pixels, loops, self.dtype)
+        return LoopGeometry(pos=None, airpath=None, diffracted=None, omega=omega, capture=capture,
+                            incident=None, lam=None, q=q, skip=skip, polar=polar)
 
     def _geometry(self, fp, sp, loops) -> LoopGeometry:
         """Per-(pixel, loop) geometry, computed in float64 and handed on in the render dtype."""
@@ -327,8 +339,11 @@ class Engine:
         """Final intensities of ``pixels`` (linear indices; ``ranks`` = their render order)."""
         _, loops_per_block, o_per_block = plan
         P = pixels.shape[0]
-        fp = (pixels % self.F_pixels).to(torch.float64)
-        sp = (pixels // self.F_pixels).to(torch.float64)
+        fused_geometry = (self._fused_geometry is not None and recorder is None and P > 1
+                          and not (torch.is_grad_enabled() and self.frame.pix0.requires_grad))
+        if not fused_geometry:
+            fp = (pixels % self.F_pixels).to(torch.float64)
+            sp = (pixels // self.F_pixels).to(torch.float64)
         I = torch.full((P,), self.I_bg, device=self.device, dtype=self.dtype)
         polar_first = torch.zeros(P, device=self.device, dtype=self.dtype)
         polar_found = torch.zeros(P, dtype=torch.bool, device=self.device)
@@ -338,7 +353,10 @@ class Engine:
         F2 = self.sf.default_F * self.sf.default_F
         for l0 in range(0, self.L, loops_per_block):
             loops = torch.arange(l0, min(self.L, l0 + loops_per_block), device=self.device)
-            g = self._geometry(fp, sp, loops)
+            if fused_geometry:
+                g = self._fused_loop_geometry(pixels, loops)
+            else:
+                g = self._geometry(fp, sp, loops)
             Lb = loops.shape[0]
             skip = g.skip
             # pixel-level factors with the C program's "first computed" / "last computed" values

@@ -82,3 +82,47 @@ def test_compiled_kernel_on_cuda_matches_eager(name, dtype):
     assert on._fused is not kernels._EAGER[on._fused_kind]
     a, b = ref.cpu().numpy(), got.cpu().numpy()
     assert np.abs(a - b).max() / np.abs(a).max() <= (1e-10 if dtype == torch.float64 else 1e-4)
+
+
+def _geometry_inputs(eng):
+    pixels = torch.arange(0, eng.F_pixels * 7, 3)
+    return eng.frame, pixels, eng.F_pixels, torch.arange(eng.L)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("name", ["custom_vectors", "triclinic_misset"])
+def test_compiled_geometry_is_the_eager_geometry(name, dtype):
+    """The compiled per-pixel geometry of a fused render (one float64 loop) gives the eager
+    geometry's values: to the last bit after the cast to float32; in float64 to the last bits,
+    since its square root is the correctly rounded one (the C program's) where ATen's vectorised
+    float64 sqrt is off by one unit for a few percent of values. And the warm-up's compilation
+    serves a real detector's frame as it is (a guard that failed would compile again in the
+    middle of a served command)."""
+    kernels.warm_up("cpu", dtypes=(dtype,))
+    _, eng = engine(name, "-compile", "on", dtype=dtype)
+    assert kernels.compiled_geometry_fits(eng.frame, eng.L, 2)
+    if kernels._failed:
+        pytest.skip("torch.compile is not available here")
+    assert eng._fused_geometry is not kernels._EAGER["geometry"]
+    args = (*_geometry_inputs(eng), dtype)
+    if not hasattr(torch.compiler, "set_stance"):  # torch < 2.6
+        pytest.skip("this torch cannot refuse to recompile")
+    with torch.compiler.set_stance("fail_on_recompile"):
+        got = kernels.call(eng._fused_geometry, "geometry", *args)
+    want = kernels.loop_terms(*args)
+    for name_, a, b in zip(("q", "omega", "capture", "polar", "skip"), got, want):
+        assert a.dtype == b.dtype, name_
+        if dtype == torch.float32 or name_ == "skip":
+            assert torch.equal(a, b), name_
+        else:
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-13, atol=0, err_msg=name_)
+
+
+def test_geometry_the_warm_up_did_not_compile_stays_eager():
+    """Frames outside the compiled variant (several subpixels, a Kahn factor, dmin, a curved
+    detector, thickness) take the eager geometry."""
+    for name in ("polarization_kahn", "dmin_roi", "curved_detector", "detector_thickness",
+                 "divergence_dispersion"):
+        _, eng = engine(name, "-compile", "on")
+        assert not kernels.compiled_geometry_fits(eng.frame, eng.L, 2), name
+        assert eng._fused_geometry is None, name
