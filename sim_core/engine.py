@@ -565,7 +565,8 @@ class Engine:
                recorders: dict[int, Recorder] | None = None) -> tuple[torch.Tensor, RenderStats]:
         """Render the image (slow, fast); returns it with the run statistics."""
         if self.device.type == "cpu":
-            apply_thread_policy()  # nanobragg's and the server's choice from the idle cores
+            # nanobragg's and the server's choice from the idle cores
+            apply_thread_policy(eager=self._fused is None)
         exp = self.exp
         order = exp.render_pixels()
         n = order.size

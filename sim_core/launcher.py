@@ -28,7 +28,8 @@ def in_process(argv: list[str]) -> int:
 
     runtime.openmp_environment()
     meter = runtime.CpuMeter()  # the import of torch, next, is the window it measures
-    runtime.set_thread_policy(lambda: runtime.choose_threads(meter.others_busy()))
+    runtime.set_thread_policy(
+        lambda eager=False: runtime.choose_threads(meter.others_busy(), eager))
     from .cli import main as cli_main
     return cli_main(argv)
 

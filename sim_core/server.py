@@ -116,9 +116,11 @@ def _send(conn: socket.socket, message: dict, lock: threading.Lock | None = None
             conn.sendall(data)
 
 
-def _peer_uid(conn: socket.socket) -> int:
+def _peer(conn: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of ``conn``."""
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    pid, uid, _ = struct.unpack("3i", creds)
+    return pid, uid
 
 
 def _serve_one(conn: socket.socket, state: Callable[[], str]) -> None:
@@ -231,7 +233,8 @@ def serve(idle_seconds: float = IDLE_SECONDS) -> bool:
         warm = _WarmUp()
         # each render's threads: the cores that other processes leave idle (since the last mark)
         meter = runtime.CpuMeter()
-        runtime.set_thread_policy(lambda: runtime.choose_threads(meter.others_busy()))
+        runtime.set_thread_policy(
+            lambda eager=False: runtime.choose_threads(meter.others_busy(), eager))
         last = time.monotonic()
         try:
             while not stop.is_set() and time.monotonic() - last < idle_seconds:
@@ -241,11 +244,15 @@ def serve(idle_seconds: float = IDLE_SECONDS) -> bool:
                     meter.mark()
                     continue
                 with conn:
-                    if _peer_uid(conn) != os.getuid():
+                    pid, uid = _peer(conn)
+                    if uid != os.getuid():
                         continue
                     conn.settimeout(None)
+                    # the client's own start-up is this command's work, not other processes'
+                    meter.guest = pid
                     with contextlib.suppress(OSError, ValueError):
                         _serve_one(conn, lambda: warm.state)
+                    meter.guest = None
                 meter.mark()
                 last = time.monotonic()
         finally:

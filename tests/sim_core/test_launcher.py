@@ -35,6 +35,18 @@ def test_it_backs_off_once_the_others_far_oversubscribe_the_cores():
         assert runtime.choose_threads(2.0 * total + 1.0) == cores - 1
 
 
+def test_an_eager_render_takes_only_the_idle_cores():
+    cores, total = runtime.usable_cores(), os.cpu_count()
+    assert runtime.choose_threads(None, eager=True) == cores
+    assert runtime.choose_threads(0.0, eager=True) == cores
+    assert runtime.choose_threads(1e9, eager=True) == 1
+    if cores == total and cores >= 2:
+        # one busy process: the compiled kernel keeps every core, the eager engine leaves it one
+        assert runtime.choose_threads(1.0, eager=True) == cores - 1
+        assert runtime.choose_threads(1.0) == cores
+        assert runtime.choose_threads(float(total), eager=True) == 1
+
+
 def test_the_meter_counts_other_processes_not_this_one():
     meter = runtime.CpuMeter()
     assert meter.others_busy(min_window=60) is None  # too short a window to say anything
@@ -52,11 +64,35 @@ def test_the_meter_counts_other_processes_not_this_one():
     assert meter.others_busy(min_window=0.3) is not None
 
 
+def test_the_meter_leaves_out_the_guest_process():
+    """The server's client (whose start-up falls in the window) is not other processes' work."""
+    meter = runtime.CpuMeter()
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + 0.6\n"
+                              "while time.monotonic() < end: pass\ninput()"],
+                             stdin=subprocess.PIPE)
+    try:
+        deadline = runtime.time.monotonic() + 60
+        while runtime._process_seconds(child.pid) < 0.3 and runtime.time.monotonic() < deadline:
+            runtime.time.sleep(0.05)
+        with_child = meter.others_busy()
+        meter.guest = child.pid
+        without = meter.others_busy()
+        spent = runtime._process_seconds(child.pid)
+    finally:
+        child.communicate(b"\n", timeout=60)
+    if with_child is None:
+        pytest.skip("no /proc/stat here")
+    assert spent >= 0.3
+    # the two readings are a moment apart: their difference is the child's CPU over the window
+    assert with_child - without > 0.0
+    assert without <= with_child
+
+
 def test_the_policy_sets_torch_threads_and_respects_omp_num_threads():
     code = """
 import os, torch
 from sim_core import runtime
-runtime.set_thread_policy(lambda: 1)
+runtime.set_thread_policy(lambda eager: 1)
 print(runtime.apply_thread_policy(), torch.get_num_threads())
 """
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
