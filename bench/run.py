@@ -262,7 +262,7 @@ def verdicts(rows: list[dict], warm: list[dict]) -> list[tuple[bool | None, str]
     return out
 
 
-def warm_render(name: str, dtype: str, runs: int = 2) -> dict:
+def warm_render(name: str, dtype: str, runs: int = 4) -> dict:
     """The compiled kernel's own rate in this process: the case's experiment built once, the
     kernels warmed, one untimed render, then the best of ``runs`` (``Engine.render`` alone, no
     experiment building or file writing); the sine rate measured just before and after."""
@@ -403,7 +403,7 @@ def main(argv=None) -> int:
     print(f"load average: {info['load_before']} before, {info['load_after']} after")
     warm = []
     if "auto" in args.modes and args.device != "cuda":
-        print("\nwarm render (the compiled kernel alone, in this process, best of 2):")
+        print("\nwarm render (the compiled kernel alone, in this process, best of 4):")
         for name in args.cases:
             if name not in SPEED_TARGETS:
                 continue

@@ -171,7 +171,7 @@ class Engine:
         self._prepare_fused(cfg.run.compile)
         if self._fused is not None and not self._explicit_target:
             # one fused loop instead of ~30 passes over memory: bigger chunks pay (measured)
-            self.target_chunk_evals = max(self.target_chunk_evals, 1 << 20)
+            self.target_chunk_evals = max(self.target_chunk_evals, 1 << 22)
 
     def _prepare_fused(self, mode: str):
         """Set up the fused kernel (sim_core.kernels) where the evaluations allow and it pays."""
@@ -184,7 +184,7 @@ class Engine:
             return
         self._fused_kind = kind
         self._fused = kernels.kernel(kind, compiled=True)
-        if (kernels.compiled_geometry_fits(self.frame, self.L, 2)
+        if (self.device.type == "cpu" and kernels.compiled_geometry_fits(self.frame, self.L, 2)
                 and kernels.wants_compile(mode, self.exp.evaluations, "geometry", self.dtype,
                                           self.device)):
             self._fused_geometry = kernels.kernel("geometry", compiled=True)
@@ -595,6 +595,9 @@ class Engine:
         rk_all = torch.as_tensor(ranks_all, device=self.device, dtype=torch.long)
         chunk = plan[0] if pixel_subset is None else 1
         total = max(1, order.size)
+        image = torch.zeros(S * F, device=self.device, dtype=self.dtype)
+        # every pixel in order (no ROI, mask or subset): each chunk is a slice of the image
+        whole = order.size == S * F and pixel_subset is None
         for start in range(0, order.size, chunk):
             if cancel is not None and cancel():
                 raise RenderCancelled()
@@ -605,11 +608,14 @@ class Engine:
             rec = None
             if recorders is not None:
                 rec = recorders.get(int(pix[0])) if pix.shape[0] == 1 else None
-            values.append(self.render_chunk(pix, rk, state, plan, rec, stats))
+            part = self.render_chunk(pix, rk, state, plan, rec, stats)
+            if whole and not part.requires_grad:
+                image[start:start + pix.shape[0]] = part
+            else:
+                values.append(part)
             stats.chunks += 1
             if progress is not None:
                 progress(min(1.0, (start + pix.shape[0]) / total))
-        image = torch.zeros(S * F, device=self.device, dtype=self.dtype)
         if values:
             image = image.index_put((idx_all,), torch.cat(values))
         return image.view(S, F), stats

@@ -25,7 +25,7 @@ import threading
 
 import torch
 
-from .geometry.pixels import PixelFrame, loop_geometry
+from .geometry.pixels import PixelFrame, loop_geometry, scattering_vector
 
 log = logging.getLogger("sim_core.kernels")
 
@@ -101,7 +101,7 @@ def warm_up(device="cpu", dtypes=(torch.float64, torch.float32)) -> float:
             if _failed:
                 return time.perf_counter() - t0
             _ready.add((kind, str(dtype), dev.type))
-    for dtype in dtypes:
+    for dtype in dtypes if dev.type == "cpu" else ():  # a GPU's eager geometry is cheap
         with torch.no_grad():
             call(kernel("geometry", compiled=True), "geometry", *_example_geometry(dtype, dev))
         if _failed:
@@ -224,7 +224,10 @@ def loop_terms(frame: PixelFrame, pixels: torch.Tensor, fpixels: int, loops: tor
     fp = (pixels % fpixels).to(torch.float64)
     sp = (pixels // fpixels).to(torch.float64)
     g = loop_geometry(frame, fp, sp, loops)
-    return g.q.to(dtype), g.omega.to(dtype), g.capture.to(dtype), g.polar.to(dtype), g.skip
+    # q from its parts in the render dtype: the float64 stack, realised and converted, was two
+    # more passes over memory than the rest of the geometry together
+    q = torch.stack([x.to(dtype) for x in scattering_vector(g.diffracted, g.incident.T, g.lam)])
+    return q, g.omega.to(dtype), g.capture.to(dtype), g.polar.to(dtype), g.skip
 
 
 def compiled_geometry_fits(frame: PixelFrame, loops: int, pixels: int) -> bool:
@@ -239,7 +242,7 @@ def compiled_geometry_fits(frame: PixelFrame, loops: int, pixels: int) -> bool:
 
 
 def _example_geometry(dtype: torch.dtype, device) -> tuple:
-    """A frame of the kind ``compiled_geometry_fits`` accepts, and 1,000 pixels of it."""
+    """A frame of the kind ``compiled_geometry_fits`` accepts, and pixels of it."""
     def t(*x):
         return torch.tensor(x, dtype=torch.float64, device=device)
 
@@ -254,8 +257,10 @@ def _example_geometry(dtype: torch.dtype, device) -> tuple:
         thick=0.0, mu=0.0, kahn=0.0, nopolar=False, dmin=0.0, curved=False, point_pixel=False,
         oversample_thick=False, sub_f=zero(), sub_s=zero(), layer=zero(),
         source=torch.zeros(1, dtype=torch.int64, device=device))
-    pixels = torch.arange(1000, device=device)
-    return frame, pixels, 40, torch.arange(1, device=device), dtype
+    # as many pixels as a chunk holds: Inductor decides from this size whether its loops run in
+    # parallel (with 1,000 the geometry ran on one thread)
+    pixels = torch.arange(1 << 18, device=device)
+    return frame, pixels, 512, torch.arange(1, device=device), dtype
 
 
 _EAGER = {"constant": orientation_sum_constant, "grid": orientation_sum_grid,

@@ -62,6 +62,12 @@ class PixelFrame:
     source: torch.Tensor
 
 
+def scattering_vector(d, inc, lam) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q = (diffracted - incident) / lambda, as x, y, z: unit vectors ``d`` (P, Lb) each,
+    ``inc`` (3, Lb), wavelengths ``lam`` (Lb,)."""
+    return tuple((d[i] - inc[i]) / lam for i in range(3))
+
+
 def loop_geometry(fr: PixelFrame, fp: torch.Tensor, sp: torch.Tensor, loops: torch.Tensor
                   ) -> LoopGeometry:
     """Geometry of loops ``loops`` (Lb,) of the pixels at fast/slow indices ``fp``, ``sp`` (P,)."""
@@ -90,7 +96,7 @@ def loop_geometry(fr: PixelFrame, fp: torch.Tensor, sp: torch.Tensor, loops: tor
     incident = fr.incident[k]
     lam = fr.lambdas[k]
     inc = incident.T  # (3, Lb)
-    q = torch.stack([(d[i] - inc[i]) / lam for i in range(3)])
+    q = torch.stack(scattering_vector(d, inc, lam))
     if fr.dmin > 0:
         stol = 0.5 * torch.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2])
         safe = torch.where(stol > 0, stol, torch.ones_like(stol))

@@ -6,6 +6,7 @@ import torch
 
 from sim_core import kernels
 from sim_core.engine import Engine
+from sim_core.geometry.pixels import loop_geometry
 from sim_core.experiment import build_experiment, local_files
 from sim_core.nanobragg_args import parse_nanobragg_args
 from tests.golden import load_case, meets_bar
@@ -110,6 +111,9 @@ def test_compiled_geometry_is_the_eager_geometry(name, dtype):
     with torch.compiler.set_stance("fail_on_recompile"):
         got = kernels.call(eng._fused_geometry, "geometry", *args)
     want = kernels.loop_terms(*args)
+    frame, pixels, fpixels, loops = args[:4]
+    g = loop_geometry(frame, (pixels % fpixels).double(), (pixels // fpixels).double(), loops)
+    assert torch.equal(want[0], g.q.to(dtype))  # the eager terms are the engine's geometry
     for name_, a, b in zip(("q", "omega", "capture", "polar", "skip"), got, want):
         assert a.dtype == b.dtype, name_
         if dtype == torch.float32 or name_ == "skip":
