@@ -8,7 +8,7 @@ served command starts in tens of milliseconds.
 uses a running server but never starts one. Output files, standard output and error and the exit
 status are the same either way.
 
-While the server compiles its kernels (5-30 s after it starts) a command renders in its own process
+While the server compiles its kernels (10-80 s after it starts) a command renders in its own process
 rather than waiting: a cold render costs the import (~1 s) and the eager engine, which for every
 bench command is less than the compilation still ahead (docs/performance.md).
 """
