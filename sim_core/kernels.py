@@ -215,8 +215,8 @@ def loop_terms(frame: PixelFrame, pixels: torch.Tensor, fpixels: int, loops: tor
     """What a fused render takes from the per-(pixel, loop) geometry (``loop_geometry``, float64):
     q, solid angle, capture fraction and polarization in the render dtype, and the dmin skips, of
     the pixels at linear indices ``pixels`` of a detector ``fpixels`` wide. Compiled, the eager
-    geometry's thirty passes over memory become one loop (supervisor_full float32, AMD EPYC
-    AVX2: 3.6 -> 1.9 ms a chunk of 104,857 pixels) with the same float64 arithmetic, but for the
+    geometry's thirty passes over memory become one loop (supervisor_full float32 render, AMD EPYC
+    AVX2: 0.51 -> 0.33-0.40 s with the chunk size) with the same float64 arithmetic, but for the
     square root: the compiled one is correctly rounded (as the C program's); ATen's vectorised
     float64 sqrt is one unit off for a few percent of values, so float64 values can differ from
     the eager ones in their last bits (q by up to 6e-14 relative, where it cancels near the
@@ -234,11 +234,12 @@ def compiled_geometry_fits(frame: PixelFrame, loops: int, pixels: int) -> bool:
     """Whether the geometry compiled by ``warm_up`` serves this frame as it is, without compiling
     again: one loop a pixel (one subpixel, source and layer: on several, Inductor vectorises along
     the short loop axis and the compiled geometry was no faster than the eager one), a flat
-    detector of real pixels, the unpolarized or off polarization factor, no dmin, no sensor
-    thickness, and more than one pixel (a size of 1 is one the compiler specialises on)."""
+    detector of real pixels, the unpolarized polarization factor, no dmin, no sensor thickness,
+    and more than one pixel (a size of 1 is one the compiler specialises on)."""
     return (loops == 1 and pixels > 1 and frame.incident.shape[0] == 1 and frame.oversample == 1
-            and not frame.curved and not frame.point_pixel and frame.kahn == 0.0
-            and frame.dmin == 0 and frame.thick == 0 and not frame.oversample_thick)
+            and not frame.curved and not frame.point_pixel and not frame.nopolar
+            and frame.kahn == 0.0 and frame.dmin == 0 and frame.thick == 0
+            and not frame.oversample_thick)
 
 
 def _example_geometry(dtype: torch.dtype, device) -> tuple:

@@ -13,9 +13,9 @@ partner needs and a render becomes 5-10x slower (measured). ``openmp_environment
 loads its OpenMP runtime, so ``nanobragg`` and ``nanobragg-server`` call it first thing.
 
 ``nanobragg`` and ``nanobragg-server`` also choose the threads of each CPU render from how busy other
-processes keep the cores (``CpuMeter``, ``choose_threads``): all cores unless the others' work alone
-oversubscribes them more than twice, fewer beyond that. An explicit ``OMP_NUM_THREADS`` turns that
-choice off.
+processes keep the cores (``CpuMeter``, ``choose_threads``): for the compiled kernel all cores
+unless the others' work alone oversubscribes them more than twice, fewer beyond that; for the eager
+engine only the cores the others leave idle. An explicit ``OMP_NUM_THREADS`` turns that choice off.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def test_geometry_the_warm_up_did_not_compile_stays_eager():
     """Frames outside the compiled variant (several subpixels, a Kahn factor, dmin, a curved
     detector, thickness) take the eager geometry."""
     for name in ("polarization_kahn", "dmin_roi", "curved_detector", "detector_thickness",
-                 "divergence_dispersion"):
+                 "divergence_dispersion", "nopolar_point_pixel"):
         _, eng = engine(name, "-compile", "on")
         assert not kernels.compiled_geometry_fits(eng.frame, eng.L, 2), name
         assert eng._fused_geometry is None, name
