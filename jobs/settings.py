@@ -30,7 +30,6 @@ class OwnerLimits:
         return f"{self.jobs} {self.images} {self.evaluations} {images} {evaluations}"
 
 
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BRAGG_", env_file=".env", extra="ignore",
                                       populate_by_name=True)

@@ -71,12 +71,10 @@ def plan_children(images: Iterable[int], evals_per_image: float, target_evals: f
     unless there are fewer images.
     """
     imgs = list(images)
-    if not imgs:
-        plan_child_count(0, evals_per_image, target_evals, min_children=min_children,
-                         multiple_of=multiple_of)
-        return []
     count, _ = plan_child_count(len(imgs), evals_per_image, target_evals,
                                 min_children=min_children, multiple_of=multiple_of)
+    if not count:
+        return []
     size, extra = divmod(len(imgs), count)
     groups, start = [], 0
     for c in range(count):

@@ -312,6 +312,15 @@ if ARGV[3] ~= '' then redis.call('SET', KEYS[7], ARGV[2] .. ' ' .. ARGV[3], 'EX'
 return {1, seq}
 """
 
+# A series' images in groups: child k of n holds consecutive images, the first 'images mod n'
+# groups one image more (sim_core.series.plan_child_count); group_offset is the number of images
+# before group k.
+_GROUPS = """
+local function group_offset(images, n, k)
+  return k * math.floor(images / n) + math.min(k, images % n)
+end
+"""
+
 # Fair share: the owners with jobs waiting for a queue take turns, one job (one child of a series)
 # per turn, and only while fewer than the window's entries wait on the RQ queue, so that one
 # owner's backlog stays in its line (and in no worker's way) and another owner's first job is let
@@ -327,6 +336,7 @@ _ADMIT = """
 -- ARGV[1] window, ARGV[2] now, ARGV[3] the key prefix of the queue's lines, ARGV[4] the key
 -- prefix of a job record, ARGV[5] the most lines to look at
 -- returns {id, queue entry id, timeout, ...} of the jobs let on (in the outbox: to be enqueued)
+""" + _GROUPS + """
 local free = tonumber(ARGV[1]) - redis.call('LLEN', KEYS[2])
 local out = {}
 local looked = 0
@@ -347,10 +357,8 @@ while free > 0 and looked < tonumber(ARGV[5]) do
       if k + 1 >= n then redis.call('LPOP', line) end
       if k < n then
         local images, first = tonumber(j[6]), tonumber(j[7])
-        local size, extra = math.floor(images / n), images % n
-        local start = first + k * size + math.min(k, extra)
-        local count = size
-        if k < extra then count = size + 1 end
+        local start = first + group_offset(images, n, k)
+        local count = group_offset(images, n, k + 1) - group_offset(images, n, k)
         local nums = {}
         for i = 0, count - 1 do nums[#nums + 1] = start + i end
         local label = 'image ' .. start
@@ -535,7 +543,7 @@ _MARK_CANCEL = """
 -- KEYS[5] live series
 -- ARGV[1] now, ARGV[2] parent id, ARGV[3] 'cancel' or 'stop'
 -- returns 'cancel-requested', the status it ended in here, or the status it had
-""" + _END_SERIES + """
+""" + _END_SERIES + _GROUPS + """
 local h = redis.call('HMGET', KEYS[1], 'status', 'cancel', 'kind', 'children', 'children_made',
                      'images', 'children_ended')
 local st = h[1]
@@ -549,8 +557,7 @@ local out = 'cancel-requested'
 if h[3] == 'series' and h[5] then
   local n, made, images = tonumber(h[4]), tonumber(h[5]), tonumber(h[6])
   if made < n then
-    local size, extra = math.floor(images / n), images % n
-    local covered = made * size + math.min(made, extra)
+    local covered = group_offset(images, n, made)
     redis.call('HSET', KEYS[1], 'children', made)
     redis.call('HINCRBY', KEYS[1], 'images_canceled', images - covered)
     changed = true

