@@ -35,6 +35,7 @@ An evaluation is one (subpixel, layer, source, phi step, mosaic domain) of one p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -262,7 +263,11 @@ def verdicts(rows: list[dict], warm: list[dict]) -> list[tuple[bool | None, str]
     return out
 
 
-def warm_render(name: str, dtype: str, runs: int = 4) -> dict:
+#: warm renders timed per case and dtype (the best counts)
+WARM_RUNS = 4
+
+
+def warm_render(name: str, dtype: str, runs: int = WARM_RUNS) -> dict:
     """The compiled kernel's own rate in this process: the case's experiment built once, the
     kernels warmed, one untimed render, then the best of ``runs`` (``Engine.render`` alone, no
     experiment building or file writing); the sine rate measured just before and after."""
@@ -377,10 +382,7 @@ def main(argv=None) -> int:
         for name in args.cases:
             folder, case_args = CASES[name]
             for mode in args.modes:
-                busy = BusyCores(args.busy) if mode == "busy" else None
-                if busy:
-                    busy.__enter__()
-                try:
+                with BusyCores(args.busy) if mode == "busy" else contextlib.nullcontext():
                     c_time = c_rss = None
                     key = (name, mode == "busy")
                     if args.c_bin and key not in c_cache:  # quiet: once for cold and auto
@@ -391,9 +393,6 @@ def main(argv=None) -> int:
                     for dtype in args.dtypes:
                         rows.append(_measure_ours(name, folder, case_args, dtype, mode,
                                                   envs[mode], args, c_time, c_rss))
-                finally:
-                    if busy:
-                        busy.__exit__(None, None, None)
     finally:
         if auto is not None:
             info["server_log"] = auto.stop()
@@ -403,7 +402,7 @@ def main(argv=None) -> int:
     print(f"load average: {info['load_before']} before, {info['load_after']} after")
     warm = []
     if "auto" in args.modes and args.device != "cuda":
-        print("\nwarm render (the compiled kernel alone, in this process, best of 4):")
+        print(f"\nwarm render (the compiled kernel alone, in this process, best of {WARM_RUNS}):")
         for name in args.cases:
             if name not in SPEED_TARGETS:
                 continue

@@ -184,7 +184,7 @@ class Engine:
             return
         self._fused_kind = kind
         self._fused = kernels.kernel(kind, compiled=True)
-        if (self.device.type == "cpu" and kernels.compiled_geometry_fits(self.frame, self.L, 2)
+        if (self.device.type == "cpu" and kernels.compiled_geometry_fits(self.frame, self.L)
                 and kernels.wants_compile(mode, self.exp.evaluations, "geometry", self.dtype,
                                           self.device)):
             self._fused_geometry = kernels.kernel("geometry", compiled=True)

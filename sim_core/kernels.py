@@ -230,13 +230,14 @@ def loop_terms(frame: PixelFrame, pixels: torch.Tensor, fpixels: int, loops: tor
     return q, g.omega.to(dtype), g.capture.to(dtype), g.polar.to(dtype), g.skip
 
 
-def compiled_geometry_fits(frame: PixelFrame, loops: int, pixels: int) -> bool:
+def compiled_geometry_fits(frame: PixelFrame, loops: int) -> bool:
     """Whether the geometry compiled by ``warm_up`` serves this frame as it is, without compiling
     again: one loop a pixel (one subpixel, source and layer: on several, Inductor vectorises along
     the short loop axis and the compiled geometry was no faster than the eager one), a flat
-    detector of real pixels, the unpolarized polarization factor, no dmin, no sensor thickness,
-    and more than one pixel (a size of 1 is one the compiler specialises on)."""
-    return (loops == 1 and pixels > 1 and frame.incident.shape[0] == 1 and frame.oversample == 1
+    detector of real pixels, the unpolarized polarization factor, no dmin, no sensor thickness.
+    (A chunk of one pixel takes the eager geometry too: a size of 1 is one the compiler
+    specialises on; ``Engine.render_chunk`` decides that.)"""
+    return (loops == 1  # (one subpixel, one source, one layer)
             and not frame.curved and not frame.point_pixel and not frame.nopolar
             and frame.kahn == 0.0 and frame.dmin == 0 and frame.thick == 0
             and not frame.oversample_thick)

@@ -101,7 +101,7 @@ def test_compiled_geometry_is_the_eager_geometry(name, dtype):
     middle of a served command)."""
     kernels.warm_up("cpu", dtypes=(dtype,))
     _, eng = engine(name, "-compile", "on", dtype=dtype)
-    assert kernels.compiled_geometry_fits(eng.frame, eng.L, 2)
+    assert kernels.compiled_geometry_fits(eng.frame, eng.L)
     if kernels._failed:
         pytest.skip("torch.compile is not available here")
     assert eng._fused_geometry is not kernels._EAGER["geometry"]
@@ -128,5 +128,5 @@ def test_geometry_the_warm_up_did_not_compile_stays_eager():
     for name in ("polarization_kahn", "dmin_roi", "curved_detector", "detector_thickness",
                  "divergence_dispersion", "nopolar_point_pixel"):
         _, eng = engine(name, "-compile", "on")
-        assert not kernels.compiled_geometry_fits(eng.frame, eng.L, 2), name
+        assert not kernels.compiled_geometry_fits(eng.frame, eng.L), name
         assert eng._fused_geometry is None, name
